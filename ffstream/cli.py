@@ -1,0 +1,174 @@
+"""``ffstream`` command line. The only module that prints.
+
+Exit codes of ``ffstream record``: 0 every frame was recorded; 1 frames were dropped
+(the files are valid but incomplete); 2 bad arguments; 3 an encoder or camera failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import FFstreamError
+
+EXIT_OK, EXIT_FRAMES_LOST, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution must look like 640x480, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"resolution must be positive, got {text!r}")
+    return w, h
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def _crf(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"crf must be a number, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ffstream", description="Encode camera frames to video while they are captured."
+    )
+    parser.add_argument("--version", action="version", version=f"ffstream {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rec = sub.add_parser("record", help="record episodes from cameras (synthetic by default)")
+    rec.add_argument("--cameras", type=_positive_int, default=2, help="synthetic cameras (2)")
+    rec.add_argument("--resolution", type=_resolution, default=(640, 480), help="WxH (640x480)")
+    rec.add_argument("--fps", type=_positive_float, default=30.0, help="frames per second (30)")
+    rec.add_argument("--episodes", type=_positive_int, default=2, help="episodes to record (2)")
+    rec.add_argument("--seconds", type=_positive_float, default=5.0, help="seconds per episode (5)")
+    rec.add_argument("--out", type=Path, default=Path("recordings"), help="output folder")
+    rec.add_argument("--vcodec", default="libsvtav1", help="libsvtav1 (default), h264, hevc")
+    rec.add_argument("--crf", type=_crf, default=None, help="quality (codec default if unset)")
+    rec.add_argument("--preset", default=None, help="encoder preset (codec default if unset)")
+    rec.add_argument("--encoder-threads", type=_positive_int, default=None,
+                     help="threads per encoder (codec decides if unset)")
+    rec.add_argument("--encoder-queue-maxsize", type=_positive_int, default=30,
+                     help="frames buffered per camera before dropping (30)")
+    rec.add_argument("--drop-policy", choices=("drop", "repeat", "block"), default="drop",
+                     help="what a full queue does: drop (default), repeat the previous frame, "
+                          "or block the capture loop")
+    rec.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
+    rec.add_argument("--quiet", action="store_true", help="no live status line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _COMMANDS[args.command](args)
+    except FFstreamError as exc:
+        print(f"ffstream: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, TypeError, FileExistsError) as exc:
+        print(f"ffstream: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from .cameras.synthetic import SyntheticCamera  # noqa: PLC0415
+    from .config import EncoderConfig  # noqa: PLC0415
+    from .recorder import Recorder, throughput  # noqa: PLC0415
+    from .streaming import StreamingVideoEncoder  # noqa: PLC0415
+
+    opts = {"vcodec": args.vcodec}
+    if args.crf is not None:
+        opts["crf"] = args.crf
+    if args.preset is not None:
+        opts["preset"] = int(args.preset) if args.preset.lstrip("-").isdigit() else args.preset
+    config = EncoderConfig(**opts)
+    w, h = args.resolution
+    cameras = [
+        SyntheticCamera(f"cam{i}", w, h, args.fps, seed=i) for i in range(args.cameras)
+    ]
+    px = throughput(len(cameras), w, h, args.fps)
+    print(
+        f"ffstream record: {len(cameras)} camera(s) {w}x{h} @ {args.fps:g} fps = "
+        f"{px / 1e6:.0f}M px/s, {config.vcodec} crf={config.crf} preset={config.preset}, "
+        f"{args.episodes} x {args.seconds:g} s -> {args.out}",
+        file=sys.stderr,
+    )
+    live = not args.quiet and sys.stderr.isatty()
+
+    def show(st) -> None:
+        queues = " ".join(f"{k}:q{st.queue_depths[k]}/d{st.dropped[k]}" for k in st.queue_depths)
+        print(
+            f"\r  episode {st.episode} frame {st.frame}/{st.frames_total} "
+            f"{st.capture_fps:5.1f} fps  {queues}   ",
+            end="", file=sys.stderr, flush=True,
+        )
+
+    with StreamingVideoEncoder(
+        args.fps, config,
+        queue_maxsize=args.encoder_queue_maxsize,
+        encoder_threads=args.encoder_threads,
+        ffmpeg=args.ffmpeg,
+        drop_policy=args.drop_policy,
+    ) as encoder:
+        recorder = Recorder(cameras, encoder, args.out, args.fps, on_status=show if live else None)
+        outcomes = recorder.record(args.episodes, args.seconds)
+    if live:
+        print(file=sys.stderr)
+    return _summary(outcomes)
+
+
+def _summary(outcomes) -> int:
+    header = f"{'episode':>7}  {'camera':<10} {'frames':>6} {'dropped':>7} {'MB':>7} {'save ms':>8}  file"
+    print(header)
+    code = EXIT_OK
+    for o in outcomes:
+        if o.error:
+            print(f"{o.index:>7}  ERROR: {o.error}")
+            code = EXIT_FAILED
+        for key, r in o.results.items():
+            print(
+                f"{o.index:>7}  {key:<10} {r.frames:>6} {r.dropped:>7} {r.bytes / 1e6:>7.2f} "
+                f"{o.finish_call_ms:>8.2f}  {r.path}"
+            )
+            if r.dropped and code == EXIT_OK:
+                code = EXIT_FRAMES_LOST
+    lost = sum(o.frames_lost for o in outcomes)
+    print(f"{len(outcomes)} episode(s), {lost} frame(s) dropped"
+          + ("" if code == EXIT_OK else " - see docs/troubleshooting.md"))
+    return code
+
+
+_COMMANDS = {"record": _cmd_record}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

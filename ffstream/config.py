@@ -1,0 +1,221 @@
+"""Encoder settings: what a user may ask of each codec, checked before any frame flows.
+
+Static checks (ranges, names, option syntax) happen at construction. Checks that need
+the binary (pix_fmt support, private option names) run against the default ffmpeg
+when one is found, and again by the writer against the binary it actually uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FFmpegNotFoundError
+from .ffmpeg import FFmpeg, find_ffmpeg
+from .formats import chroma_subsampling
+
+log = logging.getLogger("ffstream.config")
+
+ALIASES = {"h264": "libx264", "hevc": "libx265", "h265": "libx265", "av1": "libsvtav1"}
+
+X26X_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """What ffstream knows about one encoder: its family and its quality knobs."""
+
+    family: str  # "software", "nvenc", "vaapi", "qsv", "videotoolbox"
+    crf_range: tuple[float, float] | None  # None: the codec has no quality scale
+    presets: tuple[str, ...] | tuple[int, int] | None  # names, or an inclusive int range
+    default_preset: str | int | None = None
+    container: str = "mp4"
+
+
+CODECS: dict[str, CodecSpec] = {
+    "libsvtav1": CodecSpec("software", (0, 63), (-2, 13), default_preset=12),
+    "libx264": CodecSpec("software", (0, 51), X26X_PRESETS),
+    "libx265": CodecSpec("software", (0, 51), X26X_PRESETS),
+    "ffv1": CodecSpec("software", None, None, container="mkv"),
+}
+
+# Generic codec options that are safe to pass through extra_options (they name no file).
+GENERIC_OPTIONS = frozenset(
+    {"bf", "b", "maxrate", "minrate", "bufsize", "qmin", "qmax", "keyint_min", "refs", "level"}
+)
+
+
+def _check_value(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"extra_options[{key!r}] must be finite, got {value!r}")
+        return str(value)
+    if not isinstance(value, str):
+        raise TypeError(
+            f"extra_options[{key!r}] must be a str, int, float or bool, got {type(value).__name__}"
+        )
+    if any(c in value for c in "\n\r\x00"):
+        raise ValueError(f"extra_options[{key!r}] contains a line break or NUL byte; remove it")
+    if value.startswith("-") and not _is_number(value):
+        raise ValueError(
+            f"extra_options[{key!r}] = {value!r} starts with '-', which ffmpeg would read as "
+            "another option; pass the value without the leading '-'"
+        )
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class EncoderConfig:
+    """Video codec settings for one camera stream.
+
+    ``g=2`` puts a keyframe every 2 frames so training loaders can seek anywhere;
+    ``preset=None`` means the codec's ffstream default (12, the fast end, for
+    libsvtav1; the encoder's own default otherwise).
+    """
+
+    vcodec: str = "libsvtav1"
+    pix_fmt: str = "yuv420p"
+    g: int | None = 2
+    crf: float | None = 30
+    preset: str | int | None = None
+    fast_decode: int = 0
+    extra_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.vcodec = ALIASES.get(self.vcodec, self.vcodec)
+        if self.vcodec not in CODECS:
+            raise ValueError(
+                f"unknown vcodec {self.vcodec!r}; use one of "
+                f"{', '.join(sorted([*CODECS, *ALIASES]))}"
+            )
+        spec = self.spec
+        if self.g is not None and (not isinstance(self.g, int) or self.g < 1):
+            raise ValueError(f"g (keyframe interval) must be a positive integer, got {self.g!r}")
+        if self.crf is not None:
+            if spec.crf_range is None:
+                raise ValueError(f"{self.vcodec} has no crf setting; pass crf=None")
+            lo, hi = spec.crf_range
+            if not isinstance(self.crf, (int, float)) or not lo <= self.crf <= hi:
+                raise ValueError(
+                    f"crf {self.crf!r} is out of range for {self.vcodec}: use {lo:g}..{hi:g} "
+                    "(lower is better quality, bigger files)"
+                )
+        if self.preset is None:
+            self.preset = spec.default_preset
+        elif spec.presets is None:
+            raise ValueError(f"{self.vcodec} has no preset setting; pass preset=None")
+        elif isinstance(spec.presets[0], int):
+            lo, hi = spec.presets  # type: ignore[misc]
+            if isinstance(self.preset, bool) or not isinstance(self.preset, int):
+                raise ValueError(f"preset for {self.vcodec} must be an integer {lo}..{hi}")
+            if not lo <= self.preset <= hi:
+                raise ValueError(
+                    f"preset {self.preset} is out of range for {self.vcodec}: use {lo}..{hi} "
+                    "(higher is faster)"
+                )
+        elif self.preset not in spec.presets:
+            raise ValueError(
+                f"preset {self.preset!r} is unknown for {self.vcodec}; use one of "
+                f"{', '.join(spec.presets)}"  # type: ignore[arg-type]
+            )
+        if not isinstance(self.fast_decode, int) or not 0 <= self.fast_decode <= 2:
+            raise ValueError(f"fast_decode must be 0, 1 or 2, got {self.fast_decode!r}")
+        if not isinstance(self.extra_options, dict):
+            raise TypeError("extra_options must be a dict of option name -> value")
+        self.extra_options = {
+            self._check_key(k): _check_value(k, v) for k, v in self.extra_options.items()
+        }
+        try:
+            ff = find_ffmpeg()
+        except FFmpegNotFoundError:
+            log.debug("no ffmpeg found; binary-dependent checks of %s wait for the writer", self)
+        else:
+            self.validate_for(ff)
+
+    def _check_key(self, key: Any) -> str:
+        if not isinstance(key, str) or not key or key.startswith("-") or not key.isprintable():
+            raise ValueError(f"extra_options key {key!r} is not an option name")
+        named = {f.name for f in dataclasses.fields(self)} - {"extra_options"}
+        if key in named:
+            raise ValueError(f"set {key!r} through the EncoderConfig field, not extra_options")
+        return key
+
+    @property
+    def spec(self) -> CodecSpec:
+        return CODECS[self.vcodec]
+
+    @property
+    def extension(self) -> str:
+        """File extension of the container this codec is written to."""
+        return self.spec.container
+
+    def validate_for(self, ffmpeg: FFmpeg) -> None:
+        """Check the settings against what ``ffmpeg`` reports for this encoder."""
+        info = ffmpeg.encoder_help(self.vcodec)
+        if info is None:
+            raise ValueError(
+                f"this ffmpeg ({ffmpeg.path}) has no {self.vcodec} encoder; use another vcodec "
+                f"or a build that includes it (`ffmpeg -encoders` lists what it has)"
+            )
+        if info.pix_fmts and self.pix_fmt not in info.pix_fmts:
+            raise ValueError(
+                f"{self.vcodec} cannot encode pix_fmt {self.pix_fmt!r}; it accepts "
+                f"{', '.join(info.pix_fmts)}"
+            )
+        for key in self.extra_options:
+            if key not in info.options and key not in GENERIC_OPTIONS:
+                fields = {f.name for f in dataclasses.fields(self)}
+                allowed = sorted({*info.options, *GENERIC_OPTIONS} - fields)
+                raise ValueError(
+                    f"{self.vcodec} has no option {key!r}; allowed extra_options keys: "
+                    f"{', '.join(allowed)}"
+                )
+
+    def check_frame_size(self, width: int, height: int) -> None:
+        """Refuse sizes the encoded pix_fmt cannot hold, before ffmpeg fails on them."""
+        sx, sy = chroma_subsampling(self.pix_fmt)
+        for label, value, factor in (("width", width, sx), ("height", height, sy)):
+            if value % factor:
+                raise ValueError(
+                    f"{label} {value} is odd; {self.pix_fmt} needs even sizes: crop or resize "
+                    "the frames by one pixel, or use pix_fmt='yuv444p'"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+        """Build from metadata (e.g. episode.json); unknown fields are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.__name__} field(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(**data)

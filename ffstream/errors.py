@@ -1,0 +1,20 @@
+"""Exception types shared by every module, so callers can catch one family."""
+
+from __future__ import annotations
+
+
+class FFstreamError(Exception):
+    """Base class of every error ffstream raises on purpose."""
+
+
+class FFmpegNotFoundError(FFstreamError, FileNotFoundError):
+    """No usable ffmpeg binary: the message says how to get one."""
+
+
+class EncoderError(FFstreamError, RuntimeError):
+    """ffmpeg failed while encoding; carries its exit status and last stderr lines."""
+
+    def __init__(self, message: str, returncode: int | None = None, stderr_tail: str = ""):
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail

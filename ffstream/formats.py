@@ -1,0 +1,56 @@
+"""Raw pixel formats that frames may arrive in, and what they look like in numpy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """How one ffmpeg rawvideo pix_fmt maps onto a numpy array (HxWxC, dtype)."""
+
+    name: str
+    channels: int
+    dtype: np.dtype
+    rgb_like: bool  # needs an RGB->YUV matrix when encoded to a YUV format
+
+    def frame_shape(self, width: int, height: int) -> tuple[int, ...]:
+        return (height, width) if self.channels == 1 else (height, width, self.channels)
+
+    def frame_bytes(self, width: int, height: int) -> int:
+        return width * height * self.channels * self.dtype.itemsize
+
+
+RAW_FORMATS: dict[str, RawFormat] = {
+    f.name: f
+    for f in (
+        RawFormat("rgb24", 3, np.dtype(np.uint8), True),
+        RawFormat("bgr24", 3, np.dtype(np.uint8), True),
+        RawFormat("rgba", 4, np.dtype(np.uint8), True),
+        RawFormat("bgra", 4, np.dtype(np.uint8), True),
+        RawFormat("gray", 1, np.dtype(np.uint8), False),
+        RawFormat("gray16le", 1, np.dtype("<u2"), False),
+        RawFormat("gray12le", 1, np.dtype("<u2"), False),
+    )
+}
+
+
+def raw_format(name: str) -> RawFormat:
+    """Look up a raw pixel format, with an error that lists the accepted ones."""
+    try:
+        return RAW_FORMATS[name]
+    except KeyError:
+        raise ValueError(
+            f"unsupported raw pixel format {name!r}; use one of {', '.join(RAW_FORMATS)}"
+        ) from None
+
+
+def chroma_subsampling(pix_fmt: str) -> tuple[int, int]:
+    """(horizontal, vertical) subsampling factor of an encoded pix_fmt: yuv420p -> (2, 2)."""
+    if pix_fmt.startswith(("yuv420", "yuvj420", "nv12", "nv21", "p010", "p016")):
+        return 2, 2
+    if pix_fmt.startswith(("yuv422", "yuvj422", "nv16", "nv20")):
+        return 2, 1
+    return 1, 1

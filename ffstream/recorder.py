@@ -1,0 +1,226 @@
+"""The capture loop behind ``ffstream record``: cameras -> StreamingVideoEncoder, paced.
+
+Each episode goes to ``OUT/episode_NNNNNN/`` with one video per camera and an
+``episode.json`` (settings, frames, dropped indices, per-frame capture timestamps,
+wall times). Episodes end with ``finish_episode_async`` so the next one starts at
+once; the metadata of an episode is written when its files are final.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .cameras.base import Camera
+from .streaming import EpisodeError, StreamingVideoEncoder
+from .writer import VideoResult
+
+log = logging.getLogger("ffstream.recorder")
+
+_EPISODE_DIR = re.compile(r"^episode_(\d{6})$")
+METADATA_FILE = "episode.json"
+
+
+@dataclass
+class Status:
+    """A snapshot of the running capture, for live display."""
+
+    episode: int
+    frame: int
+    frames_total: int
+    capture_fps: float
+    queue_depths: dict[str, int]
+    dropped: dict[str, int]
+
+
+@dataclass
+class EpisodeOutcome:
+    """One recorded episode: where it is, what each camera wrote, what went wrong."""
+
+    index: int
+    directory: Path
+    frames_captured: int
+    capture_seconds: float
+    finish_call_ms: float  # how long finish_episode_async() held the capture loop
+    results: dict[str, VideoResult] = field(default_factory=dict)
+    error: str | None = None
+    finalized_after_s: float | None = None  # from the end of capture until files were final
+
+    @property
+    def frames_lost(self) -> int:
+        lost = sum(r.dropped for r in self.results.values())
+        return lost
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.frames_lost == 0
+
+
+def throughput(cameras: int, width: int, height: int, fps: float) -> float:
+    """Pixels per second in the guide's unit: cameras x width x height x 3 x fps."""
+    return cameras * width * height * 3 * fps
+
+
+def next_episode_index(out: Path) -> int:
+    """The first index after the episodes already in ``out`` (recording never overwrites)."""
+    if not out.is_dir():
+        return 0
+    taken = [int(m.group(1)) for p in out.iterdir() if (m := _EPISODE_DIR.match(p.name))]
+    return max(taken) + 1 if taken else 0
+
+
+class Recorder:
+    """Drives cameras at a fixed rate into a StreamingVideoEncoder."""
+
+    def __init__(
+        self,
+        cameras: Sequence[Camera],
+        encoder: StreamingVideoEncoder,
+        out: str | os.PathLike,
+        fps: float,
+        on_status: Callable[[Status], None] | None = None,
+        status_interval: float = 0.5,
+    ):
+        names = [c.name for c in cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be unique, got {names}")
+        if not cameras:
+            raise ValueError("at least one camera is needed")
+        self.cameras = list(cameras)
+        self.encoder = encoder
+        self.out = Path(out)
+        self.fps = float(fps)
+        self.on_status = on_status
+        self.status_interval = status_interval
+        self._pending: list[threading.Event] = []
+
+    def record(self, episodes: int, seconds: float) -> list[EpisodeOutcome]:
+        """Record ``episodes`` episodes of ``seconds`` each; returns when all files are final."""
+        if episodes < 1 or seconds <= 0:
+            raise ValueError("episodes must be >= 1 and seconds > 0")
+        outcomes: list[EpisodeOutcome] = []
+        first = next_episode_index(self.out)
+        for cam in self.cameras:
+            cam.connect()
+        try:
+            for k in range(episodes):
+                outcomes.append(self._record_episode(first + k, seconds))
+        finally:
+            for written in self._pending:
+                written.wait()  # the metadata of every episode is on disk before we return
+            for cam in self.cameras:
+                cam.disconnect()
+        return outcomes
+
+    def _record_episode(self, index: int, seconds: float) -> EpisodeOutcome:
+        directory = self.out / f"episode_{index:06d}"
+        keys = [c.name for c in self.cameras]
+        self.encoder.start_episode(
+            keys, directory, input_pix_fmts={c.name: c.pix_fmt for c in self.cameras}
+        )
+        n_frames = max(1, round(seconds * self.fps))
+        stamps: dict[str, list[float]] = {k: [] for k in keys}
+        wall_start = time.time()
+        t0 = time.perf_counter()
+        next_status = t0
+        period = 1.0 / self.fps
+        for i in range(n_frames):
+            delay = t0 + i * period - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            for cam in self.cameras:
+                frame = cam.read()
+                stamps[cam.name].append(round(time.perf_counter() - t0, 6))
+                self.encoder.feed_frame(cam.name, frame)
+            now = time.perf_counter()
+            if self.on_status is not None and now >= next_status:
+                next_status = now + self.status_interval
+                self.on_status(Status(
+                    index, i + 1, n_frames, (i + 1) / max(now - t0, 1e-9),
+                    self.encoder.queue_depths(), self.encoder.dropped_counts(),
+                ))
+        capture_end = time.perf_counter()
+        fut = self.encoder.finish_episode_async()
+        finish_call_ms = (time.perf_counter() - capture_end) * 1e3
+        outcome = EpisodeOutcome(index, directory, n_frames, capture_end - t0, finish_call_ms)
+        meta = self._metadata(outcome, stamps, wall_start)
+
+        written = threading.Event()
+
+        def done(f: Future) -> None:
+            try:
+                outcome.finalized_after_s = time.perf_counter() - capture_end
+                exc = f.exception()
+                if exc is None:
+                    outcome.results = f.result()
+                else:
+                    outcome.error = str(exc)
+                    if isinstance(exc, EpisodeError):
+                        outcome.results = exc.results
+                write_metadata(directory, meta, outcome)
+            except Exception as exc:  # noqa: BLE001 - a callback must not die silently
+                outcome.error = outcome.error or f"writing {METADATA_FILE} failed: {exc}"
+                log.exception("writing the metadata of episode %d failed", index)
+            finally:
+                written.set()
+
+        fut.add_done_callback(done)
+        self._pending.append(written)
+        return outcome
+
+    def _metadata(self, outcome: EpisodeOutcome, stamps: dict, wall_start: float) -> dict:
+        enc = self.encoder
+        return {
+            "ffstream_version": __version__,
+            "episode_index": outcome.index,
+            "fps": self.fps,
+            "frames_captured": outcome.frames_captured,
+            "encoder": {
+                **enc.rgb_encoder.to_dict(),
+                "encoder_threads": enc.encoder_threads,
+                "encoder_queue_maxsize": enc.queue_maxsize,
+                "drop_policy": enc.drop_policy,
+                "ffmpeg_version": enc.ffmpeg.version_string,
+            },
+            "cameras": {
+                c.name: {"width": c.width, "height": c.height, "input_pix_fmt": c.pix_fmt}
+                for c in self.cameras
+            },
+            "capture_timestamps": stamps,
+            "wall": {
+                "start": _dt.datetime.fromtimestamp(wall_start, _dt.timezone.utc).isoformat(),
+                "capture_seconds": round(outcome.capture_seconds, 4),
+                "finish_call_ms": round(outcome.finish_call_ms, 3),
+            },
+        }
+
+
+def write_metadata(directory: Path, meta: dict[str, Any], outcome: EpisodeOutcome) -> Path:
+    """Write ``episode.json`` (atomically: a reader never sees half a file)."""
+    data = dict(meta)
+    data["wall"] = dict(meta["wall"])
+    if outcome.finalized_after_s is not None:
+        data["wall"]["finalized_after_s"] = round(outcome.finalized_after_s, 4)
+    data["videos"] = {}
+    for key, res in outcome.results.items():
+        d = res.to_dict()
+        d["file"] = Path(d.pop("path")).name
+        data["videos"][key] = d
+    data["error"] = outcome.error
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / METADATA_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+    return path

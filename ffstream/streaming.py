@@ -1,0 +1,381 @@
+"""StreamingVideoEncoder: several cameras, one episode after another.
+
+Each camera of an episode gets its own FFmpegWriter, created at the camera's first
+frame (that frame fixes the size). Ending an episode only signals the writers; their
+processes finish in the background while the next episode already records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import threading
+import weakref
+from concurrent.futures import Future
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .command import fps_fraction
+from .config import EncoderConfig
+from .errors import EncoderError
+from .ffmpeg import FFmpeg, find_ffmpeg
+from .formats import raw_format
+from .writer import DROP_POLICIES, FFmpegWriter, VideoResult
+
+log = logging.getLogger("ffstream.streaming")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def file_stem(key: str) -> str:
+    """A safe file name for a camera key: no separators, no traversal, no NUL."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"camera key must be a non-empty string, got {key!r}")
+    stem = _UNSAFE.sub("_", key)
+    if stem.strip(".") == "":
+        raise ValueError(f"camera key {key!r} cannot be used as a file name")
+    return stem
+
+
+class EpisodeError(EncoderError):
+    """One or more cameras failed at the end of an episode; ``results`` holds the others."""
+
+    def __init__(self, message: str, results: dict[str, VideoResult], errors: dict[str, Exception]):
+        super().__init__(message)
+        self.results = results
+        self.errors = errors
+
+
+class _Camera:
+    """Per-camera state of the current episode."""
+
+    __slots__ = ("key", "path", "pix_fmt", "writer", "rejected", "shape")
+
+    def __init__(self, key: str, path: Path, pix_fmt: str):
+        self.key, self.path, self.pix_fmt = key, path, pix_fmt
+        self.writer: FFmpegWriter | None = None
+        self.rejected = 0
+        self.shape: tuple[int, ...] | None = None
+
+
+class StreamingVideoEncoder:
+    """Encode every camera of every episode while frames are captured.
+
+    ``feed_frame`` never waits on ffmpeg: when a camera's queue is full the frame is
+    dropped and counted (see ``drop_policy``). ``finish_episode`` returns with the
+    files final; ``finish_episode_async`` returns at once with a Future.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        rgb_encoder: EncoderConfig | None = None,
+        depth_encoder: Any = None,
+        queue_maxsize: int = 30,
+        encoder_threads: int | None = None,
+        ffmpeg: FFmpeg | str | None = None,
+        drop_policy: str = "drop",
+        compute_stats: bool = False,
+        monitor: Any = None,
+        overwrite: bool = False,
+    ):
+        self.fps = fps_fraction(fps)
+        self.rgb_encoder = rgb_encoder if rgb_encoder is not None else EncoderConfig()
+        if not isinstance(self.rgb_encoder, EncoderConfig):
+            raise TypeError("rgb_encoder must be an EncoderConfig")
+        self.depth_encoder = depth_encoder
+        if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
+            raise ValueError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
+        if encoder_threads is not None and (
+            not isinstance(encoder_threads, int) or encoder_threads < 1
+        ):
+            raise ValueError(f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}")
+        if drop_policy not in DROP_POLICIES:
+            raise ValueError(f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}")
+        if compute_stats:
+            raise NotImplementedError("compute_stats=True is not available in this version")
+        if monitor is not None:
+            raise NotImplementedError("monitor= is not available in this version")
+        self.queue_maxsize = queue_maxsize
+        self.encoder_threads = encoder_threads
+        self.ffmpeg = find_ffmpeg(ffmpeg)
+        self.rgb_encoder.validate_for(self.ffmpeg)
+        self.drop_policy = drop_policy
+        self.overwrite = overwrite
+        self._cameras: dict[str, _Camera] | None = None
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: set[Future] = set()
+        # Started now so that finish_episode_async() only enqueues: starting a thread
+        # while the capture loop and the writers compete for the GIL can take 100 ms.
+        self._finisher = threading.Thread(
+            target=_run_jobs, args=(self._jobs,), name="ffstream-finish", daemon=True
+        )
+        self._finisher.start()
+        self._stop_finisher = weakref.finalize(self, self._jobs.put, None)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ episodes
+    @property
+    def episode_active(self) -> bool:
+        return self._cameras is not None
+
+    def start_episode(
+        self,
+        video_keys: Iterable[str],
+        out_dir: str | os.PathLike,
+        depth_video_keys: Iterable[str] | None = None,
+        input_pix_fmts: Mapping[str, str] | None = None,
+    ) -> None:
+        """Open an episode: one video per key in ``out_dir`` (``{key}.mp4``).
+
+        ``input_pix_fmts`` declares per camera how frames are laid out (``bgr24`` for
+        OpenCV frames); the default is ``rgb24``.
+        """
+        if self._closed:
+            raise RuntimeError("this StreamingVideoEncoder is closed; create a new one")
+        if self._cameras is not None:
+            raise RuntimeError("an episode is already running; call finish_episode() first")
+        if depth_video_keys:
+            raise NotImplementedError("depth video keys are not available in this version")
+        if isinstance(video_keys, str):
+            video_keys = [video_keys]
+        keys = list(video_keys)
+        if not keys:
+            raise ValueError("start_episode needs at least one video key")
+        input_pix_fmts = dict(input_pix_fmts or {})
+        unknown = set(input_pix_fmts) - set(keys)
+        if unknown:
+            raise KeyError(f"input_pix_fmts names unknown camera(s): {', '.join(sorted(unknown))}")
+        out = Path(out_dir)
+        stems: dict[str, str] = {}
+        cameras = {}
+        for key in keys:
+            if key in cameras:
+                raise ValueError(f"camera key {key!r} appears twice")
+            stem = file_stem(key)
+            if stem in stems:
+                raise ValueError(
+                    f"camera keys {stems[stem]!r} and {key!r} both map to file {stem!r}; rename one"
+                )
+            stems[stem] = key
+            pix_fmt = input_pix_fmts.get(key, "rgb24")
+            raw_format(pix_fmt)
+            path = out / f"{stem}.{self.rgb_encoder.extension}"
+            if path.exists() and not self.overwrite:
+                raise FileExistsError(f"{path} already exists; pass overwrite=True or use a new out_dir")
+            cameras[key] = _Camera(key, path, pix_fmt)
+        out.mkdir(parents=True, exist_ok=True)
+        self._cameras = cameras
+
+    def feed_frame(self, key: str, image: np.ndarray) -> bool:
+        """Queue one frame of camera ``key``; False if it was dropped. Never waits on ffmpeg."""
+        cams = self._cameras
+        if cams is None:
+            raise RuntimeError("no episode is running; call start_episode() first")
+        cam = cams.get(key)
+        if cam is None:
+            raise KeyError(f"unknown camera key {key!r}; this episode has {', '.join(cams)}")
+        frame = self._as_frame(cam, image)
+        if cam.writer is None:
+            self._open_writer(cam, frame)
+        elif frame.shape != cam.shape:
+            cam.rejected += 1
+            raise ValueError(
+                f"frame for {key!r} has shape {frame.shape}, but this episode started at "
+                f"{cam.shape}; keep the camera's resolution fixed within an episode "
+                f"(frame rejected, {cam.rejected} so far)"
+            )
+        return cam.writer.submit(frame)
+
+    def _as_frame(self, cam: _Camera, image: Any) -> np.ndarray:
+        """Bring a frame to the writer's layout: HWC, uint8 (CHW and floats in [0, 1] too)."""
+        fmt = raw_format(cam.pix_fmt)
+        if not isinstance(image, np.ndarray):
+            raise TypeError(
+                f"frame for {cam.key!r} must be a numpy array, got {type(image).__name__}"
+            )
+        frame = image
+        if fmt.channels == 1:
+            if frame.ndim == 3 and frame.shape[-1] == 1:
+                frame = frame[..., 0]
+            elif frame.ndim == 3 and frame.shape[0] == 1:
+                frame = frame[0]
+            if frame.ndim != 2:
+                raise ValueError(f"frame for {cam.key!r} has shape {image.shape}; "
+                                 f"{fmt.name} frames are HxW or HxWx1")
+        else:
+            c = fmt.channels
+            if frame.ndim == 3 and frame.shape[-1] != c and frame.shape[0] == c:
+                frame = frame.transpose(1, 2, 0)  # CHW -> HWC view; copied once into the ring
+            if frame.ndim != 3 or frame.shape[-1] != c:
+                raise ValueError(
+                    f"frame for {cam.key!r} has shape {image.shape}; {fmt.name} frames must be "
+                    f"HxWx{c} or {c}xHxW (declare input_pix_fmts={{{cam.key!r}: 'gray'}} for "
+                    "single-channel images)"
+                )
+        if frame.dtype == fmt.dtype:
+            pass
+        elif frame.dtype.kind == "f" and fmt.dtype == np.uint8:
+            frame = _float_to_uint8(cam.key, frame)
+        else:
+            want = f"{fmt.dtype}" + (" or float in [0, 1]" if fmt.dtype == np.uint8 else "")
+            raise TypeError(
+                f"frame for {cam.key!r} has dtype {frame.dtype}; {fmt.name} frames must be {want}"
+            )
+        if 0 in frame.shape:
+            raise ValueError(f"frame for {cam.key!r} is empty (shape {image.shape})")
+        return frame
+
+    def _open_writer(self, cam: _Camera, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        cam.writer = FFmpegWriter(
+            cam.path, w, h, self.fps, self.rgb_encoder,
+            input_pix_fmt=cam.pix_fmt,
+            queue_maxsize=self.queue_maxsize,
+            encoder_threads=self.encoder_threads,
+            ffmpeg=self.ffmpeg,
+            name=cam.key,
+            drop_policy=self.drop_policy,
+            overwrite=self.overwrite,
+        )
+        cam.shape = frame.shape
+
+    def queue_depths(self) -> dict[str, int]:
+        """Frames waiting per camera right now (0 for cameras with no frame yet)."""
+        cams = self._cameras or {}
+        return {k: c.writer.queue_depth if c.writer else 0 for k, c in cams.items()}
+
+    def dropped_counts(self) -> dict[str, int]:
+        cams = self._cameras or {}
+        return {k: c.writer.dropped if c.writer else 0 for k, c in cams.items()}
+
+    def finish_episode(self, timeout: float | None = None) -> dict[str, VideoResult]:
+        """End the episode and return when every file is final."""
+        return self.finish_episode_async(timeout).result()
+
+    def finish_episode_async(self, timeout: float | None = None) -> Future:
+        """End the episode now; a Future resolves to the results when the files are final.
+
+        The next episode may start at once: the old processes finish in the background.
+        """
+        cams = self._take_episode()
+        for cam in cams.values():
+            if cam.writer is not None:
+                cam.writer.finish()
+        return self._submit(_collect, cams, timeout)
+
+    def cancel_episode(self) -> None:
+        """Stop the episode: kill its ffmpeg processes and delete its partial files."""
+        cams = self._take_episode()
+        for cam in cams.values():
+            if cam.writer is not None:
+                cam.writer.abort()
+        log.info("episode cancelled (%d camera(s)); partial files removed", len(cams))
+
+    def _take_episode(self) -> dict[str, _Camera]:
+        with self._lock:
+            cams, self._cameras = self._cameras, None
+        if cams is None:
+            raise RuntimeError("no episode is running; call start_episode() first")
+        return cams
+
+    def _submit(self, fn, *args) -> Future:
+        fut: Future = Future()
+        self._pending.add(fut)
+        fut.add_done_callback(self._pending.discard)
+        self._jobs.put((fut, fn, args))
+        return fut
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Finish a running episode (its frames are kept), wait for pending ones. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        first_error: BaseException | None = None
+        if self._cameras is not None:
+            log.info("close(): finishing the running episode so its frames are kept")
+            try:
+                self.finish_episode()
+            except Exception as exc:  # noqa: BLE001 - still wait for the others
+                first_error = exc
+        for fut in list(self._pending):
+            try:
+                fut.result()
+            except Exception as exc:  # noqa: BLE001
+                first_error = first_error or exc
+        self._stop_finisher()
+        self._finisher.join()
+        if first_error is not None:
+            raise first_error
+
+    def __enter__(self) -> StreamingVideoEncoder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never hide the error that ended the block
+            log.exception("closing the encoder after an error failed")
+
+
+def _run_jobs(jobs: queue.SimpleQueue) -> None:
+    """The finisher thread: runs episode-closing jobs in order until it gets None."""
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        fut, fn, args = job
+        if not fut.set_running_or_notify_cancel():
+            continue
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the Future
+            fut.set_exception(exc)
+
+
+def _float_to_uint8(key: str, frame: np.ndarray) -> np.ndarray:
+    lo, hi = float(np.min(frame)), float(np.max(frame))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"frame for {key!r} contains NaN or infinite values")
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"float frame for {key!r} has values in [{lo:g}, {hi:g}]; float frames must be in "
+            "[0, 1] (or pass uint8 0..255)"
+        )
+    return (frame * 255.0 + 0.5).astype(np.uint8)
+
+
+def _collect(cams: dict[str, _Camera], timeout: float | None) -> dict[str, VideoResult]:
+    """Wait for every writer of an episode; report all cameras even if some failed."""
+    results: dict[str, VideoResult] = {}
+    errors: dict[str, Exception] = {}
+    for key, cam in cams.items():
+        if cam.writer is None:
+            log.warning("camera %s received no frame this episode; no video was written", key)
+            continue
+        try:
+            res = cam.writer.close(timeout)
+        except Exception as exc:  # noqa: BLE001
+            errors[key] = exc
+            continue
+        res.rejected = cam.rejected
+        results[key] = res
+        log.info(
+            "%s: %d frames, %d dropped, %.1f fps encoded, %s",
+            key, res.frames, res.dropped, res.frames / res.seconds if res.seconds else 0.0,
+            res.path.name,
+        )
+    if errors:
+        detail = "\n".join(f"- {k}: {e}" for k, e in errors.items())
+        raise EpisodeError(f"{len(errors)} camera(s) failed:\n{detail}", results, errors)
+    return results

@@ -1,0 +1,507 @@
+"""FFmpegWriter: one camera, one ffmpeg process, one file.
+
+The caller's ``submit()`` copies the frame into a free slot of a preallocated ring and
+returns; it never waits on ffmpeg. A writer thread (which also starts the process, so
+that the caller never pays for fork/exec) writes the slots to ffmpeg's stdin in order,
+and a second thread drains stderr so ffmpeg can never block on it.
+
+All process, pipe and thread state lives in ``_Stream``; the threads hold only that, so
+a writer dropped without ``close()`` is collected and its stream is finished in the
+background instead of being leaked.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .command import InputSpec, build_command, fps_fraction
+from .config import EncoderConfig
+from .errors import EncoderError
+from .ffmpeg import FFmpeg, find_ffmpeg
+from .formats import raw_format
+
+log = logging.getLogger("ffstream.writer")
+
+DROP_POLICIES = ("drop", "repeat", "block")
+MAX_SIDE = 16384
+STDERR_LINES = 40
+WARN_INTERVAL = 1.0  # seconds between two "queue full" warnings of one writer
+
+# Raising the pipe buffer so that one write() moves a whole frame was measured with
+# tools/bench_overhead.py; see docs/performance.md for the figures behind this choice.
+ENLARGE_PIPE = sys.platform.startswith("linux")
+
+_END = object()
+
+
+@dataclass
+class VideoResult:
+    """What one writer produced: the file, and what happened to every submitted frame."""
+
+    path: Path
+    frames: int  # frames in the file (repeats included)
+    dropped: int  # submitted frames that were not written as themselves
+    dropped_indices: list[int]
+    width: int
+    height: int
+    fps: float
+    codec: str
+    submitted: int = 0
+    repeated: int = 0
+    rejected: int = 0  # frames refused before the writer (bad shape); see StreamingVideoEncoder
+    drop_policy: str = "drop"
+    seconds: float = 0.0  # from the writer's start until ffmpeg exited
+    bytes: int = 0
+    stats: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "stats"}
+        d["path"] = str(self.path)
+        return d
+
+
+def _enlarge_pipe(fd: int, wanted: int) -> int:
+    """Grow a pipe buffer towards ``wanted`` bytes (Linux); returns the size obtained."""
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only
+
+        set_sz = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+        try:
+            limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        except (OSError, ValueError):
+            limit = 1 << 20
+        return fcntl.fcntl(fd, set_sz, max(4096, min(wanted, limit)))
+    except (OSError, ImportError):
+        return 0
+
+
+class _Stream:
+    """Everything one writer owns: ring of slots, process, pipes, threads, counters."""
+
+    def __init__(self, argv, path, name, fmt, width, height, queue_maxsize, drop_policy):
+        self.argv = argv
+        self.path = path
+        self.name = name
+        self.shape = fmt.frame_shape(width, height)
+        self.dtype = fmt.dtype
+        self.frame_bytes = fmt.frame_bytes(width, height)
+        self.policy = drop_policy
+        # "repeat" keeps the last written slot aside to write it again, so it gets one more.
+        n_slots = queue_maxsize + (1 if drop_policy == "repeat" else 0)
+        self.slots = np.empty((n_slots, *self.shape), dtype=self.dtype)
+        self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(n_slots):
+            self.free.put(i)
+        self.filled: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.proc: subprocess.Popen | None = None
+        self.error: EncoderError | None = None
+        self.stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self.closing = False
+        self.aborted = False
+        self.written = 0
+        self.t_start = time.monotonic()
+        self.t_end: float | None = None
+        self.lock = threading.Lock()
+        self.stderr_thread: threading.Thread | None = None
+        self.thread = threading.Thread(target=self.run, name=f"ffstream-writer-{name}", daemon=True)
+
+    # ----------------------------------------------------------------- errors
+    def tail(self, n: int = 12) -> str:
+        lines = [ln for ln in self.stderr_lines if ln.strip()]
+        return "\n".join(lines[-n:])
+
+    def fail(self, message: str, returncode: int | None = None) -> None:
+        with self.lock:
+            if self.error is None and not self.aborted:
+                tail = self.tail()
+                text = f"{message}" + (f"\nffmpeg said:\n{tail}" if tail else "")
+                self.error = EncoderError(text, returncode=returncode, stderr_tail=tail)
+                log.error("%s", text)
+
+    # ----------------------------------------------------------------- threads
+    def run(self) -> None:
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+            )
+        except OSError as exc:
+            self.fail(f"cannot start ffmpeg for {self.name}: {exc}")
+            self._discard_until_end()
+            self.t_end = time.monotonic()
+            return
+        if self.aborted:
+            self._kill()
+        if ENLARGE_PIPE:
+            _enlarge_pipe(self.proc.stdin.fileno(), self.frame_bytes)
+        self.stderr_thread = threading.Thread(
+            target=self._drain_stderr, name=f"ffstream-stderr-{self.name}", daemon=True
+        )
+        self.stderr_thread.start()
+        try:
+            self._write_loop()
+        finally:
+            self._finish_process()
+
+    def _write_loop(self) -> None:
+        fd = self.proc.stdin.fileno()
+        last: int | None = None
+        while True:
+            item = self.filled.get()
+            end = item[0] is _END
+            slot, repeats = item
+            if self.error is None and not self.aborted:
+                try:
+                    if repeats and last is not None:
+                        for _ in range(repeats):
+                            self._write(fd, last)
+                    if not end:
+                        self._write(fd, slot)
+                except OSError as exc:
+                    self._pipe_failed(exc)
+            if end:
+                break
+            if self.policy == "repeat":
+                if last is not None:
+                    self.free.put(last)
+                last = slot
+            else:
+                self.free.put(slot)
+        if last is not None:
+            self.free.put(last)
+
+    def _write(self, fd: int, slot: int) -> None:
+        view = memoryview(self.slots[slot]).cast("B")
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        self.written += 1
+
+    def _pipe_failed(self, exc: OSError) -> None:
+        if self.aborted:
+            return
+        rc = self._wait(5.0)
+        if exc.errno in (errno.EPIPE, errno.EINVAL) or isinstance(exc, BrokenPipeError):
+            cause = "ffmpeg stopped reading frames"
+        else:
+            cause = f"writing to ffmpeg failed ({exc})"
+        self.fail(f"{cause} for {self.name} (exit status {rc})", returncode=rc)
+
+    def _wait(self, timeout: float | None) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            return self.proc.wait()
+
+    def _kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+
+    def _discard_until_end(self) -> None:
+        while True:
+            item = self.filled.get()
+            if item[0] is _END:
+                return
+            self.free.put(item[0])
+
+    def _finish_process(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        rc = self.proc.wait()
+        if self.stderr_thread is not None:
+            self.stderr_thread.join()
+        self.t_end = time.monotonic()
+        if rc != 0 and not self.aborted:
+            reason = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+            self.fail(f"ffmpeg failed for {self.name} ({reason})", returncode=rc)
+
+    def _drain_stderr(self) -> None:
+        stream = self.proc.stderr
+        try:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line:
+                    self.stderr_lines.append(line)
+                    log.debug("[%s] %s", self.name, line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                stream.close()
+        # stderr closes when ffmpeg exits; if nobody asked it to, say so now rather than
+        # at the next write, so that submit() reports the death promptly.
+        if not self.closing and not self.aborted:
+            rc = self._wait(5.0)
+            if rc != 0:
+                reason = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+                self.fail(f"ffmpeg exited unexpectedly for {self.name} ({reason})", returncode=rc)
+
+    # ----------------------------------------------------------------- control
+    def request_end(self, trailing_repeats: int) -> None:
+        with self.lock:
+            if self.closing:
+                return
+            self.closing = True
+        self.filled.put((_END, trailing_repeats))
+
+    def abort(self) -> None:
+        self.aborted = True
+        if self.proc is not None:
+            self._kill()
+        self.request_end(0)
+
+    @staticmethod
+    def finalize(stream: _Stream) -> None:
+        """Called when the FFmpegWriter is collected unclosed: finish, don't leak."""
+        if not stream.closing:
+            log.warning("FFmpegWriter for %s was not closed; finishing it in the background",
+                        stream.name)
+            stream.request_end(0)
+
+
+class FFmpegWriter:
+    """Encode frames of one camera to one video file through a long-lived ffmpeg.
+
+    ``submit()`` is meant to be called from one capture thread; it never blocks
+    (except with ``drop_policy="block"``, made for offline conversion).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        width: int,
+        height: int,
+        fps: float,
+        config: EncoderConfig | None = None,
+        input_pix_fmt: str = "rgb24",
+        queue_maxsize: int = 30,
+        encoder_threads: int | None = None,
+        ffmpeg: FFmpeg | str | None = None,
+        name: str | None = None,
+        drop_policy: str = "drop",
+        overwrite: bool = False,
+    ):
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        for label, value in (("width", width), ("height", height)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{label} must be an integer, got {value!r}")
+            if not 0 < value <= MAX_SIDE:
+                raise ValueError(f"{label} {value} is out of range: use 1..{MAX_SIDE} pixels")
+        self.width, self.height = int(width), int(height)
+        self.fps: Fraction = fps_fraction(fps)
+        if drop_policy not in DROP_POLICIES:
+            raise ValueError(f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}")
+        if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
+            raise ValueError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
+        if encoder_threads is not None and (
+            not isinstance(encoder_threads, int) or encoder_threads < 1
+        ):
+            raise ValueError(f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}")
+        self.config = config if config is not None else EncoderConfig()
+        self.format = raw_format(input_pix_fmt)
+        self.config.check_frame_size(self.width, self.height)
+        self.ffmpeg = find_ffmpeg(ffmpeg)
+        self.config.validate_for(self.ffmpeg)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(
+                f"{self.path} already exists; pass overwrite=True or choose another path"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.drop_policy = drop_policy
+        self.queue_maxsize = queue_maxsize
+        self.encoder_threads = encoder_threads
+        spec = InputSpec(self.width, self.height, self.fps, self.format.name)
+        argv = build_command(self.ffmpeg, spec, self.config, str(self.path), encoder_threads)
+        self._stream = _Stream(
+            argv, self.path, self.name, self.format, self.width, self.height,
+            queue_maxsize, drop_policy,
+        )
+        self._slot_view = self._stream.slots
+        self._expected_shape = self._stream.shape
+        self._submitted = 0
+        self._dropped_indices: list[int] = []
+        self._pending_repeats = 0
+        self._unreported_drops = 0
+        self._last_warning = 0.0
+        self._result: VideoResult | None = None
+        self._finalizer = weakref.finalize(self, _Stream.finalize, self._stream)
+        self._finalizer.atexit = False
+        self._stream.thread.start()
+
+    @property
+    def argv(self) -> list[str]:
+        """The ffmpeg command line this writer runs (for logs and bug reports)."""
+        return list(self._stream.argv)
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._stream.proc
+        return proc.pid if proc is not None else None
+
+    @property
+    def queue_depth(self) -> int:
+        """Frames waiting for the writer thread right now."""
+        return self._stream.filled.qsize()
+
+    @property
+    def submitted(self) -> int:
+        return self._submitted
+
+    @property
+    def dropped(self) -> int:
+        return len(self._dropped_indices)
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closing
+
+    def _raise_if_failed(self) -> None:
+        err = self._stream.error
+        if err is not None:
+            raise EncoderError(str(err), err.returncode, err.stderr_tail)
+
+    def submit(self, frame: np.ndarray) -> bool:
+        """Queue one frame; False if it was dropped because the encoder is behind."""
+        self._raise_if_failed()
+        if self._stream.closing:
+            raise RuntimeError(f"writer for {self.name} is closed; start a new one")
+        if (
+            not isinstance(frame, np.ndarray)
+            or frame.shape != self._expected_shape
+            or frame.dtype != self.format.dtype
+        ):
+            self._reject(frame)
+        index = self._submitted
+        self._submitted += 1
+        slot = self._take_slot()
+        if slot is None:
+            self._dropped_indices.append(index)
+            if self.drop_policy == "repeat":
+                self._pending_repeats += 1
+            self._unreported_drops += 1
+            now = time.monotonic()
+            if now - self._last_warning >= WARN_INTERVAL:
+                self._report_drops(now)
+            return False
+        np.copyto(self._slot_view[slot], frame, casting="no")
+        self._stream.filled.put((slot, self._pending_repeats))
+        self._pending_repeats = 0
+        return True
+
+    def _take_slot(self) -> int | None:
+        free = self._stream.free
+        if self.drop_policy != "block":
+            try:
+                return free.get_nowait()
+            except queue.Empty:
+                return None
+        while True:
+            try:
+                return free.get(timeout=0.05)
+            except queue.Empty:
+                self._raise_if_failed()
+
+    def _report_drops(self, now: float) -> None:
+        log.warning(
+            "Encoder queue full for %s, dropped %d frame(s) (%d in total)",
+            self.name, self._unreported_drops, len(self._dropped_indices),
+        )
+        self._unreported_drops = 0
+        self._last_warning = now
+
+    def _reject(self, frame: Any) -> None:
+        want = f"{'x'.join(map(str, self._expected_shape))} {self.format.dtype}"
+        if not isinstance(frame, np.ndarray):
+            raise TypeError(f"frame for {self.name} must be a numpy array ({want}), "
+                            f"got {type(frame).__name__}")
+        raise ValueError(
+            f"frame for {self.name} has shape {frame.shape} and dtype {frame.dtype}; this writer "
+            f"takes {want} ({self.format.name}); convert the frame or start a new writer"
+        )
+
+    def finish(self) -> None:
+        """Mark the end of the stream without waiting (``close()`` then collects)."""
+        self._stream.request_end(self._pending_repeats)
+        self._pending_repeats = 0
+
+    def close(self, timeout: float | None = None) -> VideoResult:
+        """Drain the queue, let ffmpeg finalize the file, and report what was written."""
+        if self._result is not None:
+            return self._result
+        st = self._stream
+        self.finish()
+        st.thread.join(timeout)
+        if st.thread.is_alive():
+            st.fail(f"ffmpeg for {self.name} did not finish within {timeout} s; it was killed")
+            if st.proc is not None:
+                st._kill()
+            st.thread.join()
+        self._finalizer.detach()
+        if self._unreported_drops:
+            self._report_drops(time.monotonic())
+        self._raise_if_failed()
+        self._result = self._make_result()
+        return self._result
+
+    def _make_result(self) -> VideoResult:
+        st = self._stream
+        repeated = len(self._dropped_indices) if self.drop_policy == "repeat" else 0
+        return VideoResult(
+            path=self.path,
+            frames=st.written,
+            dropped=len(self._dropped_indices),
+            dropped_indices=list(self._dropped_indices),
+            width=self.width,
+            height=self.height,
+            fps=float(self.fps),
+            codec=self.config.vcodec,
+            submitted=self._submitted,
+            repeated=repeated,
+            drop_policy=self.drop_policy,
+            seconds=(st.t_end or time.monotonic()) - st.t_start,
+            bytes=self.path.stat().st_size if self.path.exists() else 0,
+        )
+
+    def abort(self) -> None:
+        """Kill ffmpeg, stop the threads and delete the partial file."""
+        st = self._stream
+        st.abort()
+        st.thread.join()
+        self._finalizer.detach()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def __enter__(self) -> FFmpegWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif not self.closed:
+            # Keep what was captured: finish the file, but never hide the original error.
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing %s after an error failed", self.name)
