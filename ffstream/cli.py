@@ -49,9 +49,10 @@ def _positive_float(text: str) -> float:
 
 def _crf(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"crf must be a number, got {text!r}") from None
+    return int(value) if value.is_integer() else value
 
 
 def build_parser() -> argparse.ArgumentParser:

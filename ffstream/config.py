@@ -119,9 +119,11 @@ class EncoderConfig:
             if spec.crf_range is None:
                 raise ValueError(f"{self.vcodec} has no crf setting; pass crf=None")
             lo, hi = spec.crf_range
-            if not isinstance(self.crf, (int, float)) or not lo <= self.crf <= hi:
+            numeric = isinstance(self.crf, (int, float)) and not isinstance(self.crf, bool)
+            if not numeric or not lo <= self.crf <= hi:
+                shown = f"{self.crf:g}" if numeric else repr(self.crf)
                 raise ValueError(
-                    f"crf {self.crf!r} is out of range for {self.vcodec}: use {lo:g}..{hi:g} "
+                    f"crf {shown} is out of range for {self.vcodec}: use {lo:g}..{hi:g} "
                     "(lower is better quality, bigger files)"
                 )
         if self.preset is None:
@@ -186,6 +188,17 @@ class EncoderConfig:
                 f"{self.vcodec} cannot encode pix_fmt {self.pix_fmt!r}; it accepts "
                 f"{', '.join(info.pix_fmts)}"
             )
+        for name, value in (("crf", self.crf), ("preset", self.preset)):
+            opt = info.options.get(name)
+            if opt is None or value is None or not isinstance(value, (int, float)):
+                continue
+            lo = opt.minimum if opt.minimum is not None else float("-inf")
+            hi = opt.maximum if opt.maximum is not None else float("inf")
+            if not lo <= value <= hi:
+                raise ValueError(
+                    f"{name} {value:g} is out of range for {self.vcodec} in this ffmpeg "
+                    f"({ffmpeg.version_string.split(' Copyright')[0]}): use {lo:g}..{hi:g}"
+                )
         for key in self.extra_options:
             if key not in info.options and key not in GENERIC_OPTIONS:
                 fields = {f.name for f in dataclasses.fields(self)}

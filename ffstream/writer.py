@@ -92,6 +92,12 @@ def _enlarge_pipe(fd: int, wanted: int) -> int:
         return 0
 
 
+def _describe_exit(rc: int | None) -> str:
+    if rc is None:
+        return "still running"
+    return f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+
+
 class _Stream:
     """Everything one writer owns: ring of slots, process, pipes, threads, counters."""
 
@@ -147,7 +153,6 @@ class _Stream:
             )
         except OSError as exc:
             self.fail(f"cannot start ffmpeg for {self.name}: {exc}")
-            self._discard_until_end()
             self.t_end = time.monotonic()
             return
         if self.aborted:
@@ -164,31 +169,36 @@ class _Stream:
             self._finish_process()
 
     def _write_loop(self) -> None:
+        """Write slots in order until the end mark, an abort or a failure.
+
+        After a failure nothing more is written, so the thread ends at once instead of
+        waiting for a close() that a user handling the error may never call.
+        """
         fd = self.proc.stdin.fileno()
         last: int | None = None
         while True:
             item = self.filled.get()
             end = item[0] is _END
             slot, repeats = item
-            if self.error is None and not self.aborted:
-                try:
-                    if repeats and last is not None:
-                        for _ in range(repeats):
-                            self._write(fd, last)
-                    if not end:
-                        self._write(fd, slot)
-                except OSError as exc:
-                    self._pipe_failed(exc)
+            if self.error is not None or self.aborted:
+                return
+            try:
+                if repeats and last is not None:
+                    for _ in range(repeats):
+                        self._write(fd, last)
+                if not end:
+                    self._write(fd, slot)
+            except OSError as exc:
+                self._pipe_failed(exc)
+                return
             if end:
-                break
+                return
             if self.policy == "repeat":
                 if last is not None:
                     self.free.put(last)
                 last = slot
             else:
                 self.free.put(slot)
-        if last is not None:
-            self.free.put(last)
 
     def _write(self, fd: int, slot: int) -> None:
         view = memoryview(self.slots[slot]).cast("B")
@@ -201,11 +211,13 @@ class _Stream:
         if self.aborted:
             return
         rc = self._wait(5.0)
+        if self.stderr_thread is not None:
+            self.stderr_thread.join(5.0)  # so the error carries ffmpeg's last words
         if exc.errno in (errno.EPIPE, errno.EINVAL) or isinstance(exc, BrokenPipeError):
             cause = "ffmpeg stopped reading frames"
         else:
             cause = f"writing to ffmpeg failed ({exc})"
-        self.fail(f"{cause} for {self.name} (exit status {rc})", returncode=rc)
+        self.fail(f"{cause} for {self.name} ({_describe_exit(rc)})", returncode=rc)
 
     def _wait(self, timeout: float | None) -> int | None:
         try:
@@ -218,13 +230,6 @@ class _Stream:
         with contextlib.suppress(OSError):
             self.proc.kill()
 
-    def _discard_until_end(self) -> None:
-        while True:
-            item = self.filled.get()
-            if item[0] is _END:
-                return
-            self.free.put(item[0])
-
     def _finish_process(self) -> None:
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
@@ -233,8 +238,7 @@ class _Stream:
             self.stderr_thread.join()
         self.t_end = time.monotonic()
         if rc != 0 and not self.aborted:
-            reason = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
-            self.fail(f"ffmpeg failed for {self.name} ({reason})", returncode=rc)
+            self.fail(f"ffmpeg failed for {self.name} ({_describe_exit(rc)})", returncode=rc)
 
     def _drain_stderr(self) -> None:
         stream = self.proc.stderr
@@ -254,8 +258,10 @@ class _Stream:
         if not self.closing and not self.aborted:
             rc = self._wait(5.0)
             if rc != 0:
-                reason = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
-                self.fail(f"ffmpeg exited unexpectedly for {self.name} ({reason})", returncode=rc)
+                self.fail(
+                    f"ffmpeg exited unexpectedly for {self.name} ({_describe_exit(rc)})",
+                    returncode=rc,
+                )
 
     # ----------------------------------------------------------------- control
     def request_end(self, trailing_repeats: int) -> None:

@@ -1,0 +1,102 @@
+"""Shared test helpers: the real ffmpeg, an independent decoder (PyAV), fake binaries."""
+
+from __future__ import annotations
+
+import os
+import stat
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from ffstream import find_ffmpeg
+from ffstream.cameras import read_stamp
+
+
+@pytest.fixture(scope="session")
+def ffmpeg():
+    return find_ffmpeg()
+
+
+def decode_pyav(path) -> list[np.ndarray]:
+    """Decode every frame with PyAV: a decoder that shares no code with ffstream."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def stamps(frames) -> list[int]:
+    return [read_stamp(f) for f in frames]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def wait_until(predicate, timeout=10.0, interval=0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def ffmpeg_children() -> list[psutil.Process]:
+    me = psutil.Process()
+    out = []
+    for p in me.children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture
+def no_leaks():
+    """Assert a test leaves no child process, thread or file descriptor behind."""
+    me = psutil.Process()
+    threads = threading.active_count()
+    fds = me.num_fds()
+    yield
+    assert wait_until(lambda: not me.children(recursive=True), 10), me.children(recursive=True)
+    assert wait_until(lambda: threading.active_count() <= threads, 10), threading.enumerate()
+    assert wait_until(lambda: me.num_fds() <= fds, 5), (fds, me.num_fds())
+
+
+def make_fake_ffmpeg(directory: Path, body: str = "", name: str = "ffmpeg") -> Path:
+    """A small executable that answers like ffmpeg to -version (and whatever ``body`` adds)."""
+    path = directory / name
+    path.write_text(
+        textwrap.dedent(
+            """\
+            #!/bin/sh
+            for a in "$@"; do
+              if [ "$a" = "-version" ]; then
+                echo "ffmpeg version 6.0-fake Copyright (c) the FFmpeg developers"; exit 0
+              fi
+            done
+            """
+        )
+        + textwrap.dedent(body)
+    )
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No $FFSTREAM_FFMPEG and an empty PATH dir first, so lookups are deterministic."""
+    monkeypatch.delenv("FFSTREAM_FFMPEG", raising=False)
+    empty = tmp_path / "emptybin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty) + os.pathsep + "/usr/bin:/bin")
+    return empty

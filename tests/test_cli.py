@@ -1,0 +1,86 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ffstream.cli import main
+
+from .conftest import decode_pyav, stamps
+
+
+def _ffstream(*args, cwd=None, timeout=180):
+    exe = shutil.which("ffstream")
+    argv = [exe] if exe else [sys.executable, "-m", "ffstream"]
+    return subprocess.run([*argv, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_record_with_no_arguments(tmp_path):
+    """The README's first command: defaults, synthetic cameras, bundled or system ffmpeg."""
+    out = _ffstream("record", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "55M px/s" in out.stderr  # 2 cams x 640x480x3 @ 30 fps
+    episodes = sorted((tmp_path / "recordings").glob("episode_*"))
+    assert [e.name for e in episodes] == ["episode_000000", "episode_000001"]
+    for k, ep in enumerate(episodes):
+        meta = json.loads((ep / "episode.json").read_text())
+        assert meta["episode_index"] == k and meta["frames_captured"] == 150
+        for cam in ("cam0", "cam1"):
+            v = meta["videos"][cam]
+            assert (v["frames"], v["dropped"], v["dropped_indices"]) == (150, 0, [])
+            assert len(meta["capture_timestamps"][cam]) == 150
+            assert stamps(decode_pyav(ep / v["file"])) == list(range(150 * k, 150 * (k + 1)))
+    assert "0 frame(s) dropped" in out.stdout
+
+
+def test_record_options_and_metadata(tmp_path, capsys):
+    code = main([
+        "record", "--out", str(tmp_path), "--cameras", "3", "--resolution", "160x96",
+        "--episodes", "1", "--seconds", "0.5", "--vcodec", "h264", "--crf", "20",
+        "--preset", "veryfast", "--encoder-threads", "1", "--encoder-queue-maxsize", "12",
+    ])
+    assert code == 0
+    meta = json.loads((tmp_path / "episode_000000" / "episode.json").read_text())
+    enc = meta["encoder"]
+    assert (enc["vcodec"], enc["crf"], enc["preset"]) == ("libx264", 20, "veryfast")
+    assert (enc["encoder_threads"], enc["encoder_queue_maxsize"]) == (1, 12)
+    assert set(meta["videos"]) == {"cam0", "cam1", "cam2"}
+    assert meta["cameras"]["cam2"] == {"width": 160, "height": 96, "input_pix_fmt": "rgb24"}
+    assert meta["wall"]["finalized_after_s"] >= 0
+    # a second run appends episodes instead of overwriting
+    assert main(["record", "--out", str(tmp_path), "--episodes", "1", "--seconds", "0.2",
+                 "--resolution", "160x96", "--vcodec", "h264"]) == 0
+    assert (tmp_path / "episode_000001" / "episode.json").exists()
+    assert "episode" in capsys.readouterr().out
+
+
+def test_lost_frames_give_exit_code_1(tmp_path):
+    """An encoder that cannot keep up (x265 at 120 fps, queue of 1) drops frames, and says so."""
+    out = _ffstream(
+        "record", "--out", str(tmp_path), "--episodes", "1", "--seconds", "1", "--fps", "120",
+        "--resolution", "1280x720", "--vcodec", "hevc", "--preset", "medium",
+        "--encoder-queue-maxsize", "1", "--quiet",
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Encoder queue full for cam0" in out.stderr
+    meta = json.loads((tmp_path / "episode_000000" / "episode.json").read_text())
+    v = meta["videos"]["cam0"]
+    assert v["dropped"] > 0 and v["frames"] + v["dropped"] == 120
+    assert len(decode_pyav(tmp_path / "episode_000000" / "cam0.mp4")) == v["frames"]
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--vcodec", "mpeg9"], 2, "unknown vcodec 'mpeg9'"),
+        (["--crf", "99"], 2, "crf 99 is out of range"),
+        (["--resolution", "640"], 2, "resolution must look like 640x480"),
+        (["--fps", "0"], 2, "expected a finite number > 0"),
+        (["--ffmpeg", "/nonexistent/ffmpeg"], 3, "does not exist"),
+    ],
+)
+def test_record_errors(tmp_path, args, code, message):
+    out = _ffstream("record", "--out", str(tmp_path), "--seconds", "0.1", *args)
+    assert out.returncode == code
+    assert message in out.stderr

@@ -1,0 +1,103 @@
+import subprocess
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from ffstream import EncoderConfig
+from ffstream.command import InputSpec, build_command, fps_fraction
+
+
+def _argv(config, threads=None, pix_fmt="rgb24", ffmpeg="ffmpeg"):
+    return build_command(ffmpeg, InputSpec(640, 480, Fraction(30), pix_fmt), config, "out.mp4", threads)
+
+
+def _opt(argv, name):
+    return argv[argv.index(name) + 1]
+
+
+def test_global_options_come_before_the_input():
+    argv = _argv(EncoderConfig("h264"))
+    i = argv.index("-i")
+    for flag in ("-hide_banner", "-nostdin", "-loglevel", "-y"):
+        assert argv.index(flag) < i, flag
+    assert argv[i + 1] == "pipe:0"
+    assert argv[-1] == "out.mp4"
+    assert argv[:i] == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning", "-y",
+        "-f", "rawvideo", "-framerate", "30", "-pix_fmt", "rgb24", "-s", "640x480",
+    ]
+
+
+def test_frame_exact_and_colour_tagged():
+    argv = _argv(EncoderConfig("h264"))
+    out = argv[argv.index("pipe:0") + 1 :]
+    assert _opt(out, "-fps_mode") == "passthrough"
+    assert _opt(out, "-vf") == "scale=out_color_matrix=bt709:out_range=tv"
+    for tag in ("-colorspace", "-color_primaries", "-color_trc"):
+        assert _opt(out, tag) == "bt709"
+    assert _opt(out, "-color_range") == "tv"
+    assert _opt(out, "-pix_fmt") == "yuv420p"
+
+
+def test_gray_input_gets_no_colour_matrix():
+    argv = _argv(EncoderConfig("h264", pix_fmt="gray"), pix_fmt="gray")
+    assert "-vf" not in argv and "-colorspace" not in argv
+
+
+@pytest.mark.parametrize(
+    "config, threads, expected",
+    [
+        (EncoderConfig(), 3, {"-svtav1-params": "lp=3", "-preset": "12", "-crf": "30", "-g": "2"}),
+        (EncoderConfig(fast_decode=1), None, {"-svtav1-params": "fast-decode=1"}),
+        (
+            EncoderConfig(fast_decode=2, extra_options={"svtav1-params": "tune=0"}),
+            4,
+            {"-svtav1-params": "fast-decode=2:lp=4:tune=0"},
+        ),
+        (EncoderConfig("h264", preset="veryfast"), 2, {"-threads": "2", "-preset": "veryfast"}),
+        (EncoderConfig("hevc", fast_decode=1), 5, {"-threads": "5", "-tune": "fastdecode"}),
+    ],
+)
+def test_codec_options(config, threads, expected):
+    argv = _argv(config, threads)
+    for k, v in expected.items():
+        assert _opt(argv, k) == v
+    if threads is None:
+        assert "-threads" not in argv and "lp=" not in " ".join(argv)
+
+
+def test_old_ffmpeg_uses_vsync(tmp_path):
+    from .conftest import make_fake_ffmpeg
+    from ffstream import find_ffmpeg
+
+    fake = make_fake_ffmpeg(tmp_path)
+    fake.write_text(fake.read_text().replace("6.0-fake", "4.4.2-0ubuntu0.22.04.1"))
+    argv = _argv(EncoderConfig("h264"), ffmpeg=find_ffmpeg(fake))
+    assert _opt(argv, "-vsync") == "passthrough" and "-fps_mode" not in argv
+
+
+@pytest.mark.parametrize(
+    "fps, exact",
+    [(30, Fraction(30)), (29.97, Fraction(30000, 1001)), (23.976, Fraction(24000, 1001)),
+     (7.5, Fraction(15, 2)), ("30000/1001", Fraction(30000, 1001))],
+)
+def test_fps_fraction(fps, exact):
+    assert fps_fraction(fps) == exact
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf")])
+def test_fps_must_be_positive_and_finite(bad):
+    with pytest.raises(ValueError, match="fps must be"):
+        fps_fraction(bad)
+
+
+@pytest.mark.parametrize("vcodec", ["libx264", "libsvtav1", "libx265"])
+def test_argv_runs_with_the_real_binary(ffmpeg, vcodec, tmp_path):
+    """The argv we build is accepted by the real ffmpeg and encodes every frame."""
+    spec = InputSpec(64, 64, Fraction(30), "rgb24")
+    argv = build_command(ffmpeg, spec, EncoderConfig(vcodec), str(tmp_path / "o.mp4"), 1)
+    frames = np.zeros((5, 64, 64, 3), np.uint8)
+    out = subprocess.run(argv, input=frames.tobytes(), capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    assert (tmp_path / "o.mp4").stat().st_size > 0

@@ -1,0 +1,275 @@
+import gc
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from ffstream import EncoderConfig, EncoderError, FFmpegWriter
+from ffstream.cameras import SyntheticCamera
+
+import ffstream.writer as wmod
+
+from .conftest import decode_pyav, ffmpeg_children, make_fake_ffmpeg, stamps, wait_until
+
+X264 = EncoderConfig("h264", preset="ultrafast")
+
+
+def _writer(tmp_path, name="w.mp4", cam=None, **kw):
+    cam = cam or SyntheticCamera(width=160, height=96)
+    kw.setdefault("config", X264)
+    return FFmpegWriter(tmp_path / name, cam.width, cam.height, 30, **kw), cam
+
+
+def test_round_trip_every_frame_in_order(tmp_path, no_leaks):
+    w, cam = _writer(tmp_path, queue_maxsize=64)
+    for _ in range(40):
+        assert w.submit(cam.read())
+    r = w.close()
+    assert (r.frames, r.dropped, r.submitted, r.dropped_indices) == (40, 0, 40, [])
+    assert r.bytes == r.path.stat().st_size > 0
+    assert (r.width, r.height, r.fps, r.codec) == (160, 96, 30.0, "libx264")
+    assert stamps(decode_pyav(r.path)) == list(range(40))
+    assert w.close() is r  # idempotent
+
+
+def test_saturated_writer_never_blocks_and_loses_nothing_it_accepted(tmp_path, no_leaks):
+    """SIGSTOP ffmpeg: submit() keeps returning at once while dropping; after SIGCONT the
+    file holds exactly the frames that were accepted."""
+    w, cam = _writer(tmp_path, queue_maxsize=8)
+    for _ in range(5):
+        w.submit(cam.read())
+    assert wait_until(lambda: w.pid is not None)
+    os.kill(w.pid, signal.SIGSTOP)
+    try:
+        latencies = []
+        for _ in range(300):
+            frame = cam.read()
+            t = time.perf_counter()
+            w.submit(frame)
+            latencies.append(time.perf_counter() - t)
+    finally:
+        os.kill(w.pid, signal.SIGCONT)
+    r = w.close()
+    assert r.dropped > 200
+    assert r.frames + r.dropped == r.submitted == 305
+    assert np.median(latencies) < 1e-3  # timing targets live in tools/bench_overhead.py
+    kept = [i for i in range(305) if i not in set(r.dropped_indices)]
+    assert stamps(decode_pyav(r.path)) == kept
+
+
+def test_drop_warning_is_rate_limited(tmp_path, caplog):
+    w, cam = _writer(tmp_path, queue_maxsize=2, name="cam_a.mp4")
+    assert wait_until(lambda: w.pid is not None)
+    os.kill(w.pid, signal.SIGSTOP)
+    try:
+        with caplog.at_level("WARNING", logger="ffstream.writer"):
+            for _ in range(100):
+                w.submit(cam.read())
+    finally:
+        os.kill(w.pid, signal.SIGCONT)
+    r = w.close()
+    warnings = [m for m in caplog.messages if "Encoder queue full for cam_a" in m]
+    assert 1 <= len(warnings) <= 3
+    assert f"({r.dropped} in total)" in warnings[-1]
+
+
+def test_repeat_policy_keeps_frame_i_at_row_i(tmp_path):
+    w, cam = _writer(tmp_path, queue_maxsize=4, drop_policy="repeat")
+    for _ in range(3):
+        w.submit(cam.read())
+    assert wait_until(lambda: w.pid is not None)
+    os.kill(w.pid, signal.SIGSTOP)
+    try:
+        for _ in range(40):
+            w.submit(cam.read())
+    finally:
+        os.kill(w.pid, signal.SIGCONT)
+    for _ in range(5):
+        w.submit(cam.read())
+    r = w.close()
+    assert r.drop_policy == "repeat" and r.dropped > 0 and r.repeated == r.dropped
+    got = stamps(decode_pyav(r.path))
+    assert len(got) == r.frames == r.submitted == 48
+    dropped = set(r.dropped_indices)
+    for i, s in enumerate(got):
+        if i in dropped:
+            assert s == got[i - 1]  # the previous frame, written again in its place
+        else:
+            assert s == i
+
+
+def test_repeat_policy_drops_at_the_very_end(tmp_path):
+    w, cam = _writer(tmp_path, queue_maxsize=2, drop_policy="repeat")
+    assert wait_until(lambda: w.pid is not None)
+    os.kill(w.pid, signal.SIGSTOP)
+    try:
+        for _ in range(10):
+            w.submit(cam.read())
+    finally:
+        os.kill(w.pid, signal.SIGCONT)
+    r = w.close()
+    got = stamps(decode_pyav(r.path))
+    assert len(got) == 10 and got[-1] == max(set(range(10)) - set(r.dropped_indices))
+
+
+def test_block_policy_loses_nothing_under_overload(tmp_path):
+    w, cam = _writer(tmp_path, queue_maxsize=2, drop_policy="block")
+    assert wait_until(lambda: w.pid is not None)
+    os.kill(w.pid, signal.SIGSTOP)
+    threading.Timer(0.5, os.kill, (w.pid, signal.SIGCONT)).start()
+    t = time.perf_counter()
+    for _ in range(60):
+        assert w.submit(cam.read())
+    assert time.perf_counter() - t >= 0.4  # it really waited for the stopped encoder
+    r = w.close()
+    assert (r.dropped, r.frames) == (0, 60)
+    assert stamps(decode_pyav(r.path)) == list(range(60))
+
+
+def test_ffmpeg_killed_mid_stream(tmp_path, no_leaks):
+    w, cam = _writer(tmp_path)
+    for _ in range(5):
+        w.submit(cam.read())
+    assert wait_until(lambda: w.pid is not None)
+    os.kill(w.pid, signal.SIGKILL)
+    with pytest.raises(EncoderError, match=r"killed by signal 9") as info:
+        for _ in range(200):
+            w.submit(cam.read())
+            time.sleep(0.01)
+    assert info.value.returncode == -9
+    with pytest.raises(EncoderError, match="killed by signal 9"):
+        w.close()
+    assert not ffmpeg_children()
+
+
+def test_runtime_failure_carries_stderr(tmp_path, no_leaks):
+    """Settings ffmpeg only rejects once frames flow: the error has ffmpeg's own words."""
+    cfg = EncoderConfig("h264", pix_fmt="yuv444p", extra_options={"profile": "baseline"})
+    w, cam = _writer(tmp_path, config=cfg)
+    with pytest.raises(EncoderError) as info:
+        for _ in range(100):
+            w.submit(cam.read())
+            time.sleep(0.01)
+        w.close()
+    msg = str(info.value)
+    assert "exit status" in msg and "ffmpeg said:" in msg and "baseline" in msg
+    assert info.value.returncode not in (0, None)
+    with pytest.raises(EncoderError):
+        w.close()
+
+
+def test_broken_pipe_becomes_encoder_error(tmp_path, monkeypatch, no_leaks):
+    """A binary that exits without reading stdin: no bare BrokenPipeError reaches the user."""
+    fake = make_fake_ffmpeg(tmp_path, "echo \"Unknown encoder 'xyz'\" >&2\nexit 8\n")
+    orig = wmod._Stream.run
+
+    def run(self):
+        self.argv = [str(fake)]  # settings were validated against the real binary
+        orig(self)
+
+    monkeypatch.setattr(wmod._Stream, "run", run)
+    w, cam = _writer(tmp_path)
+    with pytest.raises(EncoderError, match=r"(?s)exit status 8.*Unknown encoder 'xyz'"):
+        for _ in range(50):
+            w.submit(cam.read())
+            time.sleep(0.01)
+    with pytest.raises(EncoderError, match="exit status 8"):
+        w.close()
+
+
+def test_abort_removes_the_partial_file(tmp_path, no_leaks):
+    w, cam = _writer(tmp_path)
+    for _ in range(10):
+        w.submit(cam.read())
+    w.abort()
+    assert not w.path.exists()
+    assert not ffmpeg_children()
+
+
+def test_writer_dropped_without_close_is_finished_not_leaked(tmp_path, no_leaks):
+    w, cam = _writer(tmp_path)
+    for _ in range(12):
+        w.submit(cam.read())
+    path = w.path
+    del w
+    gc.collect()
+    assert wait_until(lambda: not ffmpeg_children(), 20)
+    assert stamps(decode_pyav(path)) == list(range(12))
+
+
+def test_noncontiguous_and_negative_stride_frames(tmp_path):
+    w, cam = _writer(tmp_path)
+    frames = [cam.read() for _ in range(3)]
+    w.submit(np.ascontiguousarray(frames[0][::-1])[::-1])  # negative strides
+    big = np.zeros((96, 320, 3), np.uint8)
+    big[:, ::2] = frames[1]
+    w.submit(big[:, ::2])  # non-contiguous
+    w.submit(frames[2])
+    r = w.close()
+    decoded = decode_pyav(r.path)
+    assert stamps(decoded) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "frame, error, message",
+    [
+        (None, TypeError, "must be a numpy array"),
+        ([[0]], TypeError, "must be a numpy array"),
+        (np.zeros((96, 160, 3), np.float32), ValueError, r"dtype float32; this writer takes 96x160x3 uint8"),
+        (np.zeros((96, 160), np.uint8), ValueError, r"shape \(96, 160\)"),
+        (np.zeros((96, 162, 3), np.uint8), ValueError, "convert the frame or start a new writer"),
+    ],
+)
+def test_submit_rejects_bad_frames(tmp_path, frame, error, message):
+    w, cam = _writer(tmp_path)
+    with pytest.raises(error, match=message):
+        w.submit(frame)
+    w.submit(cam.read())
+    assert w.close().frames == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"width": 161}, ValueError, r"width 161 is odd; yuv420p needs even sizes"),
+        ({"width": 0}, ValueError, r"width 0 is out of range"),
+        ({"fps": 0}, ValueError, r"fps must be > 0"),
+        ({"fps": float("nan")}, ValueError, r"fps must be a finite number"),
+        ({"queue_maxsize": 0}, ValueError, r"queue_maxsize must be an integer >= 1"),
+        ({"drop_policy": "wait"}, ValueError, r"drop_policy 'wait' is unknown"),
+        ({"input_pix_fmt": "yuyv"}, ValueError, r"unsupported raw pixel format 'yuyv'"),
+        ({"encoder_threads": 0}, ValueError, r"encoder_threads must be None or an integer"),
+    ],
+)
+def test_constructor_rejects_bad_settings(tmp_path, kwargs, error, message):
+    args = {"path": tmp_path / "x.mp4", "width": 160, "height": 96, "fps": 30, "config": X264}
+    args.update(kwargs)
+    with pytest.raises(error, match=message):
+        FFmpegWriter(**args)
+
+
+def test_never_overwrites_by_default(tmp_path):
+    (tmp_path / "x.mp4").write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        FFmpegWriter(tmp_path / "x.mp4", 160, 96, 30, X264)
+    assert (tmp_path / "x.mp4").read_bytes() == b"precious"
+
+
+def test_submit_after_close(tmp_path):
+    w, cam = _writer(tmp_path)
+    w.close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        w.submit(cam.read())
+
+
+def test_bgr_input_is_converted_by_ffmpeg(tmp_path):
+    w, cam = _writer(tmp_path, input_pix_fmt="bgr24")
+    frame = np.zeros((96, 160, 3), np.uint8)
+    frame[..., 0] = 200  # blue in BGR order
+    w.submit(frame)
+    r = w.close()
+    rgb = decode_pyav(r.path)[0].reshape(-1, 3).mean(axis=0)
+    assert rgb[2] > 180 and rgb[0] < 20
