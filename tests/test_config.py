@@ -62,3 +62,26 @@ def test_round_trip_through_dict():
     assert EncoderConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match=r"unknown EncoderConfig field\(s\) input"):
         EncoderConfig.from_dict({**c.to_dict(), "input": "/etc/passwd"})
+
+
+def test_ranges_are_checked_against_the_binary(tmp_path):
+    """An older ffmpeg (5.1) takes SVT-AV1 presets from -1 only: the binary's range wins."""
+    from ffstream import find_ffmpeg
+
+    from .conftest import make_fake_ffmpeg
+
+    fake = make_fake_ffmpeg(
+        tmp_path,
+        """\
+        cat <<'EOT'
+        Encoder libsvtav1 [SVT-AV1(Scalable Video Technology for AV1) encoder]:
+            Supported pixel formats: yuv420p yuv420p10le
+        libsvtav1 AVOptions:
+          -preset            <int>        E..V....... Encoding preset (from -1 to 13) (default -1)
+          -crf               <int>        E..V....... Constant Rate Factor value (from 0 to 63) (default 0)
+        EOT
+        """,
+    )
+    with pytest.raises(ValueError, match=r"preset -2 is out of range for libsvtav1 in this ffmpeg .*use -1\.\.13"):
+        EncoderConfig(preset=-2).validate_for(find_ffmpeg(fake))
+    EncoderConfig(preset=-1).validate_for(find_ffmpeg(fake))

@@ -1,0 +1,155 @@
+"""How much does FFmpegWriter cost compared with bare ffmpeg, and how long does submit() take?
+
+1. Throughput: the same frames are encoded (a) by bare ffmpeg reading a raw file and
+   (b) through FFmpegWriter (drop_policy="block", frames submitted as fast as it takes
+   them), with the same argv otherwise. Runs alternate, in one process, and the ratio
+   of frames per second is reported (target >= 0.95).
+2. The same through FFmpegWriter with the pipe buffer left at its default size, to
+   decide whether raising it (F_SETPIPE_SZ) is worth keeping.
+3. submit() latency at a paced 30 fps with the default drop policy (target p99 < 1 ms).
+4. finish_episode_async() latency for a 2-camera episode (target < 50 ms).
+
+    python tools/bench_overhead.py [--frames 300] [--repeats 3] [--seconds 10] [--ffmpeg PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ffstream.writer as writer_mod  # noqa: E402
+from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, find_ffmpeg  # noqa: E402
+from ffstream.cameras import SyntheticCamera  # noqa: E402
+from ffstream.command import InputSpec, build_command, fps_fraction  # noqa: E402
+
+W, H = 640, 480
+
+
+def bare_ffmpeg(ff, config, raw: Path, out: Path) -> float:
+    argv = build_command(ff, InputSpec(W, H, fps_fraction(30)), config, str(out))
+    argv[argv.index("pipe:0")] = str(raw)
+    t = time.perf_counter()
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    return time.perf_counter() - t
+
+
+def through_writer(ff, config, frames, out: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this Python process) to encode ``frames``."""
+    c0 = os.times()
+    t = time.perf_counter()
+    w = FFmpegWriter(out, W, H, 30, config, ffmpeg=ff, drop_policy="block", overwrite=True)
+    for f in frames:
+        w.submit(f)
+    r = w.close()
+    elapsed = time.perf_counter() - t
+    c1 = os.times()
+    assert r.frames == len(frames), r
+    return elapsed, (c1.user - c0.user) + (c1.system - c0.system)
+
+
+def throughput(ff, frames, raw: Path, tmp: Path, repeats: int) -> None:
+    n = len(frames)
+    print(f"\n## Throughput, {W}x{H} rgb24, {n} frames, best of {repeats}\n")
+    print("fps = frames per wall second; CPU = this Python process's CPU per frame, with the")
+    print("pipe buffer raised to a frame (F_SETPIPE_SZ) and left at the default (64 KiB).\n")
+    print("| codec | bare ffmpeg fps | FFmpegWriter fps | ratio | CPU ms/frame, raised "
+          "| default pipe fps | ratio | CPU ms/frame, default |")
+    print("|---|---|---|---|---|---|---|---|")
+    configs = (EncoderConfig("libx264", preset="ultrafast"), EncoderConfig("libx264"),
+               EncoderConfig("libsvtav1"))
+    for config in configs:
+        bare, ours, small = [], [], []
+        for _ in range(repeats):
+            bare.append(bare_ffmpeg(ff, config, raw, tmp / "bare.mp4"))
+            writer_mod.ENLARGE_PIPE = True
+            ours.append(through_writer(ff, config, frames, tmp / "ours.mp4"))
+            writer_mod.ENLARGE_PIPE = False
+            small.append(through_writer(ff, config, frames, tmp / "small.mp4"))
+        writer_mod.ENLARGE_PIPE = True
+        fb = n / min(bare)
+        fo, fs = n / min(t for t, _ in ours), n / min(t for t, _ in small)
+        co = statistics.median(c for _, c in ours) / n * 1e3
+        cs = statistics.median(c for _, c in small) / n * 1e3
+        print(f"| {config.vcodec} preset={config.preset} | {fb:.1f} | {fo:.1f} | {fo / fb:.3f} "
+              f"| {co:.3f} | {fs:.1f} | {fs / fb:.3f} | {cs:.3f} |")
+
+
+def submit_latency(ff, frames, tmp: Path, seconds: float) -> None:
+    print(f"\n## submit() latency, 2 writers paced at 30 fps for {seconds:g} s (ms)\n")
+    print("| codec | calls | p50 | p99 | max | dropped |")
+    print("|---|---|---|---|---|---|")
+    for config in (EncoderConfig("libx264"), EncoderConfig("libsvtav1")):
+        ws = [FFmpegWriter(tmp / f"lat{i}.mp4", W, H, 30, config, ffmpeg=ff, overwrite=True)
+              for i in range(2)]
+        lat = []
+        n = int(seconds * 30)
+        t0 = time.perf_counter()
+        for i in range(n):
+            time.sleep(max(0.0, t0 + i / 30 - time.perf_counter()))
+            for w in ws:
+                f = frames[i % len(frames)]
+                t = time.perf_counter()
+                w.submit(f)
+                lat.append(time.perf_counter() - t)
+        dropped = sum(w.close().dropped for w in ws)
+        ms = np.array(lat) * 1e3
+        print(f"| {config.vcodec} | {len(ms)} | {np.percentile(ms, 50):.3f} | "
+              f"{np.percentile(ms, 99):.3f} | {ms.max():.3f} | {dropped} |")
+
+
+def finish_latency(ff, frames, tmp: Path, episodes: int = 5) -> None:
+    print(f"\n## finish_episode_async(), 2 cameras x 3 s episodes, {episodes} episodes (ms)\n")
+    calls, finals = [], []
+    with StreamingVideoEncoder(30, EncoderConfig(), ffmpeg=ff, overwrite=True) as enc:
+        for e in range(episodes):
+            enc.start_episode(["a", "b"], tmp / f"ep{e}")
+            t0 = time.perf_counter()
+            for i in range(90):
+                time.sleep(max(0.0, t0 + i / 30 - time.perf_counter()))
+                enc.feed_frame("a", frames[i])
+                enc.feed_frame("b", frames[-i - 1])
+            t = time.perf_counter()
+            fut = enc.finish_episode_async()
+            calls.append((time.perf_counter() - t) * 1e3)
+            fut.result()
+            finals.append((time.perf_counter() - t) * 1e3)
+    print(f"call: median {statistics.median(calls):.3f}, max {max(calls):.3f}; "
+          f"files final after: median {statistics.median(finals):.0f}, max {max(finals):.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--ffmpeg", default=None)
+    args = ap.parse_args()
+    ff = find_ffmpeg(args.ffmpeg)
+    print(f"# ffstream overhead benchmark\n\n{platform.platform()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, {ff.version_string.split(' Copyright')[0]}")
+    cam = SyntheticCamera(width=W, height=H)
+    frames = [cam.read() for _ in range(args.frames)]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        raw = tmp / "frames.raw"
+        with open(raw, "wb") as fh:
+            for f in frames:
+                fh.write(f.tobytes())
+        throughput(ff, frames, raw, tmp, args.repeats)
+        submit_latency(ff, frames, tmp, args.seconds)
+        finish_latency(ff, frames, tmp)
+
+
+if __name__ == "__main__":
+    main()
