@@ -1,10 +1,26 @@
 """ffstream: encode camera frames to video while they are captured."""
 
-from .config import EncoderConfig
-from .errors import EncoderError, FFmpegNotFoundError, FFstreamError
-from .ffmpeg import FFmpeg, find_ffmpeg
-from .writer import FFmpegWriter, VideoResult
-
 __version__ = "0.1.0"
-from .reader import VideoReadError, read_frames, video_info
-from .streaming import EpisodeError, StreamingVideoEncoder
+
+from .config import EncoderConfig  # noqa: E402
+from .errors import EncoderError, FFmpegNotFoundError, FFstreamError  # noqa: E402
+from .ffmpeg import FFmpeg, find_ffmpeg  # noqa: E402
+from .reader import VideoReadError, read_frames, video_info  # noqa: E402
+from .streaming import EpisodeError, StreamingVideoEncoder  # noqa: E402
+from .writer import FFmpegWriter, VideoResult  # noqa: E402
+
+__all__ = [
+    "EncoderConfig",
+    "EncoderError",
+    "EpisodeError",
+    "FFmpeg",
+    "FFmpegNotFoundError",
+    "FFmpegWriter",
+    "FFstreamError",
+    "StreamingVideoEncoder",
+    "VideoReadError",
+    "VideoResult",
+    "find_ffmpeg",
+    "read_frames",
+    "video_info",
+]

@@ -21,7 +21,9 @@ def _resolution(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"resolution must look like 640x480, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"resolution must look like 640x480, got {text!r}"
+        ) from None
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"resolution must be positive, got {text!r}")
     return w, h
@@ -73,13 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--vcodec", default="libsvtav1", help="libsvtav1 (default), h264, hevc")
     rec.add_argument("--crf", type=_crf, default=None, help="quality (codec default if unset)")
     rec.add_argument("--preset", default=None, help="encoder preset (codec default if unset)")
-    rec.add_argument("--encoder-threads", type=_positive_int, default=None,
-                     help="threads per encoder (codec decides if unset)")
-    rec.add_argument("--encoder-queue-maxsize", type=_positive_int, default=30,
-                     help="frames buffered per camera before dropping (30)")
-    rec.add_argument("--drop-policy", choices=("drop", "repeat", "block"), default="drop",
-                     help="what a full queue does: drop (default), repeat the previous frame, "
-                          "or block the capture loop")
+    rec.add_argument(
+        "--encoder-threads",
+        type=_positive_int,
+        default=None,
+        help="threads per encoder (codec decides if unset)",
+    )
+    rec.add_argument(
+        "--encoder-queue-maxsize",
+        type=_positive_int,
+        default=30,
+        help="frames buffered per camera before dropping (30)",
+    )
+    rec.add_argument(
+        "--drop-policy",
+        choices=("drop", "repeat", "block"),
+        default="drop",
+        help="what a full queue does: drop (default), repeat the previous frame, "
+        "or block the capture loop",
+    )
     rec.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
     rec.add_argument("--quiet", action="store_true", help="no live status line")
     return parser
@@ -113,9 +127,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         opts["preset"] = int(args.preset) if args.preset.lstrip("-").isdigit() else args.preset
     config = EncoderConfig(**opts)
     w, h = args.resolution
-    cameras = [
-        SyntheticCamera(f"cam{i}", w, h, args.fps, seed=i) for i in range(args.cameras)
-    ]
+    cameras = [SyntheticCamera(f"cam{i}", w, h, args.fps, seed=i) for i in range(args.cameras)]
     px = throughput(len(cameras), w, h, args.fps)
     print(
         f"ffstream record: {len(cameras)} camera(s) {w}x{h} @ {args.fps:g} fps = "
@@ -130,11 +142,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print(
             f"\r  episode {st.episode} frame {st.frame}/{st.frames_total} "
             f"{st.capture_fps:5.1f} fps  {queues}   ",
-            end="", file=sys.stderr, flush=True,
+            end="",
+            file=sys.stderr,
+            flush=True,
         )
 
     with StreamingVideoEncoder(
-        args.fps, config,
+        args.fps,
+        config,
         queue_maxsize=args.encoder_queue_maxsize,
         encoder_threads=args.encoder_threads,
         ffmpeg=args.ffmpeg,
@@ -148,8 +163,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _summary(outcomes) -> int:
-    header = f"{'episode':>7}  {'camera':<10} {'frames':>6} {'dropped':>7} {'MB':>7} {'save ms':>8}  file"
-    print(header)
+    cols = ("episode", "camera", "frames", "dropped", "MB", "save ms")
+    print("{:>7}  {:<10} {:>6} {:>7} {:>7} {:>8}  file".format(*cols))
     code = EXIT_OK
     for o in outcomes:
         if o.error:
@@ -163,8 +178,10 @@ def _summary(outcomes) -> int:
             if r.dropped and code == EXIT_OK:
                 code = EXIT_FRAMES_LOST
     lost = sum(o.frames_lost for o in outcomes)
-    print(f"{len(outcomes)} episode(s), {lost} frame(s) dropped"
-          + ("" if code == EXIT_OK else " - see docs/troubleshooting.md"))
+    print(
+        f"{len(outcomes)} episode(s), {lost} frame(s) dropped"
+        + ("" if code == EXIT_OK else " - see docs/troubleshooting.md")
+    )
     return code
 
 

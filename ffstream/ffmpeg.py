@@ -102,7 +102,9 @@ def find_ffmpeg(path: str | os.PathLike | FFmpeg | None = None) -> FFmpeg:
     try:
         bundled = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:
-        raise FFmpegNotFoundError(f"imageio-ffmpeg has no binary ({exc}); {_INSTALL_HINT}") from None
+        raise FFmpegNotFoundError(
+            f"imageio-ffmpeg has no binary ({exc}); {_INSTALL_HINT}"
+        ) from None
     return _check(bundled, "imageio-ffmpeg")
 
 
@@ -110,10 +112,13 @@ def _check(candidate: str, origin: str) -> FFmpeg:
     resolved = shutil.which(candidate) or candidate
     p = Path(resolved)
     if not p.is_file():
-        raise FFmpegNotFoundError(f"ffmpeg from {origin} does not exist: {candidate!r}; {_INSTALL_HINT}")
+        raise FFmpegNotFoundError(
+            f"ffmpeg from {origin} does not exist: {candidate!r}; {_INSTALL_HINT}"
+        )
     if not os.access(p, os.X_OK):
         raise FFmpegNotFoundError(
-            f"ffmpeg from {origin} is not executable: {candidate!r}; `chmod +x` it or {_INSTALL_HINT}"
+            f"ffmpeg from {origin} is not executable: {candidate!r}; "
+            f"`chmod +x` it or {_INSTALL_HINT}"
         )
     return FFmpeg(str(p.resolve()))
 

@@ -100,11 +100,25 @@ def read_frames(
     shape = fmt.frame_shape(info.width, info.height)
     size = fmt.frame_bytes(info.width, info.height)
     argv = [
-        ff.path, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
-        "-map", "0:v:0", *passthrough_args(ff), "-f", "rawvideo", "-pix_fmt", fmt.name, "pipe:1",
+        ff.path,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        *passthrough_args(ff),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        fmt.name,
+        "pipe:1",
     ]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     # stderr is read only after stdout ends; at loglevel error it stays far below a pipe's size.
     try:
         while True:
@@ -119,7 +133,9 @@ def read_frames(
             if got == 0:
                 break
             if got < size:
-                raise VideoReadError(f"{path}: the last frame was cut short ({got} of {size} bytes)")
+                raise VideoReadError(
+                    f"{path}: the last frame was cut short ({got} of {size} bytes)"
+                )
             yield frame
         err = proc.stderr.read().decode("utf-8", "replace")
         if proc.wait() != 0:

@@ -146,10 +146,16 @@ class Recorder:
             now = time.perf_counter()
             if self.on_status is not None and now >= next_status:
                 next_status = now + self.status_interval
-                self.on_status(Status(
-                    index, i + 1, n_frames, (i + 1) / max(now - t0, 1e-9),
-                    self.encoder.queue_depths(), self.encoder.dropped_counts(),
-                ))
+                self.on_status(
+                    Status(
+                        index,
+                        i + 1,
+                        n_frames,
+                        (i + 1) / max(now - t0, 1e-9),
+                        self.encoder.queue_depths(),
+                        self.encoder.dropped_counts(),
+                    )
+                )
         capture_end = time.perf_counter()
         fut = self.encoder.finish_episode_async()
         finish_call_ms = (time.perf_counter() - capture_end) * 1e3

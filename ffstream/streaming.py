@@ -13,8 +13,8 @@ import queue
 import re
 import threading
 import weakref
-from concurrent.futures import Future
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +89,18 @@ class StreamingVideoEncoder:
         if not isinstance(self.rgb_encoder, EncoderConfig):
             raise TypeError("rgb_encoder must be an EncoderConfig")
         self.depth_encoder = depth_encoder
-        if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
+        if (
+            isinstance(queue_maxsize, bool)
+            or not isinstance(queue_maxsize, int)
+            or queue_maxsize < 1
+        ):
             raise ValueError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
         if encoder_threads is not None and (
             not isinstance(encoder_threads, int) or encoder_threads < 1
         ):
-            raise ValueError(f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}")
+            raise ValueError(
+                f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}"
+            )
         if drop_policy not in DROP_POLICIES:
             raise ValueError(f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}")
         if compute_stats:
@@ -168,7 +174,9 @@ class StreamingVideoEncoder:
             raw_format(pix_fmt)
             path = out / f"{stem}.{self.rgb_encoder.extension}"
             if path.exists() and not self.overwrite:
-                raise FileExistsError(f"{path} already exists; pass overwrite=True or use a new out_dir")
+                raise FileExistsError(
+                    f"{path} already exists; pass overwrite=True or use a new out_dir"
+                )
             cameras[key] = _Camera(key, path, pix_fmt)
         out.mkdir(parents=True, exist_ok=True)
         self._cameras = cameras
@@ -207,8 +215,10 @@ class StreamingVideoEncoder:
             elif frame.ndim == 3 and frame.shape[0] == 1:
                 frame = frame[0]
             if frame.ndim != 2:
-                raise ValueError(f"frame for {cam.key!r} has shape {image.shape}; "
-                                 f"{fmt.name} frames are HxW or HxWx1")
+                raise ValueError(
+                    f"frame for {cam.key!r} has shape {image.shape}; "
+                    f"{fmt.name} frames are HxW or HxWx1"
+                )
         else:
             c = fmt.channels
             if frame.ndim == 3 and frame.shape[-1] != c and frame.shape[0] == c:
@@ -235,7 +245,11 @@ class StreamingVideoEncoder:
     def _open_writer(self, cam: _Camera, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
         cam.writer = FFmpegWriter(
-            cam.path, w, h, self.fps, self.rgb_encoder,
+            cam.path,
+            w,
+            h,
+            self.fps,
+            self.rgb_encoder,
             input_pix_fmt=cam.pix_fmt,
             queue_maxsize=self.queue_maxsize,
             encoder_threads=self.encoder_threads,
@@ -372,7 +386,10 @@ def _collect(cams: dict[str, _Camera], timeout: float | None) -> dict[str, Video
         results[key] = res
         log.info(
             "%s: %d frames, %d dropped, %.1f fps encoded, %s",
-            key, res.frames, res.dropped, res.frames / res.seconds if res.seconds else 0.0,
+            key,
+            res.frames,
+            res.dropped,
+            res.frames / res.seconds if res.seconds else 0.0,
             res.path.name,
         )
     if errors:

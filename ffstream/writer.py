@@ -281,8 +281,9 @@ class _Stream:
     def finalize(stream: _Stream) -> None:
         """Called when the FFmpegWriter is collected unclosed: finish, don't leak."""
         if not stream.closing:
-            log.warning("FFmpegWriter for %s was not closed; finishing it in the background",
-                        stream.name)
+            log.warning(
+                "FFmpegWriter for %s was not closed; finishing it in the background", stream.name
+            )
             stream.request_end(0)
 
 
@@ -319,12 +320,18 @@ class FFmpegWriter:
         self.fps: Fraction = fps_fraction(fps)
         if drop_policy not in DROP_POLICIES:
             raise ValueError(f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}")
-        if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
+        if (
+            isinstance(queue_maxsize, bool)
+            or not isinstance(queue_maxsize, int)
+            or queue_maxsize < 1
+        ):
             raise ValueError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
         if encoder_threads is not None and (
             not isinstance(encoder_threads, int) or encoder_threads < 1
         ):
-            raise ValueError(f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}")
+            raise ValueError(
+                f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}"
+            )
         self.config = config if config is not None else EncoderConfig()
         self.format = raw_format(input_pix_fmt)
         self.config.check_frame_size(self.width, self.height)
@@ -341,8 +348,14 @@ class FFmpegWriter:
         spec = InputSpec(self.width, self.height, self.fps, self.format.name)
         argv = build_command(self.ffmpeg, spec, self.config, str(self.path), encoder_threads)
         self._stream = _Stream(
-            argv, self.path, self.name, self.format, self.width, self.height,
-            queue_maxsize, drop_policy,
+            argv,
+            self.path,
+            self.name,
+            self.format,
+            self.width,
+            self.height,
+            queue_maxsize,
+            drop_policy,
         )
         self._slot_view = self._stream.slots
         self._expected_shape = self._stream.shape
@@ -432,7 +445,9 @@ class FFmpegWriter:
     def _report_drops(self, now: float) -> None:
         log.warning(
             "Encoder queue full for %s, dropped %d frame(s) (%d in total)",
-            self.name, self._unreported_drops, len(self._dropped_indices),
+            self.name,
+            self._unreported_drops,
+            len(self._dropped_indices),
         )
         self._unreported_drops = 0
         self._last_warning = now
@@ -440,8 +455,9 @@ class FFmpegWriter:
     def _reject(self, frame: Any) -> None:
         want = f"{'x'.join(map(str, self._expected_shape))} {self.format.dtype}"
         if not isinstance(frame, np.ndarray):
-            raise TypeError(f"frame for {self.name} must be a numpy array ({want}), "
-                            f"got {type(frame).__name__}")
+            raise TypeError(
+                f"frame for {self.name} must be a numpy array ({want}), got {type(frame).__name__}"
+            )
         raise ValueError(
             f"frame for {self.name} has shape {frame.shape} and dtype {frame.dtype}; this writer "
             f"takes {want} ({self.format.name}); convert the frame or start a new writer"

@@ -9,7 +9,9 @@ from ffstream.command import InputSpec, build_command, fps_fraction
 
 
 def _argv(config, threads=None, pix_fmt="rgb24", ffmpeg="ffmpeg"):
-    return build_command(ffmpeg, InputSpec(640, 480, Fraction(30), pix_fmt), config, "out.mp4", threads)
+    return build_command(
+        ffmpeg, InputSpec(640, 480, Fraction(30), pix_fmt), config, "out.mp4", threads
+    )
 
 
 def _opt(argv, name):
@@ -24,8 +26,21 @@ def test_global_options_come_before_the_input():
     assert argv[i + 1] == "pipe:0"
     assert argv[-1] == "out.mp4"
     assert argv[:i] == [
-        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning", "-y",
-        "-f", "rawvideo", "-framerate", "30", "-pix_fmt", "rgb24", "-s", "640x480",
+        "ffmpeg",
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "warning",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-framerate",
+        "30",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        "640x480",
     ]
 
 
@@ -68,8 +83,9 @@ def test_codec_options(config, threads, expected):
 
 
 def test_old_ffmpeg_uses_vsync(tmp_path):
-    from .conftest import make_fake_ffmpeg
     from ffstream import find_ffmpeg
+
+    from .conftest import make_fake_ffmpeg
 
     fake = make_fake_ffmpeg(tmp_path)
     fake.write_text(fake.read_text().replace("6.0-fake", "4.4.2-0ubuntu0.22.04.1"))
@@ -79,8 +95,13 @@ def test_old_ffmpeg_uses_vsync(tmp_path):
 
 @pytest.mark.parametrize(
     "fps, exact",
-    [(30, Fraction(30)), (29.97, Fraction(30000, 1001)), (23.976, Fraction(24000, 1001)),
-     (7.5, Fraction(15, 2)), ("30000/1001", Fraction(30000, 1001))],
+    [
+        (30, Fraction(30)),
+        (29.97, Fraction(30000, 1001)),
+        (23.976, Fraction(24000, 1001)),
+        (7.5, Fraction(15, 2)),
+        ("30000/1001", Fraction(30000, 1001)),
+    ],
 )
 def test_fps_fraction(fps, exact):
     assert fps_fraction(fps) == exact

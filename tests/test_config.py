@@ -26,13 +26,25 @@ def test_aliases(alias, name):
         ({"vcodec": "h264", "preset": "quick"}, ValueError, r"use one of ultrafast, .*placebo"),
         ({"g": 0}, ValueError, r"g \(keyframe interval\) must be a positive integer"),
         ({"fast_decode": 3}, ValueError, r"fast_decode must be 0, 1 or 2"),
-        ({"pix_fmt": "rgb24"}, ValueError, r"libsvtav1 cannot encode pix_fmt 'rgb24'; it accepts yuv420p"),
-        ({"extra_options": {"nope": 1}}, ValueError, r"has no option 'nope'; allowed .*svtav1-params"),
+        (
+            {"pix_fmt": "rgb24"},
+            ValueError,
+            r"libsvtav1 cannot encode pix_fmt 'rgb24'; it accepts yuv420p",
+        ),
+        (
+            {"extra_options": {"nope": 1}},
+            ValueError,
+            r"has no option 'nope'; allowed .*svtav1-params",
+        ),
         ({"extra_options": {"crf": 20}}, ValueError, r"set 'crf' through the EncoderConfig field"),
         ({"extra_options": {"-i": "x"}}, ValueError, r"is not an option name"),
         ({"extra_options": {"svtav1-params": "-y"}}, ValueError, r"starts with '-'"),
         ({"extra_options": {"svtav1-params": "a=1\n-i"}}, ValueError, r"line break"),
-        ({"extra_options": {"svtav1-params": ["x"]}}, TypeError, r"must be a str, int, float or bool"),
+        (
+            {"extra_options": {"svtav1-params": ["x"]}},
+            TypeError,
+            r"must be a str, int, float or bool",
+        ),
         ({"vcodec": "ffv1", "crf": 10}, ValueError, r"ffv1 has no crf setting; pass crf=None"),
     ],
 )
@@ -82,6 +94,8 @@ def test_ranges_are_checked_against_the_binary(tmp_path):
         EOT
         """,
     )
-    with pytest.raises(ValueError, match=r"preset -2 is out of range for libsvtav1 in this ffmpeg .*use -1\.\.13"):
+    with pytest.raises(
+        ValueError, match=r"preset -2 is out of range for libsvtav1 in this ffmpeg .*use -1\.\.13"
+    ):
         EncoderConfig(preset=-2).validate_for(find_ffmpeg(fake))
     EncoderConfig(preset=-1).validate_for(find_ffmpeg(fake))

@@ -121,7 +121,7 @@ def test_binary_that_is_not_ffmpeg(tmp_path):
 
 
 def test_answers_are_cached_per_binary(ffmpeg, monkeypatch):
-    ffmpeg.encoders  # warm
+    assert ffmpeg.encoders  # warm the cache
     calls = []
     monkeypatch.setattr(ffm, "_run", lambda *a: calls.append(a) or "")
     assert ffmpeg.encoders and ffmpeg.version

@@ -23,7 +23,7 @@ def test_read_frames_matches_an_independent_decoder(video):
     theirs = decode_pyav(video)
     assert len(ours) == len(theirs) == 25
     assert stamps(ours) == list(range(25))
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         assert a.shape == (96, 128, 3) and a.dtype == np.uint8
         assert np.abs(a.astype(int) - b).mean() < 1.0
 

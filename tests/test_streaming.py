@@ -130,24 +130,40 @@ def test_close_keeps_a_running_episode(tmp_path):
 
 def test_error_inside_with_block_still_saves_frames(tmp_path):
     cam = SyntheticCamera("cam", 160, 96)
-    with pytest.raises(ZeroDivisionError):
-        with StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block") as enc:
-            enc.start_episode(["cam"], tmp_path)
-            _feed(enc, [cam], 4)
-            1 / 0
+    enc = StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block")
+    with pytest.raises(ZeroDivisionError), enc:
+        enc.start_episode(["cam"], tmp_path)
+        _feed(enc, [cam], 4)
+        raise ZeroDivisionError
     assert stamps(decode_pyav(tmp_path / "cam.mp4")) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize(
     "frame, error, message",
     [
-        (np.zeros((64, 96, 3), np.int32), TypeError, r"dtype int32; rgb24 frames must be uint8 or float in \[0, 1\]"),
-        (np.zeros((64, 96, 2), np.uint8), ValueError, r"shape \(64, 96, 2\); rgb24 frames must be HxWx3 or 3xHxW"),
+        (
+            np.zeros((64, 96, 3), np.int32),
+            TypeError,
+            r"dtype int32; rgb24 frames must be uint8 or float in \[0, 1\]",
+        ),
+        (
+            np.zeros((64, 96, 2), np.uint8),
+            ValueError,
+            r"shape \(64, 96, 2\); rgb24 frames must be HxWx3 or 3xHxW",
+        ),
         (np.zeros((64, 96), np.uint8), ValueError, r"declare input_pix_fmts=\{'bad': 'gray'\}"),
         ([[1, 2, 3]], TypeError, r"must be a numpy array, got list"),
-        (np.full((64, 96, 3), 2.0, np.float32), ValueError, r"values in \[2, 2\]; float frames must be in \[0, 1\]"),
+        (
+            np.full((64, 96, 3), 2.0, np.float32),
+            ValueError,
+            r"values in \[2, 2\]; float frames must be in \[0, 1\]",
+        ),
         (np.full((64, 96, 3), np.nan, np.float32), ValueError, r"NaN or infinite"),
-        (np.zeros((64, 97, 3), np.uint8), ValueError, r"width 97 is odd; yuv420p needs even sizes: crop"),
+        (
+            np.zeros((64, 97, 3), np.uint8),
+            ValueError,
+            r"width 97 is odd; yuv420p needs even sizes: crop",
+        ),
         (np.zeros((0, 96, 3), np.uint8), ValueError, r"is empty"),
     ],
 )
@@ -171,7 +187,9 @@ def test_shape_change_mid_episode_is_rejected_and_counted(tmp_path):
     with StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block") as enc:
         enc.start_episode(["cam"], tmp_path)
         enc.feed_frame("cam", cam.read())
-        with pytest.raises(ValueError, match=r"shape \(48, 96, 3\), but this episode started at \(64, 96, 3\)"):
+        with pytest.raises(
+            ValueError, match=r"shape \(48, 96, 3\), but this episode started at \(64, 96, 3\)"
+        ):
             enc.feed_frame("cam", np.zeros((48, 96, 3), np.uint8))
         enc.feed_frame("cam", cam.read())
         r = enc.finish_episode()["cam"]
@@ -252,7 +270,9 @@ def test_one_camera_failing_keeps_the_others(tmp_path, no_leaks):
     assert wait_until(lambda: enc._cameras["dies"].writer._stream.error is not None)
     for _ in range(5):
         enc.feed_frame("ok", cams[0].read())
-    with pytest.raises(EpisodeError, match=r"(?s)1 camera\(s\) failed.*dies: .*killed by signal 9") as info:
+    with pytest.raises(
+        EpisodeError, match=r"(?s)1 camera\(s\) failed.*dies: .*killed by signal 9"
+    ) as info:
         enc.finish_episode()
     assert stamps(decode_pyav(info.value.results["ok"].path)) == list(range(10))
     enc.close()

@@ -7,10 +7,9 @@ import time
 import numpy as np
 import pytest
 
+import ffstream.writer as wmod
 from ffstream import EncoderConfig, EncoderError, FFmpegWriter
 from ffstream.cameras import SyntheticCamera
-
-import ffstream.writer as wmod
 
 from .conftest import decode_pyav, ffmpeg_children, make_fake_ffmpeg, stamps, wait_until
 
@@ -218,7 +217,11 @@ def test_noncontiguous_and_negative_stride_frames(tmp_path):
     [
         (None, TypeError, "must be a numpy array"),
         ([[0]], TypeError, "must be a numpy array"),
-        (np.zeros((96, 160, 3), np.float32), ValueError, r"dtype float32; this writer takes 96x160x3 uint8"),
+        (
+            np.zeros((96, 160, 3), np.float32),
+            ValueError,
+            r"dtype float32; this writer takes 96x160x3 uint8",
+        ),
         (np.zeros((96, 160), np.uint8), ValueError, r"shape \(96, 160\)"),
         (np.zeros((96, 162, 3), np.uint8), ValueError, "convert the frame or start a new writer"),
     ],

@@ -63,11 +63,16 @@ def throughput(ff, frames, raw: Path, tmp: Path, repeats: int) -> None:
     print(f"\n## Throughput, {W}x{H} rgb24, {n} frames, best of {repeats}\n")
     print("fps = frames per wall second; CPU = this Python process's CPU per frame, with the")
     print("pipe buffer raised to a frame (F_SETPIPE_SZ) and left at the default (64 KiB).\n")
-    print("| codec | bare ffmpeg fps | FFmpegWriter fps | ratio | CPU ms/frame, raised "
-          "| default pipe fps | ratio | CPU ms/frame, default |")
+    print(
+        "| codec | bare ffmpeg fps | FFmpegWriter fps | ratio | CPU ms/frame, raised "
+        "| default pipe fps | ratio | CPU ms/frame, default |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    configs = (EncoderConfig("libx264", preset="ultrafast"), EncoderConfig("libx264"),
-               EncoderConfig("libsvtav1"))
+    configs = (
+        EncoderConfig("libx264", preset="ultrafast"),
+        EncoderConfig("libx264"),
+        EncoderConfig("libsvtav1"),
+    )
     for config in configs:
         bare, ours, small = [], [], []
         for _ in range(repeats):
@@ -81,8 +86,10 @@ def throughput(ff, frames, raw: Path, tmp: Path, repeats: int) -> None:
         fo, fs = n / min(t for t, _ in ours), n / min(t for t, _ in small)
         co = statistics.median(c for _, c in ours) / n * 1e3
         cs = statistics.median(c for _, c in small) / n * 1e3
-        print(f"| {config.vcodec} preset={config.preset} | {fb:.1f} | {fo:.1f} | {fo / fb:.3f} "
-              f"| {co:.3f} | {fs:.1f} | {fs / fb:.3f} | {cs:.3f} |")
+        print(
+            f"| {config.vcodec} preset={config.preset} | {fb:.1f} | {fo:.1f} | {fo / fb:.3f} "
+            f"| {co:.3f} | {fs:.1f} | {fs / fb:.3f} | {cs:.3f} |"
+        )
 
 
 def submit_latency(ff, frames, tmp: Path, seconds: float) -> None:
@@ -90,8 +97,10 @@ def submit_latency(ff, frames, tmp: Path, seconds: float) -> None:
     print("| codec | calls | p50 | p99 | max | dropped |")
     print("|---|---|---|---|---|---|")
     for config in (EncoderConfig("libx264"), EncoderConfig("libsvtav1")):
-        ws = [FFmpegWriter(tmp / f"lat{i}.mp4", W, H, 30, config, ffmpeg=ff, overwrite=True)
-              for i in range(2)]
+        ws = [
+            FFmpegWriter(tmp / f"lat{i}.mp4", W, H, 30, config, ffmpeg=ff, overwrite=True)
+            for i in range(2)
+        ]
         lat = []
         n = int(seconds * 30)
         t0 = time.perf_counter()
@@ -104,8 +113,10 @@ def submit_latency(ff, frames, tmp: Path, seconds: float) -> None:
                 lat.append(time.perf_counter() - t)
         dropped = sum(w.close().dropped for w in ws)
         ms = np.array(lat) * 1e3
-        print(f"| {config.vcodec} | {len(ms)} | {np.percentile(ms, 50):.3f} | "
-              f"{np.percentile(ms, 99):.3f} | {ms.max():.3f} | {dropped} |")
+        print(
+            f"| {config.vcodec} | {len(ms)} | {np.percentile(ms, 50):.3f} | "
+            f"{np.percentile(ms, 99):.3f} | {ms.max():.3f} | {dropped} |"
+        )
 
 
 def finish_latency(ff, frames, tmp: Path, episodes: int = 5) -> None:
@@ -124,8 +135,10 @@ def finish_latency(ff, frames, tmp: Path, episodes: int = 5) -> None:
             calls.append((time.perf_counter() - t) * 1e3)
             fut.result()
             finals.append((time.perf_counter() - t) * 1e3)
-    print(f"call: median {statistics.median(calls):.3f}, max {max(calls):.3f}; "
-          f"files final after: median {statistics.median(finals):.0f}, max {max(finals):.0f}")
+    print(
+        f"call: median {statistics.median(calls):.3f}, max {max(calls):.3f}; "
+        f"files final after: median {statistics.median(finals):.0f}, max {max(finals):.0f}"
+    )
 
 
 def main() -> None:
@@ -136,8 +149,10 @@ def main() -> None:
     ap.add_argument("--ffmpeg", default=None)
     args = ap.parse_args()
     ff = find_ffmpeg(args.ffmpeg)
-    print(f"# ffstream overhead benchmark\n\n{platform.platform()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {ff.version_string.split(' Copyright')[0]}")
+    print(
+        f"# ffstream overhead benchmark\n\n{platform.platform()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {ff.version_string.split(' Copyright')[0]}"
+    )
     cam = SyntheticCamera(width=W, height=H)
     frames = [cam.read() for _ in range(args.frames)]
     with tempfile.TemporaryDirectory() as d:

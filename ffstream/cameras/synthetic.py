@@ -64,8 +64,15 @@ class SyntheticCamera:
 
     pix_fmt = "rgb24"
 
-    def __init__(self, name: str = "synthetic", width: int = 640, height: int = 480,
-                 fps: float = 30, seed: int = 0, noise: int = 6):
+    def __init__(
+        self,
+        name: str = "synthetic",
+        width: int = 640,
+        height: int = 480,
+        fps: float = 30,
+        seed: int = 0,
+        noise: int = 6,
+    ):
         _cell(width, height)
         self.name, self.width, self.height, self.fps = name, width, height, fps
         rng = np.random.default_rng(seed)
