@@ -35,31 +35,11 @@ def test_record_with_no_arguments(tmp_path):
 
 
 def test_record_options_and_metadata(tmp_path, capsys):
-    code = main(
-        [
-            "record",
-            "--out",
-            str(tmp_path),
-            "--cameras",
-            "3",
-            "--resolution",
-            "160x96",
-            "--episodes",
-            "1",
-            "--seconds",
-            "0.5",
-            "--vcodec",
-            "h264",
-            "--crf",
-            "20",
-            "--preset",
-            "veryfast",
-            "--encoder-threads",
-            "1",
-            "--encoder-queue-maxsize",
-            "12",
-        ]
-    )
+    args = (
+        "record --cameras 3 --resolution 160x96 --episodes 1 --seconds 0.5 --vcodec h264 "
+        "--crf 20 --preset veryfast --encoder-threads 1 --encoder-queue-maxsize 12"
+    ).split()
+    code = main([*args, "--out", str(tmp_path)])
     assert code == 0
     meta = json.loads((tmp_path / "episode_000000" / "episode.json").read_text())
     enc = meta["encoder"]
@@ -69,50 +49,19 @@ def test_record_options_and_metadata(tmp_path, capsys):
     assert meta["cameras"]["cam2"] == {"width": 160, "height": 96, "input_pix_fmt": "rgb24"}
     assert meta["wall"]["finalized_after_s"] >= 0
     # a second run appends episodes instead of overwriting
-    assert (
-        main(
-            [
-                "record",
-                "--out",
-                str(tmp_path),
-                "--episodes",
-                "1",
-                "--seconds",
-                "0.2",
-                "--resolution",
-                "160x96",
-                "--vcodec",
-                "h264",
-            ]
-        )
-        == 0
-    )
+    again = "record --episodes 1 --seconds 0.2 --resolution 160x96 --vcodec h264".split()
+    assert main([*again, "--out", str(tmp_path)]) == 0
     assert (tmp_path / "episode_000001" / "episode.json").exists()
     assert "episode" in capsys.readouterr().out
 
 
 def test_lost_frames_give_exit_code_1(tmp_path):
     """An encoder that cannot keep up (x265 at 120 fps, queue of 1) drops frames, and says so."""
-    out = _ffstream(
-        "record",
-        "--out",
-        str(tmp_path),
-        "--episodes",
-        "1",
-        "--seconds",
-        "1",
-        "--fps",
-        "120",
-        "--resolution",
-        "1280x720",
-        "--vcodec",
-        "hevc",
-        "--preset",
-        "medium",
-        "--encoder-queue-maxsize",
-        "1",
-        "--quiet",
-    )
+    args = (
+        "record --episodes 1 --seconds 1 --fps 120 --resolution 1280x720 --vcodec hevc "
+        "--preset medium --encoder-queue-maxsize 1 --quiet"
+    ).split()
+    out = _ffstream(*args, "--out", str(tmp_path))
     assert out.returncode == 1, out.stdout + out.stderr
     assert "Encoder queue full for cam0" in out.stderr
     meta = json.loads((tmp_path / "episode_000000" / "episode.json").read_text())

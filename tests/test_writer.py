@@ -22,6 +22,22 @@ def _writer(tmp_path, name="w.mp4", cam=None, **kw):
     return FFmpegWriter(tmp_path / name, cam.width, cam.height, 30, **kw), cam
 
 
+def _submit_while_stopped(w, cam, n):
+    """Submit ``n`` frames while ffmpeg is frozen by SIGSTOP; returns each call's latency."""
+    assert wait_until(lambda: w.pid is not None)
+    os.kill(w.pid, signal.SIGSTOP)
+    latencies = []
+    try:
+        for _ in range(n):
+            frame = cam.read()
+            t = time.perf_counter()
+            w.submit(frame)
+            latencies.append(time.perf_counter() - t)
+    finally:
+        os.kill(w.pid, signal.SIGCONT)
+    return latencies
+
+
 def test_round_trip_every_frame_in_order(tmp_path, no_leaks):
     w, cam = _writer(tmp_path, queue_maxsize=64)
     for _ in range(40):
@@ -40,17 +56,7 @@ def test_saturated_writer_never_blocks_and_loses_nothing_it_accepted(tmp_path, n
     w, cam = _writer(tmp_path, queue_maxsize=8)
     for _ in range(5):
         w.submit(cam.read())
-    assert wait_until(lambda: w.pid is not None)
-    os.kill(w.pid, signal.SIGSTOP)
-    try:
-        latencies = []
-        for _ in range(300):
-            frame = cam.read()
-            t = time.perf_counter()
-            w.submit(frame)
-            latencies.append(time.perf_counter() - t)
-    finally:
-        os.kill(w.pid, signal.SIGCONT)
+    latencies = _submit_while_stopped(w, cam, 300)
     r = w.close()
     assert r.dropped > 200
     assert r.frames + r.dropped == r.submitted == 305
@@ -61,14 +67,8 @@ def test_saturated_writer_never_blocks_and_loses_nothing_it_accepted(tmp_path, n
 
 def test_drop_warning_is_rate_limited(tmp_path, caplog):
     w, cam = _writer(tmp_path, queue_maxsize=2, name="cam_a.mp4")
-    assert wait_until(lambda: w.pid is not None)
-    os.kill(w.pid, signal.SIGSTOP)
-    try:
-        with caplog.at_level("WARNING", logger="ffstream.writer"):
-            for _ in range(100):
-                w.submit(cam.read())
-    finally:
-        os.kill(w.pid, signal.SIGCONT)
+    with caplog.at_level("WARNING", logger="ffstream.writer"):
+        _submit_while_stopped(w, cam, 100)
     r = w.close()
     warnings = [m for m in caplog.messages if "Encoder queue full for cam_a" in m]
     assert 1 <= len(warnings) <= 3
@@ -79,13 +79,7 @@ def test_repeat_policy_keeps_frame_i_at_row_i(tmp_path):
     w, cam = _writer(tmp_path, queue_maxsize=4, drop_policy="repeat")
     for _ in range(3):
         w.submit(cam.read())
-    assert wait_until(lambda: w.pid is not None)
-    os.kill(w.pid, signal.SIGSTOP)
-    try:
-        for _ in range(40):
-            w.submit(cam.read())
-    finally:
-        os.kill(w.pid, signal.SIGCONT)
+    _submit_while_stopped(w, cam, 40)
     for _ in range(5):
         w.submit(cam.read())
     r = w.close()
@@ -102,13 +96,7 @@ def test_repeat_policy_keeps_frame_i_at_row_i(tmp_path):
 
 def test_repeat_policy_drops_at_the_very_end(tmp_path):
     w, cam = _writer(tmp_path, queue_maxsize=2, drop_policy="repeat")
-    assert wait_until(lambda: w.pid is not None)
-    os.kill(w.pid, signal.SIGSTOP)
-    try:
-        for _ in range(10):
-            w.submit(cam.read())
-    finally:
-        os.kill(w.pid, signal.SIGCONT)
+    _submit_while_stopped(w, cam, 10)
     r = w.close()
     got = stamps(decode_pyav(r.path))
     assert len(got) == 10 and got[-1] == max(set(range(10)) - set(r.dropped_indices))
