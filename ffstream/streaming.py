@@ -25,7 +25,7 @@ from .config import EncoderConfig
 from .errors import EncoderError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import raw_format
-from .writer import DROP_POLICIES, FFmpegWriter, VideoResult
+from .writer import FFmpegWriter, VideoResult, check_stream_settings
 
 log = logging.getLogger("ffstream.streaming")
 
@@ -89,20 +89,7 @@ class StreamingVideoEncoder:
         if not isinstance(self.rgb_encoder, EncoderConfig):
             raise TypeError("rgb_encoder must be an EncoderConfig")
         self.depth_encoder = depth_encoder
-        if (
-            isinstance(queue_maxsize, bool)
-            or not isinstance(queue_maxsize, int)
-            or queue_maxsize < 1
-        ):
-            raise ValueError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
-        if encoder_threads is not None and (
-            not isinstance(encoder_threads, int) or encoder_threads < 1
-        ):
-            raise ValueError(
-                f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}"
-            )
-        if drop_policy not in DROP_POLICIES:
-            raise ValueError(f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}")
+        check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
         if compute_stats:
             raise NotImplementedError("compute_stats=True is not available in this version")
         if monitor is not None:

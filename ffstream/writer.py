@@ -92,6 +92,24 @@ def _enlarge_pipe(fd: int, wanted: int) -> int:
         return 0
 
 
+def check_stream_settings(
+    queue_maxsize: int, encoder_threads: int | None, drop_policy: str
+) -> None:
+    """Validate the per-stream knobs shared by FFmpegWriter and StreamingVideoEncoder."""
+    if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
+        raise ValueError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
+    if encoder_threads is not None and (
+        isinstance(encoder_threads, bool)
+        or not isinstance(encoder_threads, int)
+        or encoder_threads < 1
+    ):
+        raise ValueError(
+            f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}"
+        )
+    if drop_policy not in DROP_POLICIES:
+        raise ValueError(f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}")
+
+
 def _describe_exit(rc: int | None) -> str:
     if rc is None:
         return "still running"
@@ -318,20 +336,7 @@ class FFmpegWriter:
                 raise ValueError(f"{label} {value} is out of range: use 1..{MAX_SIDE} pixels")
         self.width, self.height = int(width), int(height)
         self.fps: Fraction = fps_fraction(fps)
-        if drop_policy not in DROP_POLICIES:
-            raise ValueError(f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}")
-        if (
-            isinstance(queue_maxsize, bool)
-            or not isinstance(queue_maxsize, int)
-            or queue_maxsize < 1
-        ):
-            raise ValueError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
-        if encoder_threads is not None and (
-            not isinstance(encoder_threads, int) or encoder_threads < 1
-        ):
-            raise ValueError(
-                f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}"
-            )
+        check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
         self.config = config if config is not None else EncoderConfig()
         self.format = raw_format(input_pix_fmt)
         self.config.check_frame_size(self.width, self.height)
