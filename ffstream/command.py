@@ -6,7 +6,10 @@ the input by hand, because ffmpeg-python's ``global_args`` puts them after the o
 
 from __future__ import annotations
 
+import glob
 import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -20,6 +23,7 @@ from .formats import raw_format
 # so decoders that honour tags (PyAV, OpenCV, browsers) give back the colours fed in.
 COLOR_MATRIX = "bt709"
 _NTSC_BASES = (24, 30, 48, 60, 120, 240)
+VAAPI_DEVICE_ENV = "FFSTREAM_VAAPI_DEVICE"
 
 
 def fps_fraction(fps: float | Fraction | str) -> Fraction:
@@ -54,32 +58,101 @@ def global_options(loglevel: str = "warning") -> list[str]:
     return ["-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel]
 
 
-def encoder_options(
+def render_nodes() -> list[str]:
+    """VAAPI/QSV device candidates: $FFSTREAM_VAAPI_DEVICE, else every /dev/dri/renderD*."""
+    override = os.environ.get(VAAPI_DEVICE_ENV)
+    if override:
+        return [override]
+    return sorted(glob.glob("/dev/dri/renderD*"))
+
+
+def hardware_device(config: EncoderConfig) -> str:
+    """The render node a VAAPI/QSV config will use; ValueError naming the fix if none."""
+    if config.hw_device:
+        return config.hw_device
+    nodes = render_nodes()
+    if not nodes:
+        raise ValueError(
+            f"{config.vcodec} needs a GPU render node (/dev/dri/renderD*) and none exists: "
+            "install the GPU driver, run with access to /dev/dri (groups video/render), or "
+            "pass hw_device= / set $FFSTREAM_VAAPI_DEVICE"
+        )
+    return nodes[0]
+
+
+def _colour(config: EncoderConfig, input_pix_fmt: str) -> tuple[list[str], dict[str, str]]:
+    """RGB->YUV with a stated matrix and range, plus the tags that say so in the file."""
+    if not (raw_format(input_pix_fmt).rgb_like and config.pix_fmt.startswith(("yuv", "nv"))):
+        return [], {}
+    out_range = "pc" if config.pix_fmt.startswith("yuvj") else "tv"
+    tags = dict.fromkeys(("colorspace", "color_primaries", "color_trc"), COLOR_MATRIX)
+    tags["color_range"] = out_range
+    return [f"scale=out_color_matrix={COLOR_MATRIX}:out_range={out_range}"], tags
+
+
+def encoder_args(
     config: EncoderConfig, input_pix_fmt: str, encoder_threads: int | None
-) -> dict[str, str]:
-    """Output options for the codec family of ``config.vcodec`` (software encoders)."""
-    opts: dict[str, str] = {"c:v": config.vcodec, "pix_fmt": config.pix_fmt}
-    if raw_format(input_pix_fmt).rgb_like and config.pix_fmt.startswith(("yuv", "nv")):
-        out_range = "pc" if config.pix_fmt.startswith("yuvj") else "tv"
-        opts["vf"] = f"scale=out_color_matrix={COLOR_MATRIX}:out_range={out_range}"
-        for tag in ("colorspace", "color_primaries", "color_trc"):
-            opts[tag] = COLOR_MATRIX
-        opts["color_range"] = out_range
+) -> tuple[list[str], dict[str, str | None]]:
+    """(device options that go before the input, output options) for ``config``'s family.
+
+    ``encoder_threads`` applies to software encoders only; hardware encoders ignore it.
+    """
+    filters, opts = _colour(config, input_pix_fmt)
+    opts = {"c:v": config.vcodec, **opts}
     if config.g is not None:
         opts["g"] = str(config.g)
+    family = config.family
+    device_args: list[str] = []
+    if family == "software":
+        _software(config, encoder_threads, opts)
+    elif family == "nvenc":
+        # Frames stay in system memory (yuv420p); NVENC uploads them itself.
+        opts["pix_fmt"] = config.pix_fmt
+        if config.preset is not None:
+            opts["preset"] = str(config.preset)
+        if config.crf is not None:
+            opts["rc"] = "constqp"
+            opts["qp"] = f"{config.crf:g}"
+    elif family == "vaapi":
+        device_args = ["-vaapi_device", hardware_device(config)]
+        filters += ["format=nv12", "hwupload"]
+        if config.crf is not None:
+            opts["qp"] = f"{config.crf:g}"
+    elif family == "qsv":
+        device = hardware_device(config) if config.hw_device else None
+        init = "qsv=hw" + (f":{device}" if device else "")
+        device_args = ["-init_hw_device", init, "-filter_hw_device", "hw"]
+        filters += ["format=nv12", "hwupload=extra_hw_frames=64", "format=qsv"]
+        if config.preset is not None:
+            opts["preset"] = str(config.preset)
+        if config.crf is not None:
+            opts["global_quality"] = f"{config.crf:g}"
+    elif family == "videotoolbox":
+        opts["pix_fmt"] = config.pix_fmt
+        if config.crf is not None:
+            # VideoToolbox quality runs 1..100, higher is better: map crf 0..51 onto it.
+            opts["q:v"] = str(max(1, min(100, round(100 * (1 - config.crf / 51)))))
+    if filters:
+        opts["vf"] = ",".join(filters)
+    # extra_options win, except svtav1-params, which _software() merged into one value.
+    opts.update({k: v for k, v in config.extra_options.items() if k != "svtav1-params"})
+    return device_args, opts
+
+
+def _software(config: EncoderConfig, encoder_threads: int | None, opts: dict) -> None:
+    opts["pix_fmt"] = config.pix_fmt
     if config.crf is not None:
         opts["crf"] = f"{config.crf:g}"
     if config.preset is not None:
         opts["preset"] = str(config.preset)
-    extra = dict(config.extra_options)
     if config.vcodec == "libsvtav1":
         params = []
         if config.fast_decode:
             params.append(f"fast-decode={config.fast_decode}")
         if encoder_threads:
             params.append(f"lp={encoder_threads}")
-        if "svtav1-params" in extra:
-            params.append(extra.pop("svtav1-params"))
+        if "svtav1-params" in config.extra_options:
+            params.append(config.extra_options["svtav1-params"])
         if params:
             opts["svtav1-params"] = ":".join(params)
     elif config.vcodec in ("libx264", "libx265"):
@@ -89,8 +162,6 @@ def encoder_options(
             opts["threads"] = str(encoder_threads)
     elif encoder_threads and config.vcodec == "ffv1":
         opts["threads"] = str(encoder_threads)
-    opts.update(extra)
-    return opts
 
 
 def passthrough_args(ffmpeg: FFmpeg | str) -> list[str]:
@@ -112,6 +183,7 @@ def build_command(
     encoder_threads: int | None = None,
     loglevel: str = "warning",
     output_format: str | None = None,
+    extra_global: Sequence[str] = (),
 ) -> list[str]:
     """The full argv: raw frames from stdin -> encoded ``output`` (a path, or '-' with a format)."""
     exe = ffmpeg.path if isinstance(ffmpeg, FFmpeg) else str(ffmpeg)
@@ -122,11 +194,11 @@ def build_command(
         s=f"{spec.width}x{spec.height}",
         framerate=str(spec.fps),
     )
-    out_opts = encoder_options(config, spec.pix_fmt, encoder_threads)
+    device_args, out_opts = encoder_args(config, spec.pix_fmt, encoder_threads)
     key, value = passthrough_args(ffmpeg)
     out_opts[key.lstrip("-")] = value
     out_opts["an"] = None
     if output_format:
         out_opts["f"] = output_format
     args = ffmpeg_python.output(stream, output, **out_opts).get_args()
-    return [exe, *global_options(loglevel), "-y", *args]
+    return [exe, *global_options(loglevel), *extra_global, "-y", *device_args, *args]

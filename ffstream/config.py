@@ -1,8 +1,10 @@
 """Encoder settings: what a user may ask of each codec, checked before any frame flows.
 
 Static checks (ranges, names, option syntax) happen at construction. Checks that need
-the binary (pix_fmt support, private option names) run against the default ffmpeg
-when one is found, and again by the writer against the binary it actually uses.
+the binary (pix_fmt support, private option names, option ranges) run at construction
+against the ``ffmpeg=`` given or the default binary when one is found, and again by
+the writer against the binary it actually uses. ``vcodec="auto"`` is resolved at
+construction by probing which encoders really work (see probe.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from .errors import FFmpegNotFoundError
@@ -46,12 +48,29 @@ class CodecSpec:
     container: str = "mp4"
 
 
+NVENC_PRESETS = ("p1", "p2", "p3", "p4", "p5", "p6", "p7")
+QSV_PRESETS = ("veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+# For hardware encoders crf is ffstream's quality scale (lower is better), mapped per
+# family in command.py: NVENC constant QP, VAAPI -qp, QSV -global_quality, VideoToolbox -q:v.
 CODECS: dict[str, CodecSpec] = {
     "libsvtav1": CodecSpec("software", (0, 63), (-2, 13), default_preset=12),
     "libx264": CodecSpec("software", (0, 51), X26X_PRESETS),
     "libx265": CodecSpec("software", (0, 51), X26X_PRESETS),
     "ffv1": CodecSpec("software", None, None, container="mkv"),
+    "h264_nvenc": CodecSpec("nvenc", (0, 51), NVENC_PRESETS),
+    "hevc_nvenc": CodecSpec("nvenc", (0, 51), NVENC_PRESETS),
+    "av1_nvenc": CodecSpec("nvenc", (0, 255), NVENC_PRESETS),
+    "h264_vaapi": CodecSpec("vaapi", (0, 51), None),
+    "hevc_vaapi": CodecSpec("vaapi", (0, 51), None),
+    "h264_qsv": CodecSpec("qsv", (1, 51), QSV_PRESETS),
+    "hevc_qsv": CodecSpec("qsv", (1, 51), QSV_PRESETS),
+    "h264_videotoolbox": CodecSpec("videotoolbox", (0, 51), None),
+    "hevc_videotoolbox": CodecSpec("videotoolbox", (0, 51), None),
 }
+HARDWARE_FAMILIES = ("nvenc", "vaapi", "qsv", "videotoolbox")
+# VAAPI and QSV frames are uploaded to the device as nv12; the config names the layout.
+UPLOADED_PIX_FMTS = ("yuv420p", "nv12")
 
 # Generic codec options that are safe to pass through extra_options (they name no file).
 GENERIC_OPTIONS = frozenset(
@@ -94,7 +113,10 @@ class EncoderConfig:
 
     ``g=2`` puts a keyframe every 2 frames so training loaders can seek anywhere;
     ``preset=None`` means the codec's ffstream default (12, the fast end, for
-    libsvtav1; the encoder's own default otherwise).
+    libsvtav1; the encoder's own default otherwise). ``hw_device`` picks the device
+    of a VAAPI/QSV encoder (a render node such as ``/dev/dri/renderD128``); by default
+    the first one present is used. ``ffmpeg`` (not stored) names the binary to check
+    the settings against and to probe for ``vcodec="auto"``.
     """
 
     vcodec: str = "libsvtav1"
@@ -104,13 +126,24 @@ class EncoderConfig:
     preset: str | int | None = None
     fast_decode: int = 0
     extra_options: dict[str, Any] = field(default_factory=dict)
+    hw_device: str | None = None
+    ffmpeg: InitVar[FFmpeg | str | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, ffmpeg: FFmpeg | str | None) -> None:
         self.vcodec = ALIASES.get(self.vcodec, self.vcodec)
+        if self.vcodec == "auto":
+            self._resolve_auto(ffmpeg)
         if self.vcodec not in CODECS:
             raise ValueError(
                 f"unknown vcodec {self.vcodec!r}; use one of "
-                f"{', '.join(sorted([*CODECS, *ALIASES]))}"
+                f"{', '.join(sorted(['auto', *CODECS, *ALIASES]))}"
+            )
+        if self.hw_device is not None and (
+            not isinstance(self.hw_device, str) or not self.hw_device.startswith("/")
+        ):
+            raise ValueError(
+                f"hw_device must be an absolute device path such as /dev/dri/renderD128, "
+                f"got {self.hw_device!r}"
             )
         spec = self.spec
         if self.g is not None and (not isinstance(self.g, int) or self.g < 1):
@@ -151,12 +184,26 @@ class EncoderConfig:
         self.extra_options = {
             self._check_key(k): _check_value(k, v) for k, v in self.extra_options.items()
         }
+        if ffmpeg is not None:
+            self.validate_for(find_ffmpeg(ffmpeg))
+            return
         try:
             ff = find_ffmpeg()
         except FFmpegNotFoundError:
             log.debug("no ffmpeg found; binary-dependent checks of %s wait for the writer", self)
         else:
             self.validate_for(ff)
+
+    def _resolve_auto(self, ffmpeg: FFmpeg | str | None) -> None:
+        """Replace "auto" by the first encoder that really works here (probe.py)."""
+        from .probe import select_encoder  # noqa: PLC0415 - probe builds configs itself
+
+        if self.preset is not None:
+            raise ValueError(
+                "preset cannot be combined with vcodec='auto': presets differ per encoder; "
+                "leave preset=None or name the vcodec"
+            )
+        self.vcodec = select_encoder("auto", ffmpeg)
 
     def _check_key(self, key: Any) -> str:
         if not isinstance(key, str) or not key or key.startswith("-") or not key.isprintable():
@@ -171,6 +218,15 @@ class EncoderConfig:
         return CODECS[self.vcodec]
 
     @property
+    def family(self) -> str:
+        """software, nvenc, vaapi, qsv or videotoolbox."""
+        return self.spec.family
+
+    @property
+    def is_hardware(self) -> bool:
+        return self.spec.family in HARDWARE_FAMILIES
+
+    @property
     def extension(self) -> str:
         """File extension of the container this codec is written to."""
         return self.spec.container
@@ -183,14 +239,27 @@ class EncoderConfig:
                 f"this ffmpeg ({ffmpeg.path}) has no {self.vcodec} encoder; use another vcodec "
                 f"or a build that includes it (`ffmpeg -encoders` lists what it has)"
             )
-        if info.pix_fmts and self.pix_fmt not in info.pix_fmts:
+        if self.family in ("vaapi", "qsv"):
+            if self.pix_fmt not in UPLOADED_PIX_FMTS:
+                raise ValueError(
+                    f"{self.vcodec} takes pix_fmt {' or '.join(UPLOADED_PIX_FMTS)} "
+                    f"(uploaded to the device as nv12), got {self.pix_fmt!r}"
+                )
+        elif info.pix_fmts and self.pix_fmt not in info.pix_fmts:
             raise ValueError(
                 f"{self.vcodec} cannot encode pix_fmt {self.pix_fmt!r}; it accepts "
                 f"{', '.join(info.pix_fmts)}"
             )
         for name, value in (("crf", self.crf), ("preset", self.preset)):
             opt = info.options.get(name)
-            if opt is None or value is None or not isinstance(value, (int, float)):
+            if opt is None or value is None:
+                continue
+            if isinstance(value, str):
+                if opt.choices and value not in opt.choices:
+                    raise ValueError(
+                        f"{name} {value!r} is not known to {self.vcodec} in this ffmpeg; "
+                        f"it takes {', '.join(opt.choices)}"
+                    )
                 continue
             lo = opt.minimum if opt.minimum is not None else float("-inf")
             hi = opt.maximum if opt.maximum is not None else float("inf")
@@ -222,7 +291,7 @@ class EncoderConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+    def from_dict(cls, data: dict[str, Any], ffmpeg: FFmpeg | str | None = None) -> EncoderConfig:
         """Build from metadata (e.g. episode.json); unknown fields are refused."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
@@ -231,4 +300,4 @@ class EncoderConfig:
                 f"unknown {cls.__name__} field(s) {', '.join(sorted(unknown))}; "
                 f"known: {', '.join(sorted(known))}"
             )
-        return cls(**data)
+        return cls(**data, ffmpeg=ffmpeg)
