@@ -65,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    probe = sub.add_parser(
+        "probe", help="which encoders are listed, which really work, and what 'auto' picks"
+    )
+    probe.add_argument("--json", action="store_true", help="machine-readable output")
+    probe.add_argument("--refresh", action="store_true", help="ignore the cached answer")
+    probe.add_argument("--ffmpeg", default=None, help="ffmpeg binary to probe")
+    probe.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=5.0,
+        help="seconds a test encode may take before it is killed (5)",
+    )
+
     rec = sub.add_parser("record", help="record episodes from cameras (synthetic by default)")
     rec.add_argument("--cameras", type=_positive_int, default=2, help="synthetic cameras (2)")
     rec.add_argument("--resolution", type=_resolution, default=(640, 480), help="WxH (640x480)")
@@ -72,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--episodes", type=_positive_int, default=2, help="episodes to record (2)")
     rec.add_argument("--seconds", type=_positive_float, default=5.0, help="seconds per episode (5)")
     rec.add_argument("--out", type=Path, default=Path("recordings"), help="output folder")
-    rec.add_argument("--vcodec", default="libsvtav1", help="libsvtav1 (default), h264, hevc")
+    rec.add_argument(
+        "--vcodec",
+        default="libsvtav1",
+        help="libsvtav1 (default), h264, hevc, a hardware encoder, or auto",
+    )
     rec.add_argument("--crf", type=_crf, default=None, help="quality (codec default if unset)")
     rec.add_argument("--preset", default=None, help="encoder preset (codec default if unset)")
     rec.add_argument(
@@ -112,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileExistsError) as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into `head` and friends
+        sys.stderr.close()
+        return EXIT_OK
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -120,7 +140,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from .recorder import Recorder, throughput  # noqa: PLC0415
     from .streaming import StreamingVideoEncoder  # noqa: PLC0415
 
-    opts = {"vcodec": args.vcodec}
+    opts = {"vcodec": args.vcodec, "ffmpeg": args.ffmpeg}
     if args.crf is not None:
         opts["crf"] = args.crf
     if args.preset is not None:
@@ -185,7 +205,33 @@ def _summary(outcomes) -> int:
     return code
 
 
-_COMMANDS = {"record": _cmd_record}
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from .probe import DEFAULT_PREFERENCE, probe_encoders  # noqa: PLC0415
+
+    report = probe_encoders(args.ffmpeg, refresh=args.refresh, timeout=args.timeout)
+    choice = report.choose(DEFAULT_PREFERENCE)
+    if args.json:
+        data = report.to_dict()
+        data["from_cache"] = report.from_cache
+        data["auto"] = choice
+        data["preference"] = list(DEFAULT_PREFERENCE)
+        print(json.dumps(data, indent=1))
+        return EXIT_OK
+    source = "cached" if report.from_cache else "probed now"
+    print(f"{report.version.split(' Copyright')[0]} ({report.ffmpeg}), {source}")
+    print(f"{'encoder':<18} {'listed':<6} {'works':<5} {'time s':>6}  reason")
+    for st in report.statuses.values():
+        print(
+            f"{st.name:<18} {'yes' if st.listed else 'no':<6} {'yes' if st.works else 'no':<5} "
+            f"{st.seconds:>6.2f}  {st.reason}{f' [{st.device}]' if st.device else ''}"
+        )
+    print(f"auto -> {choice or 'nothing works'} (preference: {', '.join(DEFAULT_PREFERENCE)})")
+    return EXIT_OK
+
+
+_COMMANDS = {"probe": _cmd_probe, "record": _cmd_record}
 
 
 if __name__ == "__main__":

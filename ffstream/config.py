@@ -196,7 +196,7 @@ class EncoderConfig:
 
     def _resolve_auto(self, ffmpeg: FFmpeg | str | None) -> None:
         """Replace "auto" by the first encoder that really works here (probe.py)."""
-        from .probe import select_encoder  # noqa: PLC0415 - probe builds configs itself
+        from .probe import probe_encoders, select_encoder  # noqa: PLC0415 - a cycle
 
         if self.preset is not None:
             raise ValueError(
@@ -204,6 +204,9 @@ class EncoderConfig:
                 "leave preset=None or name the vcodec"
             )
         self.vcodec = select_encoder("auto", ffmpeg)
+        if self.hw_device is None and CODECS[self.vcodec].family in ("vaapi", "qsv"):
+            # the render node the probe found working (cached: no second probe)
+            self.hw_device = probe_encoders(ffmpeg, [self.vcodec]).statuses[self.vcodec].device
 
     def _check_key(self, key: Any) -> str:
         if not isinstance(key, str) or not key or key.startswith("-") or not key.isprintable():

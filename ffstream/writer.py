@@ -119,8 +119,9 @@ def _describe_exit(rc: int | None) -> str:
 class _Stream:
     """Everything one writer owns: ring of slots, process, pipes, threads, counters."""
 
-    def __init__(self, argv, path, name, fmt, width, height, queue_maxsize, drop_policy):
+    def __init__(self, argv, path, name, fmt, width, height, queue_maxsize, drop_policy, hint=""):
         self.argv = argv
+        self.hint = hint
         self.path = path
         self.name = name
         self.shape = fmt.frame_shape(width, height)
@@ -155,7 +156,7 @@ class _Stream:
         with self.lock:
             if self.error is None and not self.aborted:
                 tail = self.tail()
-                text = f"{message}" + (f"\nffmpeg said:\n{tail}" if tail else "")
+                text = message + (f"\nffmpeg said:\n{tail}" if tail else "") + self.hint
                 self.error = EncoderError(text, returncode=returncode, stderr_tail=tail)
                 log.error("%s", text)
 
@@ -361,6 +362,7 @@ class FFmpegWriter:
             self.height,
             queue_maxsize,
             drop_policy,
+            hint=self._hardware_hint(),
         )
         self._slot_view = self._stream.slots
         self._expected_shape = self._stream.shape
@@ -373,6 +375,16 @@ class FFmpegWriter:
         self._finalizer = weakref.finalize(self, _Stream.finalize, self._stream)
         self._finalizer.atexit = False
         self._stream.thread.start()
+
+    def _hardware_hint(self) -> str:
+        """A hardware encoder can pass the probe and still fail at the real frame size."""
+        if not self.config.is_hardware:
+            return ""
+        return (
+            f"\nThe hardware encoder {self.config.vcodec} failed at {self.width}x{self.height} "
+            "although it may have passed the probe; fall back to software with "
+            "vcodec='libsvtav1' (or 'h264'), or re-probe with `ffstream probe --refresh`."
+        )
 
     @property
     def argv(self) -> list[str]:

@@ -100,3 +100,10 @@ def clean_env(monkeypatch, tmp_path):
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty) + os.pathsep + "/usr/bin:/bin")
     return empty
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own probe cache, so no test sees another's answers."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("FFSTREAM_VAAPI_DEVICE", raising=False)

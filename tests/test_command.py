@@ -122,3 +122,161 @@ def test_argv_runs_with_the_real_binary(ffmpeg, vcodec, tmp_path):
     out = subprocess.run(argv, input=frames.tobytes(), capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr.decode()
     assert (tmp_path / "o.mp4").stat().st_size > 0
+
+
+# Each hardware recipe is compared with the whole command line. Sources:
+# NVENC: NVIDIA's "Using FFmpeg with NVIDIA GPU Hardware Acceleration" guide and
+#   `ffmpeg -h encoder=h264_nvenc` (-preset p1..p7, -rc constqp, -qp);
+# VAAPI: FFmpeg wiki "Hardware/VAAPI" (-vaapi_device, -vf format=nv12,hwupload, -qp);
+# QSV: FFmpeg wiki "Hardware/QuickSync" (-init_hw_device qsv=hw -filter_hw_device hw,
+#   -vf hwupload=extra_hw_frames=64,format=qsv, -global_quality);
+# VideoToolbox: ffmpeg-codecs documentation, VideoToolbox section (-q:v constant quality).
+HEAD = [
+    "ffmpeg",
+    "-hide_banner",
+    "-nostdin",
+    "-nostats",
+    "-loglevel",
+    "warning",
+    "-y",
+]
+INPUT = ["-f", "rawvideo", "-framerate", "30", "-pix_fmt", "rgb24", "-s", "640x480", "-i", "pipe:0"]
+TAGS = [
+    "-color_primaries",
+    "bt709",
+    "-color_range",
+    "tv",
+    "-color_trc",
+    "bt709",
+    "-colorspace",
+    "bt709",
+]
+SCALE = "scale=out_color_matrix=bt709:out_range=tv"
+
+
+@pytest.fixture(scope="module")
+def hw(tmp_path_factory):
+    """Build hardware configs against a fake binary that lists the hardware encoders."""
+    from .fake_ffmpeg import make_fake
+
+    names = ["h264_nvenc", "hevc_nvenc", "h264_vaapi", "h264_qsv", "h264_videotoolbox"]
+    fake = make_fake(tmp_path_factory.mktemp("hw"), dict.fromkeys(names, "ok"))
+    return lambda vcodec, **kw: EncoderConfig(vcodec, ffmpeg=fake, **kw)
+
+
+def test_nvenc_recipe(hw):
+    argv = _argv(hw("h264_nvenc", crf=23, preset="p5"), threads=4)
+    assert argv == [
+        *HEAD,
+        *INPUT,
+        "-an",
+        "-c:v",
+        "h264_nvenc",
+        *TAGS,
+        "-fps_mode",
+        "passthrough",
+        "-g",
+        "2",
+        "-pix_fmt",
+        "yuv420p",
+        "-preset",
+        "p5",
+        "-qp",
+        "23",
+        "-rc",
+        "constqp",
+        "-vf",
+        SCALE,
+        "out.mp4",
+    ]  # encoder_threads is ignored for hardware encoders
+
+
+def test_vaapi_recipe(hw):
+    argv = _argv(hw("h264_vaapi", crf=25, hw_device="/dev/dri/renderD129"))
+    assert argv == [
+        *HEAD,
+        "-vaapi_device",
+        "/dev/dri/renderD129",
+        *INPUT,
+        "-an",
+        "-c:v",
+        "h264_vaapi",
+        *TAGS,
+        "-fps_mode",
+        "passthrough",
+        "-g",
+        "2",
+        "-qp",
+        "25",
+        "-vf",
+        f"{SCALE},format=nv12,hwupload",
+        "out.mp4",
+    ]
+
+
+def test_vaapi_picks_the_first_render_node(hw, monkeypatch):
+    monkeypatch.setattr(
+        "ffstream.command.glob.glob", lambda p: ["/dev/dri/renderD129", "/dev/dri/renderD128"]
+    )
+    argv = _argv(hw("h264_vaapi"))
+    assert argv[argv.index("-vaapi_device") + 1] == "/dev/dri/renderD128"
+    monkeypatch.setattr("ffstream.command.glob.glob", lambda p: [])
+    with pytest.raises(ValueError, match=r"needs a GPU render node .*groups video/render"):
+        _argv(hw("h264_vaapi"))
+
+
+def test_qsv_recipe(hw):
+    argv = _argv(hw("h264_qsv", crf=24, preset="veryfast"), threads=2)
+    assert argv == [
+        *HEAD,
+        "-init_hw_device",
+        "qsv=hw",
+        "-filter_hw_device",
+        "hw",
+        *INPUT,
+        "-an",
+        "-c:v",
+        "h264_qsv",
+        *TAGS,
+        "-fps_mode",
+        "passthrough",
+        "-g",
+        "2",
+        "-global_quality",
+        "24",
+        "-preset",
+        "veryfast",
+        "-vf",
+        f"{SCALE},format=nv12,hwupload=extra_hw_frames=64,format=qsv",
+        "out.mp4",
+    ]
+
+
+def test_videotoolbox_recipe(hw):
+    argv = _argv(hw("h264_videotoolbox", crf=30))
+    assert argv == [
+        *HEAD,
+        *INPUT,
+        "-an",
+        "-c:v",
+        "h264_videotoolbox",
+        *TAGS,
+        "-fps_mode",
+        "passthrough",
+        "-g",
+        "2",
+        "-pix_fmt",
+        "yuv420p",
+        "-q:v",
+        "41",
+        "-vf",
+        SCALE,
+        "out.mp4",
+    ]  # q:v = 100 * (1 - crf / 51)
+
+
+def test_hardware_pix_fmt_rules(hw):
+    with pytest.raises(ValueError, match=r"h264_vaapi takes pix_fmt yuv420p or nv12"):
+        hw("h264_vaapi", pix_fmt="yuv444p")
+    with pytest.raises(ValueError, match=r"preset 'fast' is unknown for h264_nvenc; use one of p1"):
+        hw("h264_nvenc", preset="fast")
