@@ -184,6 +184,7 @@ def build_command(
     loglevel: str = "warning",
     output_format: str | None = None,
     extra_global: Sequence[str] = (),
+    metadata: dict[str, str] | None = None,
 ) -> list[str]:
     """The full argv: raw frames from stdin -> encoded ``output`` (a path, or '-' with a format)."""
     exe = ffmpeg.path if isinstance(ffmpeg, FFmpeg) else str(ffmpeg)
@@ -198,6 +199,13 @@ def build_command(
     key, value = passthrough_args(ffmpeg)
     out_opts[key.lstrip("-")] = value
     out_opts["an"] = None
+    if metadata:
+        if len(metadata) != 1:
+            raise ValueError("one metadata entry per file is supported")
+        ((key, value),) = metadata.items()
+        out_opts["metadata"] = f"{key}={value}"
+        if output.endswith((".mp4", ".mov")):
+            out_opts["movflags"] = "+use_metadata_tags"  # keep a custom key in MP4
     if output_format:
         out_opts["f"] = output_format
     args = ffmpeg_python.output(stream, output, **out_opts).get_args()

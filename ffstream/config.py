@@ -304,3 +304,70 @@ class EncoderConfig:
                 f"known: {', '.join(sorted(known))}"
             )
         return cls(**data, ffmpeg=ffmpeg)
+
+
+@dataclass
+class DepthEncoderConfig(EncoderConfig):
+    """Settings for a depth stream: the 12-bit quantizer plus a lossless codec.
+
+    Default: depth quantized to 12-bit codes (see depth.py) and stored exactly with HEVC
+    Main 12 (libx265, gray12le, ``lossless=1``). ``DepthEncoderConfig.raw16()`` instead
+    stores millimetres untouched as 16-bit FFV1 in Matroska (.mkv): no quantization at
+    all, larger files.
+    """
+
+    vcodec: str = "libx265"
+    pix_fmt: str = "gray12le"
+    crf: float | None = None
+    preset: str | int | None = "ultrafast"
+    extra_options: dict[str, Any] = field(default_factory=lambda: {"x265-params": "lossless=1"})
+    depth_min: float = 0.01
+    depth_max: float = 10.0
+    shift: float = 3.5
+    use_log: bool = True
+    quantize: bool = True
+
+    def __post_init__(self, ffmpeg: FFmpeg | str | None) -> None:
+        from .depth import DepthQuantizer  # noqa: PLC0415 - keeps config import-light
+
+        if self.vcodec == "auto":
+            raise ValueError(
+                "depth streams need a lossless software codec; vcodec='auto' "
+                "is for RGB streams (use libx265 or ffv1)"
+            )
+        DepthQuantizer(self.depth_min, self.depth_max, self.shift, self.use_log)
+        want = "gray12le" if self.quantize else "gray16le"
+        if self.pix_fmt != want:
+            what = "12-bit codes" if self.quantize else "raw 16-bit millimetres"
+            raise ValueError(
+                f"depth with quantize={self.quantize} is stored as {what}: pix_fmt must be "
+                f"{want!r}, got {self.pix_fmt!r}"
+            )
+        super().__post_init__(ffmpeg)
+        if self.is_hardware:
+            raise ValueError(f"{self.vcodec} is not lossless; depth needs libx265 or ffv1")
+
+    @property
+    def quantizer(self):
+        from .depth import DepthQuantizer  # noqa: PLC0415
+
+        return DepthQuantizer(self.depth_min, self.depth_max, self.shift, self.use_log)
+
+    @property
+    def input_pix_fmt(self) -> str:
+        """What the writer feeds ffmpeg: 12-bit codes or 16-bit millimetres."""
+        return self.pix_fmt
+
+    @classmethod
+    def raw16(cls, ffmpeg: FFmpeg | str | None = None, **kw: Any) -> DepthEncoderConfig:
+        """Lossless 16-bit millimetres in FFV1/Matroska: no quantization."""
+        settings = {
+            "vcodec": "ffv1",
+            "pix_fmt": "gray16le",
+            "crf": None,
+            "preset": None,
+            "extra_options": {},
+            "quantize": False,
+            **kw,
+        }
+        return cls(**settings, ffmpeg=ffmpeg)

@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +36,25 @@ class VideoInfo:
     pix_fmt: str
     fps: float | None
     duration: float | None
+    metadata: dict[str, str] = field(default_factory=dict)  # container tags, keys lowercased
 
 
 _STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\w+)(?:\(.*?\))?, (\d+)x(\d+)")
 _FPS = re.compile(r", ([\d.]+)(k?) fps")
 _DURATION = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
+_TAG = re.compile(r"^    (\S+)\s*: (.*)$")
+
+
+def _container_tags(text: str) -> dict[str, str]:
+    """The ``Metadata:`` block of the input, before its first stream."""
+    tags: dict[str, str] = {}
+    for line in text.splitlines():
+        if "Stream #" in line:
+            break
+        m = _TAG.match(line)
+        if m:
+            tags[m.group(1).lower()] = m.group(2)  # Matroska upper-cases tag names
+    return tags
 
 
 def parse_video_info(text: str) -> VideoInfo | None:
@@ -55,7 +69,15 @@ def parse_video_info(text: str) -> VideoInfo | None:
             fps = float(fps_m.group(1)) * (1000 if fps_m.group(2) else 1)
         d = _DURATION.search(text)
         duration = int(d.group(1)) * 3600 + int(d.group(2)) * 60 + float(d.group(3)) if d else None
-        return VideoInfo(int(m.group(3)), int(m.group(4)), m.group(1), m.group(2), fps, duration)
+        return VideoInfo(
+            int(m.group(3)),
+            int(m.group(4)),
+            m.group(1),
+            m.group(2),
+            fps,
+            duration,
+            _container_tags(text),
+        )
     return None
 
 

@@ -7,6 +7,7 @@ processes finish in the background while the next episode already records.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -21,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from .command import fps_fraction
-from .config import EncoderConfig
+from .config import DepthEncoderConfig, EncoderConfig
+from .depth import DEPTH_TAG, check_depth_shape, depth_metadata, depth_transform
 from .errors import EncoderError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import raw_format
@@ -54,10 +56,10 @@ class EpisodeError(EncoderError):
 class _Camera:
     """Per-camera state of the current episode."""
 
-    __slots__ = ("key", "path", "pix_fmt", "writer", "rejected", "shape")
+    __slots__ = ("key", "path", "pix_fmt", "config", "writer", "rejected", "shape")
 
-    def __init__(self, key: str, path: Path, pix_fmt: str):
-        self.key, self.path, self.pix_fmt = key, path, pix_fmt
+    def __init__(self, key: str, path: Path, pix_fmt: str, config: EncoderConfig):
+        self.key, self.path, self.pix_fmt, self.config = key, path, pix_fmt, config
         self.writer: FFmpegWriter | None = None
         self.rejected = 0
         self.shape: tuple[int, ...] | None = None
@@ -88,6 +90,11 @@ class StreamingVideoEncoder:
         self.rgb_encoder = rgb_encoder if rgb_encoder is not None else EncoderConfig()
         if not isinstance(self.rgb_encoder, EncoderConfig):
             raise TypeError("rgb_encoder must be an EncoderConfig")
+        if depth_encoder is not None and not isinstance(depth_encoder, DepthEncoderConfig):
+            raise TypeError(
+                f"depth_encoder must be a DepthEncoderConfig (depth needs quantization and a "
+                f"lossless codec), got {type(depth_encoder).__name__}"
+            )
         self.depth_encoder = depth_encoder
         check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
         if compute_stats:
@@ -98,6 +105,8 @@ class StreamingVideoEncoder:
         self.encoder_threads = encoder_threads
         self.ffmpeg = find_ffmpeg(ffmpeg)
         self.rgb_encoder.validate_for(self.ffmpeg)
+        if self.depth_encoder is not None:
+            self.depth_encoder.validate_for(self.ffmpeg)
         self.drop_policy = drop_policy
         self.overwrite = overwrite
         self._cameras: dict[str, _Camera] | None = None
@@ -128,23 +137,37 @@ class StreamingVideoEncoder:
         """Open an episode: one video per key in ``out_dir`` (``{key}.mp4``).
 
         ``input_pix_fmts`` declares per camera how frames are laid out (``bgr24`` for
-        OpenCV frames); the default is ``rgb24``.
+        OpenCV frames); the default is ``rgb24``. ``depth_video_keys`` are depth cameras:
+        HxW uint16 millimetres or float metres, encoded with ``depth_encoder`` (default
+        ``DepthEncoderConfig()``: 12-bit codes, lossless HEVC).
         """
         if self._closed:
             raise RuntimeError("this StreamingVideoEncoder is closed; create a new one")
         if self._cameras is not None:
             raise RuntimeError("an episode is already running; call finish_episode() first")
-        if depth_video_keys:
-            raise NotImplementedError("depth video keys are not available in this version")
         if isinstance(video_keys, str):
             video_keys = [video_keys]
-        keys = list(video_keys)
+        if isinstance(depth_video_keys, str):
+            depth_video_keys = [depth_video_keys]
+        rgb_keys = list(video_keys)
+        depth_keys = list(depth_video_keys or [])
+        both = set(rgb_keys) & set(depth_keys)
+        if both:
+            raise ValueError(
+                f"camera key(s) {', '.join(sorted(both))} are in both video_keys and "
+                "depth_video_keys; give the depth stream its own key (e.g. 'front_depth')"
+            )
+        keys = rgb_keys + depth_keys
         if not keys:
             raise ValueError("start_episode needs at least one video key")
         input_pix_fmts = dict(input_pix_fmts or {})
-        unknown = set(input_pix_fmts) - set(keys)
+        unknown = set(input_pix_fmts) - set(rgb_keys)
         if unknown:
-            raise KeyError(f"input_pix_fmts names unknown camera(s): {', '.join(sorted(unknown))}")
+            raise KeyError(
+                f"input_pix_fmts names unknown or depth camera(s): {', '.join(sorted(unknown))}"
+            )
+        if depth_keys and self.depth_encoder is None:
+            self.depth_encoder = DepthEncoderConfig(ffmpeg=self.ffmpeg)
         out = Path(out_dir)
         stems: dict[str, str] = {}
         cameras = {}
@@ -157,14 +180,19 @@ class StreamingVideoEncoder:
                     f"camera keys {stems[stem]!r} and {key!r} both map to file {stem!r}; rename one"
                 )
             stems[stem] = key
-            pix_fmt = input_pix_fmts.get(key, "rgb24")
+            if key in depth_keys:
+                config: EncoderConfig = self.depth_encoder
+                pix_fmt = self.depth_encoder.input_pix_fmt
+            else:
+                config = self.rgb_encoder
+                pix_fmt = input_pix_fmts.get(key, "rgb24")
             raw_format(pix_fmt)
-            path = out / f"{stem}.{self.rgb_encoder.extension}"
+            path = out / f"{stem}.{config.extension}"
             if path.exists() and not self.overwrite:
                 raise FileExistsError(
                     f"{path} already exists; pass overwrite=True or use a new out_dir"
                 )
-            cameras[key] = _Camera(key, path, pix_fmt)
+            cameras[key] = _Camera(key, path, pix_fmt, config)
         out.mkdir(parents=True, exist_ok=True)
         self._cameras = cameras
 
@@ -176,7 +204,10 @@ class StreamingVideoEncoder:
         cam = cams.get(key)
         if cam is None:
             raise KeyError(f"unknown camera key {key!r}; this episode has {', '.join(cams)}")
-        frame = self._as_frame(cam, image)
+        if isinstance(cam.config, DepthEncoderConfig):
+            frame = _as_depth_frame(cam.key, image)
+        else:
+            frame = self._as_frame(cam, image)
         if cam.writer is None:
             self._open_writer(cam, frame)
         elif frame.shape != cam.shape:
@@ -231,12 +262,19 @@ class StreamingVideoEncoder:
 
     def _open_writer(self, cam: _Camera, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
+        depth = {}
+        if isinstance(cam.config, DepthEncoderConfig):
+            depth = {
+                "frame_dtype": frame.dtype,
+                "transform": depth_transform(cam.config, frame.dtype),
+                "metadata": {DEPTH_TAG: json.dumps(depth_metadata(cam.config))},
+            }
         cam.writer = FFmpegWriter(
             cam.path,
             w,
             h,
             self.fps,
-            self.rgb_encoder,
+            cam.config,
             input_pix_fmt=cam.pix_fmt,
             queue_maxsize=self.queue_maxsize,
             encoder_threads=self.encoder_threads,
@@ -244,6 +282,7 @@ class StreamingVideoEncoder:
             name=cam.key,
             drop_policy=self.drop_policy,
             overwrite=self.overwrite,
+            **depth,
         )
         cam.shape = frame.shape
 
@@ -344,6 +383,30 @@ def _run_jobs(jobs: queue.SimpleQueue) -> None:
             fut.set_exception(exc)
 
 
+def _as_depth_frame(key: str, image: Any) -> np.ndarray:
+    """One depth map as HxW: uint16 millimetres or float32 metres."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(
+            f"depth frame for {key!r} must be a numpy array, got {type(image).__name__}"
+        )
+    check_depth_shape(image)
+    frame = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    if frame.ndim != 2:
+        raise ValueError(
+            f"depth frame for {key!r} has shape {image.shape}; feed one HxW or HxWx1 map at a time"
+        )
+    if frame.dtype.kind == "f":
+        return frame.astype(np.float32, copy=False)
+    if frame.dtype != np.uint16:
+        raise TypeError(
+            f"depth frame for {key!r} has dtype {frame.dtype}; pass uint16 millimetres or "
+            "float metres"
+        )
+    if 0 in frame.shape:
+        raise ValueError(f"depth frame for {key!r} is empty (shape {image.shape})")
+    return frame
+
+
 def _float_to_uint8(key: str, frame: np.ndarray) -> np.ndarray:
     lo, hi = float(np.min(frame)), float(np.max(frame))
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -370,6 +433,8 @@ def _collect(cams: dict[str, _Camera], timeout: float | None) -> dict[str, Video
             errors[key] = exc
             continue
         res.rejected = cam.rejected
+        if isinstance(cam.config, DepthEncoderConfig):
+            res.extra["depth"] = depth_metadata(cam.config)
         results[key] = res
         log.info(
             "%s: %d frames, %d dropped, %.1f fps encoded, %s",

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -119,13 +120,27 @@ def _describe_exit(rc: int | None) -> str:
 class _Stream:
     """Everything one writer owns: ring of slots, process, pipes, threads, counters."""
 
-    def __init__(self, argv, path, name, fmt, width, height, queue_maxsize, drop_policy, hint=""):
+    def __init__(
+        self,
+        argv,
+        path,
+        name,
+        fmt,
+        width,
+        height,
+        queue_maxsize,
+        drop_policy,
+        hint="",
+        dtype=None,
+        transform=None,
+    ):
         self.argv = argv
         self.hint = hint
         self.path = path
         self.name = name
         self.shape = fmt.frame_shape(width, height)
-        self.dtype = fmt.dtype
+        self.dtype = np.dtype(dtype) if dtype is not None else fmt.dtype
+        self.transform = transform
         self.frame_bytes = fmt.frame_bytes(width, height)
         self.policy = drop_policy
         # "repeat" keeps the last written slot aside to write it again, so it gets one more.
@@ -210,6 +225,10 @@ class _Stream:
             except OSError as exc:
                 self._pipe_failed(exc)
                 return
+            except Exception as exc:  # noqa: BLE001 - a transform failed: report, stop
+                self.fail(f"preparing a frame for {self.name} failed: {exc!r}")
+                self._kill()
+                return
             if end:
                 return
             if self.policy == "repeat":
@@ -220,7 +239,12 @@ class _Stream:
                 self.free.put(slot)
 
     def _write(self, fd: int, slot: int) -> None:
-        view = memoryview(self.slots[slot]).cast("B")
+        data = self.slots[slot]
+        if self.transform is not None:
+            data = np.ascontiguousarray(self.transform(data))
+            if data.nbytes != self.frame_bytes:
+                raise ValueError(f"transform gave {data.nbytes} bytes, expected {self.frame_bytes}")
+        view = memoryview(data).cast("B")
         while view:
             n = os.write(fd, view)
             view = view[n:]
@@ -327,7 +351,13 @@ class FFmpegWriter:
         name: str | None = None,
         drop_policy: str = "drop",
         overwrite: bool = False,
+        frame_dtype: Any = None,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        metadata: dict[str, str] | None = None,
     ):
+        """``frame_dtype``/``transform``: frames of another dtype are accepted and turned
+        into ``input_pix_fmt`` data by ``transform`` on the writer thread (depth maps are
+        quantized this way). ``metadata`` is stored in the file's container."""
         self.path = Path(path)
         self.name = name or self.path.stem
         for label, value in (("width", width), ("height", height)):
@@ -340,6 +370,15 @@ class FFmpegWriter:
         check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
         self.config = config if config is not None else EncoderConfig()
         self.format = raw_format(input_pix_fmt)
+        if (
+            transform is None
+            and frame_dtype is not None
+            and np.dtype(frame_dtype) != self.format.dtype
+        ):
+            raise ValueError(
+                f"frame_dtype {np.dtype(frame_dtype)} differs from {self.format.name}'s "
+                f"{self.format.dtype}: pass a transform that converts the frames"
+            )
         self.config.check_frame_size(self.width, self.height)
         self.ffmpeg = find_ffmpeg(ffmpeg)
         self.config.validate_for(self.ffmpeg)
@@ -352,7 +391,9 @@ class FFmpegWriter:
         self.queue_maxsize = queue_maxsize
         self.encoder_threads = encoder_threads
         spec = InputSpec(self.width, self.height, self.fps, self.format.name)
-        argv = build_command(self.ffmpeg, spec, self.config, str(self.path), encoder_threads)
+        argv = build_command(
+            self.ffmpeg, spec, self.config, str(self.path), encoder_threads, metadata=metadata
+        )
         self._stream = _Stream(
             argv,
             self.path,
@@ -363,6 +404,8 @@ class FFmpegWriter:
             queue_maxsize,
             drop_policy,
             hint=self._hardware_hint(),
+            dtype=frame_dtype if transform is not None else None,
+            transform=transform,
         )
         self._slot_view = self._stream.slots
         self._expected_shape = self._stream.shape
@@ -426,7 +469,7 @@ class FFmpegWriter:
         if (
             not isinstance(frame, np.ndarray)
             or frame.shape != self._expected_shape
-            or frame.dtype != self.format.dtype
+            or frame.dtype != self._stream.dtype
         ):
             self._reject(frame)
         index = self._submitted
@@ -470,7 +513,7 @@ class FFmpegWriter:
         self._last_warning = now
 
     def _reject(self, frame: Any) -> None:
-        want = f"{'x'.join(map(str, self._expected_shape))} {self.format.dtype}"
+        want = f"{'x'.join(map(str, self._expected_shape))} {self._stream.dtype}"
         if not isinstance(frame, np.ndarray):
             raise TypeError(
                 f"frame for {self.name} must be a numpy array ({want}), got {type(frame).__name__}"
