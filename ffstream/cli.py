@@ -57,6 +57,35 @@ def _crf(text: str) -> float:
     return int(value) if value.is_integer() else value
 
 
+def parse_camera(spec: str, index: int, width: int, height: int, fps: float):
+    """--camera SPEC: synthetic[:NAME][+depth], opencv:INDEX_OR_PATH, realsense[:SERIAL][+depth]."""
+    base, plus, flag = spec.partition("+")
+    if plus and flag != "depth":
+        raise ValueError(f"--camera {spec!r}: the only suffix is '+depth'")
+    kind, _, arg = base.partition(":")
+    depth = bool(plus)
+    if kind == "synthetic":
+        from .cameras.synthetic import SyntheticCamera  # noqa: PLC0415
+
+        return SyntheticCamera(arg or f"cam{index}", width, height, fps, seed=index, depth=depth)
+    if kind == "opencv":
+        if depth:
+            raise ValueError(f"--camera {spec!r}: OpenCV cameras have no depth")
+        if not arg:
+            raise ValueError("--camera opencv needs a device index or a file: opencv:0")
+        from .cameras.opencv import OpenCVCamera  # noqa: PLC0415
+
+        source = int(arg) if arg.isdigit() else arg
+        return OpenCVCamera(source, width, height, fps, name=f"cam{index}")
+    if kind == "realsense":
+        from .cameras.realsense import RealSenseCamera  # noqa: PLC0415
+
+        return RealSenseCamera(arg or None, width, height, fps, use_depth=depth, name=f"cam{index}")
+    raise ValueError(
+        f"--camera {spec!r}: unknown kind {kind!r}; use synthetic, opencv or realsense"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ffstream", description="Encode camera frames to video while they are captured."
@@ -79,7 +108,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     rec = sub.add_parser("record", help="record episodes from cameras (synthetic by default)")
-    rec.add_argument("--cameras", type=_positive_int, default=2, help="synthetic cameras (2)")
+    rec.add_argument(
+        "--cameras",
+        type=_positive_int,
+        default=2,
+        help="number of synthetic cameras when no --camera is given (2)",
+    )
+    rec.add_argument(
+        "--camera",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a camera, repeatable: synthetic[:NAME][+depth], opencv:INDEX_OR_PATH, "
+        "realsense[:SERIAL][+depth]",
+    )
+    rec.add_argument(
+        "--depth-raw16",
+        action="store_true",
+        help="store depth as lossless 16-bit millimetres (FFV1, .mkv) instead of "
+        "12-bit codes (HEVC)",
+    )
     rec.add_argument("--resolution", type=_resolution, default=(640, 480), help="WxH (640x480)")
     rec.add_argument("--fps", type=_positive_float, default=30.0, help="frames per second (30)")
     rec.add_argument("--episodes", type=_positive_int, default=2, help="episodes to record (2)")
@@ -136,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_record(args: argparse.Namespace) -> int:
     from .cameras.synthetic import SyntheticCamera  # noqa: PLC0415
-    from .config import EncoderConfig  # noqa: PLC0415
+    from .config import DepthEncoderConfig, EncoderConfig  # noqa: PLC0415
     from .recorder import Recorder, throughput  # noqa: PLC0415
     from .streaming import StreamingVideoEncoder  # noqa: PLC0415
 
@@ -147,8 +195,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
         opts["preset"] = int(args.preset) if args.preset.lstrip("-").isdigit() else args.preset
     config = EncoderConfig(**opts)
     w, h = args.resolution
-    cameras = [SyntheticCamera(f"cam{i}", w, h, args.fps, seed=i) for i in range(args.cameras)]
-    px = throughput(len(cameras), w, h, args.fps)
+    if args.camera:
+        cameras = [parse_camera(spec, i, w, h, args.fps) for i, spec in enumerate(args.camera)]
+    else:
+        cameras = [SyntheticCamera(f"cam{i}", w, h, args.fps, seed=i) for i in range(args.cameras)]
+    depth_config = None
+    if args.depth_raw16:
+        depth_config = DepthEncoderConfig.raw16(ffmpeg=args.ffmpeg)
+    px = throughput(sum(1 for c in cameras if c.has_color), w, h, args.fps)
     print(
         f"ffstream record: {len(cameras)} camera(s) {w}x{h} @ {args.fps:g} fps = "
         f"{px / 1e6:.0f}M px/s, {config.vcodec} crf={config.crf} preset={config.preset}, "
@@ -170,6 +224,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     with StreamingVideoEncoder(
         args.fps,
         config,
+        depth_encoder=depth_config,
         queue_maxsize=args.encoder_queue_maxsize,
         encoder_threads=args.encoder_threads,
         ffmpeg=args.ffmpeg,

@@ -72,6 +72,11 @@ def throughput(cameras: int, width: int, height: int, fps: float) -> float:
     return cameras * width * height * 3 * fps
 
 
+def depth_key(camera: Camera) -> str:
+    """The video key of a camera's depth stream."""
+    return f"{camera.name}_depth"
+
+
 def next_episode_index(out: Path) -> int:
     """The first index after the episodes already in ``out`` (recording never overwrites)."""
     if not out.is_dir():
@@ -125,9 +130,14 @@ class Recorder:
 
     def _record_episode(self, index: int, seconds: float) -> EpisodeOutcome:
         directory = self.out / f"episode_{index:06d}"
-        keys = [c.name for c in self.cameras]
+        color = [c.name for c in self.cameras if c.has_color]
+        depth = [depth_key(c) for c in self.cameras if c.has_depth]
+        keys = color + depth
         self.encoder.start_episode(
-            keys, directory, input_pix_fmts={c.name: c.pix_fmt for c in self.cameras}
+            color,
+            directory,
+            depth_video_keys=depth,
+            input_pix_fmts={c.name: c.pix_fmt for c in self.cameras if c.has_color},
         )
         n_frames = max(1, round(seconds * self.fps))
         stamps: dict[str, list[float]] = {k: [] for k in keys}
@@ -140,9 +150,14 @@ class Recorder:
             if delay > 0:
                 time.sleep(delay)
             for cam in self.cameras:
-                frame = cam.read()
-                stamps[cam.name].append(round(time.perf_counter() - t0, 6))
-                self.encoder.feed_frame(cam.name, frame)
+                if cam.has_color:
+                    frame = cam.read()
+                    stamps[cam.name].append(round(time.perf_counter() - t0, 6))
+                    self.encoder.feed_frame(cam.name, frame)
+                if cam.has_depth:
+                    frame = cam.read_depth()
+                    stamps[depth_key(cam)].append(round(time.perf_counter() - t0, 6))
+                    self.encoder.feed_frame(depth_key(cam), frame)
             now = time.perf_counter()
             if self.on_status is not None and now >= next_status:
                 next_status = now + self.status_interval
@@ -200,9 +215,17 @@ class Recorder:
                 "ffmpeg_version": enc.ffmpeg.version_string,
             },
             "cameras": {
-                c.name: {"width": c.width, "height": c.height, "input_pix_fmt": c.pix_fmt}
+                c.name: {
+                    "width": c.width,
+                    "height": c.height,
+                    "input_pix_fmt": c.pix_fmt,
+                    "color": c.has_color,
+                    "depth": c.has_depth,
+                    "depth_key": depth_key(c) if c.has_depth else None,
+                }
                 for c in self.cameras
             },
+            "depth_encoder": enc.depth_encoder.to_dict() if enc.depth_encoder else None,
             "capture_timestamps": stamps,
             "wall": {
                 "start": _dt.datetime.fromtimestamp(wall_start, _dt.timezone.utc).isoformat(),

@@ -46,7 +46,15 @@ def test_record_options_and_metadata(tmp_path, capsys):
     assert (enc["vcodec"], enc["crf"], enc["preset"]) == ("libx264", 20, "veryfast")
     assert (enc["encoder_threads"], enc["encoder_queue_maxsize"]) == (1, 12)
     assert set(meta["videos"]) == {"cam0", "cam1", "cam2"}
-    assert meta["cameras"]["cam2"] == {"width": 160, "height": 96, "input_pix_fmt": "rgb24"}
+    assert meta["cameras"]["cam2"] == {
+        "width": 160,
+        "height": 96,
+        "input_pix_fmt": "rgb24",
+        "color": True,
+        "depth": False,
+        "depth_key": None,
+    }
+    assert meta["depth_encoder"] is None
     assert meta["wall"]["finalized_after_s"] >= 0
     # a second run appends episodes instead of overwriting
     again = "record --episodes 1 --seconds 0.2 --resolution 160x96 --vcodec h264".split()
@@ -84,3 +92,61 @@ def test_record_errors(tmp_path, args, code, message):
     out = _ffstream("record", "--out", str(tmp_path), "--seconds", "0.1", *args)
     assert out.returncode == code
     assert message in out.stderr
+
+
+def test_record_depth_and_opencv_cameras(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    from ffstream import EncoderConfig, FFmpegWriter
+    from ffstream.cameras import DEPTH_STAMP_MM, SyntheticCamera, read_stamp
+    from ffstream.depth import read_depth
+
+    src = SyntheticCamera("s", 160, 96)
+    w = FFmpegWriter(clip, 160, 96, 30, EncoderConfig("h264"), drop_policy="block")
+    for _ in range(40):
+        w.submit(src.read())
+    w.close()
+    code = main(
+        [
+            "record",
+            "--out",
+            str(tmp_path / "rec"),
+            "--episodes",
+            "1",
+            "--seconds",
+            "0.5",
+            "--resolution",
+            "160x96",
+            "--vcodec",
+            "h264",
+            "--camera",
+            "synthetic:arm+depth",
+            "--camera",
+            f"opencv:{clip}",
+        ]
+    )
+    assert code == 0, capsys.readouterr()
+    ep = tmp_path / "rec" / "episode_000000"
+    meta = json.loads((ep / "episode.json").read_text())
+    assert set(meta["videos"]) == {"arm", "arm_depth", "cam1"}
+    assert meta["cameras"]["cam1"]["input_pix_fmt"] == "bgr24"
+    assert meta["depth_encoder"]["vcodec"] == "libx265"
+    assert meta["videos"]["arm_depth"]["extra"]["depth"]["format"] == "codes12"
+    depth = list(read_depth(ep / "arm_depth.mp4"))
+    assert [read_stamp(d, *DEPTH_STAMP_MM) for d in depth] == list(range(15))
+    assert stamps(decode_pyav(ep / "arm.mp4")) == list(range(15))
+    got = stamps(decode_pyav(ep / "cam1.mp4"))
+    assert len(got) == 15 and got == sorted(got) and min(got) >= 0
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("webcam:0", "unknown kind 'webcam'"),
+        ("opencv:0+depth", "OpenCV cameras have no depth"),
+        ("synthetic+ir", "the only suffix is '+depth'"),
+        ("opencv", "needs a device index or a file"),
+    ],
+)
+def test_bad_camera_specs(tmp_path, capsys, spec, message):
+    assert main(["record", "--out", str(tmp_path), "--camera", spec]) == 2
+    assert message in capsys.readouterr().err
