@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import queue
-import re
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -23,25 +22,14 @@ import numpy as np
 
 from .command import fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
-from .depth import DEPTH_TAG, check_depth_shape, depth_metadata, depth_transform
+from .depth import DEPTH_TAG, depth_metadata, depth_transform
+from .episode import plan_episode
 from .errors import EncoderError
 from .ffmpeg import FFmpeg, find_ffmpeg
-from .formats import raw_format
+from .frames import as_color_frame, as_depth_frame
 from .writer import FFmpegWriter, VideoResult, check_stream_settings
 
 log = logging.getLogger("ffstream.streaming")
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def file_stem(key: str) -> str:
-    """A safe file name for a camera key: no separators, no traversal, no NUL."""
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"camera key must be a non-empty string, got {key!r}")
-    stem = _UNSAFE.sub("_", key)
-    if stem.strip(".") == "":
-        raise ValueError(f"camera key {key!r} cannot be used as a file name")
-    return stem
 
 
 class EpisodeError(EncoderError):
@@ -63,6 +51,10 @@ class _Camera:
         self.writer: FFmpegWriter | None = None
         self.rejected = 0
         self.shape: tuple[int, ...] | None = None
+
+    @property
+    def is_depth(self) -> bool:
+        return isinstance(self.config, DepthEncoderConfig)
 
 
 class StreamingVideoEncoder:
@@ -145,56 +137,18 @@ class StreamingVideoEncoder:
             raise RuntimeError("this StreamingVideoEncoder is closed; create a new one")
         if self._cameras is not None:
             raise RuntimeError("an episode is already running; call finish_episode() first")
-        if isinstance(video_keys, str):
-            video_keys = [video_keys]
-        if isinstance(depth_video_keys, str):
-            depth_video_keys = [depth_video_keys]
-        rgb_keys = list(video_keys)
-        depth_keys = list(depth_video_keys or [])
-        both = set(rgb_keys) & set(depth_keys)
-        if both:
-            raise ValueError(
-                f"camera key(s) {', '.join(sorted(both))} are in both video_keys and "
-                "depth_video_keys; give the depth stream its own key (e.g. 'front_depth')"
-            )
-        keys = rgb_keys + depth_keys
-        if not keys:
-            raise ValueError("start_episode needs at least one video key")
-        input_pix_fmts = dict(input_pix_fmts or {})
-        unknown = set(input_pix_fmts) - set(rgb_keys)
-        if unknown:
-            raise KeyError(
-                f"input_pix_fmts names unknown or depth camera(s): {', '.join(sorted(unknown))}"
-            )
-        if depth_keys and self.depth_encoder is None:
+        if depth_video_keys and self.depth_encoder is None:
             self.depth_encoder = DepthEncoderConfig(ffmpeg=self.ffmpeg)
-        out = Path(out_dir)
-        stems: dict[str, str] = {}
-        cameras = {}
-        for key in keys:
-            if key in cameras:
-                raise ValueError(f"camera key {key!r} appears twice")
-            stem = file_stem(key)
-            if stem in stems:
-                raise ValueError(
-                    f"camera keys {stems[stem]!r} and {key!r} both map to file {stem!r}; rename one"
-                )
-            stems[stem] = key
-            if key in depth_keys:
-                config: EncoderConfig = self.depth_encoder
-                pix_fmt = self.depth_encoder.input_pix_fmt
-            else:
-                config = self.rgb_encoder
-                pix_fmt = input_pix_fmts.get(key, "rgb24")
-            raw_format(pix_fmt)
-            path = out / f"{stem}.{config.extension}"
-            if path.exists() and not self.overwrite:
-                raise FileExistsError(
-                    f"{path} already exists; pass overwrite=True or use a new out_dir"
-                )
-            cameras[key] = _Camera(key, path, pix_fmt, config)
-        out.mkdir(parents=True, exist_ok=True)
-        self._cameras = cameras
+        plans = plan_episode(
+            video_keys,
+            out_dir,
+            depth_video_keys,
+            input_pix_fmts,
+            self.rgb_encoder,
+            self.depth_encoder,
+            self.overwrite,
+        )
+        self._cameras = {k: _Camera(p.key, p.path, p.pix_fmt, p.config) for k, p in plans.items()}
 
     def feed_frame(self, key: str, image: np.ndarray) -> bool:
         """Queue one frame of camera ``key``; False if it was dropped. Never waits on ffmpeg."""
@@ -204,10 +158,10 @@ class StreamingVideoEncoder:
         cam = cams.get(key)
         if cam is None:
             raise KeyError(f"unknown camera key {key!r}; this episode has {', '.join(cams)}")
-        if isinstance(cam.config, DepthEncoderConfig):
-            frame = _as_depth_frame(cam.key, image)
+        if cam.is_depth:
+            frame = as_depth_frame(cam.key, image)
         else:
-            frame = self._as_frame(cam, image)
+            frame = as_color_frame(cam.key, cam.pix_fmt, image)
         if cam.writer is None:
             self._open_writer(cam, frame)
         elif frame.shape != cam.shape:
@@ -219,51 +173,10 @@ class StreamingVideoEncoder:
             )
         return cam.writer.submit(frame)
 
-    def _as_frame(self, cam: _Camera, image: Any) -> np.ndarray:
-        """Bring a frame to the writer's layout: HWC, uint8 (CHW and floats in [0, 1] too)."""
-        fmt = raw_format(cam.pix_fmt)
-        if not isinstance(image, np.ndarray):
-            raise TypeError(
-                f"frame for {cam.key!r} must be a numpy array, got {type(image).__name__}"
-            )
-        frame = image
-        if fmt.channels == 1:
-            if frame.ndim == 3 and frame.shape[-1] == 1:
-                frame = frame[..., 0]
-            elif frame.ndim == 3 and frame.shape[0] == 1:
-                frame = frame[0]
-            if frame.ndim != 2:
-                raise ValueError(
-                    f"frame for {cam.key!r} has shape {image.shape}; "
-                    f"{fmt.name} frames are HxW or HxWx1"
-                )
-        else:
-            c = fmt.channels
-            if frame.ndim == 3 and frame.shape[-1] != c and frame.shape[0] == c:
-                frame = frame.transpose(1, 2, 0)  # CHW -> HWC view; copied once into the ring
-            if frame.ndim != 3 or frame.shape[-1] != c:
-                raise ValueError(
-                    f"frame for {cam.key!r} has shape {image.shape}; {fmt.name} frames must be "
-                    f"HxWx{c} or {c}xHxW (declare input_pix_fmts={{{cam.key!r}: 'gray'}} for "
-                    "single-channel images)"
-                )
-        if frame.dtype == fmt.dtype:
-            pass
-        elif frame.dtype.kind == "f" and fmt.dtype == np.uint8:
-            frame = _float_to_uint8(cam.key, frame)
-        else:
-            want = f"{fmt.dtype}" + (" or float in [0, 1]" if fmt.dtype == np.uint8 else "")
-            raise TypeError(
-                f"frame for {cam.key!r} has dtype {frame.dtype}; {fmt.name} frames must be {want}"
-            )
-        if 0 in frame.shape:
-            raise ValueError(f"frame for {cam.key!r} is empty (shape {image.shape})")
-        return frame
-
     def _open_writer(self, cam: _Camera, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
         depth = {}
-        if isinstance(cam.config, DepthEncoderConfig):
+        if cam.is_depth:
             depth = {
                 "frame_dtype": frame.dtype,
                 "transform": depth_transform(cam.config, frame.dtype),
@@ -383,42 +296,6 @@ def _run_jobs(jobs: queue.SimpleQueue) -> None:
             fut.set_exception(exc)
 
 
-def _as_depth_frame(key: str, image: Any) -> np.ndarray:
-    """One depth map as HxW: uint16 millimetres or float32 metres."""
-    if not isinstance(image, np.ndarray):
-        raise TypeError(
-            f"depth frame for {key!r} must be a numpy array, got {type(image).__name__}"
-        )
-    check_depth_shape(image)
-    frame = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
-    if frame.ndim != 2:
-        raise ValueError(
-            f"depth frame for {key!r} has shape {image.shape}; feed one HxW or HxWx1 map at a time"
-        )
-    if frame.dtype.kind == "f":
-        return frame.astype(np.float32, copy=False)
-    if frame.dtype != np.uint16:
-        raise TypeError(
-            f"depth frame for {key!r} has dtype {frame.dtype}; pass uint16 millimetres or "
-            "float metres"
-        )
-    if 0 in frame.shape:
-        raise ValueError(f"depth frame for {key!r} is empty (shape {image.shape})")
-    return frame
-
-
-def _float_to_uint8(key: str, frame: np.ndarray) -> np.ndarray:
-    lo, hi = float(np.min(frame)), float(np.max(frame))
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(f"frame for {key!r} contains NaN or infinite values")
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(
-            f"float frame for {key!r} has values in [{lo:g}, {hi:g}]; float frames must be in "
-            "[0, 1] (or pass uint8 0..255)"
-        )
-    return (frame * 255.0 + 0.5).astype(np.uint8)
-
-
 def _collect(cams: dict[str, _Camera], timeout: float | None) -> dict[str, VideoResult]:
     """Wait for every writer of an episode; report all cameras even if some failed."""
     results: dict[str, VideoResult] = {}
@@ -433,7 +310,7 @@ def _collect(cams: dict[str, _Camera], timeout: float | None) -> dict[str, Video
             errors[key] = exc
             continue
         res.rejected = cam.rejected
-        if isinstance(cam.config, DepthEncoderConfig):
+        if cam.is_depth:
             res.extra["depth"] = depth_metadata(cam.config)
         results[key] = res
         log.info(

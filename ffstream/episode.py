@@ -1,0 +1,91 @@
+"""What an episode's streams are: keys, safe file names, pixel formats, codec settings.
+
+Shared by the streaming and the batch encoders, so both name and check files alike.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import DepthEncoderConfig, EncoderConfig
+from .formats import raw_format
+from .frames import file_stem
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """One camera stream of an episode."""
+
+    key: str
+    path: Path  # the video file
+    pix_fmt: str  # how frames reach ffmpeg (rgb24, bgr24, gray12le, ...)
+    config: EncoderConfig
+
+    @property
+    def is_depth(self) -> bool:
+        return isinstance(self.config, DepthEncoderConfig)
+
+
+def plan_episode(
+    video_keys: Iterable[str] | str,
+    out_dir: str | os.PathLike,
+    depth_video_keys: Iterable[str] | str | None,
+    input_pix_fmts: Mapping[str, str] | None,
+    rgb_config: EncoderConfig,
+    depth_config: DepthEncoderConfig | None,
+    overwrite: bool = False,
+) -> dict[str, StreamPlan]:
+    """Check the keys and settings of an episode and create its folder."""
+    if isinstance(video_keys, str):
+        video_keys = [video_keys]
+    if isinstance(depth_video_keys, str):
+        depth_video_keys = [depth_video_keys]
+    rgb_keys = list(video_keys)
+    depth_keys = list(depth_video_keys or [])
+    both = set(rgb_keys) & set(depth_keys)
+    if both:
+        raise ValueError(
+            f"camera key(s) {', '.join(sorted(both))} are in both video_keys and "
+            "depth_video_keys; give the depth stream its own key (e.g. 'front_depth')"
+        )
+    keys = rgb_keys + depth_keys
+    if not keys:
+        raise ValueError("start_episode needs at least one video key")
+    if depth_keys and depth_config is None:
+        raise ValueError("depth_video_keys need a DepthEncoderConfig (depth_encoder=...)")
+    input_pix_fmts = dict(input_pix_fmts or {})
+    unknown = set(input_pix_fmts) - set(rgb_keys)
+    if unknown:
+        raise KeyError(
+            f"input_pix_fmts names unknown or depth camera(s): {', '.join(sorted(unknown))}"
+        )
+    out = Path(out_dir)
+    stems: dict[str, str] = {}
+    cameras: dict[str, StreamPlan] = {}
+    for key in keys:
+        if key in cameras:
+            raise ValueError(f"camera key {key!r} appears twice")
+        stem = file_stem(key)
+        if stem in stems:
+            raise ValueError(
+                f"camera keys {stems[stem]!r} and {key!r} both map to file {stem!r}; rename one"
+            )
+        stems[stem] = key
+        if key in depth_keys:
+            config: EncoderConfig = depth_config
+            pix_fmt = depth_config.input_pix_fmt
+        else:
+            config = rgb_config
+            pix_fmt = input_pix_fmts.get(key, "rgb24")
+        raw_format(pix_fmt)
+        path = out / f"{stem}.{config.extension}"
+        if path.exists() and not overwrite:
+            raise FileExistsError(
+                f"{path} already exists; pass overwrite=True or use a new out_dir"
+            )
+        cameras[key] = StreamPlan(key, path, pix_fmt, config)
+    out.mkdir(parents=True, exist_ok=True)
+    return cameras
