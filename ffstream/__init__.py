@@ -2,14 +2,24 @@
 
 __version__ = "0.1.0"
 
-from .config import EncoderConfig  # noqa: E402
+from .batch import BatchVideoEncoder, make_encoder  # noqa: E402
+from .config import DepthEncoderConfig, EncoderConfig  # noqa: E402
+from .depth import read_depth  # noqa: E402
 from .errors import EncoderError, FFmpegNotFoundError, FFstreamError  # noqa: E402
 from .ffmpeg import FFmpeg, find_ffmpeg  # noqa: E402
-from .reader import VideoReadError, read_frames, video_info  # noqa: E402
+from .probe import probe_encoders, select_encoder  # noqa: E402
+from .reader import VideoReadError, count_frames, read_frames, video_info  # noqa: E402
 from .streaming import EpisodeError, StreamingVideoEncoder  # noqa: E402
 from .writer import FFmpegWriter, VideoResult  # noqa: E402
 
 __all__ = [
+    "BatchVideoEncoder",
+    "DepthEncoderConfig",
+    "count_frames",
+    "make_encoder",
+    "probe_encoders",
+    "select_encoder",
+    "read_depth",
     "EncoderConfig",
     "EncoderError",
     "EpisodeError",

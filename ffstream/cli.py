@@ -159,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="what a full queue does: drop (default), repeat the previous frame, "
         "or block the capture loop",
     )
+    rec.add_argument(
+        "--no-streaming-encoding",
+        dest="streaming_encoding",
+        action="store_false",
+        help="write images during capture and encode between episodes",
+    )
+    rec.add_argument(
+        "--batch-encoding-size",
+        type=_positive_int,
+        default=1,
+        help="with --no-streaming-encoding: encode once N episodes are pending (1)",
+    )
     rec.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
     rec.add_argument("--quiet", action="store_true", help="no live status line")
     return parser
@@ -183,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
+    from .batch import make_encoder  # noqa: PLC0415
     from .cameras.synthetic import SyntheticCamera  # noqa: PLC0415
     from .config import DepthEncoderConfig, EncoderConfig  # noqa: PLC0415
     from .recorder import Recorder, throughput  # noqa: PLC0415
-    from .streaming import StreamingVideoEncoder  # noqa: PLC0415
 
     opts = {"vcodec": args.vcodec, "ffmpeg": args.ffmpeg}
     if args.crf is not None:
@@ -221,14 +233,20 @@ def _cmd_record(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    with StreamingVideoEncoder(
-        args.fps,
-        config,
+    def progress(done: int, total: int, path) -> None:
+        print(f"  encoded {done}/{total} videos ({path})", file=sys.stderr, flush=True)
+
+    with make_encoder(
+        args.streaming_encoding,
+        fps=args.fps,
+        rgb_encoder=config,
         depth_encoder=depth_config,
         queue_maxsize=args.encoder_queue_maxsize,
         encoder_threads=args.encoder_threads,
         ffmpeg=args.ffmpeg,
         drop_policy=args.drop_policy,
+        batch_encoding_size=args.batch_encoding_size,
+        progress=None if args.quiet else progress,
     ) as encoder:
         recorder = Recorder(cameras, encoder, args.out, args.fps, on_status=show if live else None)
         outcomes = recorder.record(args.episodes, args.seconds)

@@ -185,16 +185,22 @@ def build_command(
     output_format: str | None = None,
     extra_global: Sequence[str] = (),
     metadata: dict[str, str] | None = None,
+    image_sequence: str | None = None,
 ) -> list[str]:
     """The full argv: raw frames from stdin -> encoded ``output`` (a path, or '-' with a format)."""
     exe = ffmpeg.path if isinstance(ffmpeg, FFmpeg) else str(ffmpeg)
-    stream = ffmpeg_python.input(
-        "pipe:0",
-        f="rawvideo",
-        pix_fmt=spec.pix_fmt,
-        s=f"{spec.width}x{spec.height}",
-        framerate=str(spec.fps),
-    )
+    if image_sequence:  # numbered image files (non-streaming mode) instead of stdin
+        stream = ffmpeg_python.input(
+            image_sequence, f="image2", framerate=str(spec.fps), start_number=0
+        )
+    else:
+        stream = ffmpeg_python.input(
+            "pipe:0",
+            f="rawvideo",
+            pix_fmt=spec.pix_fmt,
+            s=f"{spec.width}x{spec.height}",
+            framerate=str(spec.fps),
+        )
     device_args, out_opts = encoder_args(config, spec.pix_fmt, encoder_threads)
     key, value = passthrough_args(ffmpeg)
     out_opts[key.lstrip("-")] = value

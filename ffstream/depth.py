@@ -188,10 +188,11 @@ def depth_transform(config, dtype: np.dtype):
         return lambda frame: q.quantize(frame, input_unit=unit)
     if unit == "mm":
         return None  # stored as given
-    return _metres_to_mm16
+    return metres_to_mm16
 
 
-def _metres_to_mm16(frame: np.ndarray) -> np.ndarray:
+def metres_to_mm16(frame: np.ndarray) -> np.ndarray:
+    """Float metres -> uint16 millimetres; NaN and negatives become 0 (no reading)."""
     with np.errstate(invalid="ignore"):
         mm = np.rint(np.nan_to_num(frame, nan=0.0, posinf=65.535, neginf=0.0) * 1000.0)
     return np.clip(mm, 0, 65535).astype(np.uint16)

@@ -169,3 +169,40 @@ def read_frames(
         for stream in (proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
                 stream.close()
+
+
+_PROGRESS_FRAME = re.compile(r"^frame=\s*(\d+)\s*$", re.MULTILINE)
+
+
+def count_frames(path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None) -> int:
+    """Frames in the first video stream, counted from its packets without decoding."""
+    ff = find_ffmpeg(ffmpeg)
+    video_info(path, ff)  # a clear error for missing files and non-videos
+    out = subprocess.run(
+        [
+            ff.path,
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-f",
+            "null",
+            "-",
+            "-progress",
+            "pipe:1",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=300,
+    )
+    counts = _PROGRESS_FRAME.findall(out.stdout.decode("utf-8", "replace"))
+    if out.returncode != 0 or not counts:
+        reason = _last_error(out.stderr.decode("utf-8", "replace"))
+        raise VideoReadError(f"counting the frames of {path} failed: {reason}")
+    return int(counts[-1])

@@ -23,7 +23,8 @@ from typing import Any
 
 from . import __version__
 from .cameras.base import Camera
-from .streaming import EpisodeError, StreamingVideoEncoder
+from .errors import FFstreamError
+from .streaming import EpisodeError
 from .writer import VideoResult
 
 log = logging.getLogger("ffstream.recorder")
@@ -91,7 +92,7 @@ class Recorder:
     def __init__(
         self,
         cameras: Sequence[Camera],
-        encoder: StreamingVideoEncoder,
+        encoder: Any,  # StreamingVideoEncoder or BatchVideoEncoder
         out: str | os.PathLike,
         fps: float,
         on_status: Callable[[Status], None] | None = None,
@@ -122,6 +123,12 @@ class Recorder:
             for k in range(episodes):
                 outcomes.append(self._record_episode(first + k, seconds))
         finally:
+            encode_pending = getattr(self.encoder, "encode_pending", None)
+            if encode_pending is not None:  # non-streaming: deferred episodes are encoded now
+                try:
+                    encode_pending()
+                except FFstreamError as exc:
+                    log.error("encoding the pending episodes failed: %s", exc)
             for written in self._pending:
                 written.wait()  # the metadata of every episode is on disk before we return
             for cam in self.cameras:

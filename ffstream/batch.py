@@ -1,0 +1,607 @@
+"""The non-streaming path: frames become image files during capture, videos later.
+
+On small machines live encoding competes with the capture loop. Here the capture loop
+only hands a copy of each frame to a pool of threads that write PNG files (zlib level
+1: fast, lossless); the videos are encoded when the episode ends, or when
+``batch_encoding_size`` episodes are pending, several at a time. Images are deleted
+only once the video is verified to hold every one of them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import logging
+import os
+import queue
+import shutil
+import struct
+import subprocess
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .command import InputSpec, build_command, fps_fraction
+from .config import DepthEncoderConfig, EncoderConfig
+from .depth import DEPTH_TAG, depth_metadata, depth_transform, metres_to_mm16
+from .episode import StreamPlan, plan_episode
+from .errors import EncoderError, FFstreamError
+from .ffmpeg import FFmpeg, find_ffmpeg
+from .frames import as_color_frame, as_depth_frame
+from .reader import count_frames
+from .streaming import EpisodeError
+from .writer import FFmpegWriter, VideoResult, check_stream_settings
+
+log = logging.getLogger("ffstream.batch")
+
+IMAGES_DIR = "images"
+FRAME_NAME = "frame-{:06d}.png"
+PNG_LEVEL = 1  # fastest zlib level: capture-time CPU matters more than disk here
+
+
+class ImageWriteError(FFstreamError, OSError):
+    """A worker could not write an image (disk full, permissions, ...)."""
+
+
+# ----------------------------------------------------------------------------- PNG
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
+
+
+def encode_png(image: np.ndarray, level: int = PNG_LEVEL) -> bytes:
+    """PNG bytes of an HxWx3 uint8 (RGB), HxW uint8 or HxW uint16 image (no filtering)."""
+    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+        colour, data = 2, image
+    elif image.ndim == 2 and image.dtype == np.uint8:
+        colour, data = 0, image
+    elif image.ndim == 2 and image.dtype == np.uint16:
+        colour, data = 0, image.astype(">u2")  # PNG stores 16-bit samples big-endian
+    else:
+        raise ValueError(f"cannot store {image.dtype} {image.shape} as PNG")
+    h, w = image.shape[:2]
+    rows = np.ascontiguousarray(data).reshape(h, -1).view(np.uint8)
+    raw = np.empty((h, rows.shape[1] + 1), np.uint8)
+    raw[:, 0] = 0  # filter type "none" on every row
+    raw[:, 1:] = rows
+    depth = 16 if image.dtype == np.uint16 else 8
+    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """The inverse of encode_png (our own files: unfiltered rows, no interlace)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG file")
+    pos, idat, header = 8, [], None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        pos += 12 + length
+    if header is None:
+        raise ValueError("PNG without a header")
+    w, h, depth, colour, _, _, interlace = header
+    channels = {0: 1, 2: 3}.get(colour)
+    if channels is None or interlace or depth not in (8, 16):
+        raise ValueError("only the PNG files ffstream writes can be read here")
+    dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
+    row = w * channels * dtype.itemsize
+    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, row + 1)
+    if raw[:, 0].any():
+        raise ValueError("filtered PNG rows are not supported (not written by ffstream)")
+    pixels = np.ascontiguousarray(raw[:, 1:]).view(dtype).reshape(h, w, channels)
+    pixels = pixels.astype(dtype.newbyteorder("="))
+    return pixels[..., 0] if channels == 1 else pixels
+
+
+# ----------------------------------------------------------------------------- writer pool
+class ImageWriter:
+    """A pool of threads writing images. ``save()`` returns at once unless the pool's
+    queue is full (the disk is slower than the cameras): then it waits, and the time
+    waited is counted in ``blocked_seconds``. Errors surface at the next call."""
+
+    def __init__(self, num_threads: int = 4, queue_maxsize: int | None = None):
+        if num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        self._queue: queue.Queue = queue.Queue(queue_maxsize or num_threads * 8)
+        self._error: ImageWriteError | None = None
+        self._lock = threading.Lock()
+        self.blocked_seconds = 0.0
+        self._threads = [
+            threading.Thread(target=self._work, name=f"ffstream-images-{i}", daemon=True)
+            for i in range(num_threads)
+        ]
+        for t in self._threads:
+            t.start()
+        self._closed = False
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                path, image, convert = job
+                if self._error is not None:
+                    continue  # after a failure, the rest is not written
+                try:
+                    data = encode_png(convert(image) if convert else image)
+                    with open(path, "wb") as fh:
+                        fh.write(data)
+                except Exception as exc:  # noqa: BLE001 - handed to the caller
+                    with self._lock:
+                        self._error = self._error or ImageWriteError(
+                            f"writing {path} failed: {exc}"
+                        )
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def save(self, path: Path, image: np.ndarray, convert=None) -> None:
+        """Queue ``image`` (which the pool now owns) to be written to ``path``."""
+        self._raise()
+        if self._closed:
+            raise RuntimeError("the image writer is closed")
+        try:
+            self._queue.put_nowait((path, image, convert))
+        except queue.Full:
+            t = time.perf_counter()
+            self._queue.put((path, image, convert))
+            self.blocked_seconds += time.perf_counter() - t
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def wait(self) -> None:
+        """Return when every queued image is on disk; raise the first error if any."""
+        self._queue.join()
+        self._raise()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+        self._raise()
+
+
+# ----------------------------------------------------------------------------- encoding
+def _frame_files(frames_dir: Path) -> list[Path]:
+    files = sorted(frames_dir.glob("frame-*.png"))
+    for i, f in enumerate(files):
+        if f.name != FRAME_NAME.format(i):
+            raise EncoderError(f"{frames_dir}: frame {i} is missing ({f.name} found instead)")
+    return files
+
+
+def encode_image_dir(
+    frames_dir: str | os.PathLike,
+    video_path: str | os.PathLike,
+    fps: float,
+    config: EncoderConfig | None = None,
+    encoder_threads: int | None = None,
+    ffmpeg: FFmpeg | str | None = None,
+    overwrite: bool = False,
+    delete_images: bool = True,
+) -> VideoResult:
+    """Encode ``frame-000000.png``... into ``video_path``, check the video holds every
+    frame, then (only then) delete the images. RGB PNGs go to ffmpeg's image-sequence
+    input; with a DepthEncoderConfig the 16-bit millimetre PNGs are quantized exactly
+    as in streaming."""
+    frames_dir, video_path = Path(frames_dir), Path(video_path)
+    config = config if config is not None else EncoderConfig()
+    ff = find_ffmpeg(ffmpeg)
+    config.validate_for(ff)
+    files = _frame_files(frames_dir)
+    if not files:
+        raise EncoderError(f"{frames_dir} holds no frame-*.png images to encode")
+    if video_path.exists() and not overwrite:
+        raise FileExistsError(f"{video_path} already exists; pass overwrite=True")
+    first = decode_png(files[0].read_bytes())
+    h, w = first.shape[:2]
+    t0 = time.monotonic()
+    quantized = isinstance(config, DepthEncoderConfig) and config.quantize
+    if quantized:
+        _encode_through_writer(files, video_path, w, h, fps, config, encoder_threads, ff)
+    else:
+        _encode_sequence(frames_dir, video_path, w, h, fps, config, encoder_threads, ff, first)
+    frames = count_frames(video_path, ff)
+    if frames != len(files):
+        raise EncoderError(
+            f"{video_path} holds {frames} of {len(files)} frames; the images are kept in "
+            f"{frames_dir}"
+        )
+    image_bytes = sum(f.stat().st_size for f in files)
+    if delete_images:
+        shutil.rmtree(frames_dir)
+    result = VideoResult(
+        path=video_path,
+        frames=frames,
+        dropped=0,
+        dropped_indices=[],
+        width=w,
+        height=h,
+        fps=float(fps_fraction(fps)),
+        codec=config.vcodec,
+        submitted=frames,
+        drop_policy="block",
+        seconds=time.monotonic() - t0,
+        bytes=video_path.stat().st_size,
+    )
+    result.extra["image_bytes"] = image_bytes
+    if isinstance(config, DepthEncoderConfig):
+        result.extra["depth"] = depth_metadata(config)
+    return result
+
+
+def _encode_sequence(frames_dir, video_path, w, h, fps, config, threads, ff, first) -> None:
+    pix_fmt = "rgb24" if first.ndim == 3 else ("gray16le" if first.dtype == np.uint16 else "gray")
+    metadata = None
+    if isinstance(config, DepthEncoderConfig):
+        metadata = {DEPTH_TAG: json.dumps(depth_metadata(config))}
+    argv = build_command(
+        ff,
+        InputSpec(w, h, fps_fraction(fps), pix_fmt),
+        config,
+        str(video_path),
+        threads,
+        metadata=metadata,
+        image_sequence=str(frames_dir / "frame-%06d.png"),
+    )
+    out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+    if out.returncode != 0:
+        tail = "\n".join(out.stderr.decode("utf-8", "replace").strip().splitlines()[-8:])
+        raise EncoderError(
+            f"encoding {frames_dir} failed (exit status {out.returncode}); the images are "
+            f"kept\nffmpeg said:\n{tail}",
+            out.returncode,
+            tail,
+        )
+
+
+def _encode_through_writer(files, video_path, w, h, fps, config, threads, ff) -> None:
+    writer = FFmpegWriter(
+        video_path,
+        w,
+        h,
+        fps,
+        config,
+        input_pix_fmt=config.input_pix_fmt,
+        encoder_threads=threads,
+        ffmpeg=ff,
+        drop_policy="block",
+        overwrite=True,
+        frame_dtype=np.uint16,
+        transform=depth_transform(config, np.dtype(np.uint16)),
+        metadata={DEPTH_TAG: json.dumps(depth_metadata(config))},
+    )
+    try:
+        for f in files:
+            writer.submit(decode_png(f.read_bytes()))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+
+
+# ----------------------------------------------------------------------------- encoder
+@dataclass
+class _Episode:
+    out_dir: Path
+    plans: dict[str, StreamPlan]
+    counts: dict[str, int] = field(default_factory=dict)
+    shapes: dict[str, tuple] = field(default_factory=dict)
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+
+    def images_dir(self, key: str) -> Path:
+        return self.out_dir / IMAGES_DIR / self.plans[key].path.stem
+
+
+class BatchEncodeError(EncoderError):
+    """Some episodes of a batch failed; ``results`` holds the others, ``failures`` why."""
+
+    def __init__(self, message: str, results: dict, failures: dict):
+        super().__init__(message)
+        self.results = results
+        self.failures = failures
+
+
+class BatchVideoEncoder:
+    """The same episode API as StreamingVideoEncoder, encoding after capture.
+
+    ``finish_episode()`` encodes the episode's videos now (all cameras at once, up to
+    ``encode_workers``), unless ``batch_encoding_size > 1``: then episodes wait until
+    that many are pending and are encoded together; ``finish_episode()`` returns ``{}``
+    for a deferred episode, ``finish_episode_async()`` a Future that resolves when its
+    batch is encoded, and ``encode_pending()`` encodes what waits. ``progress`` is
+    called as ``progress(done, total, video_path)`` after each video.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        rgb_encoder: EncoderConfig | None = None,
+        depth_encoder: DepthEncoderConfig | None = None,
+        encoder_threads: int | None = None,
+        ffmpeg: FFmpeg | str | None = None,
+        num_image_threads: int = 4,
+        batch_encoding_size: int = 1,
+        encode_workers: int = 2,
+        overwrite: bool = False,
+        progress: Callable[[int, int, Path], None] | None = None,
+    ):
+        self.fps = fps_fraction(fps)
+        self.rgb_encoder = rgb_encoder if rgb_encoder is not None else EncoderConfig()
+        if depth_encoder is not None and not isinstance(depth_encoder, DepthEncoderConfig):
+            raise TypeError("depth_encoder must be a DepthEncoderConfig")
+        self.depth_encoder = depth_encoder
+        check_stream_settings(1, encoder_threads, "block")
+        for name, value in (
+            ("batch_encoding_size", batch_encoding_size),
+            ("encode_workers", encode_workers),
+            ("num_image_threads", num_image_threads),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self.encoder_threads = encoder_threads
+        self.ffmpeg = find_ffmpeg(ffmpeg)
+        self.rgb_encoder.validate_for(self.ffmpeg)
+        self.batch_encoding_size = batch_encoding_size
+        self.encode_workers = encode_workers
+        self.overwrite = overwrite
+        self.progress = progress
+        self.images = ImageWriter(num_image_threads)
+        self.queue_maxsize = self.images._queue.maxsize
+        self.drop_policy = "block"
+        self._episode: _Episode | None = None
+        self._pending: list[_Episode] = []
+        self._closed = False
+
+    # ------------------------------------------------------------------ episodes
+    @property
+    def episode_active(self) -> bool:
+        return self._episode is not None
+
+    def start_episode(
+        self,
+        video_keys: Iterable[str],
+        out_dir: str | os.PathLike,
+        depth_video_keys: Iterable[str] | None = None,
+        input_pix_fmts: Mapping[str, str] | None = None,
+    ) -> None:
+        if self._closed:
+            raise RuntimeError("this BatchVideoEncoder is closed; create a new one")
+        if self._episode is not None:
+            raise RuntimeError("an episode is already running; call finish_episode() first")
+        if depth_video_keys and self.depth_encoder is None:
+            self.depth_encoder = DepthEncoderConfig(ffmpeg=self.ffmpeg)
+        plans = plan_episode(
+            video_keys,
+            out_dir,
+            depth_video_keys,
+            input_pix_fmts,
+            self.rgb_encoder,
+            self.depth_encoder,
+            self.overwrite,
+        )
+        ep = _Episode(Path(out_dir), plans)
+        for key in plans:
+            d = ep.images_dir(key)
+            if d.exists() and any(d.iterdir()):
+                raise FileExistsError(f"{d} already holds images of an unfinished episode")
+            d.mkdir(parents=True, exist_ok=True)
+            ep.counts[key] = 0
+        self._episode = ep
+
+    def feed_frame(self, key: str, image: np.ndarray) -> bool:
+        """Hand a copy of the frame to the image writers; True (frames are never dropped)."""
+        ep = self._episode
+        if ep is None:
+            raise RuntimeError("no episode is running; call start_episode() first")
+        plan = ep.plans.get(key)
+        if plan is None:
+            raise KeyError(f"unknown camera key {key!r}; this episode has {', '.join(ep.plans)}")
+        if plan.is_depth:
+            frame = as_depth_frame(key, image)
+            convert = metres_to_mm16 if frame.dtype.kind == "f" else None
+        else:
+            frame = as_color_frame(key, plan.pix_fmt, image)
+            convert = _to_rgb(plan.pix_fmt)
+        shape = ep.shapes.setdefault(key, frame.shape)
+        if frame.shape != shape:
+            raise ValueError(
+                f"frame for {key!r} has shape {frame.shape}, but this episode started at "
+                f"{shape}; keep the camera's resolution fixed within an episode"
+            )
+        if not plan.is_depth:
+            plan.config.check_frame_size(shape[1], shape[0])
+        index = ep.counts[key]
+        path = ep.images_dir(key) / FRAME_NAME.format(index)
+        self.images.save(path, np.array(frame, copy=True), convert)
+        ep.counts[key] = index + 1
+        return True
+
+    def queue_depths(self) -> dict[str, int]:
+        ep = self._episode
+        return dict.fromkeys(ep.plans, self.images.pending()) if ep else {}
+
+    def dropped_counts(self) -> dict[str, int]:
+        ep = self._episode
+        return dict.fromkeys(ep.plans, 0) if ep else {}
+
+    def finish_episode_async(self) -> concurrent.futures.Future:
+        """End the episode: wait for its images, then encode now or when the batch is full."""
+        ep = self._take()
+        self.images.wait()
+        self._pending.append(ep)
+        if len(self._pending) >= self.batch_encoding_size:
+            with contextlib.suppress(BatchEncodeError):
+                self.encode_pending()  # each episode's Future carries its own outcome
+        return ep.future
+
+    def finish_episode(self) -> dict[str, VideoResult]:
+        fut = self.finish_episode_async()
+        return fut.result() if fut.done() else {}
+
+    def cancel_episode(self) -> None:
+        """Drop the episode: its images are deleted, nothing is encoded."""
+        ep = self._take()
+        self.images.wait()
+        for key in ep.plans:
+            shutil.rmtree(ep.images_dir(key), ignore_errors=True)
+        _remove_if_empty(ep.out_dir / IMAGES_DIR)
+        ep.future.cancel()
+
+    def _take(self) -> _Episode:
+        ep, self._episode = self._episode, None
+        if ep is None:
+            raise RuntimeError("no episode is running; call start_episode() first")
+        return ep
+
+    def encode_pending(self) -> dict[Path, dict[str, VideoResult]]:
+        """Encode every pending episode, several videos at once; images of failed ones stay."""
+        batch, self._pending = self._pending, []
+        jobs = [(ep, key) for ep in batch for key in ep.plans if ep.counts[key] > 0]
+        total = len(jobs)
+        results: dict[Path, dict[str, VideoResult]] = {ep.out_dir: {} for ep in batch}
+        failures: dict[Path, dict[str, Exception]] = {}
+        done = 0
+        with concurrent.futures.ThreadPoolExecutor(
+            self.encode_workers, thread_name_prefix="ffstream-batch"
+        ) as pool:
+            futures = {pool.submit(self._encode_one, ep, key): (ep, key) for ep, key in jobs}
+            for fut in concurrent.futures.as_completed(futures):
+                ep, key = futures[fut]
+                done += 1
+                try:
+                    results[ep.out_dir][key] = fut.result()
+                except Exception as exc:  # noqa: BLE001 - reported per episode below
+                    failures.setdefault(ep.out_dir, {})[key] = exc
+                    log.error("episode %s, camera %s: %s", ep.out_dir, key, exc)
+                log.info("encoded %d/%d videos (%s)", done, total, ep.plans[key].path)
+                if self.progress is not None:
+                    self.progress(done, total, ep.plans[key].path)
+        for ep in batch:
+            errors = failures.get(ep.out_dir)
+            if errors:
+                detail = "\n".join(f"- {k}: {e}" for k, e in errors.items())
+                ep.future.set_exception(
+                    EpisodeError(
+                        f"episode {ep.out_dir}: {len(errors)} camera(s) failed; their images are "
+                        f"kept\n{detail}",
+                        results[ep.out_dir],
+                        errors,
+                    )
+                )
+            else:
+                _remove_if_empty(ep.out_dir / IMAGES_DIR)
+                ep.future.set_result(results[ep.out_dir])
+        if failures:
+            names = ", ".join(str(p) for p in failures)
+            raise BatchEncodeError(f"{len(failures)} episode(s) failed: {names}", results, failures)
+        return results
+
+    def _encode_one(self, ep: _Episode, key: str) -> VideoResult:
+        plan = ep.plans[key]
+        result = encode_image_dir(
+            ep.images_dir(key),
+            plan.path,
+            self.fps,
+            plan.config,
+            self.encoder_threads,
+            self.ffmpeg,
+            overwrite=self.overwrite,
+        )
+        return result
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Finish a running episode, encode what is pending, stop the image writers."""
+        if self._closed:
+            return
+        self._closed = True
+        error: BaseException | None = None
+        try:
+            if self._episode is not None:
+                self.finish_episode_async()
+            if self._pending:
+                self.encode_pending()
+        except Exception as exc:  # noqa: BLE001
+            error = exc
+        self.images.close()
+        if error is not None:
+            raise error
+
+    def __enter__(self) -> BatchVideoEncoder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never hide the error that ended the block
+            log.exception("closing the batch encoder after an error failed")
+
+
+def _to_rgb(pix_fmt: str):
+    if pix_fmt == "rgb24" or pix_fmt == "gray":
+        return None
+    if pix_fmt == "bgr24":
+        return lambda f: f[..., ::-1]
+    if pix_fmt in ("rgba", "bgra"):
+        order = [0, 1, 2] if pix_fmt == "rgba" else [2, 1, 0]
+        return lambda f: f[..., order]
+    raise ValueError(f"non-streaming mode cannot store {pix_fmt} frames as images")
+
+
+def _remove_if_empty(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        directory.rmdir()  # only when empty
+
+
+def make_encoder(streaming_encoding: bool = True, **kwargs: Any):
+    """StreamingVideoEncoder or BatchVideoEncoder behind one switch, as recorders expect.
+
+    Arguments that only one of them understands are dropped for the other (with a debug
+    log): ``queue_maxsize``/``drop_policy`` are streaming-only, ``batch_encoding_size``
+    and friends batch-only.
+    """
+    from .streaming import StreamingVideoEncoder  # noqa: PLC0415
+
+    cls = StreamingVideoEncoder if streaming_encoding else BatchVideoEncoder
+    import inspect  # noqa: PLC0415
+
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    dropped = set(kwargs) - accepted
+    if dropped:
+        log.debug("%s ignores %s", cls.__name__, ", ".join(sorted(dropped)))
+    return cls(**{k: v for k, v in kwargs.items() if k in accepted})
