@@ -123,7 +123,7 @@ def test_encode_pending_reports_the_failed_episode(tmp_path):
         enc.start_episode(["cam"], tmp_path / f"ep{e}")
         for _ in range(5):
             enc.feed_frame("cam", cam.read())
-        enc.finish_episode()
+        assert enc.finish_episode() == {}  # deferred until 5 are pending
     enc.images.wait()
     (tmp_path / "ep0" / "images" / "cam" / "frame-000002.png").unlink()
     with pytest.raises(BatchEncodeError, match=r"1 episode\(s\) failed: .*ep0") as info:
