@@ -319,6 +319,8 @@ class _Episode:
     counts: dict[str, int] = field(default_factory=dict)
     shapes: dict[str, tuple] = field(default_factory=dict)
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    t0: float = field(default_factory=time.monotonic)
+    cpu: dict | None = None
 
     def images_dir(self, key: str) -> Path:
         return self.out_dir / IMAGES_DIR / self.plans[key].path.stem
@@ -356,6 +358,7 @@ class BatchVideoEncoder:
         encode_workers: int = 2,
         overwrite: bool = False,
         progress: Callable[[int, int, Path], None] | None = None,
+        monitor: Any = None,
     ):
         self.fps = fps_fraction(fps)
         self.rgb_encoder = rgb_encoder if rgb_encoder is not None else EncoderConfig()
@@ -383,6 +386,10 @@ class BatchVideoEncoder:
         self._episode: _Episode | None = None
         self._pending: list[_Episode] = []
         self._closed = False
+        self.monitor = monitor
+        self._own_monitor = monitor is not None and not monitor.running
+        if self._own_monitor:
+            monitor.start()
 
     # ------------------------------------------------------------------ episodes
     @property
@@ -459,6 +466,8 @@ class BatchVideoEncoder:
     def finish_episode_async(self) -> concurrent.futures.Future:
         """End the episode: wait for its images, then encode now or when the batch is full."""
         ep = self._take()
+        if self.monitor is not None:
+            ep.cpu = self.monitor.summary(since=ep.t0)
         self.images.wait()
         self._pending.append(ep)
         if len(self._pending) >= self.batch_encoding_size:
@@ -502,6 +511,8 @@ class BatchVideoEncoder:
                 done += 1
                 try:
                     results[ep.out_dir][key] = fut.result()
+                    if ep.cpu is not None:
+                        results[ep.out_dir][key].extra["cpu"] = ep.cpu
                 except Exception as exc:  # noqa: BLE001 - reported per episode below
                     failures.setdefault(ep.out_dir, {})[key] = exc
                     log.error("episode %s, camera %s: %s", ep.out_dir, key, exc)
@@ -556,6 +567,8 @@ class BatchVideoEncoder:
         except Exception as exc:  # noqa: BLE001
             error = exc
         self.images.close()
+        if self._own_monitor:
+            self.monitor.stop()
         if error is not None:
             raise error
 

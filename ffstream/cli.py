@@ -107,6 +107,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a test encode may take before it is killed (5)",
     )
 
+    bench = sub.add_parser("bench", help="measure encoding speed per encoder and resolution")
+    bench.add_argument("--quick", action="store_true", help="shorter measurements (< 1 min)")
+    bench.add_argument(
+        "--out",
+        type=Path,
+        default=Path("ffstream-bench.csv"),
+        help="CSV file to write (ffstream-bench.csv)",
+    )
+    bench.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="also draw a PNG chart here (needs matplotlib: ffstream[plot])",
+    )
+    bench.add_argument(
+        "--encoders",
+        default=None,
+        help="comma-separated encoders (default: software + working hardware)",
+    )
+    bench.add_argument(
+        "--resolutions",
+        default=None,
+        help="comma-separated WxH (default: 640x480,1280x720,1920x1080)",
+    )
+    bench.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
+
+    adv = sub.add_parser("advise", help="will this camera set-up keep up here? (uses bench)")
+    adv.add_argument("--cameras", type=_positive_int, default=2)
+    adv.add_argument("--resolution", type=_resolution, default=(640, 480))
+    adv.add_argument("--fps", type=_positive_float, default=30.0)
+    adv.add_argument(
+        "--bench",
+        type=Path,
+        default=None,
+        help="bench CSV to use (default: the latest `ffstream bench` results)",
+    )
+    adv.add_argument("--json", action="store_true", help="machine-readable output")
+    adv.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
+
+    ver = sub.add_parser("verify", help="check a recorded video or episode directory")
+    ver.add_argument("path", type=Path, help="a video file or an episode_NNNNNN directory")
+    ver.add_argument("--json", action="store_true", help="machine-readable output")
+    ver.add_argument(
+        "--fast", action="store_true", help="count packets instead of decoding every frame"
+    )
+    ver.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
+
     rec = sub.add_parser("record", help="record episodes from cameras (synthetic by default)")
     rec.add_argument(
         "--cameras",
@@ -186,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     except FFstreamError as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, TypeError, FileExistsError) as exc:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into `head` and friends
@@ -198,6 +245,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from .batch import make_encoder  # noqa: PLC0415
     from .cameras.synthetic import SyntheticCamera  # noqa: PLC0415
     from .config import DepthEncoderConfig, EncoderConfig  # noqa: PLC0415
+    from .monitor import CpuMonitor  # noqa: PLC0415
     from .recorder import Recorder, throughput  # noqa: PLC0415
 
     opts = {"vcodec": args.vcodec, "ffmpeg": args.ffmpeg}
@@ -236,8 +284,10 @@ def _cmd_record(args: argparse.Namespace) -> int:
     def progress(done: int, total: int, path) -> None:
         print(f"  encoded {done}/{total} videos ({path})", file=sys.stderr, flush=True)
 
+    monitor = CpuMonitor()
     with make_encoder(
         args.streaming_encoding,
+        monitor=monitor,
         fps=args.fps,
         rgb_encoder=config,
         depth_encoder=depth_config,
@@ -252,7 +302,16 @@ def _cmd_record(args: argparse.Namespace) -> int:
         outcomes = recorder.record(args.episodes, args.seconds)
     if live:
         print(file=sys.stderr)
-    return _summary(outcomes)
+    code = _summary(outcomes)
+    cpu = monitor.summary()
+    if cpu.get("samples"):
+        print(
+            f"throughput {px / 1e6:.0f}M px/s; CPU mean {cpu['cpu_mean']:.0f}%, max "
+            f"{cpu['cpu_max']:.0f}% of {cpu['cores']} cores (ffmpeg {cpu['ffmpeg_cpu_mean']:.0f}%, "
+            f"recorder {cpu['recorder_cpu_mean']:.0f}%), saturated {cpu['saturated_seconds']:g} s, "
+            f"peak RSS {cpu['peak_rss_mb']:.0f} MB"
+        )
+    return code
 
 
 def _summary(outcomes) -> int:
@@ -304,7 +363,114 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"probe": _cmd_probe, "record": _cmd_record}
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from .verify import verify  # noqa: PLC0415
+
+    report = verify(args.path, args.ffmpeg, decode=not args.fast)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(f"{report.path}: {report.verdict.upper()}")
+        for reason in report.reasons:
+            print(f"  {reason}")
+        for c in report.videos:
+            name = c.key or Path(c.path).name
+            frames = "?" if c.frames is None else c.frames
+            expected = f"/{c.recorded}" if c.recorded is not None else ""
+            duration = f", {c.duration:.2f} s" if c.duration is not None else ""
+            print(
+                f"  {name}: {c.verdict}, {frames}{expected} frames{duration}, "
+                f"{c.dropped} dropped ({c.dropped_fraction:.1%})"
+            )
+            for reason in c.reasons:
+                print(f"    - {reason}")
+    return EXIT_FRAMES_LOST if report.verdict == "fail" else EXIT_OK
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import RESOLUTIONS, default_results_path, plot_rows, run_bench, save_rows  # noqa: PLC0415
+
+    encoders = args.encoders.split(",") if args.encoders else None
+    sizes = (
+        [_resolution(s) for s in args.resolutions.split(",")] if args.resolutions else RESOLUTIONS
+    )
+    print(f"{'encoder':<18} {'size':>9} {'fps':>8} {'M px/s':>8} {'CPU cores':>9}")
+
+    def show(r) -> None:
+        print(
+            f"{r.encoder:<18} {f'{r.width}x{r.height}':>9} {r.fps:>8.1f} "
+            f"{r.pixels_per_second / 1e6:>8.0f} {r.cpu_cores:>9.2f}",
+            flush=True,
+        )
+
+    rows = run_bench(args.ffmpeg, encoders, sizes, quick=args.quick, progress=show)
+    save_rows(rows, args.out)
+    save_rows(rows, default_results_path())
+    print(f"wrote {args.out}")
+    if args.plot is not None:
+        if plot_rows(rows, args.plot):
+            print(f"wrote {args.plot}")
+        else:
+            print('no chart: matplotlib is not installed (pip install "ffstream[plot]")')
+    return EXIT_OK
+
+
+def _cmd_advise(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from .bench import advise, default_results_path, load_rows, run_bench, save_rows  # noqa: PLC0415
+
+    path = args.bench or default_results_path()
+    if path.is_file():
+        rows = load_rows(path)
+        source = f"bench results {path}"
+    elif args.bench is not None:
+        raise FileNotFoundError(f"{path} does not exist; run `ffstream bench` first")
+    else:
+        print(
+            "no bench results yet: running a quick bench first (`ffstream bench` for a full one)",
+            file=sys.stderr,
+        )
+        rows = run_bench(args.ffmpeg, quick=True)
+        save_rows(rows, default_results_path())
+        source = "a quick bench just now"
+    w, h = args.resolution
+    a = advise(rows, args.cameras, w, h, args.fps)
+    if args.json:
+        print(json.dumps(asdict(a), indent=1))
+        return EXIT_OK
+    print(
+        f"{a.cameras} camera(s) {w}x{h} @ {a.fps:g} fps = {a.pixels_per_second / 1e6:.0f}M "
+        f"px/s, judged from {source}"
+    )
+    print(f"{'encoder':<18} {'capacity fps':>12} {'needed':>7} {'headroom':>8}  verdict")
+    for f in a.fits:
+        print(
+            f"{f.encoder:<18} {f.capacity_fps:>12.1f} {f.needed_fps:>7.0f} "
+            f"{f.headroom:>7.2f}x  {f.verdict}"
+        )
+    mode = "streaming" if a.streaming_encoding else "non-streaming (--no-streaming-encoding)"
+    print(
+        f"recommended: vcodec={a.vcodec}, {mode}, encoder_threads="
+        f"{a.encoder_threads if a.encoder_threads else 'None (codec decides)'}, "
+        f"encoder_queue_maxsize={a.encoder_queue_maxsize} ({a.queue_ram_mb:.0f} MB of RAM)"
+    )
+    for reason in a.reasons:
+        print(f"  - {reason}")
+    print(f"by core count alone: {a.rule_of_thumb}")
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "advise": _cmd_advise,
+    "bench": _cmd_bench,
+    "probe": _cmd_probe,
+    "record": _cmd_record,
+    "verify": _cmd_verify,
+}
 
 
 if __name__ == "__main__":

@@ -174,35 +174,19 @@ def read_frames(
 _PROGRESS_FRAME = re.compile(r"^frame=\s*(\d+)\s*$", re.MULTILINE)
 
 
-def count_frames(path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None) -> int:
-    """Frames in the first video stream, counted from its packets without decoding."""
+def count_frames(
+    path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None, decode: bool = False
+) -> int:
+    """Frames in the first video stream: packets counted without decoding, or, with
+    ``decode=True``, frames that really decode (slower; also proves the file is sound)."""
     ff = find_ffmpeg(ffmpeg)
     video_info(path, ff)  # a clear error for missing files and non-videos
-    out = subprocess.run(
-        [
-            ff.path,
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-i",
-            str(path),
-            "-map",
-            "0:v:0",
-            "-c",
-            "copy",
-            "-f",
-            "null",
-            "-",
-            "-progress",
-            "pipe:1",
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=300,
-    )
+    how = passthrough_args(ff) if decode else ["-c", "copy"]
+    argv = [ff.path, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path)]
+    argv += ["-map", "0:v:0", *how, "-f", "null", "-", "-progress", "pipe:1"]
+    out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
     counts = _PROGRESS_FRAME.findall(out.stdout.decode("utf-8", "replace"))
-    if out.returncode != 0 or not counts:
-        reason = _last_error(out.stderr.decode("utf-8", "replace"))
-        raise VideoReadError(f"counting the frames of {path} failed: {reason}")
+    errors = out.stderr.decode("utf-8", "replace").strip()
+    if out.returncode != 0 or not counts or (decode and errors):
+        raise VideoReadError(f"counting the frames of {path} failed: {_last_error(errors)}")
     return int(counts[-1])

@@ -254,6 +254,7 @@ def write_metadata(directory: Path, meta: dict[str, Any], outcome: EpisodeOutcom
         d["file"] = Path(d.pop("path")).name
         data["videos"][key] = d
     data["error"] = outcome.error
+    data["cpu"] = next((r.extra["cpu"] for r in outcome.results.values() if "cpu" in r.extra), None)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / METADATA_FILE
     tmp = path.with_suffix(".json.tmp")

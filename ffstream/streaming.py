@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
@@ -91,8 +92,11 @@ class StreamingVideoEncoder:
         check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
         if compute_stats:
             raise NotImplementedError("compute_stats=True is not available in this version")
-        if monitor is not None:
-            raise NotImplementedError("monitor= is not available in this version")
+        self.monitor = monitor
+        self._own_monitor = monitor is not None and not monitor.running
+        if self._own_monitor:
+            monitor.start()
+        self._episode_t0 = 0.0
         self.queue_maxsize = queue_maxsize
         self.encoder_threads = encoder_threads
         self.ffmpeg = find_ffmpeg(ffmpeg)
@@ -149,6 +153,7 @@ class StreamingVideoEncoder:
             self.overwrite,
         )
         self._cameras = {k: _Camera(p.key, p.path, p.pix_fmt, p.config) for k, p in plans.items()}
+        self._episode_t0 = time.monotonic()
 
     def feed_frame(self, key: str, image: np.ndarray) -> bool:
         """Queue one frame of camera ``key``; False if it was dropped. Never waits on ffmpeg."""
@@ -221,7 +226,8 @@ class StreamingVideoEncoder:
         for cam in cams.values():
             if cam.writer is not None:
                 cam.writer.finish()
-        return self._submit(_collect, cams, timeout)
+        cpu = self.monitor.summary(since=self._episode_t0) if self.monitor else None
+        return self._submit(_collect, cams, timeout, cpu)
 
     def cancel_episode(self) -> None:
         """Stop the episode: kill its ffmpeg processes and delete its partial files."""
@@ -264,6 +270,8 @@ class StreamingVideoEncoder:
             except Exception as exc:  # noqa: BLE001
                 first_error = first_error or exc
         self._stop_finisher()
+        if self._own_monitor:
+            self.monitor.stop()
         self._finisher.join()
         if first_error is not None:
             raise first_error
@@ -296,7 +304,9 @@ def _run_jobs(jobs: queue.SimpleQueue) -> None:
             fut.set_exception(exc)
 
 
-def _collect(cams: dict[str, _Camera], timeout: float | None) -> dict[str, VideoResult]:
+def _collect(
+    cams: dict[str, _Camera], timeout: float | None, cpu: dict | None = None
+) -> dict[str, VideoResult]:
     """Wait for every writer of an episode; report all cameras even if some failed."""
     results: dict[str, VideoResult] = {}
     errors: dict[str, Exception] = {}
@@ -310,6 +320,8 @@ def _collect(cams: dict[str, _Camera], timeout: float | None) -> dict[str, Video
             errors[key] = exc
             continue
         res.rejected = cam.rejected
+        if cpu is not None:
+            res.extra["cpu"] = cpu
         if cam.is_depth:
             res.extra["depth"] = depth_metadata(cam.config)
         results[key] = res

@@ -1,0 +1,201 @@
+"""Is a recording healthy? Checks of one video file or of a whole episode directory.
+
+A video must decode, hold as many frames as were recorded, and last frames / fps
+(within one frame). Dropped frames are judged with the usual rule of thumb: a couple
+of percent come from transient load spikes (often at start-up) and are expected; from
+about 5 % the machine is overloaded for this set-up. No ffprobe is needed: frames are
+counted by ffmpeg itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .ffmpeg import FFmpeg, find_ffmpeg
+from .reader import VideoReadError, count_frames, video_info
+
+TRANSIENT_DROPS = 0.02  # up to this fraction: load spikes, usually at start-up
+OVERLOADED_DROPS = 0.05  # from this fraction: the machine cannot keep up
+VERDICTS = ("ok", "warning", "fail")
+
+
+@dataclass
+class VideoCheck:
+    """What was found for one video."""
+
+    path: str
+    key: str | None = None
+    frames: int | None = None  # frames that decode
+    recorded: int | None = None  # frames the recorder says it wrote
+    rows: int | None = None  # frames captured (data rows) in the episode
+    dropped: int = 0
+    dropped_fraction: float = 0.0
+    duration: float | None = None
+    expected_duration: float | None = None
+    verdict: str = "ok"
+    reasons: list[str] = field(default_factory=list)
+
+    def flag(self, verdict: str, reason: str) -> None:
+        self.reasons.append(reason)
+        if VERDICTS.index(verdict) > VERDICTS.index(self.verdict):
+            self.verdict = verdict
+
+
+@dataclass
+class Report:
+    """The verdict for a file or an episode: the worst of its videos."""
+
+    path: str
+    verdict: str
+    videos: list[VideoCheck]
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict != "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _judge_drops(check: VideoCheck) -> None:
+    f = check.dropped_fraction
+    if f >= OVERLOADED_DROPS:
+        check.flag(
+            "fail",
+            f"{f:.1%} of frames dropped: the machine is overloaded for this "
+            "set-up (see docs/troubleshooting.md)",
+        )
+    elif f > TRANSIENT_DROPS:
+        check.flag(
+            "warning",
+            f"{f:.1%} of frames dropped: more than transient load spikes "
+            "explain; the machine is close to its limit",
+        )
+    elif check.dropped:
+        check.flag(
+            "warning",
+            f"{check.dropped} frame(s) dropped ({f:.1%}): transient load "
+            "spikes, usually at start-up; expected at this level",
+        )
+
+
+def _check_file(check: VideoCheck, fps: float | None, ff: FFmpeg, decode: bool) -> None:
+    path = Path(check.path)
+    try:
+        info = video_info(path, ff)
+        check.frames = count_frames(path, ff, decode=decode)
+    except VideoReadError as exc:
+        check.flag("fail", str(exc))
+        return
+    fps = fps or info.fps
+    check.duration = info.duration
+    if fps and check.frames is not None:
+        check.expected_duration = round(check.frames / fps, 4)
+        # ffmpeg prints durations to 1/100 s: allow one frame plus that rounding
+        if info.duration is not None and abs(info.duration - check.frames / fps) > 1 / fps + 0.011:
+            check.flag(
+                "fail",
+                f"lasts {info.duration:.2f} s but holds {check.frames} frames "
+                f"at {fps:g} fps ({check.frames / fps:.2f} s)",
+            )
+    if check.frames == 0:
+        check.flag("fail", "holds no frame")
+
+
+def verify_video(
+    path: str | os.PathLike,
+    expected_frames: int | None = None,
+    fps: float | None = None,
+    ffmpeg: FFmpeg | str | None = None,
+    decode: bool = True,
+) -> Report:
+    """Check one video file (optionally against the number of frames it should hold)."""
+    ff = find_ffmpeg(ffmpeg)
+    check = VideoCheck(str(path), recorded=expected_frames)
+    _check_file(check, fps, ff, decode)
+    if expected_frames is not None and check.frames is not None and check.frames != expected_frames:
+        check.flag("fail", f"holds {check.frames} of {expected_frames} expected frames")
+    return Report(str(path), check.verdict, [check])
+
+
+def verify_episode(
+    directory: str | os.PathLike, ffmpeg: FFmpeg | str | None = None, decode: bool = True
+) -> Report:
+    """Check every video of an episode directory against its episode.json."""
+    from .recorder import METADATA_FILE  # noqa: PLC0415 - recorder imports the encoders
+
+    directory = Path(directory)
+    meta_path = directory / METADATA_FILE
+    if not meta_path.is_file():
+        raise ValueError(
+            f"{directory} is not an episode directory written by ffstream (no {METADATA_FILE})"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+        fps = float(meta["fps"])
+        rows = int(meta["frames_captured"])
+        videos = meta["videos"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{meta_path} is not valid episode metadata: {exc}") from None
+    ff = find_ffmpeg(ffmpeg)
+    checks = []
+    reasons = []
+    if meta.get("error"):
+        reasons.append(f"the recorder reported: {meta['error']}")
+    for name, cam in meta.get("cameras", {}).items():
+        expected = [name] if cam.get("color", True) else []
+        expected += [cam["depth_key"]] if cam.get("depth") and cam.get("depth_key") else []
+        reasons += [f"camera {name}: no video for {k}" for k in expected if k not in videos]
+    for key, v in videos.items():
+        check = VideoCheck(
+            str(directory / v["file"]),
+            key=key,
+            recorded=v.get("frames"),
+            rows=rows,
+            dropped=int(v.get("dropped", 0)),
+        )
+        submitted = int(v.get("submitted") or rows or 1)
+        check.dropped_fraction = round(check.dropped / max(submitted, 1), 4)
+        if not Path(check.path).is_file():
+            check.flag("fail", "the video file is missing")
+        else:
+            _check_file(check, fps, ff, decode)
+            if (
+                check.frames is not None
+                and check.recorded is not None
+                and check.frames != check.recorded
+            ):
+                check.flag(
+                    "fail",
+                    f"holds {check.frames} of the {check.recorded} frames "
+                    "recorded (cut short or damaged)",
+                )
+        if v.get("repeated"):
+            check.reasons.append(f"{v['repeated']} dropped frame(s) were replaced by repeats")
+        _judge_drops(check)
+        checks.append(check)
+    verdict = "fail" if reasons else "ok"  # a recorder error or a missing video
+    for c in checks:
+        if VERDICTS.index(c.verdict) > VERDICTS.index(verdict):
+            verdict = c.verdict
+    if not checks:
+        verdict = "fail"
+        reasons.append("the episode has no video")
+    return Report(str(directory), verdict, checks, reasons)
+
+
+def verify(
+    path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None, decode: bool = True
+) -> Report:
+    """An episode directory or a single video file."""
+    p = Path(path)
+    if p.is_dir():
+        return verify_episode(p, ffmpeg, decode)
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist")
+    return verify_video(p, ffmpeg=ffmpeg, decode=decode)

@@ -1,0 +1,261 @@
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+import ffstream.bench as bench_mod
+from ffstream import CpuMonitor, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
+from ffstream.bench import (
+    BenchRow,
+    advise,
+    core_count_estimate,
+    fits,
+    load_rows,
+    run_bench,
+    save_rows,
+)
+from ffstream.cameras import SyntheticCamera
+from ffstream.cli import main
+from ffstream.recorder import Recorder
+from ffstream.verify import verify, verify_episode, verify_video
+
+
+@pytest.fixture
+def busy_cpu():
+    """Keep every core busy for 3 s with plain spinning processes (they stop by themselves,
+    so the encoder can finish quickly once the capture is over)."""
+    import os
+
+    spin = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 2)]
+    yield
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_overload_is_seen_by_monitor_counted_as_drops_and_failed_by_verify(
+    tmp_path, busy_cpu, caplog
+):
+    monitor = CpuMonitor(interval=0.2, threshold=90.0, sustain=0.8)
+    cams = [SyntheticCamera("cam0", 1280, 720, seed=1)]
+    config = EncoderConfig("hevc", preset="medium", crf=20)
+    with (
+        caplog.at_level("WARNING"),
+        StreamingVideoEncoder(30, config, queue_maxsize=2, monitor=monitor) as enc,
+    ):
+        outcome = Recorder(cams, enc, tmp_path, 30).record(1, 2.5)[0]
+    assert any(m.startswith("CPU saturated") for m in caplog.messages)
+    assert monitor.events(), monitor.summary()
+    res = outcome.results["cam0"]
+    assert res.dropped > 0 and res.frames + res.dropped == res.submitted == 75
+    assert res.extra["cpu"]["saturated_seconds"] > 0
+    meta = json.loads((outcome.directory / "episode.json").read_text())
+    assert meta["cpu"]["saturation_events"] >= 1
+    report = verify_episode(outcome.directory)
+    assert report.verdict == "fail"
+    assert "the machine is overloaded" in " ".join(report.videos[0].reasons)
+    assert not monitor.running  # the encoder started it, so it stopped it
+
+
+def test_monitor_summary_on_an_idle_machine():
+    with CpuMonitor(interval=0.1, threshold=99.9, sustain=5) as mon:
+        t0 = time.monotonic()
+        time.sleep(0.5)
+        s = mon.summary(since=t0)
+    assert s["samples"] >= 3 and 0 <= s["cpu_mean"] <= 100 and s["saturation_events"] == 0
+    assert s["peak_rss_mb"] > 10 and s["cores"] >= 1
+    assert CpuMonitor().summary() == {
+        "samples": 0,
+        "cores": CpuMonitor().cores,
+        "saturation_events": 0,
+    }
+    with pytest.raises(ValueError, match="threshold in"):
+        CpuMonitor(threshold=0)
+
+
+@pytest.fixture
+def episode(tmp_path):
+    assert (
+        main(
+            [
+                "record",
+                "--out",
+                str(tmp_path),
+                "--episodes",
+                "1",
+                "--seconds",
+                "1",
+                "--resolution",
+                "160x96",
+                "--vcodec",
+                "h264",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    return tmp_path / "episode_000000"
+
+
+def test_verify_a_healthy_recording(episode, capsys):
+    report = verify(episode)
+    assert report.verdict == "ok" and report.ok
+    assert [(c.key, c.frames, c.recorded) for c in report.videos] == [
+        ("cam0", 30, 30),
+        ("cam1", 30, 30),
+    ]
+    assert report.videos[0].duration == pytest.approx(1.0, abs=0.04)
+    capsys.readouterr()
+    assert main(["verify", str(episode)]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["verify", str(episode), "--json", "--fast"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "ok"
+
+
+def test_verify_a_video_cut_short(episode, ffmpeg):
+    video = episode / "cam0.mp4"
+    cut = episode / "cut.mp4"
+    subprocess.run(
+        [ffmpeg.path, "-v", "error", "-i", str(video), "-frames:v", "12", "-c", "copy", str(cut)],
+        check=True,
+    )
+    cut.replace(video)
+    report = verify(episode)
+    assert report.verdict == "fail"
+    assert "holds 12 of the 30 frames recorded" in report.videos[0].reasons[0]
+
+
+def test_verify_a_file_with_its_end_cut_off(episode):
+    video = episode / "cam1.mp4"
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) * 2 // 3])
+    report = verify(episode)
+    assert report.verdict == "fail"
+    assert "not a readable video" in report.videos[1].reasons[0]
+
+
+def test_verify_something_that_is_not_a_video(tmp_path, capsys):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    report = verify(bad)
+    assert report.verdict == "fail" and "not a readable video" in report.videos[0].reasons[0]
+    assert main(["verify", str(bad)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "missing.mp4")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not an episode directory written by ffstream"):
+        verify(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "dropped, verdict, words",
+    [
+        (1, "warning", "transient load spikes"),  # 1.6 %
+        (2, "warning", "close to its limit"),
+        (4, "fail", "overloaded"),
+    ],
+)
+def test_drop_thresholds(episode, dropped, verdict, words):
+    meta_path = episode / "episode.json"
+    meta = json.loads(meta_path.read_text())
+    meta["videos"]["cam0"]["dropped"] = dropped
+    # fractions: 1/61 = 1.6 % (spikes), 2/62 = 3.2 % (close), 4/64 = 6.3 % (overloaded)
+    meta["videos"]["cam0"]["submitted"] = 60 + dropped
+    meta_path.write_text(json.dumps(meta))
+    report = verify(episode)
+    assert report.verdict == verdict
+    assert words in " ".join(report.videos[0].reasons)
+
+
+def test_duration_must_match_the_frame_count(tmp_path):
+    w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), drop_policy="block")
+    cam = SyntheticCamera("c", 64, 48)
+    for _ in range(30):
+        w.submit(cam.read())
+    w.close()
+    assert verify_video(tmp_path / "v.mp4", expected_frames=30).verdict == "ok"
+    bad = verify_video(tmp_path / "v.mp4", fps=15)
+    assert (
+        bad.verdict == "fail"
+        and "lasts 1.00 s but holds 30 frames at 15 fps" in bad.videos[0].reasons[0]
+    )
+    assert (
+        "holds 30 of 31 expected"
+        in verify_video(tmp_path / "v.mp4", expected_frames=31).videos[0].reasons[0]
+    )
+
+
+# ----------------------------------------------------------------------------- bench/advise
+def test_bench_measures_and_round_trips(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_mod, "QUICK_SECONDS", 0.6)
+    rows = run_bench(encoders=["libx264", "libsvtav1"], resolutions=[(160, 96)], quick=True)
+    assert [r.encoder for r in rows] == ["libx264", "libsvtav1"]
+    for r in rows:
+        assert r.fps > 10 and r.cpu_cores > 0 and r.frames > 5
+        assert r.pixels_per_second == 160 * 96 * 3 * r.fps
+    path = save_rows(rows, tmp_path / "b.csv")
+    assert load_rows(path) == rows
+    png = bench_mod.plot_rows(rows, tmp_path / "b.png")
+    if png is not None:
+        assert png.stat().st_size > 1000
+
+
+def _rows(**fps):
+    return [BenchRow(e, 640, 480, f, 1.8, 100, 2.0) for e, f in fps.items()]
+
+
+def test_advice_follows_the_measurement():
+    comfy = advise(_rows(libsvtav1=200, libx264=300), 2, 640, 480, 30, cores=8)
+    assert (comfy.vcodec, comfy.streaming_encoding, comfy.encoder_threads) == ("libsvtav1", True, 4)
+    assert comfy.encoder_queue_maxsize == 30
+    hw = advise(_rows(libsvtav1=50, libx264=80, h264_nvenc=400), 2, 640, 480, 30, cores=8)
+    assert (hw.vcodec, hw.encoder_threads) == ("h264_nvenc", None)
+    tight = advise(_rows(libsvtav1=50, libx264=80), 2, 640, 480, 30, cores=2)
+    assert tight.vcodec == "libx264" and "little headroom" in tight.reasons[0]
+    assert tight.encoder_queue_maxsize == 60
+    none = advise(_rows(libsvtav1=20, libx264=30), 2, 640, 480, 30, cores=2)
+    assert not none.streaming_encoding and "non-streaming" in none.reasons[0]
+    # capacity scales with pixels when the size was not measured
+    (f,) = fits(_rows(libx264=120), 1, 1280, 960, 30)
+    assert f.capacity_fps == 30 and f.headroom == 1.0 and f.verdict == "does not fit"
+
+
+def test_rule_of_thumb():
+    assert "should work" in core_count_estimate(16, 2, 1280, 720, 30)
+    assert "needs tuning" in core_count_estimate(4, 2, 1280, 720, 30)
+    assert "below every class" in core_count_estimate(2, 2, 640, 480, 30)
+
+
+def test_bench_and_advise_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench_mod, "QUICK_SECONDS", 0.5)
+    csv_path = tmp_path / "b.csv"
+    assert (
+        main(
+            [
+                "bench",
+                "--quick",
+                "--encoders",
+                "libx264",
+                "--resolutions",
+                "160x96",
+                "--out",
+                str(csv_path),
+                "--plot",
+                str(tmp_path / "b.png"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "libx264" in out and f"wrote {csv_path}" in out
+    assert (
+        main(["advise", "--cameras", "3", "--resolution", "160x96", "--bench", str(csv_path)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "3 camera(s) 160x96 @ 30 fps" in out and "recommended: vcodec=libx264" in out
+    assert "by core count alone" in out
+    assert main(["advise", "--bench", str(tmp_path / "none.csv")]) == 2
+    assert "run `ffstream bench` first" in capsys.readouterr().err
