@@ -36,6 +36,7 @@ from .errors import EncoderError, FFstreamError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .frames import as_color_frame, as_depth_frame
 from .reader import count_frames
+from .stats import StatsAccumulator, stride_for
 from .streaming import EpisodeError
 from .writer import FFmpegWriter, VideoResult, check_stream_settings
 
@@ -142,10 +143,12 @@ class ImageWriter:
             try:
                 if job is None:
                     return
-                path, image, convert = job
+                path, image, convert, observe = job
                 if self._error is not None:
                     continue  # after a failure, the rest is not written
                 try:
+                    if observe is not None:
+                        observe(image)
                     data = encode_png(convert(image) if convert else image)
                     with open(path, "wb") as fh:
                         fh.write(data)
@@ -161,16 +164,17 @@ class ImageWriter:
         if self._error is not None:
             raise self._error
 
-    def save(self, path: Path, image: np.ndarray, convert=None) -> None:
-        """Queue ``image`` (which the pool now owns) to be written to ``path``."""
+    def save(self, path: Path, image: np.ndarray, convert=None, observe=None) -> None:
+        """Queue ``image`` (which the pool now owns) to be written to ``path``; a worker
+        calls ``observe(image)`` first (statistics), then ``convert`` and writes it."""
         self._raise()
         if self._closed:
             raise RuntimeError("the image writer is closed")
         try:
-            self._queue.put_nowait((path, image, convert))
+            self._queue.put_nowait((path, image, convert, observe))
         except queue.Full:
             t = time.perf_counter()
-            self._queue.put((path, image, convert))
+            self._queue.put((path, image, convert, observe))
             self.blocked_seconds += time.perf_counter() - t
 
     def pending(self) -> int:
@@ -321,6 +325,7 @@ class _Episode:
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     t0: float = field(default_factory=time.monotonic)
     cpu: dict | None = None
+    stats: dict[str, Any] = field(default_factory=dict)  # key -> (accumulator, lock)
 
     def images_dir(self, key: str) -> Path:
         return self.out_dir / IMAGES_DIR / self.plans[key].path.stem
@@ -359,6 +364,7 @@ class BatchVideoEncoder:
         overwrite: bool = False,
         progress: Callable[[int, int, Path], None] | None = None,
         monitor: Any = None,
+        compute_stats: bool = False,
     ):
         self.fps = fps_fraction(fps)
         self.rgb_encoder = rgb_encoder if rgb_encoder is not None else EncoderConfig()
@@ -386,6 +392,7 @@ class BatchVideoEncoder:
         self._episode: _Episode | None = None
         self._pending: list[_Episode] = []
         self._closed = False
+        self.compute_stats = compute_stats
         self.monitor = monitor
         self._own_monitor = monitor is not None and not monitor.running
         if self._own_monitor:
@@ -451,9 +458,35 @@ class BatchVideoEncoder:
             plan.config.check_frame_size(shape[1], shape[0])
         index = ep.counts[key]
         path = ep.images_dir(key) / FRAME_NAME.format(index)
-        self.images.save(path, np.array(frame, copy=True), convert)
+        observe = self._stats_observer(ep, plan, frame) if self.compute_stats else None
+        self.images.save(path, np.array(frame, copy=True), convert, observe)
         ep.counts[key] = index + 1
         return True
+
+    def _stats_observer(self, ep: _Episode, plan: StreamPlan, frame: np.ndarray):
+        """Statistics as in streaming, computed by the image writer threads."""
+        if plan.key not in ep.stats:
+            h, w = frame.shape[:2]
+            if plan.is_depth:
+                transform = depth_transform(plan.config, frame.dtype)
+                acc = StatsAccumulator(1, 4096 if plan.config.quantize else 65536)
+            else:
+                transform = None
+                acc = StatsAccumulator(frame.shape[2] if frame.ndim == 3 else 1, 256)
+            ep.stats[plan.key] = (acc, threading.Lock(), stride_for(w, h), transform)
+        acc, lock, stride, transform = ep.stats[plan.key]
+        flip = plan.pix_fmt in ("bgr24", "bgra")
+
+        def observe(image: np.ndarray) -> None:
+            sub = image[::stride, ::stride]
+            if transform is not None:
+                sub = transform(sub)
+            elif flip:
+                sub = sub[..., [2, 1, 0, *range(3, sub.shape[-1])]]
+            with lock:
+                acc.update(sub)
+
+        return observe
 
     def queue_depths(self) -> dict[str, int]:
         ep = self._episode
@@ -510,9 +543,11 @@ class BatchVideoEncoder:
                 ep, key = futures[fut]
                 done += 1
                 try:
-                    results[ep.out_dir][key] = fut.result()
+                    results[ep.out_dir][key] = res = fut.result()
                     if ep.cpu is not None:
-                        results[ep.out_dir][key].extra["cpu"] = ep.cpu
+                        res.extra["cpu"] = ep.cpu
+                    if key in ep.stats:
+                        res.stats = ep.stats[key][0].result()
                 except Exception as exc:  # noqa: BLE001 - reported per episode below
                     failures.setdefault(ep.out_dir, {})[key] = exc
                     log.error("episode %s, camera %s: %s", ep.out_dir, key, exc)

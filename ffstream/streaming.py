@@ -90,8 +90,7 @@ class StreamingVideoEncoder:
             )
         self.depth_encoder = depth_encoder
         check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
-        if compute_stats:
-            raise NotImplementedError("compute_stats=True is not available in this version")
+        self.compute_stats = compute_stats
         self.monitor = monitor
         self._own_monitor = monitor is not None and not monitor.running
         if self._own_monitor:
@@ -187,6 +186,9 @@ class StreamingVideoEncoder:
                 "transform": depth_transform(cam.config, frame.dtype),
                 "metadata": {DEPTH_TAG: json.dumps(depth_metadata(cam.config))},
             }
+            if self.compute_stats:  # statistics of the stored values: codes or mm
+                depth["stats_transform"] = depth["transform"]
+                depth["stats_bins"] = 4096 if cam.config.quantize else 65536
         cam.writer = FFmpegWriter(
             cam.path,
             w,
@@ -200,6 +202,7 @@ class StreamingVideoEncoder:
             name=cam.key,
             drop_policy=self.drop_policy,
             overwrite=self.overwrite,
+            compute_stats=self.compute_stats,
             **depth,
         )
         cam.shape = frame.shape

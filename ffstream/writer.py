@@ -36,6 +36,7 @@ from .config import EncoderConfig
 from .errors import EncoderError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import raw_format
+from .stats import BackgroundStats, StatsAccumulator, stride_for
 
 log = logging.getLogger("ffstream.writer")
 
@@ -133,8 +134,10 @@ class _Stream:
         hint="",
         dtype=None,
         transform=None,
+        stats=None,
     ):
         self.argv = argv
+        self.stats = stats  # a BackgroundStats, lent each written slot when it is idle
         self.hint = hint
         self.path = path
         self.name = name
@@ -149,6 +152,9 @@ class _Stream:
         self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
         for i in range(n_slots):
             self.free.put(i)
+        # a slot goes back to `free` when neither the writer nor the statistics need it
+        self.refs = [0] * n_slots
+        self.ref_lock = threading.Lock()
         self.filled: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.proc: subprocess.Popen | None = None
         self.error: EncoderError | None = None
@@ -216,6 +222,8 @@ class _Stream:
             slot, repeats = item
             if self.error is not None or self.aborted:
                 return
+            if not end:
+                self.refs[slot] = 1
             try:
                 if repeats and last is not None:
                     for _ in range(repeats):
@@ -231,12 +239,27 @@ class _Stream:
                 return
             if end:
                 return
+            if self.stats is not None:
+                self._lend_to_stats(slot)
             if self.policy == "repeat":
                 if last is not None:
-                    self.free.put(last)
+                    self._release(last)
                 last = slot
             else:
-                self.free.put(slot)
+                self._release(slot)
+
+    def _lend_to_stats(self, slot: int) -> None:
+        with self.ref_lock:
+            self.refs[slot] += 1
+        if not self.stats.offer(self.slots[slot], lambda: self._release(slot)):
+            self._release(slot)  # skipped for statistics: take the extra hold back
+
+    def _release(self, slot: int) -> None:
+        with self.ref_lock:
+            self.refs[slot] -= 1
+            if self.refs[slot]:
+                return
+        self.free.put(slot)
 
     def _write(self, fd: int, slot: int) -> None:
         data = self.slots[slot]
@@ -279,6 +302,8 @@ class _Stream:
         rc = self.proc.wait()
         if self.stderr_thread is not None:
             self.stderr_thread.join()
+        if self.stats is not None:
+            self.stats.close()
         self.t_end = time.monotonic()
         if rc != 0 and not self.aborted:
             self.fail(f"ffmpeg failed for {self.name} ({_describe_exit(rc)})", returncode=rc)
@@ -354,10 +379,18 @@ class FFmpegWriter:
         frame_dtype: Any = None,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
         metadata: dict[str, str] | None = None,
+        compute_stats: bool = False,
+        stats_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        stats_bins: int | None = None,
     ):
         """``frame_dtype``/``transform``: frames of another dtype are accepted and turned
         into ``input_pix_fmt`` data by ``transform`` on the writer thread (depth maps are
-        quantized this way). ``metadata`` is stored in the file's container."""
+        quantized this way). ``metadata`` is stored in the file's container.
+
+        ``compute_stats``: per-channel image statistics (see stats.py) on a thread of their
+        own, from the ring's slots after they are written (no copy); a frame arriving while
+        that thread is busy is skipped for statistics only. ``stats_transform`` and
+        ``stats_bins`` adapt them to non-uint8 frames (depth codes: 4096 bins)."""
         self.path = Path(path)
         self.name = name or self.path.stem
         for label, value in (("width", width), ("height", height)):
@@ -406,6 +439,7 @@ class FFmpegWriter:
             hint=self._hardware_hint(),
             dtype=frame_dtype if transform is not None else None,
             transform=transform,
+            stats=self._make_stats(compute_stats, stats_transform, stats_bins),
         )
         self._slot_view = self._stream.slots
         self._expected_shape = self._stream.shape
@@ -418,6 +452,21 @@ class FFmpegWriter:
         self._finalizer = weakref.finalize(self, _Stream.finalize, self._stream)
         self._finalizer.atexit = False
         self._stream.thread.start()
+
+    def _make_stats(self, wanted: bool, transform, bins: int | None):
+        if not wanted:
+            return None
+        if bins is None:
+            if self.format.dtype != np.uint8 or transform is not None:
+                raise ValueError("statistics of non-uint8 frames need stats_bins")
+            bins = 256
+        acc = StatsAccumulator(self.format.channels, bins)
+        # Up to half the ring may wait for statistics: bursts (such as the frames queued
+        # while ffmpeg starts) are absorbed instead of skipped.
+        lent = max(4, self.queue_maxsize // 2)
+        return BackgroundStats(
+            acc, stride_for(self.width, self.height), transform, self.name, max_lent=lent
+        )
 
     def _hardware_hint(self) -> str:
         """A hardware encoder can pass the probe and still fail at the real frame size."""
@@ -564,7 +613,20 @@ class FFmpegWriter:
             drop_policy=self.drop_policy,
             seconds=(st.t_end or time.monotonic()) - st.t_start,
             bytes=self.path.stat().st_size if self.path.exists() else 0,
+            stats=self._stats_result(),
+            extra={"stats_skipped": self._stream.stats.skipped} if self._stream.stats else {},
         )
+
+    def _stats_result(self) -> dict[str, Any] | None:
+        bg = self._stream.stats
+        if bg is None:
+            return None
+        result = bg.accumulator.result()
+        if self.format.name in ("bgr24", "bgra"):  # report channels in RGB order
+            for key, value in result.items():
+                if key != "count":
+                    value[:3] = value[2::-1].copy()
+        return result
 
     def abort(self) -> None:
         """Kill ffmpeg, stop the threads and delete the partial file."""
