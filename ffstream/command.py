@@ -24,6 +24,7 @@ from .formats import raw_format
 COLOR_MATRIX = "bt709"
 _NTSC_BASES = (24, 30, 48, 60, 120, 240)
 VAAPI_DEVICE_ENV = "FFSTREAM_VAAPI_DEVICE"
+FRAGMENT_FLAGS = "+frag_keyframe+empty_moov+default_base_moof"
 
 
 def fps_fraction(fps: float | Fraction | str) -> Fraction:
@@ -186,6 +187,7 @@ def build_command(
     extra_global: Sequence[str] = (),
     metadata: dict[str, str] | None = None,
     image_sequence: str | None = None,
+    fragmented: bool = False,
 ) -> list[str]:
     """The full argv: raw frames from stdin -> encoded ``output`` (a path, or '-' with a format)."""
     exe = ffmpeg.path if isinstance(ffmpeg, FFmpeg) else str(ffmpeg)
@@ -212,6 +214,12 @@ def build_command(
         out_opts["metadata"] = f"{key}={value}"
         if output.endswith((".mp4", ".mov")):
             out_opts["movflags"] = "+use_metadata_tags"  # keep a custom key in MP4
+    if fragmented and output.endswith((".mp4", ".mov")):
+        # A fragment per keyframe, flushed at once: a killed recording stays playable up
+        # to the frames the encoder had finished (the writer remuxes it when it ends).
+        flags = out_opts.get("movflags", "") + FRAGMENT_FLAGS
+        out_opts["movflags"] = flags
+        out_opts["flush_packets"] = "1"
     if output_format:
         out_opts["f"] = output_format
     args = ffmpeg_python.output(stream, output, **out_opts).get_args()

@@ -160,7 +160,9 @@ def read_frames(
                 )
             yield frame
         err = proc.stderr.read().decode("utf-8", "replace")
-        if proc.wait() != 0:
+        # at loglevel "error", anything on stderr is an error, even when ffmpeg exits 0
+        # (a file cut short decodes "successfully" up to where it ends)
+        if proc.wait() != 0 or err.strip():
             raise VideoReadError(f"decoding {path} failed: {_last_error(err)}")
     finally:
         if proc.poll() is None:

@@ -382,6 +382,7 @@ class FFmpegWriter:
         compute_stats: bool = False,
         stats_transform: Callable[[np.ndarray], np.ndarray] | None = None,
         stats_bins: int | None = None,
+        crash_safe: bool = True,
     ):
         """``frame_dtype``/``transform``: frames of another dtype are accepted and turned
         into ``input_pix_fmt`` data by ``transform`` on the writer thread (depth maps are
@@ -390,7 +391,11 @@ class FFmpegWriter:
         ``compute_stats``: per-channel image statistics (see stats.py) on a thread of their
         own, from the ring's slots after they are written (no copy); a frame arriving while
         that thread is busy is skipped for statistics only. ``stats_transform`` and
-        ``stats_bins`` adapt them to non-uint8 frames (depth codes: 4096 bins)."""
+        ``stats_bins`` adapt them to non-uint8 frames (depth codes: 4096 bins).
+
+        ``crash_safe`` (MP4 only): the file is written as fragmented MP4, so that if the
+        process is killed it still plays up to the frames the encoder had finished; a
+        normal close remuxes it into a regular MP4 (index at the front) in a few ms."""
         self.path = Path(path)
         self.name = name or self.path.stem
         for label, value in (("width", width), ("height", height)):
@@ -424,8 +429,16 @@ class FFmpegWriter:
         self.queue_maxsize = queue_maxsize
         self.encoder_threads = encoder_threads
         spec = InputSpec(self.width, self.height, self.fps, self.format.name)
+        self._crash_safe = crash_safe and self.path.suffix.lower() in (".mp4", ".mov")
+        self._metadata = metadata
         argv = build_command(
-            self.ffmpeg, spec, self.config, str(self.path), encoder_threads, metadata=metadata
+            self.ffmpeg,
+            spec,
+            self.config,
+            str(self.path),
+            encoder_threads,
+            metadata=metadata,
+            fragmented=self._crash_safe,
         )
         self._stream = _Stream(
             argv,
@@ -593,8 +606,46 @@ class FFmpegWriter:
         if self._unreported_drops:
             self._report_drops(time.monotonic())
         self._raise_if_failed()
+        finalize = self._remux() if self._crash_safe and self._stream.written else None
         self._result = self._make_result()
+        if finalize is not None:
+            self._result.extra["finalize_seconds"] = finalize
         return self._result
+
+    def _remux(self) -> float | None:
+        """Fragmented MP4 -> regular MP4 (same frames, index at the front), replacing it."""
+        t0 = time.monotonic()
+        tmp = self.path.with_name(f".{self.path.stem}.finalizing{self.path.suffix}")
+        flags = "+faststart" + ("+use_metadata_tags" if self._metadata else "")
+        argv = [
+            self.ffmpeg.path,
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(self.path),
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-movflags",
+            flags,
+            str(tmp),
+        ]
+        out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+        if out.returncode != 0:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            log.warning(
+                "could not finalize %s (it stays fragmented MP4, still playable): %s",
+                self.path,
+                out.stderr.decode("utf-8", "replace").strip()[-300:],
+            )
+            return None
+        os.replace(tmp, self.path)
+        return round(time.monotonic() - t0, 4)
 
     def _make_result(self) -> VideoResult:
         st = self._stream
