@@ -1,20 +1,25 @@
 """``ffstream`` command line. The only module that prints.
 
 Exit codes of ``ffstream record``: 0 every frame was recorded; 1 frames were dropped
-(the files are valid but incomplete); 2 bad arguments; 3 an encoder or camera failed.
+(the files are valid but incomplete); 2 bad arguments; 3 an encoder or camera failed;
+130 interrupted by Ctrl-C, the current episode finished cleanly; 131 a second Ctrl-C
+aborted at once (ffmpeg killed, partial files kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
 from .errors import FFstreamError
 
 EXIT_OK, EXIT_FRAMES_LOST, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_ABORTED = 130, 131
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -281,10 +286,45 @@ def _cmd_record(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    monitor = CpuMonitor()
+    stop = threading.Event()
+
+    def on_sigint(signum, frame) -> None:
+        if not stop.is_set():
+            stop.set()
+            print(
+                "\nCtrl-C: finishing the current episode (Ctrl-C again to abort at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return _record_with(
+            args,
+            cameras,
+            config,
+            depth_config,
+            px,
+            live,
+            show,
+            monitor,
+            stop,
+            make_encoder,
+            Recorder,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _record_with(
+    args, cameras, config, depth_config, px, live, show, monitor, stop, make_encoder, Recorder
+) -> int:
     def progress(done: int, total: int, path) -> None:
         print(f"  encoded {done}/{total} videos ({path})", file=sys.stderr, flush=True)
 
-    monitor = CpuMonitor()
     with make_encoder(
         args.streaming_encoding,
         monitor=monitor,
@@ -298,11 +338,27 @@ def _cmd_record(args: argparse.Namespace) -> int:
         batch_encoding_size=args.batch_encoding_size,
         progress=None if args.quiet else progress,
     ) as encoder:
-        recorder = Recorder(cameras, encoder, args.out, args.fps, on_status=show if live else None)
-        outcomes = recorder.record(args.episodes, args.seconds)
+        recorder = Recorder(
+            cameras, encoder, args.out, args.fps, on_status=show if live else None, stop=stop
+        )
+        try:
+            outcomes = recorder.record(args.episodes, args.seconds)
+        except KeyboardInterrupt:
+            abort = getattr(encoder, "abort", None)
+            if abort is not None:
+                abort()
+            print(
+                "aborted: ffmpeg stopped at once; partial files are kept (crash-safe MP4 "
+                "plays up to its last fragment)",
+                file=sys.stderr,
+            )
+            return EXIT_ABORTED
     if live:
         print(file=sys.stderr)
     code = _summary(outcomes)
+    if stop.is_set() and code in (EXIT_OK, EXIT_FRAMES_LOST):
+        print("interrupted: the current episode was finished and saved")
+        code = EXIT_INTERRUPTED
     cpu = monitor.summary()
     if cpu.get("samples"):
         print(

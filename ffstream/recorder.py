@@ -57,6 +57,7 @@ class EpisodeOutcome:
     results: dict[str, VideoResult] = field(default_factory=dict)
     error: str | None = None
     finalized_after_s: float | None = None  # from the end of capture until files were final
+    interrupted: bool = False  # stopped before its planned length (Ctrl-C)
 
     @property
     def frames_lost(self) -> int:
@@ -97,7 +98,10 @@ class Recorder:
         fps: float,
         on_status: Callable[[Status], None] | None = None,
         status_interval: float = 0.5,
+        stop: threading.Event | None = None,
     ):
+        """``stop``: when set, the running episode ends at once (its frames are kept and
+        its files finished normally) and no further episode starts."""
         names = [c.name for c in cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"camera names must be unique, got {names}")
@@ -109,6 +113,7 @@ class Recorder:
         self.fps = float(fps)
         self.on_status = on_status
         self.status_interval = status_interval
+        self.stop = stop or threading.Event()
         self._pending: list[threading.Event] = []
 
     def record(self, episodes: int, seconds: float) -> list[EpisodeOutcome]:
@@ -121,6 +126,8 @@ class Recorder:
             cam.connect()
         try:
             for k in range(episodes):
+                if self.stop.is_set():
+                    break
                 outcomes.append(self._record_episode(first + k, seconds))
         finally:
             encode_pending = getattr(self.encoder, "encode_pending", None)
@@ -152,10 +159,12 @@ class Recorder:
         t0 = time.perf_counter()
         next_status = t0
         period = 1.0 / self.fps
+        captured = 0
         for i in range(n_frames):
             delay = t0 + i * period - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
+            if delay > 0 and self.stop.wait(delay) or self.stop.is_set():
+                break  # interrupted: end this episode now, keeping what was captured
+            captured += 1
             for cam in self.cameras:
                 if cam.has_color:
                     frame = cam.read()
@@ -181,7 +190,8 @@ class Recorder:
         capture_end = time.perf_counter()
         fut = self.encoder.finish_episode_async()
         finish_call_ms = (time.perf_counter() - capture_end) * 1e3
-        outcome = EpisodeOutcome(index, directory, n_frames, capture_end - t0, finish_call_ms)
+        outcome = EpisodeOutcome(index, directory, captured, capture_end - t0, finish_call_ms)
+        outcome.interrupted = captured < n_frames
         meta = self._metadata(outcome, stamps, wall_start)
 
         written = threading.Event()
@@ -214,6 +224,7 @@ class Recorder:
             "episode_index": outcome.index,
             "fps": self.fps,
             "frames_captured": outcome.frames_captured,
+            "interrupted": outcome.interrupted,
             "encoder": {
                 **enc.rgb_encoder.to_dict(),
                 "encoder_threads": enc.encoder_threads,

@@ -105,6 +105,7 @@ class StreamingVideoEncoder:
         self.drop_policy = drop_policy
         self.overwrite = overwrite
         self._cameras: dict[str, _Camera] | None = None
+        self._writers: weakref.WeakSet[FFmpegWriter] = weakref.WeakSet()  # not yet closed
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: set[Future] = set()
         # Started now so that finish_episode_async() only enqueues: starting a thread
@@ -189,7 +190,7 @@ class StreamingVideoEncoder:
             if self.compute_stats:  # statistics of the stored values: codes or mm
                 depth["stats_transform"] = depth["transform"]
                 depth["stats_bins"] = 4096 if cam.config.quantize else 65536
-        cam.writer = FFmpegWriter(
+        cam.writer = writer = FFmpegWriter(
             cam.path,
             w,
             h,
@@ -206,6 +207,7 @@ class StreamingVideoEncoder:
             **depth,
         )
         cam.shape = frame.shape
+        self._writers.add(writer)
 
     def queue_depths(self) -> dict[str, int]:
         """Frames waiting per camera right now (0 for cameras with no frame yet)."""
@@ -239,6 +241,17 @@ class StreamingVideoEncoder:
             if cam.writer is not None:
                 cam.writer.abort()
         log.info("episode cancelled (%d camera(s)); partial files removed", len(cams))
+
+    def abort(self) -> None:
+        """Kill every ffmpeg process now, of the running episode and of those still
+        finishing; partial files are kept (crash-safe MP4s play up to their last
+        fragment). For a second Ctrl-C: no waiting for anything."""
+        with self._lock:
+            self._cameras = None
+        for writer in list(self._writers):
+            if writer._result is None:
+                writer.abort(keep_file=True)
+        log.warning("aborted: ffmpeg processes killed, partial files kept")
 
     def _take_episode(self) -> dict[str, _Camera]:
         with self._lock:

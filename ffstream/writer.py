@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import functools
 import logging
 import os
 import queue
@@ -41,7 +42,7 @@ from .stats import BackgroundStats, StatsAccumulator, stride_for
 log = logging.getLogger("ffstream.writer")
 
 DROP_POLICIES = ("drop", "repeat", "block")
-MAX_SIDE = 16384
+MAX_SIDE = 8192  # 8K; larger frames are refused (a sign of a wrong shape or stride)
 STDERR_LINES = 40
 WARN_INTERVAL = 1.0  # seconds between two "queue full" warnings of one writer
 
@@ -112,6 +113,45 @@ def check_stream_settings(
         raise ValueError(f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}")
 
 
+def remux_fragmented(ffmpeg_path: str, path: Path, keep_tags: bool) -> float | None:
+    """Fragmented MP4 -> regular MP4 (same frames, index at the front), in place.
+
+    Returns the seconds it took, or None if it failed (the file then stays fragmented,
+    which every decoder still plays)."""
+    t0 = time.monotonic()
+    tmp = path.with_name(f".{path.stem}.finalizing{path.suffix}")
+    flags = "+faststart" + ("+use_metadata_tags" if keep_tags else "")
+    argv = [
+        ffmpeg_path,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        str(path),
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-movflags",
+        flags,
+        str(tmp),
+    ]
+    out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+    if out.returncode != 0:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        log.warning(
+            "could not finalize %s (it stays fragmented MP4, still playable): %s",
+            path,
+            out.stderr.decode("utf-8", "replace").strip()[-300:],
+        )
+        return None
+    os.replace(tmp, path)
+    return round(time.monotonic() - t0, 4)
+
+
 def _describe_exit(rc: int | None) -> str:
     if rc is None:
         return "still running"
@@ -135,8 +175,11 @@ class _Stream:
         dtype=None,
         transform=None,
         stats=None,
+        finalize=None,
     ):
         self.argv = argv
+        self.finalize = finalize  # called once ffmpeg exited cleanly (remux of crash-safe MP4)
+        self.finalize_seconds: float | None = None
         self.stats = stats  # a BackgroundStats, lent each written slot when it is idle
         self.hint = hint
         self.path = path
@@ -207,6 +250,9 @@ class _Stream:
             self._write_loop()
         finally:
             self._finish_process()
+        # Finalizing is part of this thread's job, so cameras finish side by side.
+        if self.finalize is not None and self.error is None and not self.aborted and self.written:
+            self.finalize_seconds = self.finalize()
 
     def _write_loop(self) -> None:
         """Write slots in order until the end mark, an abort or a failure.
@@ -453,6 +499,11 @@ class FFmpegWriter:
             dtype=frame_dtype if transform is not None else None,
             transform=transform,
             stats=self._make_stats(compute_stats, stats_transform, stats_bins),
+            finalize=(
+                functools.partial(remux_fragmented, self.ffmpeg.path, self.path, bool(metadata))
+                if self._crash_safe
+                else None
+            ),
         )
         self._slot_view = self._stream.slots
         self._expected_shape = self._stream.shape
@@ -606,46 +657,10 @@ class FFmpegWriter:
         if self._unreported_drops:
             self._report_drops(time.monotonic())
         self._raise_if_failed()
-        finalize = self._remux() if self._crash_safe and self._stream.written else None
         self._result = self._make_result()
-        if finalize is not None:
-            self._result.extra["finalize_seconds"] = finalize
+        if self._stream.finalize_seconds is not None:
+            self._result.extra["finalize_seconds"] = self._stream.finalize_seconds
         return self._result
-
-    def _remux(self) -> float | None:
-        """Fragmented MP4 -> regular MP4 (same frames, index at the front), replacing it."""
-        t0 = time.monotonic()
-        tmp = self.path.with_name(f".{self.path.stem}.finalizing{self.path.suffix}")
-        flags = "+faststart" + ("+use_metadata_tags" if self._metadata else "")
-        argv = [
-            self.ffmpeg.path,
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(self.path),
-            "-map",
-            "0",
-            "-c",
-            "copy",
-            "-movflags",
-            flags,
-            str(tmp),
-        ]
-        out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
-        if out.returncode != 0:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            log.warning(
-                "could not finalize %s (it stays fragmented MP4, still playable): %s",
-                self.path,
-                out.stderr.decode("utf-8", "replace").strip()[-300:],
-            )
-            return None
-        os.replace(tmp, self.path)
-        return round(time.monotonic() - t0, 4)
 
     def _make_result(self) -> VideoResult:
         st = self._stream
@@ -679,14 +694,16 @@ class FFmpegWriter:
                     value[:3] = value[2::-1].copy()
         return result
 
-    def abort(self) -> None:
-        """Kill ffmpeg, stop the threads and delete the partial file."""
+    def abort(self, keep_file: bool = False) -> None:
+        """Kill ffmpeg and stop the threads; delete the partial file unless ``keep_file``
+        (a crash-safe MP4 killed this way still plays up to its last fragment)."""
         st = self._stream
         st.abort()
         st.thread.join()
         self._finalizer.detach()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if not keep_file:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
     def __enter__(self) -> FFmpegWriter:
         return self

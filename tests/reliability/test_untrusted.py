@@ -1,0 +1,60 @@
+"""Settings read back from published metadata can never become file-touching options."""
+
+import pytest
+
+from ffstream import DepthEncoderConfig, EncoderConfig, StreamingVideoEncoder
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"i": "/etc/passwd"}, "has no option 'i'"),
+        ({"f": "image2"}, "has no option 'f'"),
+        ({"filter_complex": "movie=/etc/passwd"}, "has no option 'filter_complex'"),
+        ({"map": "0"}, "has no option 'map'"),
+        ({"y": "1"}, "has no option 'y'"),
+        ({"dump_attachment": "x"}, "has no option 'dump_attachment'"),
+        ({"-i": "x"}, "is not an option name"),
+        ({"preset": "fast"}, "through the EncoderConfig field"),
+        ({"tune": "film\n-i /etc/passwd"}, "line break"),
+        ({"tune": "-i"}, "starts with '-'"),
+        ({"x264-params": "a=1\x00"}, "line break or NUL"),
+    ],
+)
+def test_extra_options_are_encoder_options_only(extra, message):
+    with pytest.raises(ValueError, match=message):
+        EncoderConfig.from_dict({"vcodec": "libx264", "extra_options": extra})
+
+
+def test_from_dict_accepts_only_known_fields():
+    with pytest.raises(ValueError, match=r"unknown EncoderConfig field\(s\) output"):
+        EncoderConfig.from_dict({"vcodec": "libx264", "output": "/tmp/x"})
+    with pytest.raises(ValueError, match=r"unknown DepthEncoderConfig field\(s\) filter"):
+        DepthEncoderConfig.from_dict({"filter": "x"})
+    d = DepthEncoderConfig(depth_max=5.0)
+    assert DepthEncoderConfig.from_dict(d.to_dict()) == d
+
+
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        (["a/../../b", "a_.._.._b"], "both map to file"),
+        (["x\x00y", "x_y"], "both map to file"),
+        ([".."], "cannot be used as a file name"),
+        ([""], "non-empty string"),
+    ],
+)
+def test_camera_keys_cannot_escape_or_collide(tmp_path, keys, message):
+    enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
+    with pytest.raises(ValueError, match=message):
+        enc.start_episode(keys, tmp_path)
+    enc.close()
+
+
+def test_absolute_and_traversing_keys_stay_in_the_episode_folder(tmp_path):
+    enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
+    enc.start_episode(["/etc/cron.d/job", "../../up"], tmp_path / "ep")
+    plans = {k: c.path for k, c in enc._cameras.items()}
+    enc.cancel_episode()
+    enc.close()
+    assert all(p.parent == tmp_path / "ep" for p in plans.values())
