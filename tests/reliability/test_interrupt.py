@@ -14,25 +14,12 @@ from ffstream.verify import verify
 from ..conftest import decode_pyav, stamps, wait_until
 
 
-def _start(out, seconds=5):
+def _start(out, seconds=5, *extra):
     exe = shutil.which("ffstream")
     argv = [exe] if exe else [sys.executable, "-m", "ffstream"]
+    args = f"record --out {out} --episodes 3 --seconds {seconds} --resolution 320x240"
     return subprocess.Popen(
-        [
-            *argv,
-            "record",
-            "--out",
-            str(out),
-            "--episodes",
-            "3",
-            "--seconds",
-            str(seconds),
-            "--resolution",
-            "320x240",
-            "--vcodec",
-            "h264",
-            "--quiet",
-        ],
+        [*argv, *args.split(), "--vcodec", "h264", "--quiet", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -64,9 +51,22 @@ def test_one_ctrl_c_finishes_the_current_episode(tmp_path):
 
 
 def test_two_ctrl_c_abort_at_once(tmp_path):
-    proc = _start(tmp_path, seconds=20)
+    # a slow encoder with a long queue: finishing the episode takes seconds, so the
+    # second Ctrl-C surely arrives while the first one is still being honoured
+    proc = _start(
+        tmp_path,
+        20,
+        "--vcodec",
+        "hevc",
+        "--preset",
+        "veryslow",
+        "--resolution",
+        "640x480",
+        "--encoder-queue-maxsize",
+        "300",
+    )
     pids = _wait_for_ffmpeg(proc)
-    time.sleep(1.5)
+    time.sleep(3.0)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
