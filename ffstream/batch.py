@@ -31,7 +31,7 @@ import numpy as np
 from .command import InputSpec, build_command, fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform, metres_to_mm16
-from .episode import StreamPlan, plan_episode
+from .episode import ClosesOnExit, StreamPlan, plan_episode
 from .errors import EncoderError, FFstreamError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .frames import as_color_frame, as_depth_frame
@@ -340,7 +340,7 @@ class BatchEncodeError(EncoderError):
         self.failures = failures
 
 
-class BatchVideoEncoder:
+class BatchVideoEncoder(ClosesOnExit):
     """The same episode API as StreamingVideoEncoder, encoding after capture.
 
     ``finish_episode()`` encodes the episode's videos now (all cameras at once, up to
@@ -606,18 +606,6 @@ class BatchVideoEncoder:
             self.monitor.stop()
         if error is not None:
             raise error
-
-    def __enter__(self) -> BatchVideoEncoder:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - never hide the error that ended the block
-            log.exception("closing the batch encoder after an error failed")
 
 
 def _to_rgb(pix_fmt: str):

@@ -21,23 +21,17 @@ from tempfile import TemporaryDirectory
 import numpy as np
 
 from .cameras.synthetic import SyntheticCamera
-from .config import EncoderConfig
+from .config import CODECS, HARDWARE_FAMILIES, EncoderConfig
 from .ffmpeg import FFmpeg, find_ffmpeg
-from .probe import cache_dir, probe_encoders
+from .probe import DEFAULT_PREFERENCE, cache_dir, probe_encoders
 from .writer import FFmpegWriter
 
 log = logging.getLogger("ffstream.bench")
 
 RESOLUTIONS = ((640, 480), (1280, 720), (1920, 1080))
 SOFTWARE = ("libsvtav1", "libx264")
-HARDWARE = (
-    "h264_videotoolbox",
-    "hevc_videotoolbox",
-    "h264_nvenc",
-    "hevc_nvenc",
-    "h264_vaapi",
-    "h264_qsv",
-)
+# the hardware encoders of the probe's preference list, in its order
+HARDWARE = tuple(e for e in DEFAULT_PREFERENCE if CODECS[e].family in HARDWARE_FAMILIES)
 DISTINCT_FRAMES = 8
 FULL_SECONDS, QUICK_SECONDS = 5.0, 2.0  # per measurement
 COMFORT = 1.5  # headroom wanted: capture loop, spikes, other programs

@@ -5,6 +5,7 @@ Shared by the streaming and the batch encoders, so both name and check files ali
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,28 @@ from pathlib import Path
 from .config import DepthEncoderConfig, EncoderConfig
 from .formats import raw_format
 from .frames import file_stem
+
+log = logging.getLogger("ffstream.episode")
+
+
+class ClosesOnExit:
+    """``with encoder:`` closes it; after an exception, closing problems are logged
+    instead of hiding the exception that ended the block."""
+
+    def close(self) -> None:  # pragma: no cover - implemented by the encoders
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            log.exception("closing %s after an error failed", type(self).__name__)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 from .command import fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform
-from .episode import plan_episode
+from .episode import ClosesOnExit, plan_episode
 from .errors import EncoderError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .frames import as_color_frame, as_depth_frame
@@ -58,7 +58,7 @@ class _Camera:
         return isinstance(self.config, DepthEncoderConfig)
 
 
-class StreamingVideoEncoder:
+class StreamingVideoEncoder(ClosesOnExit):
     """Encode every camera of every episode while frames are captured.
 
     ``feed_frame`` never waits on ffmpeg: when a camera's queue is full the frame is
@@ -291,18 +291,6 @@ class StreamingVideoEncoder:
         self._finisher.join()
         if first_error is not None:
             raise first_error
-
-    def __enter__(self) -> StreamingVideoEncoder:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - never hide the error that ended the block
-            log.exception("closing the encoder after an error failed")
 
 
 def _run_jobs(jobs: queue.SimpleQueue) -> None:
