@@ -190,5 +190,6 @@ def count_frames(
     counts = _PROGRESS_FRAME.findall(out.stdout.decode("utf-8", "replace"))
     errors = out.stderr.decode("utf-8", "replace").strip()
     if out.returncode != 0 or not counts or (decode and errors):
-        raise VideoReadError(f"counting the frames of {path} failed: {_last_error(errors)}")
+        what = "does not decode completely" if decode else "cannot be read to the end"
+        raise VideoReadError(f"{path} {what}: {_last_error(errors)}")
     return int(counts[-1])

@@ -135,7 +135,7 @@ def test_verify_a_file_with_its_end_cut_off(episode):
     report = verify(episode)
     assert report.verdict == "fail"
     reason = report.videos[1].reasons[0]
-    assert "partial file" in reason or "not a readable video" in reason, reason
+    assert "does not decode completely" in reason or "not a readable video" in reason, reason
 
 
 def test_verify_something_that_is_not_a_video(tmp_path, capsys):
