@@ -31,7 +31,7 @@ import numpy as np
 from .command import InputSpec, build_command, fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform, metres_to_mm16
-from .episode import ClosesOnExit, StreamPlan, plan_episode
+from .episode import ClosesOnExit, StreamPlan
 from .errors import EncoderError, FFstreamError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .frames import as_color_frame, as_depth_frame
@@ -410,20 +410,8 @@ class BatchVideoEncoder(ClosesOnExit):
         depth_video_keys: Iterable[str] | None = None,
         input_pix_fmts: Mapping[str, str] | None = None,
     ) -> None:
-        if self._closed:
-            raise RuntimeError("this BatchVideoEncoder is closed; create a new one")
-        if self._episode is not None:
-            raise RuntimeError("an episode is already running; call finish_episode() first")
-        if depth_video_keys and self.depth_encoder is None:
-            self.depth_encoder = DepthEncoderConfig(ffmpeg=self.ffmpeg)
-        plans = plan_episode(
-            video_keys,
-            out_dir,
-            depth_video_keys,
-            input_pix_fmts,
-            self.rgb_encoder,
-            self.depth_encoder,
-            self.overwrite,
+        plans = self._plan(
+            video_keys, out_dir, depth_video_keys, input_pix_fmts, self._episode is not None
         )
         ep = _Episode(Path(out_dir), plans)
         for key in plans:

@@ -19,11 +19,30 @@ log = logging.getLogger("ffstream.episode")
 
 
 class ClosesOnExit:
-    """``with encoder:`` closes it; after an exception, closing problems are logged
-    instead of hiding the exception that ended the block."""
+    """What both encoders share: ``with encoder:`` closes it (after an exception,
+    closing problems are logged instead of hiding the exception that ended the block),
+    and the checks that open an episode."""
 
     def close(self) -> None:  # pragma: no cover - implemented by the encoders
         raise NotImplementedError
+
+    def _plan(self, video_keys, out_dir, depth_video_keys, input_pix_fmts, running: bool):
+        """Refuse a closed encoder or a running episode, then plan the new episode."""
+        if self._closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
+        if running:
+            raise RuntimeError("an episode is already running; call finish_episode() first")
+        if depth_video_keys and self.depth_encoder is None:
+            self.depth_encoder = DepthEncoderConfig(ffmpeg=self.ffmpeg)
+        return plan_episode(
+            video_keys,
+            out_dir,
+            depth_video_keys,
+            input_pix_fmts,
+            self.rgb_encoder,
+            self.depth_encoder,
+            self.overwrite,
+        )
 
     def __enter__(self):
         return self

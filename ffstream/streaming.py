@@ -24,7 +24,7 @@ import numpy as np
 from .command import fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform
-from .episode import ClosesOnExit, plan_episode
+from .episode import ClosesOnExit
 from .errors import EncoderError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .frames import as_color_frame, as_depth_frame
@@ -137,20 +137,8 @@ class StreamingVideoEncoder(ClosesOnExit):
         HxW uint16 millimetres or float metres, encoded with ``depth_encoder`` (default
         ``DepthEncoderConfig()``: 12-bit codes, lossless HEVC).
         """
-        if self._closed:
-            raise RuntimeError("this StreamingVideoEncoder is closed; create a new one")
-        if self._cameras is not None:
-            raise RuntimeError("an episode is already running; call finish_episode() first")
-        if depth_video_keys and self.depth_encoder is None:
-            self.depth_encoder = DepthEncoderConfig(ffmpeg=self.ffmpeg)
-        plans = plan_episode(
-            video_keys,
-            out_dir,
-            depth_video_keys,
-            input_pix_fmts,
-            self.rgb_encoder,
-            self.depth_encoder,
-            self.overwrite,
+        plans = self._plan(
+            video_keys, out_dir, depth_video_keys, input_pix_fmts, self._cameras is not None
         )
         self._cameras = {k: _Camera(p.key, p.path, p.pix_fmt, p.config) for k, p in plans.items()}
         self._episode_t0 = time.monotonic()

@@ -13,6 +13,17 @@ class CameraError(FFstreamError, RuntimeError):
     """A camera could not be opened, stopped delivering frames, or disappeared."""
 
 
+class ConnectsOnEnter:
+    """``with camera:`` connects it and disconnects it at the end."""
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.disconnect()
+
+
 @runtime_checkable
 class Camera(Protocol):
     """A frame source: connect, read frames, disconnect.

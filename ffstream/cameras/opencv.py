@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import CameraError
+from .base import CameraError, ConnectsOnEnter
 
 log = logging.getLogger("ffstream.cameras.opencv")
 
@@ -31,7 +31,7 @@ def _cv2():
     return cv2
 
 
-class OpenCVCamera:
+class OpenCVCamera(ConnectsOnEnter):
     """A camera (device index or path) or a video file read with OpenCV.
 
     ``width``/``height``/``fps`` are asked of a device and checked; a file gives its own.
@@ -115,13 +115,6 @@ class OpenCVCamera:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
-
-    def __enter__(self) -> OpenCVCamera:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.disconnect()
 
     # ---------------------------------------------------------------- reading
     def _loop(self) -> None:

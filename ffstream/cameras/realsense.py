@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import CameraError
+from .base import CameraError, ConnectsOnEnter
 
 log = logging.getLogger("ffstream.cameras.realsense")
 
@@ -41,7 +41,7 @@ def depth_to_mm(z16: np.ndarray, depth_unit_m: float) -> np.ndarray:
     return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
-class RealSenseCamera:
+class RealSenseCamera(ConnectsOnEnter):
     """Colour (rgb24) and/or depth (uint16 mm) from one RealSense device."""
 
     pix_fmt = "rgb24"
@@ -166,13 +166,6 @@ class RealSenseCamera:
         if self._pipeline is not None:
             self._pipeline.stop()
             self._pipeline = None
-
-    def __enter__(self) -> RealSenseCamera:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.disconnect()
 
     # ---------------------------------------------------------------- frames
     def _loop(self) -> None:

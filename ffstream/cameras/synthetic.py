@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from .base import ConnectsOnEnter
+
 _COLS, _ROWS = 12, 2  # stamp grid: 2 marker cells (white, black) + 22 data bits
 _BITS = _COLS * _ROWS - 2
 MAX_INDEX = (1 << _BITS) - 1
@@ -68,7 +70,7 @@ def read_stamp(frame: np.ndarray, hi: float | None = None, lo: float = 0) -> int
 DEPTH_STAMP_MM = (4000, 500)
 
 
-class SyntheticCamera:
+class SyntheticCamera(ConnectsOnEnter):
     """A camera that needs no hardware: deterministic moving pattern, noise, index stamp.
 
     ``read()`` returns the next frame at once; pacing is the recorder's job. With
@@ -113,13 +115,6 @@ class SyntheticCamera:
 
     def disconnect(self) -> None:
         self.connected = False
-
-    def __enter__(self) -> SyntheticCamera:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.disconnect()
 
     @property
     def index(self) -> int:
