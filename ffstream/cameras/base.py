@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import threading
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -11,6 +12,52 @@ from ..errors import FFstreamError
 
 class CameraError(FFstreamError, RuntimeError):
     """A camera could not be opened, stopped delivering frames, or disappeared."""
+
+
+class LatestFrame:
+    """The newest capture of a camera's reading thread, for the capture loop.
+
+    The reading thread ``publish``es every capture (or ``fail``s); ``next()`` waits for
+    one newer than the last it returned, ``latest()`` returns the newest at once.
+    """
+
+    def __init__(self, name: str, timeout: float):
+        self.name, self.timeout = name, timeout
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._seq = 0
+        self._returned = 0
+        self._error: CameraError | None = None
+
+    def publish(self, item: Any) -> None:
+        with self._cond:
+            self._item = item
+            self._seq += 1
+            self._cond.notify_all()
+
+    def fail(self, error: CameraError) -> None:
+        with self._cond:
+            self._error = error
+            self._cond.notify_all()
+
+    def next(self) -> Any:
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._seq > self._returned or self._error is not None, self.timeout
+            )
+            if self._seq > self._returned:
+                self._returned = self._seq
+                return self._item
+            raise self._error or CameraError(
+                f"camera {self.name} gave no frame within {self.timeout} s"
+            )
+
+    def latest(self) -> Any:
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq > 0 or self._error is not None, self.timeout)
+            if self._seq == 0:
+                raise self._error or CameraError(f"camera {self.name} gave no frame yet")
+            return self._item
 
 
 class ConnectsOnEnter:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import CameraError, ConnectsOnEnter
+from .base import CameraError, ConnectsOnEnter, LatestFrame
 
 log = logging.getLogger("ffstream.cameras.opencv")
 
@@ -57,11 +57,7 @@ class OpenCVCamera(ConnectsOnEnter):
         self.width, self.height, self.fps = width or 0, height or 0, fps or 0.0
         self.timeout = timeout
         self._cap = None
-        self._lock = threading.Condition()
-        self._latest: np.ndarray | None = None
-        self._seq = 0
-        self._returned = 0
-        self._error: CameraError | None = None
+        self._frames = LatestFrame(self.name, timeout)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -125,11 +121,11 @@ class OpenCVCamera(ConnectsOnEnter):
             ok, frame = self._cap.read()
             if not ok:
                 if self.is_file:
-                    self._set_error(CameraError(f"{self.name}: the video file has ended"))
+                    self._frames.fail(CameraError(f"{self.name}: the video file has ended"))
                     return
                 failures += 1
                 if failures > RECONNECT_ATTEMPTS:
-                    self._set_error(
+                    self._frames.fail(
                         CameraError(
                             f"camera {self.source!r} stopped delivering frames (unplugged?); "
                             f"{RECONNECT_ATTEMPTS} reconnection attempts failed"
@@ -145,18 +141,10 @@ class OpenCVCamera(ConnectsOnEnter):
                     log.warning("%s", exc)
                 continue
             failures = 0
-            with self._lock:
-                self._latest = frame
-                self._seq += 1
-                self._lock.notify_all()
+            self._frames.publish(frame)
             if period:
                 next_t += period
                 time.sleep(max(0.0, next_t - time.monotonic()))
-
-    def _set_error(self, error: CameraError) -> None:
-        with self._lock:
-            self._error = error
-            self._lock.notify_all()
 
     def _require_connected(self) -> None:
         if self._thread is None:
@@ -165,30 +153,12 @@ class OpenCVCamera(ConnectsOnEnter):
     def read(self) -> np.ndarray:
         """The next frame (newer than the last one returned); waits up to ``timeout``."""
         self._require_connected()
-        with self._lock:
-            ok = self._lock.wait_for(
-                lambda: self._seq > self._returned or self._error is not None, self.timeout
-            )
-            if self._seq > self._returned:
-                self._returned = self._seq
-                return self._latest
-            if self._error is not None:
-                raise self._error
-            if not ok:
-                raise CameraError(f"camera {self.name} gave no frame within {self.timeout} s")
-            raise CameraError(f"camera {self.name} gave no frame")
+        return self._frames.next()
 
     def async_read(self) -> np.ndarray:
         """The latest frame at once (waits only for the very first one)."""
         self._require_connected()
-        with self._lock:
-            if self._latest is None:
-                self._lock.wait_for(
-                    lambda: self._latest is not None or self._error is not None, self.timeout
-                )
-            if self._latest is None:
-                raise self._error or CameraError(f"camera {self.name} gave no frame yet")
-            return self._latest
+        return self._frames.latest()
 
     def read_depth(self) -> np.ndarray:
         raise CameraError(f"camera {self.name} has no depth stream")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import CameraError, ConnectsOnEnter
+from .base import CameraError, ConnectsOnEnter, LatestFrame
 
 log = logging.getLogger("ffstream.cameras.realsense")
 
@@ -73,12 +73,8 @@ class RealSenseCamera(ConnectsOnEnter):
         self._wait = None
         self._align = None
         self.depth_unit_m = 0.001
-        self._lock = threading.Condition()
-        self._latest: tuple[np.ndarray | None, np.ndarray | None] | None = None
-        self._seq = 0
-        self._returned = 0
+        self._frames = LatestFrame(self.name, timeout)  # (colour, depth) pairs
         self._depth_of_read: np.ndarray | None = None
-        self._error: CameraError | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -176,7 +172,7 @@ class RealSenseCamera(ConnectsOnEnter):
             except RuntimeError as exc:
                 failures += 1
                 if failures >= MAX_FAILURES:
-                    self._fail(
+                    self._frames.fail(
                         CameraError(
                             f"RealSense camera {self.name} stopped delivering frames "
                             f"(unplugged, or USB bandwidth exhausted?): {exc}"
@@ -198,29 +194,12 @@ class RealSenseCamera(ConnectsOnEnter):
                 if not d:
                     continue
                 depth = depth_to_mm(np.asanyarray(d.get_data()), self.depth_unit_m)
-            with self._lock:
-                self._latest = (color, depth)
-                self._seq += 1
-                self._lock.notify_all()
-
-    def _fail(self, error: CameraError) -> None:
-        with self._lock:
-            self._error = error
-            self._lock.notify_all()
+            self._frames.publish((color, depth))
 
     def _next(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         if self._thread is None:
             raise CameraError(f"camera {self.name} is not connected; call connect() first")
-        with self._lock:
-            self._lock.wait_for(
-                lambda: self._seq > self._returned or self._error is not None, self.timeout
-            )
-            if self._seq > self._returned:
-                self._returned = self._seq
-                return self._latest
-            raise self._error or CameraError(
-                f"RealSense camera {self.name} gave no frame within {self.timeout} s"
-            )
+        return self._frames.next()
 
     def read(self) -> np.ndarray:
         """The next colour frame (HxWx3 RGB); its depth is kept for read_depth()."""
@@ -232,10 +211,9 @@ class RealSenseCamera(ConnectsOnEnter):
     def async_read(self) -> np.ndarray:
         if not self.has_color:
             raise CameraError(f"camera {self.name} was opened without colour (depth only)")
-        with self._lock:
-            if self._latest is None:
-                return self.read()
-            return self._latest[0]
+        if self._thread is None:
+            raise CameraError(f"camera {self.name} is not connected; call connect() first")
+        return self._frames.latest()[0]
 
     def read_depth(self) -> np.ndarray:
         """Depth in uint16 mm: of the last read() frame, or the next capture if depth-only."""
