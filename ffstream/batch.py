@@ -17,7 +17,6 @@ import os
 import queue
 import shutil
 import struct
-import subprocess
 import threading
 import time
 import zlib
@@ -35,6 +34,7 @@ from .episode import ClosesOnExit, StreamPlan
 from .errors import EncoderError, FFstreamError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .frames import as_color_frame, as_depth_frame
+from .process import run
 from .reader import count_frames
 from .stats import StatsAccumulator, stride_for
 from .streaming import EpisodeError
@@ -44,6 +44,7 @@ log = logging.getLogger("ffstream.batch")
 
 IMAGES_DIR = "images"
 FRAME_NAME = "frame-{:06d}.png"
+SEQUENCE_TIMEOUT = 24 * 3600.0  # a guard against a hung ffmpeg, not a speed limit
 PNG_LEVEL = 1  # fastest zlib level: capture-time CPU matters more than disk here
 
 
@@ -279,9 +280,9 @@ def _encode_sequence(frames_dir, video_path, w, h, fps, config, threads, ff, fir
         metadata=metadata,
         image_sequence=str(frames_dir / "frame-%06d.png"),
     )
-    out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+    out = run(argv, SEQUENCE_TIMEOUT, what=f"encoding {frames_dir.name}")
     if out.returncode != 0:
-        tail = "\n".join(out.stderr.decode("utf-8", "replace").strip().splitlines()[-8:])
+        tail = "\n".join(out.tail.splitlines()[-8:])
         raise EncoderError(
             f"encoding {frames_dir} failed (exit status {out.returncode}); the images are "
             f"kept\nffmpeg said:\n{tail}",

@@ -436,9 +436,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             frames = "?" if c.frames is None else c.frames
             expected = f"/{c.recorded}" if c.recorded is not None else ""
             duration = f", {c.duration:.2f} s" if c.duration is not None else ""
+            timing = ""
+            if c.capture_fps is not None:
+                timing = f", captured at {c.capture_fps:g} fps ({c.late_rows} rows late)"
             print(
                 f"  {name}: {c.verdict}, {frames}{expected} frames{duration}, "
-                f"{c.dropped} dropped ({c.dropped_fraction:.1%})"
+                f"{c.dropped} dropped ({c.dropped_fraction:.1%}){timing}"
             )
             for reason in c.reasons:
                 print(f"    - {reason}")

@@ -193,7 +193,11 @@ def build_command(
     exe = ffmpeg.path if isinstance(ffmpeg, FFmpeg) else str(ffmpeg)
     if image_sequence:  # numbered image files (non-streaming mode) instead of stdin
         stream = ffmpeg_python.input(
-            image_sequence, f="image2", framerate=str(spec.fps), start_number=0
+            image_sequence,
+            f="image2",
+            framerate=str(spec.fps),
+            start_number=0,
+            protocol_whitelist="file",
         )
     else:
         stream = ffmpeg_python.input(

@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from .errors import FFmpegNotFoundError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import chroma_subsampling
+from .safe_options import check_option_name, check_params, check_text_option
 
 log = logging.getLogger("ffstream.config")
 
@@ -96,7 +98,12 @@ def _check_value(key: str, value: Any) -> str:
             f"extra_options[{key!r}] = {value!r} starts with '-', which ffmpeg would read as "
             "another option; pass the value without the leading '-'"
         )
-    return value
+    return check_params(key, value)
+
+
+# A render node or similar device file: no option separators, no traversal, no NUL.
+_DEVICE_PATH = re.compile(r"^/[A-Za-z0-9_][A-Za-z0-9_./-]*$")
+_PIX_FMT = re.compile(r"^[a-z0-9_]+$")
 
 
 def _is_number(text: str) -> bool:
@@ -139,11 +146,17 @@ class EncoderConfig:
                 f"{', '.join(sorted(['auto', *CODECS, *ALIASES]))}"
             )
         if self.hw_device is not None and (
-            not isinstance(self.hw_device, str) or not self.hw_device.startswith("/")
+            not isinstance(self.hw_device, str)
+            or not _DEVICE_PATH.match(self.hw_device)
+            or "/../" in self.hw_device + "/"
         ):
             raise ValueError(
-                f"hw_device must be an absolute device path such as /dev/dri/renderD128, "
-                f"got {self.hw_device!r}"
+                f"hw_device must be an absolute device path such as /dev/dri/renderD128 "
+                f"(letters, digits and _ - . / only), got {self.hw_device!r}"
+            )
+        if not isinstance(self.pix_fmt, str) or not _PIX_FMT.match(self.pix_fmt):
+            raise ValueError(
+                f"pix_fmt must be a pixel format name such as yuv420p, got {self.pix_fmt!r}"
             )
         spec = self.spec
         if self.g is not None and (not isinstance(self.g, int) or self.g < 1):
@@ -214,6 +227,7 @@ class EncoderConfig:
         named = {f.name for f in dataclasses.fields(self)} - {"extra_options"}
         if key in named:
             raise ValueError(f"set {key!r} through the EncoderConfig field, not extra_options")
+        check_option_name(key)
         return key
 
     @property
@@ -272,6 +286,9 @@ class EncoderConfig:
                     f"({ffmpeg.version_string.split(' Copyright')[0]}): use {lo:g}..{hi:g}"
                 )
         for key in self.extra_options:
+            check_option_name(key, ffmpeg.own_options)
+            if key in info.options and key not in GENERIC_OPTIONS:
+                check_text_option(key, info.options[key].type)
             if key not in info.options and key not in GENERIC_OPTIONS:
                 fields = {f.name for f in dataclasses.fields(self)}
                 allowed = sorted({*info.options, *GENERIC_OPTIONS} - fields)

@@ -217,7 +217,12 @@ def read_depth(path, output_unit: str = "mm", params: dict[str, Any] | None = No
             raise ValueError(
                 f"{path} carries no depth parameters; pass params= (from episode.json)"
             )
-        params = json.loads(tag)
+        try:
+            params = json.loads(tag)
+        except ValueError:
+            params = None
+        if not isinstance(params, dict):
+            raise ValueError(f"{path} carries a depth tag that is not a JSON object: {tag[:80]!r}")
     params = dict(params)
     kind = params.pop("format", "codes12")
     if kind == "mm16":
@@ -225,6 +230,9 @@ def read_depth(path, output_unit: str = "mm", params: dict[str, Any] | None = No
         for frame in read_frames(path, pix_fmt="gray16le", ffmpeg=ffmpeg):
             yield frame.astype(np.float32) * scale
         return
-    q = DepthQuantizer(**params)
+    try:
+        q = DepthQuantizer(**params)
+    except TypeError as exc:
+        raise ValueError(f"{path}: the depth parameters {params} are not valid ({exc})") from None
     for codes in read_frames(path, pix_fmt="gray12le", ffmpeg=ffmpeg):
         yield q.dequantize(codes, output_unit=output_unit)

@@ -18,3 +18,15 @@ class EncoderError(FFstreamError, RuntimeError):
         super().__init__(message)
         self.returncode = returncode
         self.stderr_tail = stderr_tail
+
+
+class ProcessTimeout(FFstreamError, TimeoutError):
+    """An ffmpeg run overran its time limit and was killed; carries its last stderr lines."""
+
+    def __init__(self, message: str, stderr_tail: str = ""):
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+
+
+class UnsafeSettingError(FFstreamError, ValueError):
+    """A setting would make ffmpeg touch files, devices or outputs other than the video."""

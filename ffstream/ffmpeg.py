@@ -11,11 +11,11 @@ import functools
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import FFmpegNotFoundError
+from .process import run
 
 ENV_VAR = "FFSTREAM_FFMPEG"
 _QUERY_TIMEOUT = 20.0
@@ -75,6 +75,11 @@ class FFmpeg:
     def encoders(self) -> dict[str, EncoderInfo]:
         return _encoders(*_stamp(self.path))
 
+    @property
+    def own_options(self) -> frozenset[str]:
+        """The option names this binary's command line reads itself (``ffmpeg -h long``)."""
+        return _own_options(*_stamp(self.path))
+
     def encoder_help(self, name: str) -> EncoderHelp | None:
         """Pixel formats and private options of encoder ``name``; None if unknown."""
         return _encoder_help(*_stamp(self.path), name)
@@ -130,15 +135,10 @@ def _stamp(path: str) -> tuple[str, int, int]:
 
 def _run(path: str, *args: str) -> str:
     try:
-        out = subprocess.run(
-            [path, "-hide_banner", *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=_QUERY_TIMEOUT,
-        )
+        out = run([path, "-hide_banner", *args], _QUERY_TIMEOUT, what=f"ffmpeg {' '.join(args)}")
     except OSError as exc:
         raise FFmpegNotFoundError(f"cannot run ffmpeg {path!r}: {exc}; {_INSTALL_HINT}") from None
-    return out.stdout.decode("utf-8", "replace") + out.stderr.decode("utf-8", "replace")
+    return out.stdout.decode("utf-8", "replace") + out.stderr
 
 
 _VERSION_RE = re.compile(r"version\s+n?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -160,6 +160,14 @@ def _version_line(path: str, size: int, mtime: int) -> str:
         if line.startswith("ffmpeg version"):
             return line.strip()
     raise FFmpegNotFoundError(f"{path!r} does not answer like ffmpeg to -version; {_INSTALL_HINT}")
+
+
+_OWN_OPTION_LINE = re.compile(r"^-([^\s\[:<]+)", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=16)
+def _own_options(path: str, size: int, mtime: int) -> frozenset[str]:
+    return frozenset(_OWN_OPTION_LINE.findall(_run(path, "-h", "long")))
 
 
 _ENCODER_LINE = re.compile(r"^\s([VAS])([.A-Z]{5})\s+(\S+)\s+(.*)$")

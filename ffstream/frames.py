@@ -19,12 +19,16 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def file_stem(key: str) -> str:
-    """A safe file name for a camera key: no separators, no traversal, no NUL."""
+    """A safe file name for a camera key: no separators, no traversal, no NUL, and no
+    leading '.', which is kept for ffstream's temporary files (so no camera's file can
+    be another camera's temporary file)."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"camera key must be a non-empty string, got {key!r}")
     stem = _UNSAFE.sub("_", key)
     if stem.strip(".") == "":
         raise ValueError(f"camera key {key!r} cannot be used as a file name")
+    if stem.startswith("."):
+        stem = "_" + stem[1:]
     return stem
 
 

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -28,8 +27,9 @@ import numpy as np
 
 from .command import InputSpec, build_command, render_nodes
 from .config import CODECS, EncoderConfig
-from .errors import FFstreamError
+from .errors import FFstreamError, ProcessTimeout
 from .ffmpeg import FFmpeg, find_ffmpeg
+from .process import run
 
 log = logging.getLogger("ffstream.probe")
 
@@ -162,23 +162,15 @@ def trial_encode(
         status.seconds = time.monotonic() - t0
         return status
     try:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-    except OSError as exc:
-        status.reason = f"cannot run ffmpeg: {exc}"
-        return status
-    try:
-        out, err = proc.communicate(_frames(*PROBE_SIZE), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        out = run(argv, timeout, input=_frames(*PROBE_SIZE), what=f"test encode with {name}")
+    except ProcessTimeout:
         status.reason = f"no answer within {timeout:g} s (killed)"
+    except (OSError, FFstreamError) as exc:
+        status.reason = f"cannot run ffmpeg: {exc}"
     else:
-        done = [int(n) for n in _FRAMES_DONE.findall(out.decode("utf-8", "replace"))]
-        stderr = err.decode("utf-8", "replace")
-        if proc.returncode != 0:
-            status.reason = failure_reason(stderr)
+        done = [int(n) for n in _FRAMES_DONE.findall(out.stdout.decode("utf-8", "replace"))]
+        if out.returncode != 0:
+            status.reason = failure_reason(out.stderr)
         elif not done or done[-1] < PROBE_FRAMES:
             got = done[-1] if done else 0
             status.reason = f"encoded {got} of {PROBE_FRAMES} frames"

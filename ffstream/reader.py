@@ -1,15 +1,21 @@
 """Decode a video back to numpy frames through ffmpeg (no ffprobe needed).
 
-The stream's size is read from the line ffmpeg prints when it opens the file, so this
-works with the static builds that ship without ffprobe.
+Files handed to the reader are untrusted. ffmpeg can open far more than videos: HLS
+playlists and concat lists that pull in other files (or hang waiting for more), image
+formats that declare 16000x16000 pixels, URLs. So every input is opened
+- with a container chosen from the file's first bytes, from an allowlist (MP4/MOV,
+  Matroska, PNG), never from its name and never by ffmpeg's guess;
+- as ``file:ABSOLUTE_PATH`` with ``-protocol_whitelist file``;
+- with the decoder capped at the writer's 8K limit (``-max_pixels``).
+The frame size comes from the header of a decoded frame (a PAM image), not from the
+text ffmpeg prints, which a metadata tag can forge; frames are then read at exactly
+that size. Calls are bounded: a maximum frame count and timeouts that kill ffmpeg.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +23,20 @@ from pathlib import Path
 import numpy as np
 
 from .command import passthrough_args
-from .errors import FFstreamError
+from .errors import FFstreamError, ProcessTimeout
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import raw_format
+from .process import FFmpegProcess, _readable, run
+
+MAX_SIDE = 8192  # the writer's limit: larger frames are refused
+MAX_FRAMES = 500_000  # per read_frames() call unless the caller raises it (4.6 h at 30 fps)
+INFO_TIMEOUT = 60.0  # seconds for opening a file and decoding its first frame
+READ_TIMEOUT = 60.0  # seconds read_frames waits for the next frame before killing ffmpeg
+
+# Containers the reader opens, by their first bytes -> ffmpeg demuxer.
+_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"moof", b"styp", b"pnot")
+_MATROSKA_MAGIC = b"\x1a\x45\xdf\xa3"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class VideoReadError(FFstreamError, ValueError):
@@ -28,7 +45,10 @@ class VideoReadError(FFstreamError, ValueError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What ffmpeg reports when it opens a video file."""
+    """What ffmpeg reports when it opens a video file.
+
+    ``width``/``height`` come from a decoded frame; the other fields are read from
+    ffmpeg's description of the file and are informational."""
 
     width: int
     height: int
@@ -39,9 +59,46 @@ class VideoInfo:
     metadata: dict[str, str] = field(default_factory=dict)  # container tags, keys lowercased
 
 
-_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\w+)(?:\(.*?\))?, (\d+)x(\d+)")
+def container_format(path: str | os.PathLike) -> str:
+    """The demuxer for ``path`` from its first bytes; VideoReadError for anything else."""
+    p = Path(path)
+    if not p.is_file():
+        raise VideoReadError(f"{p} does not exist or is not a file")
+    with open(p, "rb") as f:
+        head = f.read(16)
+    if len(head) >= 8 and head[4:8] in _MP4_BOXES:
+        return "mov"
+    if head.startswith(_MATROSKA_MAGIC):
+        return "matroska"
+    if head.startswith(_PNG_MAGIC):
+        return "png_pipe"
+    what = "text, such as a playlist or a list of files" if head.isascii() else "other data"
+    raise VideoReadError(
+        f"{p} is not a readable video: it is not MP4/MOV, Matroska or PNG (it looks like "
+        f"{what}); ffstream reads only the containers it writes, and never playlists or "
+        "lists of files"
+    )
+
+
+def input_args(path: str | os.PathLike) -> list[str]:
+    """The ffmpeg input options that open ``path`` safely (see the module's docstring)."""
+    fmt = container_format(path)
+    absolute = os.path.abspath(os.fspath(path))
+    return [
+        "-protocol_whitelist",
+        "file",
+        "-f",
+        fmt,
+        "-max_pixels",
+        str(MAX_SIDE * MAX_SIDE),
+        "-i",
+        f"file:{absolute}",
+    ]
+
+
+_STREAM = re.compile(r"^  Stream #\d+:\d+\S*: Video: (\w+).*?, (\w+)(?:\(.*?\))?, (\d+)x(\d+)")
 _FPS = re.compile(r", ([\d.]+)(k?) fps")
-_DURATION = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
+_DURATION = re.compile(r"^  Duration: (\d+):(\d+):([\d.]+)", re.MULTILINE)
 _TAG = re.compile(r"^    (\S+)\s*: (.*)$")
 
 
@@ -49,7 +106,7 @@ def _container_tags(text: str) -> dict[str, str]:
     """The ``Metadata:`` block of the input, before its first stream."""
     tags: dict[str, str] = {}
     for line in text.splitlines():
-        if "Stream #" in line:
+        if line.startswith("  Stream #"):
             break
         m = _TAG.match(line)
         if m:
@@ -87,68 +144,83 @@ def _last_error(text: str) -> str:
     return lines[-1] if lines else "no output from ffmpeg"
 
 
-def video_info(path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None) -> VideoInfo:
+def _pam_size(data: bytes) -> tuple[int, int] | None:
+    """WIDTH and HEIGHT from the header of a PAM image (what ffmpeg decoded, not what the
+    file claims)."""
+    end = data.find(b"ENDHDR\n")
+    if not data.startswith(b"P7\n") or end < 0:
+        return None
+    fields = dict(line.split(b" ", 1) for line in data[3:end].splitlines() if b" " in line)
+    try:
+        return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+    except (KeyError, ValueError):
+        return None
+
+
+def video_info(
+    path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None, timeout: float = INFO_TIMEOUT
+) -> VideoInfo:
     """Size, codec and rate of the first video stream; VideoReadError if there is none."""
     p = Path(path)
-    if not p.is_file():
-        raise VideoReadError(f"{p} does not exist or is not a file")
+    args = input_args(p)
     ff = find_ffmpeg(ffmpeg)
-    out = subprocess.run(
-        [ff.path, "-hide_banner", "-nostdin", "-i", str(p)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=60,
-    )
-    text = out.stderr.decode("utf-8", "replace")
+    argv = [ff.path, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", *args]
+    argv += ["-map", "0:v:0", "-frames:v", "1", "-f", "image2pipe", "-c:v", "pam"]
+    argv += ["-pix_fmt", "gray", "pipe:1"]
+    try:
+        out = run(argv, timeout, max_stdout=64 << 20, what=f"opening {p.name}")
+    except ProcessTimeout as exc:
+        raise VideoReadError(f"{p} is not a readable video: {exc}") from None
+    text = out.stderr.split("\nOutput #", 1)[0]  # the input's description only
+    size = _pam_size(out.stdout[:4096])
     info = parse_video_info(text)
     if info is None:
         raise VideoReadError(f"{p} is not a readable video: {_last_error(text)}")
-    return info
+    if size is None:
+        raise VideoReadError(f"{p} holds no video frame that decodes: {_last_error(text)}")
+    w, h = size
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+        raise VideoReadError(f"{p} has frames of {w}x{h}; the reader takes up to {MAX_SIDE} px")
+    return VideoInfo(w, h, info.codec, info.pix_fmt, info.fps, info.duration, info.metadata)
 
 
 def read_frames(
     path: str | os.PathLike,
     pix_fmt: str = "rgb24",
     ffmpeg: FFmpeg | str | None = None,
+    max_frames: int = MAX_FRAMES,
+    timeout: float = READ_TIMEOUT,
 ) -> Iterator[np.ndarray]:
     """Yield every frame of ``path`` as an HxWxC (HxW for gray formats) numpy array.
 
-    Frames come out exactly as stored: no frame is duplicated or dropped to fit a rate.
-    Raises VideoReadError if ffmpeg cannot decode the whole file.
+    Frames come out exactly as stored: no frame is duplicated or dropped to fit a rate,
+    all at the size of the first frame. Raises VideoReadError if ffmpeg cannot decode
+    the whole file, if it holds more than ``max_frames`` frames, or if no frame comes
+    for ``timeout`` seconds.
     """
     fmt = raw_format(pix_fmt)
     ff = find_ffmpeg(ffmpeg)
     info = video_info(path, ff)
     shape = fmt.frame_shape(info.width, info.height)
     size = fmt.frame_bytes(info.width, info.height)
-    argv = [
-        ff.path,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-i",
-        str(path),
-        "-map",
-        "0:v:0",
-        *passthrough_args(ff),
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        fmt.name,
-        "pipe:1",
-    ]
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    # stderr is read only after stdout ends; at loglevel error it stays far below a pipe's size.
+    argv = [ff.path, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
+    argv += [*input_args(path), "-map", "0:v:0", *passthrough_args(ff)]
+    argv += ["-frames:v", str(max_frames + 1), "-s", f"{info.width}x{info.height}"]
+    argv += ["-f", "rawvideo", "-pix_fmt", fmt.name, "pipe:1"]
+    proc = FFmpegProcess(argv, stdout=True, name=f"read {Path(path).name}")
+    fd = proc.stdout.fileno()
+    count = 0
     try:
         while True:
             frame = np.empty(shape, dtype=fmt.dtype)
             view = memoryview(frame).cast("B")
             got = 0
             while got < size:
-                n = proc.stdout.readinto(view[got:])
+                if not _readable(fd, timeout):
+                    raise VideoReadError(
+                        f"decoding {path} stalled: no frame within {timeout:g} s (ffmpeg killed)"
+                    )
+                n = os.readv(fd, [view[got:]])
                 if not n:
                     break
                 got += n
@@ -158,37 +230,46 @@ def read_frames(
                 raise VideoReadError(
                     f"{path}: the last frame was cut short ({got} of {size} bytes)"
                 )
+            count += 1
+            if count > max_frames:
+                raise VideoReadError(
+                    f"{path} holds more than {max_frames} frames; pass max_frames= to read more"
+                )
             yield frame
-        err = proc.stderr.read().decode("utf-8", "replace")
+        rc = proc.wait(timeout)
+        proc.join_stderr(timeout)
+        err = proc.tail()
         # at loglevel "error", anything on stderr is an error, even when ffmpeg exits 0
         # (a file cut short decodes "successfully" up to where it ends)
-        if proc.wait() != 0 or err.strip():
+        if rc != 0 or err.strip():
             raise VideoReadError(f"decoding {path} failed: {_last_error(err)}")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            with contextlib.suppress(OSError):
-                stream.close()
+        proc.kill()
+        proc.close()
 
 
 _PROGRESS_FRAME = re.compile(r"^frame=\s*(\d+)\s*$", re.MULTILINE)
 
 
 def count_frames(
-    path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None, decode: bool = False
+    path: str | os.PathLike,
+    ffmpeg: FFmpeg | str | None = None,
+    decode: bool = False,
+    timeout: float = 600.0,
 ) -> int:
     """Frames in the first video stream: packets counted without decoding, or, with
     ``decode=True``, frames that really decode (slower; also proves the file is sound)."""
     ff = find_ffmpeg(ffmpeg)
     video_info(path, ff)  # a clear error for missing files and non-videos
     how = passthrough_args(ff) if decode else ["-c", "copy"]
-    argv = [ff.path, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path)]
-    argv += ["-map", "0:v:0", *how, "-f", "null", "-", "-progress", "pipe:1"]
-    out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+    argv = [ff.path, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
+    argv += [*input_args(path), "-map", "0:v:0", *how, "-f", "null", "-", "-progress", "pipe:1"]
+    try:
+        out = run(argv, timeout, what=f"counting the frames of {Path(path).name}")
+    except ProcessTimeout as exc:
+        raise VideoReadError(f"{path} cannot be read to the end: {exc}") from None
     counts = _PROGRESS_FRAME.findall(out.stdout.decode("utf-8", "replace"))
-    errors = out.stderr.decode("utf-8", "replace").strip()
+    errors = out.tail.strip()
     if out.returncode != 0 or not counts or (decode and errors):
         what = "does not decode completely" if decode else "cannot be read to the end"
         raise VideoReadError(f"{path} {what}: {_last_error(errors)}")

@@ -87,8 +87,21 @@ def next_episode_index(out: Path) -> int:
     return max(taken) + 1 if taken else 0
 
 
+class _FeedFailed(Exception):
+    """The encoder refused a frame (its ffmpeg died): the episode ends with that error."""
+
+
+class _ReadFailed(Exception):
+    """A camera gave no frame: the episode ends with that error."""
+
+
 class Recorder:
-    """Drives cameras at a fixed rate into a StreamingVideoEncoder."""
+    """Drives cameras at a fixed rate into a StreamingVideoEncoder.
+
+    A failure never loses what was recorded: the episode it happens in ends at once, its
+    episode.json is written with the error (and the videos of the cameras that worked),
+    and the run goes on with the next episode. A camera that fails is reconnected
+    first; if that fails too, or two episodes in a row fail, the run stops there."""
 
     def __init__(
         self,
@@ -115,6 +128,7 @@ class Recorder:
         self.status_interval = status_interval
         self.stop = stop or threading.Event()
         self._pending: list[threading.Event] = []
+        self._camera_failed: str | None = None  # set when a camera stopped giving frames
 
     def record(self, episodes: int, seconds: float) -> list[EpisodeOutcome]:
         """Record ``episodes`` episodes of ``seconds`` each; returns when all files are final."""
@@ -125,10 +139,15 @@ class Recorder:
         for cam in self.cameras:
             cam.connect()
         try:
+            failed_in_a_row = 0
             for k in range(episodes):
                 if self.stop.is_set():
                     break
-                outcomes.append(self._record_episode(first + k, seconds))
+                outcome = self._record_episode(first + k, seconds)
+                outcomes.append(outcome)
+                failed_in_a_row = failed_in_a_row + 1 if outcome.error else 0
+                if outcome.error and not self._recover(outcome, failed_in_a_row):
+                    break
         finally:
             encode_pending = getattr(self.encoder, "encode_pending", None)
             if encode_pending is not None:  # non-streaming: deferred episodes are encoded now
@@ -141,6 +160,37 @@ class Recorder:
             for cam in self.cameras:
                 cam.disconnect()
         return outcomes
+
+    def _recover(self, outcome: EpisodeOutcome, failed_in_a_row: int) -> bool:
+        """After a failed episode: may the run go on?"""
+        if failed_in_a_row >= 2:
+            log.error("two episodes in a row failed; stopping the run (%s)", outcome.error)
+            return False
+        if self._camera_failed is None:
+            return True  # an encoder failed: the next episode starts new ffmpeg processes
+        log.warning("%s; reconnecting the cameras", self._camera_failed)
+        self._camera_failed = None
+        try:
+            for cam in self.cameras:
+                cam.disconnect()
+                cam.connect()
+        except Exception as exc:  # noqa: BLE001 - any camera failure ends the run cleanly
+            log.error("a camera could not be reconnected (%s); stopping the run", exc)
+            return False
+        return True
+
+    def _read(self, cam: Camera, depth: bool):
+        try:
+            return cam.read_depth() if depth else cam.read()
+        except Exception as exc:  # noqa: BLE001 - cameras raise what their driver raises
+            self._camera_failed = f"camera {cam.name} failed: {exc}"
+            raise _ReadFailed(self._camera_failed) from exc
+
+    def _feed(self, key: str, frame) -> None:
+        try:
+            self.encoder.feed_frame(key, frame)
+        except (FFstreamError, RuntimeError) as exc:
+            raise _FeedFailed(f"camera {key}: the encoder failed: {exc}") from exc
 
     def _record_episode(self, index: int, seconds: float) -> EpisodeOutcome:
         directory = self.out / f"episode_{index:06d}"
@@ -160,20 +210,27 @@ class Recorder:
         next_status = t0
         period = 1.0 / self.fps
         captured = 0
+        failure: str | None = None
         for i in range(n_frames):
             delay = t0 + i * period - time.perf_counter()
             if delay > 0 and self.stop.wait(delay) or self.stop.is_set():
                 break  # interrupted: end this episode now, keeping what was captured
             captured += 1
-            for cam in self.cameras:
-                if cam.has_color:
-                    frame = cam.read()
-                    stamps[cam.name].append(round(time.perf_counter() - t0, 6))
-                    self.encoder.feed_frame(cam.name, frame)
-                if cam.has_depth:
-                    frame = cam.read_depth()
-                    stamps[depth_key(cam)].append(round(time.perf_counter() - t0, 6))
-                    self.encoder.feed_frame(depth_key(cam), frame)
+            try:
+                for cam in self.cameras:
+                    if cam.has_color:
+                        frame = self._read(cam, depth=False)
+                        stamps[cam.name].append(round(time.perf_counter() - t0, 6))
+                        self._feed(cam.name, frame)
+                    if cam.has_depth:
+                        frame = self._read(cam, depth=True)
+                        stamps[depth_key(cam)].append(round(time.perf_counter() - t0, 6))
+                        self._feed(depth_key(cam), frame)
+            except (_ReadFailed, _FeedFailed) as exc:
+                captured -= 1  # an incomplete row (cameras before the failing one have it)
+                failure = str(exc)
+                log.error("episode %d ends early: %s", index, failure)
+                break
             now = time.perf_counter()
             if self.on_status is not None and now >= next_status:
                 next_status = now + self.status_interval
@@ -191,7 +248,8 @@ class Recorder:
         fut = self.encoder.finish_episode_async()
         finish_call_ms = (time.perf_counter() - capture_end) * 1e3
         outcome = EpisodeOutcome(index, directory, captured, capture_end - t0, finish_call_ms)
-        outcome.interrupted = captured < n_frames
+        outcome.interrupted = captured < n_frames and failure is None
+        outcome.error = failure  # known now, so that record() can decide at once
         meta = self._metadata(outcome, stamps, wall_start)
 
         written = threading.Event()
@@ -203,9 +261,9 @@ class Recorder:
                 if exc is None:
                     outcome.results = f.result()
                 else:
-                    outcome.error = str(exc)
                     if isinstance(exc, EpisodeError):
                         outcome.results = exc.results
+                outcome.error = "; ".join(str(e) for e in (failure, exc) if e) or None
                 write_metadata(directory, meta, outcome)
             except Exception as exc:  # noqa: BLE001 - a callback must not die silently
                 outcome.error = outcome.error or f"writing {METADATA_FILE} failed: {exc}"

@@ -45,13 +45,24 @@ class EpisodeError(EncoderError):
 class _Camera:
     """Per-camera state of the current episode."""
 
-    __slots__ = ("key", "path", "pix_fmt", "config", "writer", "rejected", "shape")
+    __slots__ = ("key", "path", "pix_fmt", "config", "writer", "rejected", "shape", "lock", "ended")
 
     def __init__(self, key: str, path: Path, pix_fmt: str, config: EncoderConfig):
         self.key, self.path, self.pix_fmt, self.config = key, path, pix_fmt, config
         self.writer: FFmpegWriter | None = None
         self.rejected = 0
         self.shape: tuple[int, ...] | None = None
+        # Serialises feed_frame calls for this camera (one writer, frames in call order)
+        # with the end of the episode (a frame is in the episode, or its call raises).
+        self.lock = threading.Lock()
+        self.ended = False
+
+    def end(self, action) -> None:
+        """Mark the camera's episode ended, then ``action(writer)`` if it has one."""
+        with self.lock:
+            self.ended = True
+            if self.writer is not None:
+                action(self.writer)
 
     @property
     def is_depth(self) -> bool:
@@ -99,6 +110,7 @@ class StreamingVideoEncoder(ClosesOnExit):
         self.queue_maxsize = queue_maxsize
         self.encoder_threads = encoder_threads
         self.ffmpeg = find_ffmpeg(ffmpeg)
+        self.ffmpeg.version  # noqa: B018 - asked now (cached), not in the capture loop
         self.rgb_encoder.validate_for(self.ffmpeg)
         if self.depth_encoder is not None:
             self.depth_encoder.validate_for(self.ffmpeg)
@@ -144,7 +156,11 @@ class StreamingVideoEncoder(ClosesOnExit):
         self._episode_t0 = time.monotonic()
 
     def feed_frame(self, key: str, image: np.ndarray) -> bool:
-        """Queue one frame of camera ``key``; False if it was dropped. Never waits on ffmpeg."""
+        """Queue one frame of camera ``key``; False if it was dropped. Never waits on ffmpeg.
+
+        Thread-safe: calls for one camera are serialised (frames keep their call order),
+        and a call that races with the end of the episode either lands in the episode
+        or raises RuntimeError; it is never accepted and then lost."""
         cams = self._cameras
         if cams is None:
             raise RuntimeError("no episode is running; call start_episode() first")
@@ -155,16 +171,22 @@ class StreamingVideoEncoder(ClosesOnExit):
             frame = as_depth_frame(cam.key, image)
         else:
             frame = as_color_frame(cam.key, cam.pix_fmt, image)
-        if cam.writer is None:
-            self._open_writer(cam, frame)
-        elif frame.shape != cam.shape:
-            cam.rejected += 1
-            raise ValueError(
-                f"frame for {key!r} has shape {frame.shape}, but this episode started at "
-                f"{cam.shape}; keep the camera's resolution fixed within an episode "
-                f"(frame rejected, {cam.rejected} so far)"
-            )
-        return cam.writer.submit(frame)
+        with cam.lock:
+            if cam.ended:
+                raise RuntimeError(
+                    f"the episode ended while a frame for {key!r} was being fed; the frame "
+                    "was not recorded (end episodes from the thread that feeds, or after it)"
+                )
+            if cam.writer is None:
+                self._open_writer(cam, frame)
+            elif frame.shape != cam.shape:
+                cam.rejected += 1
+                raise ValueError(
+                    f"frame for {key!r} has shape {frame.shape}, but this episode started at "
+                    f"{cam.shape}; keep the camera's resolution fixed within an episode "
+                    f"(frame rejected, {cam.rejected} so far)"
+                )
+            return cam.writer.submit(frame)
 
     def _open_writer(self, cam: _Camera, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
@@ -217,8 +239,7 @@ class StreamingVideoEncoder(ClosesOnExit):
         """
         cams = self._take_episode()
         for cam in cams.values():
-            if cam.writer is not None:
-                cam.writer.finish()
+            cam.end(FFmpegWriter.finish)
         cpu = self.monitor.summary(since=self._episode_t0) if self.monitor else None
         return self._submit(_collect, cams, timeout, cpu)
 
@@ -226,8 +247,7 @@ class StreamingVideoEncoder(ClosesOnExit):
         """Stop the episode: kill its ffmpeg processes and delete its partial files."""
         cams = self._take_episode()
         for cam in cams.values():
-            if cam.writer is not None:
-                cam.writer.abort()
+            cam.end(FFmpegWriter.abort)
         log.info("episode cancelled (%d camera(s)); partial files removed", len(cams))
 
     def abort(self) -> None:

@@ -3,13 +3,20 @@
 A video must decode, hold as many frames as were recorded, and last frames / fps
 (within one frame). Dropped frames are judged with the usual rule of thumb: a couple
 of percent come from transient load spikes (often at start-up) and are expected; from
-about 5 % the machine is overloaded for this set-up. No ffprobe is needed: frames are
-counted by ffmpeg itself.
+about 5 % the machine is overloaded for this set-up. Capture timing is judged alike: an
+overloaded machine can also show as rows captured late rather than as drops, so the
+effective rate of the capture timestamps in episode.json and the share of rows more
+than one frame late are held to the same 2 % / 5 % thresholds. No ffprobe is needed:
+frames are counted by ffmpeg itself.
+
+episode.json is untrusted input: a video it names must be a plain file name inside the
+episode folder (no absolute path, no '..', no sub-folder).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +43,9 @@ class VideoCheck:
     dropped_fraction: float = 0.0
     duration: float | None = None
     expected_duration: float | None = None
+    capture_fps: float | None = None  # effective rate of the capture timestamps
+    late_rows: int = 0  # rows captured more than one frame period late
+    max_late_ms: float | None = None
     verdict: str = "ok"
     reasons: list[str] = field(default_factory=list)
 
@@ -82,6 +92,66 @@ def _judge_drops(check: VideoCheck) -> None:
             f"{check.dropped} frame(s) dropped ({f:.1%}): transient load "
             "spikes, usually at start-up; expected at this level",
         )
+
+
+def _judge_timing(check: VideoCheck, stamps: list[float], fps: float) -> None:
+    """Rows must come at the episode's rate. Row i is due i/fps after the episode's start
+    (timestamps count from it): judged are the drift of the effective rate over the whole
+    episode and the share of rows more than one frame period late."""
+    n = len(stamps)
+    if n < 2 or fps <= 0:
+        return
+    if any(b < a for a, b in zip(stamps, stamps[1:], strict=False)) or stamps[-1] <= 0:
+        check.flag("fail", "the capture timestamps do not increase")
+        return
+    check.capture_fps = round((n - 1) / stamps[-1], 3)
+    lateness = [t - i / fps for i, t in enumerate(stamps)]
+    check.max_late_ms = round(max(lateness) * 1e3, 1)
+    check.late_rows = sum(1 for x in lateness if x > 1 / fps)
+    drift = abs(check.capture_fps / fps - 1)
+    late = check.late_rows / n
+    for value, what in (
+        (drift, f"rows came at {check.capture_fps:g} fps instead of {fps:g} ({drift:.1%} off)"),
+        (
+            late,
+            f"{check.late_rows} of {n} rows ({late:.1%}) were captured more than one frame "
+            f"late (up to {check.max_late_ms:g} ms)",
+        ),
+    ):
+        if value > OVERLOADED_DROPS:
+            check.flag("fail", f"{what}: the capture loop could not keep its rate")
+        elif value > TRANSIENT_DROPS:
+            check.flag("warning", f"{what}: the capture loop is close to its limit")
+
+
+def _stamps(meta: dict, key: str) -> list[float] | None:
+    """The capture timestamps of ``key`` in episode.json, if they are a list of numbers."""
+    stamps = meta.get("capture_timestamps")
+    values = stamps.get(key) if isinstance(stamps, dict) else None
+    if not isinstance(values, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    ):
+        return None
+    return [float(v) for v in values]
+
+
+def _video_path(directory: Path, key: str, entry: Any) -> Path:
+    """The file of one video named by episode.json, refused if it leaves the folder."""
+    name = entry.get("file") if isinstance(entry, dict) else None
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or os.path.isabs(name)
+    ):
+        raise ValueError(
+            f"episode.json names {name!r} as the video of {key!r}; a video must be a plain "
+            "file name inside the episode folder (no path, no '..')"
+        )
+    return directory / name
 
 
 def _check_file(check: VideoCheck, fps: float | None, ff: FFmpeg, decode: bool) -> None:
@@ -142,26 +212,33 @@ def verify_episode(
         videos = meta["videos"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{meta_path} is not valid episode metadata: {exc}") from None
+    if not (math.isfinite(fps) and fps > 0) or rows < 0:
+        raise ValueError(f"{meta_path} is not valid episode metadata: fps {fps}, rows {rows}")
+    if not isinstance(videos, dict) or not isinstance(meta.get("cameras", {}), dict):
+        raise ValueError(f"{meta_path} is not valid episode metadata: videos/cameras are not maps")
     ff = find_ffmpeg(ffmpeg)
     checks = []
     reasons = []
     if meta.get("error"):
         reasons.append(f"the recorder reported: {meta['error']}")
     for name, cam in meta.get("cameras", {}).items():
+        if not isinstance(cam, dict):
+            continue
         expected = [name] if cam.get("color", True) else []
         expected += [cam["depth_key"]] if cam.get("depth") and cam.get("depth_key") else []
         reasons += [f"camera {name}: no video for {k}" for k in expected if k not in videos]
     for key, v in videos.items():
-        check = VideoCheck(
-            str(directory / v["file"]),
-            key=key,
-            recorded=v.get("frames"),
-            rows=rows,
-            dropped=int(v.get("dropped", 0)),
-        )
-        submitted = int(v.get("submitted") or rows or 1)
+        path = _video_path(directory, key, v)
+        try:
+            dropped = int(v.get("dropped", 0))
+            recorded = v.get("frames")
+            recorded = None if recorded is None else int(recorded)
+            submitted = int(v.get("submitted") or rows or 1)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{meta_path} is not valid episode metadata: {exc}") from None
+        check = VideoCheck(str(path), key=key, recorded=recorded, rows=rows, dropped=dropped)
         check.dropped_fraction = round(check.dropped / max(submitted, 1), 4)
-        if not Path(check.path).is_file():
+        if not path.is_file():
             check.flag("fail", "the video file is missing")
         else:
             _check_file(check, fps, ff, decode)
@@ -178,6 +255,9 @@ def verify_episode(
         if v.get("repeated"):
             check.reasons.append(f"{v['repeated']} dropped frame(s) were replaced by repeats")
         _judge_drops(check)
+        stamps = _stamps(meta, key)
+        if stamps is not None:
+            _judge_timing(check, stamps, fps)
         checks.append(check)
     verdict = "fail" if reasons else "ok"  # a recorder error or a missing video
     for c in checks:

@@ -12,15 +12,14 @@ background instead of being leaked.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import functools
 import logging
 import os
 import queue
-import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -34,16 +33,17 @@ import numpy as np
 
 from .command import InputSpec, build_command, fps_fraction
 from .config import EncoderConfig
-from .errors import EncoderError
+from .errors import EncoderError, FFstreamError, ProcessTimeout
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import raw_format
+from .process import FFmpegProcess, run
 from .stats import BackgroundStats, StatsAccumulator, stride_for
 
 log = logging.getLogger("ffstream.writer")
 
 DROP_POLICIES = ("drop", "repeat", "block")
 MAX_SIDE = 8192  # 8K; larger frames are refused (a sign of a wrong shape or stride)
-STDERR_LINES = 40
+REMUX_TIMEOUT = 600.0  # seconds a remux may take when close() was given no timeout
 WARN_INTERVAL = 1.0  # seconds between two "queue full" warnings of one writer
 
 # Raising the pipe buffer so that one write() moves a whole frame was measured with
@@ -113,39 +113,37 @@ def check_stream_settings(
         raise ValueError(f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}")
 
 
-def remux_fragmented(ffmpeg_path: str, path: Path, keep_tags: bool) -> float | None:
+def remux_fragmented(
+    ffmpeg_path: str,
+    path: Path,
+    keep_tags: bool,
+    timeout: float = REMUX_TIMEOUT,
+    started: Callable[[FFmpegProcess], None] | None = None,
+) -> float | None:
     """Fragmented MP4 -> regular MP4 (same frames, index at the front), in place.
 
-    Returns the seconds it took, or None if it failed (the file then stays fragmented,
-    which every decoder still plays)."""
+    Returns the seconds it took, or None if it failed or overran ``timeout`` (the file
+    then stays fragmented, which every decoder still plays). The temporary file gets a
+    unique name starting with '.', which no camera's file can have."""
     t0 = time.monotonic()
-    tmp = path.with_name(f".{path.stem}.finalizing{path.suffix}")
+    fd, tmp_name = tempfile.mkstemp(prefix=".ffstream-remux-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
     flags = "+faststart" + ("+use_metadata_tags" if keep_tags else "")
-    argv = [
-        ffmpeg_path,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-i",
-        str(path),
-        "-map",
-        "0",
-        "-c",
-        "copy",
-        "-movflags",
-        flags,
-        str(tmp),
-    ]
-    out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
-    if out.returncode != 0:
+    argv = [ffmpeg_path, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y"]
+    argv += ["-protocol_whitelist", "file", "-f", "mov", "-i", f"file:{path.resolve()}"]
+    argv += ["-map", "0", "-c", "copy", "-movflags", flags, "-f", "mp4", f"file:{tmp}"]
+    try:
+        out = run(argv, timeout, what=f"remuxing {path.name}", started=started)
+    except (ProcessTimeout, FFstreamError) as exc:
+        reason = str(exc)
+    else:
+        reason = "" if out.returncode == 0 else out.tail[-300:]
+    if reason:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         log.warning(
-            "could not finalize %s (it stays fragmented MP4, still playable): %s",
-            path,
-            out.stderr.decode("utf-8", "replace").strip()[-300:],
+            "could not finalize %s (it stays fragmented MP4, still playable): %s", path, reason
         )
         return None
     os.replace(tmp, path)
@@ -199,22 +197,21 @@ class _Stream:
         self.refs = [0] * n_slots
         self.ref_lock = threading.Lock()
         self.filled: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.proc: subprocess.Popen | None = None
+        self.proc: FFmpegProcess | None = None
+        self.active: FFmpegProcess | None = None  # what runs now: the encoder or the remux
+        self.finalize_failed = False
         self.error: EncoderError | None = None
-        self.stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self.closing = False
         self.aborted = False
         self.written = 0
         self.t_start = time.monotonic()
         self.t_end: float | None = None
         self.lock = threading.Lock()
-        self.stderr_thread: threading.Thread | None = None
         self.thread = threading.Thread(target=self.run, name=f"ffstream-writer-{name}", daemon=True)
 
     # ----------------------------------------------------------------- errors
     def tail(self, n: int = 12) -> str:
-        lines = [ln for ln in self.stderr_lines if ln.strip()]
-        return "\n".join(lines[-n:])
+        return self.proc.tail(n) if self.proc is not None else ""
 
     def fail(self, message: str, returncode: int | None = None) -> None:
         with self.lock:
@@ -226,33 +223,56 @@ class _Stream:
 
     # ----------------------------------------------------------------- threads
     def run(self) -> None:
+        """The writer thread: start ffmpeg, write every slot, finish and finalize the file.
+
+        Any exception here becomes this camera's error: a frame that submit() accepted
+        is in the file, or the writer reports why it is not."""
         try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                bufsize=0,
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - reported, never lost with the thread
+            self.fail(f"the writer of {self.name} failed: {exc!r}")
+            if self.proc is not None:
+                self.proc.kill()
+                self.proc.close()
+        finally:
+            if self.t_end is None:
+                self.t_end = time.monotonic()
+            self.active = None
+
+    def _run(self) -> None:
+        try:
+            self.proc = FFmpegProcess(
+                self.argv, stdin=True, name=self.name, on_stderr_end=self._stderr_ended
             )
-        except OSError as exc:
+        except (OSError, ValueError, FFstreamError) as exc:
             self.fail(f"cannot start ffmpeg for {self.name}: {exc}")
-            self.t_end = time.monotonic()
             return
+        self.active = self.proc
         if self.aborted:
             self._kill()
         if ENLARGE_PIPE:
             _enlarge_pipe(self.proc.stdin.fileno(), self.frame_bytes)
-        self.stderr_thread = threading.Thread(
-            target=self._drain_stderr, name=f"ffstream-stderr-{self.name}", daemon=True
-        )
-        self.stderr_thread.start()
         try:
             self._write_loop()
         finally:
             self._finish_process()
+        if self.error is not None or self.aborted or not self.written:
+            return
+        if not self.path.is_file():
+            self.fail(
+                f"the video file of {self.name} disappeared while it was recorded ({self.path}: "
+                "its folder was deleted or moved); its frames are lost"
+            )
+            return
         # Finalizing is part of this thread's job, so cameras finish side by side.
-        if self.finalize is not None and self.error is None and not self.aborted and self.written:
-            self.finalize_seconds = self.finalize()
+        if self.finalize is not None:
+            self.finalize_seconds = self.finalize(started=self._started)
+            self.finalize_failed = self.finalize_seconds is None
+            if not self.path.is_file():
+                self.fail(f"the video file of {self.name} disappeared while it was finalized")
+
+    def _started(self, proc: FFmpegProcess) -> None:
+        self.active = proc
 
     def _write_loop(self) -> None:
         """Write slots in order until the end mark, an abort or a failure.
@@ -323,8 +343,7 @@ class _Stream:
         if self.aborted:
             return
         rc = self._wait(5.0)
-        if self.stderr_thread is not None:
-            self.stderr_thread.join(5.0)  # so the error carries ffmpeg's last words
+        self.proc.join_stderr(5.0)  # so the error carries ffmpeg's last words
         if exc.errno in (errno.EPIPE, errno.EINVAL) or isinstance(exc, BrokenPipeError):
             cause = "ffmpeg stopped reading frames"
         else:
@@ -332,45 +351,33 @@ class _Stream:
         self.fail(f"{cause} for {self.name} ({_describe_exit(rc)})", returncode=rc)
 
     def _wait(self, timeout: float | None) -> int | None:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        rc = self.proc.wait(timeout)
+        if rc is None:
             self._kill()
-            return self.proc.wait()
+            rc = self.proc.wait()
+        return rc
 
     def _kill(self) -> None:
-        with contextlib.suppress(OSError):
+        if self.proc is not None:
             self.proc.kill()
 
     def _finish_process(self) -> None:
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        rc = self.proc.wait()
-        if self.stderr_thread is not None:
-            self.stderr_thread.join()
+        rc = self.proc.close()
         if self.stats is not None:
             self.stats.close()
         self.t_end = time.monotonic()
         if rc != 0 and not self.aborted:
             self.fail(f"ffmpeg failed for {self.name} ({_describe_exit(rc)})", returncode=rc)
 
-    def _drain_stderr(self) -> None:
-        stream = self.proc.stderr
-        try:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip()
-                if line:
-                    self.stderr_lines.append(line)
-                    log.debug("[%s] %s", self.name, line)
-        except (OSError, ValueError):
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                stream.close()
-        # stderr closes when ffmpeg exits; if nobody asked it to, say so now rather than
-        # at the next write, so that submit() reports the death promptly.
+    def _stderr_ended(self, proc: FFmpegProcess) -> None:
+        """ffmpeg closed stderr: it exited. If nobody asked it to, say so now rather than
+        at the next write, so that submit() reports the death promptly."""
+        self.proc = proc  # (it may exit before the writer thread has stored it)
         if not self.closing and not self.aborted:
-            rc = self._wait(5.0)
+            rc = proc.wait(5.0)
+            if rc is None:
+                proc.kill()
+                rc = proc.wait()
             if rc != 0:
                 self.fail(
                     f"ffmpeg exited unexpectedly for {self.name} ({_describe_exit(rc)})",
@@ -505,6 +512,7 @@ class FFmpegWriter:
                 else None
             ),
         )
+        self._submit_lock = threading.Lock()
         self._slot_view = self._stream.slots
         self._expected_shape = self._stream.shape
         self._submitted = 0
@@ -575,7 +583,14 @@ class FFmpegWriter:
             raise EncoderError(str(err), err.returncode, err.stderr_tail)
 
     def submit(self, frame: np.ndarray) -> bool:
-        """Queue one frame; False if it was dropped because the encoder is behind."""
+        """Queue one frame; False if it was dropped because the encoder is behind.
+
+        Safe to call from several threads: calls are serialised, and a frame either
+        comes before the end of the stream (and is written) or the call raises."""
+        with self._submit_lock:
+            return self._submit(frame)
+
+    def _submit(self, frame: np.ndarray) -> bool:
         self._raise_if_failed()
         if self._stream.closing:
             raise RuntimeError(f"writer for {self.name} is closed; start a new one")
@@ -637,20 +652,41 @@ class FFmpegWriter:
         )
 
     def finish(self) -> None:
-        """Mark the end of the stream without waiting (``close()`` then collects)."""
-        self._stream.request_end(self._pending_repeats)
-        self._pending_repeats = 0
+        """Mark the end of the stream without waiting (``close()`` then collects).
+
+        Waits for a submit() in progress on another thread, so that frame is either
+        written or refused, never accepted and then left out."""
+        with self._submit_lock:
+            self._stream.request_end(self._pending_repeats)
+            self._pending_repeats = 0
 
     def close(self, timeout: float | None = None) -> VideoResult:
-        """Drain the queue, let ffmpeg finalize the file, and report what was written."""
+        """Drain the queue, let ffmpeg finalize the file, and report what was written.
+
+        ``timeout`` bounds the whole wait, remux included. If the encoder is still running
+        then, it is killed and close() raises (the crash-safe MP4 keeps the frames up to
+        its last fragment); if only the remux is, the remux is stopped and the file stays
+        a complete, fragmented MP4."""
         if self._result is not None:
             return self._result
         st = self._stream
         self.finish()
         st.thread.join(timeout)
         if st.thread.is_alive():
-            st.fail(f"ffmpeg for {self.name} did not finish within {timeout} s; it was killed")
-            if st.proc is not None:
+            active = st.active
+            if active is not None and active is not st.proc:
+                log.warning(
+                    "finalizing %s took more than %s s: remux stopped, the file stays "
+                    "fragmented MP4 (complete and playable)",
+                    self.name,
+                    timeout,
+                )
+                active.kill()
+            else:
+                st.fail(
+                    f"ffmpeg for {self.name} did not finish within {timeout} s and was killed; "
+                    "the file keeps the frames up to its last complete fragment"
+                )
                 st._kill()
             st.thread.join()
         self._finalizer.detach()
@@ -678,7 +714,7 @@ class FFmpegWriter:
             repeated=repeated,
             drop_policy=self.drop_policy,
             seconds=(st.t_end or time.monotonic()) - st.t_start,
-            bytes=self.path.stat().st_size if self.path.exists() else 0,
+            bytes=self.path.stat().st_size,
             stats=self._stats_result(),
             extra={"stats_skipped": self._stream.stats.skipped} if self._stream.stats else {},
         )

@@ -1,6 +1,7 @@
 """Ctrl-C in `ffstream record`: once finishes the episode cleanly, twice aborts at once."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,13 @@ def _start(out, seconds=5, *extra):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
     )
+
+
+def _ctrl_c(proc):
+    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
+    os.killpg(proc.pid, signal.SIGINT)
 
 
 def _wait_for_ffmpeg(proc):
@@ -36,7 +43,7 @@ def test_one_ctrl_c_finishes_the_current_episode(tmp_path):
     proc = _start(tmp_path)
     _wait_for_ffmpeg(proc)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    _ctrl_c(proc)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "finishing the current episode" in err
@@ -45,9 +52,11 @@ def test_one_ctrl_c_finishes_the_current_episode(tmp_path):
     assert [e.name for e in episodes] == ["episode_000000"]  # no further episode started
     meta = json.loads((episodes[0] / "episode.json").read_text())
     assert meta["interrupted"] and 0 < meta["frames_captured"] < 150
-    assert verify(episodes[0]).verdict == "ok"
+    assert sorted(meta["videos"]) == ["cam0", "cam1"]  # ffmpeg was not hit by the SIGINT
+    assert verify(episodes[0]).ok
     n = meta["frames_captured"]
-    assert stamps(decode_pyav(episodes[0] / "cam0.mp4")) == list(range(n))
+    for cam in ("cam0", "cam1"):
+        assert stamps(decode_pyav(episodes[0] / f"{cam}.mp4")) == list(range(n))
 
 
 def test_two_ctrl_c_abort_at_once(tmp_path):
@@ -67,9 +76,9 @@ def test_two_ctrl_c_abort_at_once(tmp_path):
     )
     pids = _wait_for_ffmpeg(proc)
     time.sleep(3.0)
-    proc.send_signal(signal.SIGINT)
+    _ctrl_c(proc)
     time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    _ctrl_c(proc)
     t = time.monotonic()
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - t < 10
@@ -80,3 +89,48 @@ def test_two_ctrl_c_abort_at_once(tmp_path):
     )
     got = stamps(decode_pyav(tmp_path / "episode_000000" / "cam0.mp4"))
     assert got == list(range(len(got))) and len(got) > 0  # partial file kept and playable
+
+
+LIBRARY_USER = """
+import json, sys, time
+from ffstream import EncoderConfig, StreamingVideoEncoder
+from ffstream.cameras import SyntheticCamera
+
+cam = SyntheticCamera("front", 160, 120)
+enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
+enc.start_episode(["front"], sys.argv[1])
+fed = 0
+try:
+    while True:
+        fed += enc.feed_frame("front", cam.read())
+        if fed == 30:
+            print("feeding", flush=True)
+        time.sleep(1 / 30)
+except KeyboardInterrupt:
+    result = enc.finish_episode()["front"]  # the caller decides: keep the episode
+    print(json.dumps({"fed": fed, "frames": result.frames}), flush=True)
+enc.close()
+"""
+
+
+def test_a_library_user_that_catches_ctrl_c_keeps_the_episode(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LIBRARY_USER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout.readline().strip() == "feeding"
+    _wait_for_ffmpeg_count(proc, 1)
+    _ctrl_c(proc)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["frames"] == got["fed"] >= 30
+    assert stamps(decode_pyav(tmp_path / "front.mp4")) == list(range(got["fed"]))
+
+
+def _wait_for_ffmpeg_count(proc, n):
+    p = psutil.Process(proc.pid)
+    assert wait_until(lambda: len(p.children(recursive=True)) >= n, 20)

@@ -8,12 +8,15 @@ from ffstream import DepthEncoderConfig, EncoderConfig, StreamingVideoEncoder
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ({"i": "/etc/passwd"}, "has no option 'i'"),
-        ({"f": "image2"}, "has no option 'f'"),
-        ({"filter_complex": "movie=/etc/passwd"}, "has no option 'filter_complex'"),
-        ({"map": "0"}, "has no option 'map'"),
-        ({"y": "1"}, "has no option 'y'"),
-        ({"dump_attachment": "x"}, "has no option 'dump_attachment'"),
+        ({"i": "/etc/passwd"}, "command line reads -i as its own option"),
+        ({"f": "image2"}, "command line reads -f as its own option"),
+        (
+            {"filter_complex": "movie=/etc/passwd"},
+            "command line reads -filter_complex as its own option",
+        ),
+        ({"map": "0"}, "command line reads -map as its own option"),
+        ({"y": "1"}, "command line reads -y as its own option"),
+        ({"dump_attachment": "x"}, "command line reads -dump_attachment as its own option"),
         ({"-i": "x"}, "is not an option name"),
         ({"preset": "fast"}, "through the EncoderConfig field"),
         ({"tune": "film\n-i /etc/passwd"}, "line break"),

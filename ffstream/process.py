@@ -1,0 +1,371 @@
+"""The one way ffstream starts ffmpeg.
+
+Every ffmpeg the library runs (encoders, remuxes, the reader, verify, the probe, version
+queries) is started here, so all of them share four properties:
+
+- **Own session.** A terminal's Ctrl-C (SIGINT to the whole foreground process group)
+  never reaches ffmpeg; the Python program decides whether an episode is finished or
+  cancelled.
+- **Dies with its owner.** On Linux the child asks the kernel for SIGTERM when ffstream's
+  process dies (``PR_SET_PDEATHSIG``; ffmpeg ends its file cleanly on SIGTERM), through
+  util-linux's ``setpriv --pdeathsig`` when it is installed (a preexec function
+  otherwise, which holds the GIL ten times longer while forking). The children are
+  forked from one long-lived thread, because the kernel ties that signal to the thread
+  that forked. Elsewhere, and as a fallback, children still running at interpreter exit
+  are terminated.
+- **Both pipes drained.** stderr is read on a thread of its own while the caller reads
+  stdout, keeping a bounded head (for parsing) and a bounded tail (for error messages):
+  ffmpeg can never block on a full pipe, and a flood of errors cannot fill memory.
+- **Timeouts that kill.** A one-shot ``run()`` that overruns is killed and reported as
+  ``ProcessTimeout``, with what ffmpeg said last.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import ctypes
+import logging
+import os
+import queue
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from .errors import FFmpegNotFoundError, ProcessTimeout
+
+log = logging.getLogger("ffstream.process")
+
+TAIL_LINES = 40  # lines of stderr kept for error messages
+HEAD_BYTES = 1 << 20  # bytes of stderr kept from the start (for parsers of ffmpeg's output)
+MAX_LINE = 2000  # characters kept of one stderr line
+_CHUNK = 1 << 16
+_PR_SET_PDEATHSIG = 1
+
+
+def _death_signal_setup() -> Callable[[], None] | None:
+    """A preexec function that makes the child die with this process (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        prctl.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    sig = int(signal.SIGTERM)
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, sig, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return setup
+
+
+def _setpriv() -> str | None:
+    """util-linux's setpriv, if it can set the parent-death signal (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    path = shutil.which("setpriv")
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--pdeathsig", "TERM", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if out.returncode == 0 else None
+
+
+class _Spawner:
+    """One daemon thread that forks every child, so the death signal fires only when the
+    whole process dies (not when the thread that happened to start a child ends)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._setup: Callable[[], None] | None = None
+        self._prefix: list[str] = []
+
+    def popen(self, argv: Sequence[str], **kw) -> subprocess.Popen:
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child process
+                self._pid = os.getpid()
+                setpriv = _setpriv()
+                if setpriv is not None:
+                    self._prefix = [setpriv, "--pdeathsig", "TERM", "--"]
+                else:
+                    self._setup = _death_signal_setup()
+                self._jobs = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._serve, name="ffstream-spawner", daemon=True
+                )
+                self._thread.start()
+        if threading.current_thread() is self._thread or sys.is_finalizing():
+            return self._start(argv, kw)
+        fut: Future = Future()
+        self._jobs.put((fut, argv, kw))
+        return fut.result()
+
+    def _start(self, argv: Sequence[str], kw: dict) -> subprocess.Popen:
+        if self._setup is not None:
+            kw["preexec_fn"] = self._setup
+        return subprocess.Popen([*self._prefix, *argv], start_new_session=True, **kw)
+
+    def _serve(self) -> None:
+        while True:
+            fut, argv, kw = self._jobs.get()
+            try:
+                fut.set_result(self._start(argv, kw))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                fut.set_exception(exc)
+
+
+_spawner = _Spawner()
+_live: weakref.WeakSet[FFmpegProcess] = weakref.WeakSet()
+
+
+@atexit.register
+def _terminate_leftovers() -> None:
+    """Fallback for platforms without a death signal: children outliving the program."""
+    for p in list(_live):
+        if p.returncode is None:
+            p.terminate()
+
+
+class FFmpegProcess:
+    """One running ffmpeg, owned by one object: its pipes, its stderr thread, its tail.
+
+    ``stdin``/``stdout`` True give pipes (unbuffered: ``.stdin``/``.stdout`` are raw file
+    objects); otherwise they are connected to /dev/null. ``on_stderr_end`` is called on
+    the stderr thread when ffmpeg closes its stderr (it exited), which lets a writer
+    report an unexpected death before its next write.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bool = False,
+        stdout: bool = False,
+        name: str = "ffmpeg",
+        on_stderr_end: Callable[[FFmpegProcess], None] | None = None,
+        tail_lines: int = TAIL_LINES,
+    ):
+        self.argv = list(argv)
+        self.name = name
+        self._head = bytearray()
+        self._lines: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._on_stderr_end = on_stderr_end
+        try:
+            self.proc = _spawner.popen(
+                self.argv,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+            )
+        except FileNotFoundError as exc:
+            raise FFmpegNotFoundError(f"cannot run {self.argv[0]!r}: {exc}") from None
+        self.stdin = self.proc.stdin
+        self.stdout = self.proc.stdout
+        self._stderr_thread = threading.Thread(
+            target=self._drain, name=f"ffstream-stderr-{name}", daemon=True
+        )
+        self._stderr_thread.start()
+        _live.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    # ------------------------------------------------------------------ stderr
+    def _drain(self) -> None:
+        stream = self.proc.stderr
+        partial = b""
+        try:
+            while True:
+                chunk = stream.read(_CHUNK)
+                if not chunk:
+                    break
+                if len(self._head) < HEAD_BYTES:
+                    self._head += chunk[: HEAD_BYTES - len(self._head)]
+                *lines, partial = (partial + chunk).split(b"\n")
+                if len(partial) > MAX_LINE:  # a line without end: keep its start only
+                    lines.append(partial[:MAX_LINE])
+                    partial = b""
+                for raw in lines:
+                    self._keep(raw)
+            if partial:
+                self._keep(partial)
+        except (OSError, ValueError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                stream.close()
+        if self._on_stderr_end is not None:
+            self._on_stderr_end(self)
+
+    def _keep(self, raw: bytes) -> None:
+        line = raw[:MAX_LINE].decode("utf-8", "replace").rstrip()
+        if line.strip():
+            self._lines.append(line)
+            log.debug("[%s] %s", self.name, line)
+
+    def stderr_text(self) -> str:
+        """The start of what ffmpeg printed on stderr (up to 1 MiB); complete once it exited."""
+        return bytes(self._head).decode("utf-8", "replace")
+
+    def tail(self, n: int = 12) -> str:
+        """The last ``n`` non-empty lines ffmpeg printed on stderr."""
+        return "\n".join(list(self._lines)[-n:])
+
+    def join_stderr(self, timeout: float | None = None) -> None:
+        if threading.current_thread() is not self._stderr_thread:
+            self._stderr_thread.join(timeout)
+
+    # ------------------------------------------------------------------ control
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit status, or None if still running after ``timeout`` seconds."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _signal(self, sig: int) -> None:
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, sig)  # its own group: ffmpeg and anything it started
+        with contextlib.suppress(OSError):
+            self.proc.send_signal(sig)
+
+    def terminate(self) -> None:
+        """SIGTERM: ffmpeg stops reading and closes its output file properly."""
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: stop at once, whatever state the output file is in."""
+        self._signal(signal.SIGKILL)
+
+    def close(self, timeout: float | None = None) -> int | None:
+        """Close stdin, wait up to ``timeout`` s for the exit (then kill), close the pipes.
+
+        Returns the exit status (negative: killed by that signal)."""
+        if self.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.stdin.close()
+        rc = self.wait(timeout)
+        if rc is None:
+            self.kill()
+            rc = self.proc.wait()
+        self.join_stderr()
+        if self.stdout is not None:
+            with contextlib.suppress(OSError):
+                self.stdout.close()
+        _live.discard(self)
+        return rc
+
+
+@dataclass
+class Completed:
+    """The outcome of a one-shot ffmpeg run."""
+
+    argv: list[str]
+    returncode: int
+    stdout: bytes
+    stderr: str  # the start of stderr (up to 1 MiB)
+    tail: str  # its last lines, for messages
+    seconds: float
+
+
+def run(
+    argv: Sequence[str],
+    timeout: float,
+    *,
+    input: bytes | None = None,
+    max_stdout: int = 16 << 20,
+    what: str = "ffmpeg",
+    started: Callable[[FFmpegProcess], None] | None = None,
+) -> Completed:
+    """Run ffmpeg to its end; ProcessTimeout (it was killed) after ``timeout`` seconds.
+
+    stdout is kept up to ``max_stdout`` bytes (its end is dropped beyond that); stdin
+    gets ``input`` (written on a thread, so neither side can block the other) or
+    /dev/null. ``started`` is told the process, so that another thread can kill it."""
+    t0 = time.monotonic()
+    proc = FFmpegProcess(argv, stdin=input is not None, stdout=True, name=what)
+    if started is not None:
+        started(proc)
+    feeder = None
+    if input is not None:
+        feeder = threading.Thread(target=_feed, args=(proc, input), daemon=True)
+        feeder.start()
+    out = bytearray()
+    deadline = t0 + timeout
+    timed_out = False
+    try:
+        fd = proc.stdout.fileno()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not _readable(fd, left):
+                timed_out = True
+                break
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                break
+            if len(out) < max_stdout:
+                out += chunk[: max_stdout - len(out)]
+        if timed_out:
+            proc.kill()
+        rc = proc.wait(max(0.0, deadline - time.monotonic()))
+        if rc is None:
+            timed_out = True
+            proc.kill()
+    finally:
+        rc = proc.close(5.0)
+        if feeder is not None:
+            feeder.join()
+    tail = proc.tail()
+    if timed_out:
+        raise ProcessTimeout(
+            f"{what} did not finish within {timeout:g} s and was killed"
+            + (f"; ffmpeg said:\n{tail}" if tail else ""),
+            stderr_tail=tail,
+        )
+    return Completed(list(argv), rc, bytes(out), proc.stderr_text(), tail, time.monotonic() - t0)
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    ready, _, _ = select.select([fd], [], [], timeout)
+    return bool(ready)
+
+
+def _feed(proc: FFmpegProcess, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            n = os.write(proc.stdin.fileno(), view)
+            view = view[n:]
+    except (OSError, ValueError):
+        pass  # ffmpeg stopped reading: its exit status tells why
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()

@@ -1,0 +1,265 @@
+"""No setting and no file handed to ffstream reaches outside the folder it was given."""
+
+import json
+import socket
+import struct
+import subprocess
+import threading
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+from ffstream import (
+    EncoderConfig,
+    FFmpegWriter,
+    StreamingVideoEncoder,
+    VideoReadError,
+    read_frames,
+    video_info,
+)
+from ffstream.batch import make_encoder
+from ffstream.cameras import SyntheticCamera
+from ffstream.depth import read_depth
+from ffstream.errors import UnsafeSettingError
+from ffstream.reader import count_frames
+from ffstream.verify import verify
+
+from ..conftest import stamps
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A real 40-frame 128x96 H.264 MP4 whose frames carry their index."""
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    cam = SyntheticCamera(width=128, height=96)
+    with FFmpegWriter(path, 128, 96, 30, EncoderConfig("h264"), drop_policy="block") as w:
+        for _ in range(40):
+            w.submit(cam.read())
+    return path
+
+
+def _record_with(tmp_path, extra, vcodec="libx264"):
+    """Try to record with ``extra`` options; the victim file outside the folder is watched."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    with pytest.raises(UnsafeSettingError) as err:
+        config = EncoderConfig(vcodec, extra_options=extra)
+        enc = StreamingVideoEncoder(30, config)
+        enc.start_episode(["cam"], tmp_path / "ep")
+        cam = SyntheticCamera(width=64, height=48)
+        for _ in range(10):
+            enc.feed_frame("cam", cam.read())
+        enc.finish_episode()
+    assert victim.read_text() == "precious"
+    return str(err.value)
+
+
+@pytest.mark.parametrize("key", ["stats", "passlogfile", "nostats", "stats:v", "vstats_file"])
+def test_an_option_ffmpeg_reads_itself_cannot_add_an_output(tmp_path, key):
+    message = _record_with(tmp_path, {key: str(tmp_path / "victim.txt")})
+    assert "ffmpeg's command line reads" in message or "names files" in message
+
+
+def test_no_listener_receives_a_byte(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(2.0)
+    port = server.getsockname()[1]
+    got = []
+
+    def accept():
+        try:
+            conn, _ = server.accept()
+            got.append(conn.recv(100))
+            conn.close()
+        except OSError:
+            pass
+
+    t = threading.Thread(target=accept)
+    t.start()
+    try:
+        _record_with(tmp_path, {"stats": f"tcp://127.0.0.1:{port}?f=.mkv"})
+    finally:
+        t.join()
+        server.close()
+    assert got == []
+
+
+@pytest.mark.parametrize(
+    "vcodec, extra, key",
+    [
+        ("libx264", {"x264-params": "keyint=30:dump-yuv={victim}"}, "dump-yuv"),
+        ("libx264", {"x264-params": "stats={victim}"}, "stats"),
+        ("libx264", {"x264-params": "nodump-yuv=0"}, "nodump-yuv"),
+        ("libx264", {"x264opts": "qpfile={victim}"}, "qpfile"),
+        ("libx265", {"x265-params": "lossless=1:csv={victim}"}, "csv"),
+        ("libx265", {"x265-params": "analysis-save={victim}"}, "analysis-save"),
+        ("libsvtav1", {"svtav1-params": "fgs-table={victim}"}, "fgs-table"),
+    ],
+)
+def test_encoder_library_parameters_cannot_name_files(tmp_path, vcodec, extra, key):
+    extra = {k: v.format(victim=tmp_path / "victim.txt") for k, v in extra.items()}
+    message = _record_with(tmp_path, extra, vcodec)
+    assert f"key {key!r} is not allowed" in message
+
+
+def test_escapes_in_parameter_lists_are_refused(tmp_path):
+    message = _record_with(tmp_path, {"x264-params": "keyint=30\\:dump-yuv=x"})
+    assert "quotes and backslashes" in message
+
+
+def test_free_text_private_options_are_refused_unless_known(tmp_path):
+    message = _record_with(tmp_path, {"x265-stats": str(tmp_path / "victim.txt")}, "libx265")
+    assert "names files" in message
+
+
+def test_tuning_parameters_still_work(tmp_path):
+    config = EncoderConfig("libx264", extra_options={"x264-params": "keyint=30:no-mbtree=1"})
+    with StreamingVideoEncoder(30, config) as enc:
+        enc.start_episode(["cam"], tmp_path)
+        cam = SyntheticCamera(width=64, height=48)
+        for _ in range(5):
+            enc.feed_frame("cam", cam.read())
+        assert enc.finish_episode()["cam"].frames == 5
+
+
+def test_the_same_checks_hold_for_metadata_and_batch_mode(tmp_path):
+    with pytest.raises(UnsafeSettingError, match="reads -stats"):
+        EncoderConfig.from_dict({"vcodec": "libx264", "extra_options": {"stats": "/tmp/x"}})
+    with pytest.raises(UnsafeSettingError, match="'csv' is not allowed"):
+        make_encoder(
+            False,
+            fps=30,
+            rgb_encoder=EncoderConfig.from_dict(
+                {"vcodec": "libx265", "extra_options": {"x265-params": "csv=/tmp/x"}}
+            ),
+        )
+
+
+@pytest.mark.parametrize(
+    "device", ["/dev/dri/renderD128\x00", "/dev/dri/renderD128,child_device=x", "/dev/../etc"]
+)
+def test_hardware_device_paths_are_checked(device):
+    with pytest.raises(ValueError, match="hw_device must be an absolute device path"):
+        EncoderConfig("h264_vaapi", hw_device=device)
+
+
+# ------------------------------------------------------------------ the reader
+def _png(width: int, height: int) -> bytes:
+    """A small PNG whose header declares width x height (its data is a few bytes)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("name", ["list.m3u8", "list.mp4"])
+def test_a_playlist_naming_another_video_is_refused(tmp_path, clip, name):
+    playlist = tmp_path / name
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.3,\n{clip}\n#EXT-X-ENDLIST\n")
+    for read in (
+        lambda p: list(read_frames(p)),
+        video_info,
+        count_frames,
+        lambda p: list(read_depth(p)),
+    ):
+        with pytest.raises(VideoReadError, match="never playlists or lists of files"):
+            read(playlist)
+    report = verify(playlist)
+    assert report.verdict == "fail" and "never playlists" in report.videos[0].reasons[0]
+
+
+def test_a_playlist_without_end_never_hangs_verify(tmp_path, clip):
+    playlist = tmp_path / "live.mp4"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.3,\n{clip}\n")
+    t = time.monotonic()
+    assert verify(playlist).verdict == "fail"
+    assert time.monotonic() - t < 60  # refused before ffmpeg opens it (it hung 511 s)
+
+
+def test_a_concat_list_is_refused(tmp_path, clip):
+    lst = tmp_path / "many.mp4"
+    lst.write_text("ffconcat version 1.0\n" + f"file '{clip}'\n" * 1000)
+    with pytest.raises(VideoReadError, match="never playlists or lists of files"):
+        list(read_frames(lst))
+
+
+def test_a_huge_declared_image_is_refused_without_allocating_it(tmp_path):
+    bomb = tmp_path / "bomb.mp4"
+    bomb.write_bytes(_png(16000, 16000))
+    with pytest.raises(VideoReadError):
+        list(read_frames(bomb))
+
+
+def test_a_forged_stream_description_does_not_change_the_frame_size(tmp_path, clip, ffmpeg):
+    forged = tmp_path / "forged.mp4"
+    lie = "Video: h264, rgb24, 160x120\n  Stream #0:0: Video: h264, rgb24, 160x120"
+    subprocess.run(
+        [ffmpeg.path, "-loglevel", "error", "-i", str(clip), "-c", "copy", "-metadata",
+         f"title={lie}", "-metadata", f"comment={lie}", "-movflags", "+use_metadata_tags",
+         str(forged)],
+        check=True,
+    )  # fmt: skip
+    info = video_info(forged)
+    assert (info.width, info.height) == (128, 96)
+    frames = list(read_frames(forged))
+    assert all(f.shape == (96, 128, 3) for f in frames)
+    assert stamps(frames) == list(range(40))
+
+
+def test_a_flood_of_decoder_errors_cannot_deadlock_the_reader(tmp_path, ffmpeg):
+    """ffmpeg printing far more than a pipe holds on stderr while stdout is read."""
+    src = tmp_path / "long.mkv"
+    rng = np.random.default_rng(0)
+    with FFmpegWriter(src, 64, 48, 30, EncoderConfig("h264"), drop_policy="block") as w:
+        for _ in range(600):
+            w.submit(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    data = bytearray(src.read_bytes())
+    for pos in range(2000, len(data) - 100, 97):  # damage every frame's data
+        data[pos] ^= 0xFF
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(bytes(data))
+    done = []
+
+    def read():
+        try:
+            list(read_frames(damaged))
+        except VideoReadError as exc:
+            done.append(exc)
+        else:
+            done.append(None)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "read_frames deadlocked on ffmpeg's stderr"
+
+
+def test_read_frames_caps_the_number_of_frames(clip):
+    with pytest.raises(VideoReadError, match="more than 10 frames; pass max_frames="):
+        list(read_frames(clip, max_frames=10))
+    assert len(list(read_frames(clip, max_frames=40))) == 40
+
+
+@pytest.mark.parametrize("name", ["../outside.mp4", "/etc/passwd", "sub/clip.mp4", ".."])
+def test_verify_refuses_paths_leaving_the_episode(tmp_path, clip, name):
+    ep = tmp_path / "episode_000000"
+    ep.mkdir()
+    (ep / "episode.json").write_text(
+        json.dumps(
+            {"fps": 30, "frames_captured": 40, "videos": {"cam": {"file": name, "frames": 40}}}
+        )
+    )
+    with pytest.raises(ValueError, match="must be a plain file name inside the episode folder"):
+        verify(ep)

@@ -1,0 +1,98 @@
+"""The process layer: own session, dies with its owner, both pipes drained, timeouts kill."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from ffstream.errors import FFstreamError, ProcessTimeout
+from ffstream.process import MAX_LINE, FFmpegProcess, run
+
+from .conftest import wait_until
+
+
+def test_children_get_their_own_session_so_terminal_signals_miss_them():
+    p = FFmpegProcess(["sleep", "30"])
+    try:
+        assert os.getpgid(p.pid) == p.pid != os.getpgid(0)
+        assert os.getsid(p.pid) == p.pid
+    finally:
+        p.kill()
+        assert p.close() == -signal.SIGKILL
+
+
+def test_both_pipes_are_drained_and_the_tail_is_bounded():
+    # 2 MB on stdout and ~2 MB of error lines on stderr: a reader of one pipe only blocks
+    script = (
+        "import sys\n"
+        "for i in range(20000):\n"
+        "    sys.stderr.write('error line %d ' % i + 'x' * 80 + '\\n')\n"
+        "    sys.stdout.write('y' * 100)\n"
+        "sys.stderr.write('z' * 100000)\n"  # one endless line
+        "sys.exit(3)\n"
+    )
+    out = run([sys.executable, "-c", script], 60)
+    assert out.returncode == 3
+    assert len(out.stdout) == 2_000_000
+    assert out.tail.splitlines()[-1] == "z" * MAX_LINE
+    assert "error line 19999" in out.tail and len(out.tail) < 20 * MAX_LINE
+    assert len(out.stderr) <= 1 << 20  # only the head is kept for parsing
+
+
+def test_a_timeout_kills_and_says_so():
+    with pytest.raises(ProcessTimeout, match="did not finish within 0.5 s and was killed") as err:
+        run(
+            [
+                sys.executable,
+                "-c",
+                "import sys,time; print('started', file=sys.stderr, flush=True); time.sleep(60)",
+            ],
+            0.5,
+        )
+    assert isinstance(err.value, FFstreamError) and isinstance(err.value, TimeoutError)
+    assert "started" in err.value.stderr_tail
+    assert wait_until(lambda: not psutil.Process().children(recursive=True), 10)
+
+
+def test_input_is_fed_while_output_is_read():
+    data = os.urandom(3_000_000)  # larger than both pipe buffers
+    out = run(["cat"], 60, input=data)
+    assert out.returncode == 0 and out.stdout == data
+
+
+def test_children_die_with_their_owner(tmp_path):
+    """SIGKILL the Python process that owns ffmpeg-like children: they get SIGTERM."""
+    owner = textwrap.dedent(
+        """
+        import sys, threading, time
+        from ffstream.process import FFmpegProcess
+        procs = []
+        def start():  # from a short-lived thread: the child must outlive the thread
+            procs.append(FFmpegProcess(["sleep", "300"]))
+        t = threading.Thread(target=start); t.start(); t.join()
+        time.sleep(1.0)
+        print(procs[0].pid, flush=True)
+        time.sleep(300)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", owner], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(proc.stdout.readline())
+        assert psutil.pid_exists(child)  # the thread that started it has ended: still alive
+        proc.kill()
+        proc.wait()
+        assert wait_until(
+            lambda: (
+                not psutil.pid_exists(child)
+                or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+            ),
+            10,
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
