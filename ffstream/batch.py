@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import numpy as np
 from .command import InputSpec, build_command, fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform, metres_to_mm16
-from .episode import ClosesOnExit, StreamPlan
+from .episode import ClosesOnExit, StreamPlan, check_encoders, remove_if_empty
 from .errors import EncoderError, FFstreamError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .frames import as_color_frame, as_depth_frame
@@ -382,7 +383,7 @@ class BatchVideoEncoder(ClosesOnExit):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         self.encoder_threads = encoder_threads
         self.ffmpeg = find_ffmpeg(ffmpeg)
-        self.rgb_encoder.validate_for(self.ffmpeg)
+        check_encoders(self.ffmpeg, self.rgb_encoder, self.depth_encoder)
         self.batch_encoding_size = batch_encoding_size
         self.encode_workers = encode_workers
         self.overwrite = overwrite
@@ -508,6 +509,7 @@ class BatchVideoEncoder(ClosesOnExit):
         for key in ep.plans:
             shutil.rmtree(ep.images_dir(key), ignore_errors=True)
         _remove_if_empty(ep.out_dir / IMAGES_DIR)
+        remove_if_empty(ep.out_dir)
         ep.future.cancel()
 
     def _take(self) -> _Episode:
@@ -616,16 +618,24 @@ def _remove_if_empty(directory: Path) -> None:
 def make_encoder(streaming_encoding: bool = True, **kwargs: Any):
     """StreamingVideoEncoder or BatchVideoEncoder behind one switch, as recorders expect.
 
-    Arguments that only one of them understands are dropped for the other (with a debug
-    log): ``queue_maxsize``/``drop_policy`` are streaming-only, ``batch_encoding_size``
-    and friends batch-only.
+    Arguments that only the other encoder understands are dropped (with a debug log):
+    ``queue_maxsize``/``drop_policy`` are streaming-only, ``batch_encoding_size`` and
+    friends batch-only. An argument neither takes (a typo) is a TypeError.
     """
     from .streaming import StreamingVideoEncoder  # noqa: PLC0415
 
-    cls = StreamingVideoEncoder if streaming_encoding else BatchVideoEncoder
-    import inspect  # noqa: PLC0415
+    def accepted_by(cls) -> set[str]:
+        return set(inspect.signature(cls.__init__).parameters) - {"self"}
 
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    cls = StreamingVideoEncoder if streaming_encoding else BatchVideoEncoder
+    known = accepted_by(StreamingVideoEncoder) | accepted_by(BatchVideoEncoder)
+    unknown = set(kwargs) - known
+    if unknown:
+        raise TypeError(
+            f"make_encoder() got unknown argument(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    accepted = accepted_by(cls)
     dropped = set(kwargs) - accepted
     if dropped:
         log.debug("%s ignores %s", cls.__name__, ", ".join(sorted(dropped)))

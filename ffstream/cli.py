@@ -1,7 +1,8 @@
 """``ffstream`` command line. The only module that prints.
 
 Exit codes of ``ffstream record``: 0 every frame was recorded; 1 frames were dropped
-(the files are valid but incomplete); 2 bad arguments; 3 an encoder or camera failed;
+(the files are valid but incomplete); 2 bad arguments or settings, or an output folder
+that cannot be written; 3 ffmpeg is missing, or an encoder or a camera failed;
 130 interrupted by Ctrl-C, the current episode finished cleanly; 131 a second Ctrl-C
 aborted at once (ffmpeg killed, partial files kept).
 """
@@ -16,7 +17,8 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .errors import FFstreamError
+from .errors import FFstreamError, OutputFolderError, UnsafeSettingError
+from .probe import NoWorkingEncoderError
 
 EXIT_OK, EXIT_FRAMES_LOST, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_ABORTED = 130, 131
@@ -152,7 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
 
     ver = sub.add_parser("verify", help="check a recorded video or episode directory")
-    ver.add_argument("path", type=Path, help="a video file or an episode_NNNNNN directory")
+    ver.add_argument(
+        "path",
+        type=Path,
+        help="a video file, an episode_NNNNNN folder, or a folder of episodes (--out of record)",
+    )
     ver.add_argument("--json", action="store_true", help="machine-readable output")
     ver.add_argument(
         "--fast", action="store_true", help="count packets instead of decoding every frame"
@@ -235,10 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _COMMANDS[args.command](args)
+    except (OutputFolderError, UnsafeSettingError, NoWorkingEncoderError) as exc:
+        print(f"ffstream: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except FFstreamError as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into `head` and friends
@@ -274,6 +283,10 @@ def _cmd_record(args: argparse.Namespace) -> int:
         f"{args.episodes} x {args.seconds:g} s -> {args.out}",
         file=sys.stderr,
     )
+    from .ffmpeg import find_ffmpeg  # noqa: PLC0415
+
+    ff = find_ffmpeg(args.ffmpeg)
+    print(f"  ffmpeg: {ff.path} ({ff.version_string.split(' Copyright')[0]})", file=sys.stderr)
     live = not args.quiet and sys.stderr.isatty()
 
     def show(st) -> None:
@@ -371,8 +384,9 @@ def _record_with(
 
 
 def _summary(outcomes) -> int:
-    cols = ("episode", "camera", "frames", "dropped", "MB", "save ms")
-    print("{:>7}  {:<10} {:>6} {:>7} {:>7} {:>8}  file".format(*cols))
+    width = max([10, *(len(k) for o in outcomes for k in o.results)])
+    print(f"{'episode':>7}  {'camera':<{width}} {'frames':>6} {'dropped':>7} {'MB':>7}", end="")
+    print(f" {'save ms':>8}  file")
     code = EXIT_OK
     for o in outcomes:
         if o.error:
@@ -380,7 +394,7 @@ def _summary(outcomes) -> int:
             code = EXIT_FAILED
         for key, r in o.results.items():
             print(
-                f"{o.index:>7}  {key:<10} {r.frames:>6} {r.dropped:>7} {r.bytes / 1e6:>7.2f} "
+                f"{o.index:>7}  {key:<{width}} {r.frames:>6} {r.dropped:>7} {r.bytes / 1e6:>7.2f} "
                 f"{o.finish_call_ms:>8.2f}  {r.path}"
             )
             if r.dropped and code == EXIT_OK:

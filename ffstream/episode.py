@@ -5,17 +5,55 @@ Shared by the streaming and the batch encoders, so both name and check files ali
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DepthEncoderConfig, EncoderConfig
+from .errors import OutputFolderError
+from .ffmpeg import FFmpeg
 from .formats import raw_format
 from .frames import file_stem
+from .probe import select_encoder
 
 log = logging.getLogger("ffstream.episode")
+
+
+def check_encoders(
+    ffmpeg: FFmpeg, rgb: EncoderConfig, depth: DepthEncoderConfig | None = None
+) -> None:
+    """What both episode encoders check once, before any frame: the settings against the
+    binary, and that a hardware encoder really works here (the cached probe, or a test
+    encode now). Also asks the binary's version now, not in the capture loop."""
+    ffmpeg.version  # noqa: B018 - cached for the writers
+    for config in (rgb, depth):
+        if config is None:
+            continue
+        config.validate_for(ffmpeg)
+        if config.is_hardware:
+            select_encoder(config.vcodec, ffmpeg)  # NoWorkingEncoderError with the reason
+
+
+def remove_if_empty(directory: Path) -> None:
+    """Remove a folder that an episode created but left empty (cancelled, failed)."""
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
+def _make_output_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out, prefix=".ffstream-write-test-"):
+            pass
+    except OSError as exc:
+        raise OutputFolderError(
+            f"cannot write to the output folder {out}: {exc.strerror or exc}; choose a "
+            "folder you can write to (ffstream record --out DIR)"
+        ) from None
 
 
 class ClosesOnExit:
@@ -126,8 +164,9 @@ def plan_episode(
         path = out / f"{stem}.{config.extension}"
         if path.exists() and not overwrite:
             raise FileExistsError(
-                f"{path} already exists; pass overwrite=True or use a new out_dir"
+                f"{path} already exists; use a new out_dir, or create the encoder with "
+                "overwrite=True to replace it"
             )
         cameras[key] = StreamPlan(key, path, pix_fmt, config)
-    out.mkdir(parents=True, exist_ok=True)
+    _make_output_folder(out)
     return cameras

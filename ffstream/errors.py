@@ -18,6 +18,7 @@ class EncoderError(FFstreamError, RuntimeError):
         super().__init__(message)
         self.returncode = returncode
         self.stderr_tail = stderr_tail
+        self.reported = False  # set once the error was raised to the caller
 
 
 class ProcessTimeout(FFstreamError, TimeoutError):
@@ -30,3 +31,7 @@ class ProcessTimeout(FFstreamError, TimeoutError):
 
 class UnsafeSettingError(FFstreamError, ValueError):
     """A setting would make ffmpeg touch files, devices or outputs other than the video."""
+
+
+class OutputFolderError(FFstreamError, OSError):
+    """The output folder cannot be created or written to; the message names it and why."""

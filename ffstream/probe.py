@@ -70,6 +70,7 @@ class EncoderStatus:
     reason: str = ""
     seconds: float = 0.0
     device: str | None = None  # the render node that worked (VAAPI/QSV)
+    timed_out: bool = False  # no answer in time: not cached, probed again next time
 
 
 @dataclass
@@ -165,6 +166,7 @@ def trial_encode(
         out = run(argv, timeout, input=_frames(*PROBE_SIZE), what=f"test encode with {name}")
     except ProcessTimeout:
         status.reason = f"no answer within {timeout:g} s (killed)"
+        status.timed_out = True
     except (OSError, FFstreamError) as exc:
         status.reason = f"cannot run ffmpeg: {exc}"
     else:
@@ -244,10 +246,14 @@ def _load_cache(path: Path) -> ProbeReport | None:
 
 
 def _save_cache(path: Path, report: ProbeReport) -> None:
+    """Cache what is known; a test encode that timed out proves nothing (a busy machine,
+    a cold start), so it is left out and probed again next time."""
+    data = report.to_dict()
+    data["statuses"] = {k: v for k, v in data["statuses"].items() if not v["timed_out"]}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=1))
+        tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("cannot write the probe cache %s: %s", path, exc)

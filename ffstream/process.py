@@ -333,13 +333,14 @@ def run(
                 break
             if len(out) < max_stdout:
                 out += chunk[: max_stdout - len(out)]
+        rc = None if timed_out else proc.wait(max(0.0, deadline - time.monotonic()))
+        timed_out = rc is None
+    except BaseException:  # Ctrl-C or any error in the caller: ffmpeg does not outlive it
+        proc.kill()
+        raise
+    finally:
         if timed_out:
             proc.kill()
-        rc = proc.wait(max(0.0, deadline - time.monotonic()))
-        if rc is None:
-            timed_out = True
-            proc.kill()
-    finally:
         rc = proc.close(5.0)
         if feeder is not None:
             feeder.join()

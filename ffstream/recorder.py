@@ -25,12 +25,12 @@ from . import __version__
 from .cameras.base import Camera
 from .errors import FFstreamError
 from .streaming import EpisodeError
+from .verify import METADATA_FILE
 from .writer import VideoResult
 
 log = logging.getLogger("ffstream.recorder")
 
 _EPISODE_DIR = re.compile(r"^episode_(\d{6})$")
-METADATA_FILE = "episode.json"
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 from .command import fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform
-from .episode import ClosesOnExit
+from .episode import ClosesOnExit, check_encoders, remove_if_empty
 from .errors import EncoderError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .frames import as_color_frame, as_depth_frame
@@ -110,10 +110,7 @@ class StreamingVideoEncoder(ClosesOnExit):
         self.queue_maxsize = queue_maxsize
         self.encoder_threads = encoder_threads
         self.ffmpeg = find_ffmpeg(ffmpeg)
-        self.ffmpeg.version  # noqa: B018 - asked now (cached), not in the capture loop
-        self.rgb_encoder.validate_for(self.ffmpeg)
-        if self.depth_encoder is not None:
-            self.depth_encoder.validate_for(self.ffmpeg)
+        check_encoders(self.ffmpeg, self.rgb_encoder, self.depth_encoder)
         self.drop_policy = drop_policy
         self.overwrite = overwrite
         self._cameras: dict[str, _Camera] | None = None
@@ -248,6 +245,8 @@ class StreamingVideoEncoder(ClosesOnExit):
         cams = self._take_episode()
         for cam in cams.values():
             cam.end(FFmpegWriter.abort)
+        for folder in {cam.path.parent for cam in cams.values()}:
+            remove_if_empty(folder)
         log.info("episode cancelled (%d camera(s)); partial files removed", len(cams))
 
     def abort(self) -> None:
@@ -286,6 +285,13 @@ class StreamingVideoEncoder(ClosesOnExit):
             log.info("close(): finishing the running episode so its frames are kept")
             try:
                 self.finish_episode()
+            except EpisodeError as exc:
+                if all(getattr(e, "reported", False) for e in exc.errors.values()):
+                    # every failure was already raised to the caller by feed_frame: log it,
+                    # don't raise it a second time from close() or a `with` block's end
+                    log.warning("closing: the running episode ended with %s", exc)
+                else:
+                    first_error = exc
             except Exception as exc:  # noqa: BLE001 - still wait for the others
                 first_error = exc
         for fut in list(self._pending):
@@ -345,6 +351,9 @@ def _collect(
             res.frames / res.seconds if res.seconds else 0.0,
             res.path.name,
         )
+    if not results:  # nothing was written (all failed, or no frame): no empty folder
+        for folder in {cam.path.parent for cam in cams.values()}:
+            remove_if_empty(folder)
     if errors:
         detail = "\n".join(f"- {k}: {e}" for k, e in errors.items())
         raise EpisodeError(f"{len(errors)} camera(s) failed:\n{detail}", results, errors)

@@ -25,6 +25,7 @@ from typing import Any
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .reader import VideoReadError, count_frames, video_info
 
+METADATA_FILE = "episode.json"  # written by the recorder next to an episode's videos
 TRANSIENT_DROPS = 0.02  # up to this fraction: load spikes, usually at start-up
 OVERLOADED_DROPS = 0.05  # from this fraction: the machine cannot keep up
 VERDICTS = ("ok", "warning", "fail")
@@ -197,8 +198,6 @@ def verify_episode(
     directory: str | os.PathLike, ffmpeg: FFmpeg | str | None = None, decode: bool = True
 ) -> Report:
     """Check every video of an episode directory against its episode.json."""
-    from .recorder import METADATA_FILE  # noqa: PLC0415 - recorder imports the encoders
-
     directory = Path(directory)
     meta_path = directory / METADATA_FILE
     if not meta_path.is_file():
@@ -269,12 +268,44 @@ def verify_episode(
     return Report(str(directory), verdict, checks, reasons)
 
 
+def verify_recordings(
+    directory: str | os.PathLike, ffmpeg: FFmpeg | str | None = None, decode: bool = True
+) -> Report:
+    """Every episode folder directly under ``directory`` (what ``ffstream record --out``
+    wrote); the verdict is the worst of them."""
+    directory = Path(directory)
+    episodes = sorted(
+        d for d in directory.iterdir() if d.is_dir() and (d / METADATA_FILE).is_file()
+    )
+    if not episodes:
+        raise ValueError(
+            f"{directory} holds no episode written by ffstream (no {METADATA_FILE} in it "
+            "or in its sub-folders)"
+        )
+    videos: list[VideoCheck] = []
+    reasons: list[str] = []
+    verdict = "ok"
+    for ep in episodes:
+        report = verify_episode(ep, ffmpeg, decode)
+        for check in report.videos:
+            check.key = f"{ep.name}/{check.key}"
+        videos += report.videos
+        reasons += [f"{ep.name}: {r}" for r in report.reasons]
+        if VERDICTS.index(report.verdict) > VERDICTS.index(verdict):
+            verdict = report.verdict
+    return Report(str(directory), verdict, videos, reasons)
+
+
 def verify(
     path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None, decode: bool = True
 ) -> Report:
-    """An episode directory or a single video file."""
+    """An episode directory, a folder of episodes, or a single video file."""
     p = Path(path)
     if p.is_dir():
+        if not (p / METADATA_FILE).is_file() and any(
+            (d / METADATA_FILE).is_file() for d in p.iterdir() if d.is_dir()
+        ):
+            return verify_recordings(p, ffmpeg, decode)
         return verify_episode(p, ffmpeg, decode)
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist")

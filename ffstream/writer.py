@@ -150,6 +150,12 @@ def remux_fragmented(
     return round(time.monotonic() - t0, 4)
 
 
+def _remove_if_empty_file(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            path.unlink()
+
+
 def _describe_exit(rc: int | None) -> str:
     if rc is None:
         return "still running"
@@ -219,7 +225,7 @@ class _Stream:
                 tail = self.tail()
                 text = message + (f"\nffmpeg said:\n{tail}" if tail else "") + self.hint
                 self.error = EncoderError(text, returncode=returncode, stderr_tail=tail)
-                log.error("%s", text)
+                log.warning("%s", message)  # the full text travels with the exception
 
     # ----------------------------------------------------------------- threads
     def run(self) -> None:
@@ -580,6 +586,7 @@ class FFmpegWriter:
     def _raise_if_failed(self) -> None:
         err = self._stream.error
         if err is not None:
+            err.reported = True  # the caller has seen it (close() need not raise it again)
             raise EncoderError(str(err), err.returncode, err.stderr_tail)
 
     def submit(self, frame: np.ndarray) -> bool:
@@ -692,7 +699,12 @@ class FFmpegWriter:
         self._finalizer.detach()
         if self._unreported_drops:
             self._report_drops(time.monotonic())
-        self._raise_if_failed()
+        if st.error is not None:
+            _remove_if_empty_file(self.path)  # a failed start: no 0-byte video left behind
+            err = st.error
+            exc = EncoderError(str(err), err.returncode, err.stderr_tail)
+            exc.reported = err.reported
+            raise exc from None
         self._result = self._make_result()
         if self._stream.finalize_seconds is not None:
             self._result.extra["finalize_seconds"] = self._stream.finalize_seconds

@@ -1,0 +1,140 @@
+"""What a new user meets in the first hour: each of these was a stumble once."""
+
+import os
+import signal
+
+import pytest
+
+from ffstream import EncoderConfig, EncoderError, StreamingVideoEncoder
+from ffstream.batch import make_encoder
+from ffstream.cameras import SyntheticCamera
+from ffstream.cli import main
+from ffstream.errors import OutputFolderError
+from ffstream.probe import NoWorkingEncoderError, probe_encoders
+from ffstream.recorder import Recorder
+from ffstream.verify import verify
+
+from .conftest import wait_until
+from .fake_ffmpeg import calls, make_fake
+
+
+def test_verify_checks_every_episode_of_a_recordings_folder(tmp_path, capsys):
+    cams = [SyntheticCamera("front", 96, 64, 30), SyntheticCamera("a_long_camera_name", 96, 64, 30)]
+    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+        Recorder(cams, enc, tmp_path, 30).record(2, 0.5)
+    report = verify(tmp_path)
+    assert report.ok
+    assert sorted(c.key for c in report.videos) == [
+        "episode_000000/a_long_camera_name",
+        "episode_000000/front",
+        "episode_000001/a_long_camera_name",
+        "episode_000001/front",
+    ]
+    assert main(["verify", str(tmp_path)]) == 0
+    assert "episode_000001/front: " in capsys.readouterr().out
+    empty = tmp_path / "nothing_here"
+    (empty / "sub").mkdir(parents=True)
+    with pytest.raises(ValueError, match="not an episode directory written by ffstream"):
+        verify(empty)
+
+
+def test_a_probe_timeout_is_not_cached_as_broken(tmp_path):
+    fake = make_fake(tmp_path, {"h264_nvenc": "hang"})
+    report = probe_encoders(fake, ["h264_nvenc"], timeout=0.5)
+    assert not report.statuses["h264_nvenc"].works and report.statuses["h264_nvenc"].timed_out
+    fake = make_fake(tmp_path, {"h264_nvenc": "ok"})  # a cold start is over: same binary path
+    os.utime(fake, ns=(0, 0))  # and the same stamp as before would not matter: not cached
+    again = probe_encoders(fake, ["h264_nvenc"])
+    assert again.statuses["h264_nvenc"].works
+    assert calls(tmp_path).count("h264_nvenc") == 2  # probed again, not read from the cache
+
+
+def test_a_hardware_encoder_known_to_fail_is_refused_before_recording(tmp_path, capsys):
+    fake = make_fake(tmp_path, {"h264_nvenc": "fail:Cannot load libcuda.so.1"})
+    config = EncoderConfig("h264_nvenc", ffmpeg=fake)
+    with pytest.raises(NoWorkingEncoderError, match="h264_nvenc does not work here: Cannot load"):
+        StreamingVideoEncoder(30, config, ffmpeg=fake)
+    out = tmp_path / "rec"
+    code = main(["record", "--vcodec", "h264_nvenc", "--ffmpeg", str(fake), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "h264_nvenc does not work here: Cannot load libcuda.so.1" in err
+    assert "Traceback" not in err and len(err.splitlines()) <= 4, err
+    assert not out.exists()  # no empty episode folder, nothing to renumber around
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_at_start(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+        with pytest.raises(
+            OutputFolderError, match=r"cannot write to the output folder .*a_file/ep"
+        ):
+            enc.start_episode(["cam"], blocker / "ep")
+        assert not enc.episode_active
+    code = main(["record", "--vcodec", "h264", "--seconds", "0.2", "--out", str(blocker / "rec")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write to the output folder" in err and "Traceback" not in err
+
+
+def test_the_overwrite_hint_names_where_overwrite_goes(tmp_path):
+    (tmp_path / "cam.mp4").write_bytes(b"")
+    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+        with pytest.raises(FileExistsError, match="create the encoder with overwrite=True"):
+            enc.start_episode(["cam"], tmp_path)
+
+
+def test_close_does_not_raise_a_failure_the_caller_already_handled(tmp_path):
+    cam = SyntheticCamera("cam", 96, 64)
+    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+        enc.start_episode(["cam"], tmp_path)
+        enc.feed_frame("cam", cam.read())
+        writer = enc._cameras["cam"].writer  # noqa: SLF001
+        assert wait_until(lambda: writer.pid is not None, 20)
+        os.kill(writer.pid, signal.SIGKILL)
+        with pytest.raises(EncoderError, match="killed by signal 9"):
+            for _ in range(10_000):
+                enc.feed_frame("cam", cam.read())
+    # leaving the block normally: no second traceback for the failure handled above
+
+
+def test_close_still_raises_a_failure_nobody_saw(tmp_path):
+    cam = SyntheticCamera("cam", 96, 64)
+    enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
+    enc.start_episode(["cam"], tmp_path)
+    enc.feed_frame("cam", cam.read())
+    writer = enc._cameras["cam"].writer  # noqa: SLF001
+    assert wait_until(lambda: writer.pid is not None, 20)
+    os.kill(writer.pid, signal.SIGKILL)
+    with pytest.raises(EncoderError, match="killed by signal 9"):
+        enc.close()
+
+
+def test_cancelled_and_failed_episodes_leave_no_empty_folder(tmp_path):
+    cam = SyntheticCamera("cam", 96, 64)
+    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+        enc.start_episode(["cam"], tmp_path / "cancelled")
+        enc.feed_frame("cam", cam.read())
+        enc.cancel_episode()
+        enc.start_episode(["cam"], tmp_path / "unused")
+        enc.finish_episode()  # no frame at all
+    assert not (tmp_path / "cancelled").exists() and not (tmp_path / "unused").exists()
+
+
+def test_make_encoder_refuses_misspelt_arguments():
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) drop_polcy, queue_max_size"):
+        make_encoder(True, fps=30, queue_max_size=5, drop_polcy="block")
+    enc = make_encoder(False, fps=30, drop_policy="block")  # streaming-only: dropped
+    enc.close()
+
+
+def test_record_names_its_ffmpeg_and_aligns_long_camera_names(tmp_path, capsys):
+    long = "a_rather_long_camera_name"
+    args = ["record", "--vcodec", "h264", "--seconds", "0.3", "--episodes", "1"]
+    code = main([*args, "--camera", f"synthetic:{long}", "--out", str(tmp_path), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "  ffmpeg: /" in captured.err
+    header, row = captured.out.splitlines()[:2]
+    assert header.index("frames") + len("frames") == row.index(" 9 ") + 2  # right-aligned
+    assert long in row
