@@ -1,21 +1,46 @@
 """ffstream: encode camera frames to video while they are captured."""
 
-__version__ = "0.1.0"
-
-from .batch import BatchVideoEncoder, make_encoder  # noqa: E402
-from .config import DepthEncoderConfig, EncoderConfig  # noqa: E402
-from .depth import read_depth  # noqa: E402
-from .errors import EncoderError, FFmpegNotFoundError, FFstreamError  # noqa: E402
-from .ffmpeg import FFmpeg, find_ffmpeg  # noqa: E402
-from .monitor import CpuMonitor  # noqa: E402
-from .probe import probe_encoders, select_encoder  # noqa: E402
-from .reader import VideoReadError, count_frames, read_frames, video_info  # noqa: E402
-from .streaming import EpisodeError, StreamingVideoEncoder  # noqa: E402
-from .verify import verify_episode, verify_video  # noqa: E402
-from .writer import FFmpegWriter, VideoResult  # noqa: E402
+from ._version import __version__
+from .batch import BatchVideoEncoder, make_encoder
+from .config import DepthEncoderConfig, EncoderConfig
+from .errors import (
+    CameraError,
+    EncoderError,
+    EpisodeError,
+    FFmpegNotFoundError,
+    FFstreamError,
+    InvalidFrameError,
+    InvalidSettingError,
+    NoWorkingEncoderError,
+    OutputExistsError,
+    OutputFolderError,
+    ProcessTimeout,
+    StateError,
+    UnknownCameraError,
+    UnsafeSettingError,
+    VideoReadError,
+)
+from .ffmpeg import FFmpeg, find_ffmpeg
+from .monitor import CpuMonitor
+from .probe import probe_encoders, resolve_config, select_encoder
+from .reader import count_frames, read_depth, read_frames, video_info
+from .streaming import StreamingVideoEncoder
+from .verify import verify_episode, verify_video
+from .writer import FFmpegWriter, VideoResult
 
 __all__ = [
+    "__version__",
     "BatchVideoEncoder",
+    "CameraError",
+    "InvalidFrameError",
+    "InvalidSettingError",
+    "NoWorkingEncoderError",
+    "OutputExistsError",
+    "OutputFolderError",
+    "ProcessTimeout",
+    "StateError",
+    "UnknownCameraError",
+    "UnsafeSettingError",
     "CpuMonitor",
     "DepthEncoderConfig",
     "EncoderConfig",
@@ -34,6 +59,7 @@ __all__ = [
     "probe_encoders",
     "read_depth",
     "read_frames",
+    "resolve_config",
     "select_encoder",
     "verify_episode",
     "verify_video",

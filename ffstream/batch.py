@@ -21,8 +21,9 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +32,25 @@ import numpy as np
 from .command import InputSpec, build_command, fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform, metres_to_mm16
-from .episode import ClosesOnExit, StreamPlan, check_encoders, remove_if_empty
-from .errors import EncoderError, FFstreamError
+from .episode import EpisodeEncoder, StreamPlan, episode_error, remove_if_empty
+from .errors import (
+    BatchEncodeError,
+    EncoderError,
+    ImageWriteError,
+    InvalidFrameError,
+    InvalidSettingError,
+    OutputExistsError,
+    SettingTypeError,
+    StateError,
+    VideoReadError,
+)
 from .ffmpeg import FFmpeg, find_ffmpeg
-from .frames import as_color_frame, as_depth_frame
+from .probe import resolve_config
 from .process import run
 from .reader import count_frames
 from .stats import StatsAccumulator, stride_for
-from .streaming import EpisodeError
-from .writer import FFmpegWriter, VideoResult, check_stream_settings
+from .streaming import StreamingVideoEncoder
+from .writer import FFmpegWriter, VideoResult
 
 log = logging.getLogger("ffstream.batch")
 
@@ -47,10 +58,6 @@ IMAGES_DIR = "images"
 FRAME_NAME = "frame-{:06d}.png"
 SEQUENCE_TIMEOUT = 24 * 3600.0  # a guard against a hung ffmpeg, not a speed limit
 PNG_LEVEL = 1  # fastest zlib level: capture-time CPU matters more than disk here
-
-
-class ImageWriteError(FFstreamError, OSError):
-    """A worker could not write an image (disk full, permissions, ...)."""
 
 
 # ----------------------------------------------------------------------------- PNG
@@ -72,7 +79,7 @@ def encode_png(image: np.ndarray, level: int = PNG_LEVEL) -> bytes:
     elif image.ndim == 2 and image.dtype == np.uint16:
         colour, data = 0, image.astype(">u2")  # PNG stores 16-bit samples big-endian
     else:
-        raise ValueError(f"cannot store {image.dtype} {image.shape} as PNG")
+        raise InvalidFrameError(f"cannot store {image.dtype} {image.shape} as PNG")
     h, w = image.shape[:2]
     rows = np.ascontiguousarray(data).reshape(h, -1).view(np.uint8)
     raw = np.empty((h, rows.shape[1] + 1), np.uint8)
@@ -91,7 +98,7 @@ def encode_png(image: np.ndarray, level: int = PNG_LEVEL) -> bytes:
 def decode_png(data: bytes) -> np.ndarray:
     """The inverse of encode_png (our own files: unfiltered rows, no interlace)."""
     if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError("not a PNG file")
+        raise VideoReadError("not a PNG file")
     pos, idat, header = 8, [], None
     while pos < len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
@@ -103,16 +110,16 @@ def decode_png(data: bytes) -> np.ndarray:
             idat.append(body)
         pos += 12 + length
     if header is None:
-        raise ValueError("PNG without a header")
+        raise VideoReadError("PNG without a header")
     w, h, depth, colour, _, _, interlace = header
     channels = {0: 1, 2: 3}.get(colour)
     if channels is None or interlace or depth not in (8, 16):
-        raise ValueError("only the PNG files ffstream writes can be read here")
+        raise VideoReadError("only the PNG files ffstream writes can be read here")
     dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
     row = w * channels * dtype.itemsize
     raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, row + 1)
     if raw[:, 0].any():
-        raise ValueError("filtered PNG rows are not supported (not written by ffstream)")
+        raise VideoReadError("filtered PNG rows are not supported (not written by ffstream)")
     pixels = np.ascontiguousarray(raw[:, 1:]).view(dtype).reshape(h, w, channels)
     pixels = pixels.astype(dtype.newbyteorder("="))
     return pixels[..., 0] if channels == 1 else pixels
@@ -126,7 +133,7 @@ class ImageWriter:
 
     def __init__(self, num_threads: int = 4, queue_maxsize: int | None = None):
         if num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            raise InvalidSettingError(f"num_threads must be >= 1, got {num_threads}")
         self._queue: queue.Queue = queue.Queue(queue_maxsize or num_threads * 8)
         self._error: ImageWriteError | None = None
         self._lock = threading.Lock()
@@ -154,7 +161,7 @@ class ImageWriter:
                     data = encode_png(convert(image) if convert else image)
                     with open(path, "wb") as fh:
                         fh.write(data)
-                except Exception as exc:  # noqa: BLE001 - handed to the caller
+                except Exception as exc:  # handed to the caller
                     with self._lock:
                         self._error = self._error or ImageWriteError(
                             f"writing {path} failed: {exc}"
@@ -171,13 +178,18 @@ class ImageWriter:
         calls ``observe(image)`` first (statistics), then ``convert`` and writes it."""
         self._raise()
         if self._closed:
-            raise RuntimeError("the image writer is closed")
+            raise StateError("the image writer is closed")
         try:
             self._queue.put_nowait((path, image, convert, observe))
         except queue.Full:
             t = time.perf_counter()
             self._queue.put((path, image, convert, observe))
             self.blocked_seconds += time.perf_counter() - t
+
+    @property
+    def capacity(self) -> int:
+        """Images that may wait for a worker before ``save`` blocks."""
+        return self._queue.maxsize
 
     def pending(self) -> int:
         return self._queue.qsize()
@@ -210,7 +222,7 @@ def _frame_files(frames_dir: Path) -> list[Path]:
 def encode_image_dir(
     frames_dir: str | os.PathLike,
     video_path: str | os.PathLike,
-    fps: float,
+    fps: float | Fraction,
     config: EncoderConfig | None = None,
     encoder_threads: int | None = None,
     ffmpeg: FFmpeg | str | None = None,
@@ -224,12 +236,12 @@ def encode_image_dir(
     frames_dir, video_path = Path(frames_dir), Path(video_path)
     config = config if config is not None else EncoderConfig()
     ff = find_ffmpeg(ffmpeg)
-    config.validate_for(ff)
+    config = resolve_config(config, ff)
     files = _frame_files(frames_dir)
     if not files:
         raise EncoderError(f"{frames_dir} holds no frame-*.png images to encode")
     if video_path.exists() and not overwrite:
-        raise FileExistsError(f"{video_path} already exists; pass overwrite=True")
+        raise OutputExistsError(f"{video_path} already exists; pass overwrite=True")
     first = decode_png(files[0].read_bytes())
     h, w = first.shape[:2]
     t0 = time.monotonic()
@@ -261,9 +273,9 @@ def encode_image_dir(
         seconds=time.monotonic() - t0,
         bytes=video_path.stat().st_size,
     )
-    result.extra["image_bytes"] = image_bytes
+    result.image_bytes = image_bytes
     if isinstance(config, DepthEncoderConfig):
-        result.extra["depth"] = depth_metadata(config)
+        result.depth = depth_metadata(config)
     return result
 
 
@@ -333,16 +345,7 @@ class _Episode:
         return self.out_dir / IMAGES_DIR / self.plans[key].path.stem
 
 
-class BatchEncodeError(EncoderError):
-    """Some episodes of a batch failed; ``results`` holds the others, ``failures`` why."""
-
-    def __init__(self, message: str, results: dict, failures: dict):
-        super().__init__(message)
-        self.results = results
-        self.failures = failures
-
-
-class BatchVideoEncoder(ClosesOnExit):
+class BatchVideoEncoder(EpisodeEncoder):
     """The same episode API as StreamingVideoEncoder, encoding after capture.
 
     ``finish_episode()`` encodes the episode's videos now (all cameras at once, up to
@@ -355,7 +358,7 @@ class BatchVideoEncoder(ClosesOnExit):
 
     def __init__(
         self,
-        fps: float,
+        fps: float | Fraction,
         rgb_encoder: EncoderConfig | None = None,
         depth_encoder: DepthEncoderConfig | None = None,
         encoder_threads: int | None = None,
@@ -368,58 +371,38 @@ class BatchVideoEncoder(ClosesOnExit):
         monitor: Any = None,
         compute_stats: bool = False,
     ):
-        self.fps = fps_fraction(fps)
-        self.rgb_encoder = rgb_encoder if rgb_encoder is not None else EncoderConfig()
-        if depth_encoder is not None and not isinstance(depth_encoder, DepthEncoderConfig):
-            raise TypeError("depth_encoder must be a DepthEncoderConfig")
-        self.depth_encoder = depth_encoder
-        check_stream_settings(1, encoder_threads, "block")
         for name, value in (
             ("batch_encoding_size", batch_encoding_size),
             ("encode_workers", encode_workers),
             ("num_image_threads", num_image_threads),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        self.encoder_threads = encoder_threads
-        self.ffmpeg = find_ffmpeg(ffmpeg)
-        check_encoders(self.ffmpeg, self.rgb_encoder, self.depth_encoder)
+                raise InvalidSettingError(f"{name} must be an integer >= 1, got {value!r}")
+        super().__init__(
+            fps, rgb_encoder, depth_encoder, encoder_threads, ffmpeg, overwrite, compute_stats,
+            monitor,
+        )  # fmt: skip
         self.batch_encoding_size = batch_encoding_size
         self.encode_workers = encode_workers
-        self.overwrite = overwrite
         self.progress = progress
         self.images = ImageWriter(num_image_threads)
-        self.queue_maxsize = self.images._queue.maxsize
-        self.drop_policy = "block"
+        self.queue_maxsize = self.images.capacity  # images waiting to be written
+        self.drop_policy = "block"  # frames are never dropped: feed_frame waits for disk
         self._episode: _Episode | None = None
         self._pending: list[_Episode] = []
-        self._closed = False
-        self.compute_stats = compute_stats
-        self.monitor = monitor
-        self._own_monitor = monitor is not None and not monitor.running
-        if self._own_monitor:
-            monitor.start()
 
     # ------------------------------------------------------------------ episodes
     @property
     def episode_active(self) -> bool:
         return self._episode is not None
 
-    def start_episode(
-        self,
-        video_keys: Iterable[str],
-        out_dir: str | os.PathLike,
-        depth_video_keys: Iterable[str] | None = None,
-        input_pix_fmts: Mapping[str, str] | None = None,
-    ) -> None:
-        plans = self._plan(
-            video_keys, out_dir, depth_video_keys, input_pix_fmts, self._episode is not None
-        )
-        ep = _Episode(Path(out_dir), plans)
+    def _open_episode(self, plans: dict[str, StreamPlan], out_dir: Path) -> None:
+        """Each camera gets an empty image folder (never one left by another episode)."""
+        ep = _Episode(out_dir, plans)
         for key in plans:
             d = ep.images_dir(key)
             if d.exists() and any(d.iterdir()):
-                raise FileExistsError(f"{d} already holds images of an unfinished episode")
+                raise OutputExistsError(f"{d} already holds images of an unfinished episode")
             d.mkdir(parents=True, exist_ok=True)
             ep.counts[key] = 0
         self._episode = ep
@@ -427,20 +410,16 @@ class BatchVideoEncoder(ClosesOnExit):
     def feed_frame(self, key: str, image: np.ndarray) -> bool:
         """Hand a copy of the frame to the image writers; True (frames are never dropped)."""
         ep = self._episode
-        if ep is None:
-            raise RuntimeError("no episode is running; call start_episode() first")
-        plan = ep.plans.get(key)
-        if plan is None:
-            raise KeyError(f"unknown camera key {key!r}; this episode has {', '.join(ep.plans)}")
+        plan: StreamPlan = self._lookup(ep.plans if ep is not None else None, key)
+        assert ep is not None
+        frame = self._frame(plan, image)
         if plan.is_depth:
-            frame = as_depth_frame(key, image)
             convert = metres_to_mm16 if frame.dtype.kind == "f" else None
         else:
-            frame = as_color_frame(key, plan.pix_fmt, image)
             convert = _to_rgb(plan.pix_fmt)
         shape = ep.shapes.setdefault(key, frame.shape)
         if frame.shape != shape:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"frame for {key!r} has shape {frame.shape}, but this episode started at "
                 f"{shape}; keep the camera's resolution fixed within an episode"
             )
@@ -457,9 +436,10 @@ class BatchVideoEncoder(ClosesOnExit):
         """Statistics as in streaming, computed by the image writer threads."""
         if plan.key not in ep.stats:
             h, w = frame.shape[:2]
-            if plan.is_depth:
-                transform = depth_transform(plan.config, frame.dtype)
-                acc = StatsAccumulator(1, 4096 if plan.config.quantize else 65536)
+            config = plan.config
+            if isinstance(config, DepthEncoderConfig):
+                transform = depth_transform(config, frame.dtype)
+                acc = StatsAccumulator(1, 4096 if config.quantize else 65536)
             else:
                 transform = None
                 acc = StatsAccumulator(frame.shape[2] if frame.ndim == 3 else 1, 256)
@@ -486,7 +466,7 @@ class BatchVideoEncoder(ClosesOnExit):
         ep = self._episode
         return dict.fromkeys(ep.plans, 0) if ep else {}
 
-    def finish_episode_async(self) -> concurrent.futures.Future:
+    def finish_episode_async(self, timeout: float | None = None) -> concurrent.futures.Future:
         """End the episode: wait for its images, then encode now or when the batch is full."""
         ep = self._take()
         if self.monitor is not None:
@@ -498,9 +478,21 @@ class BatchVideoEncoder(ClosesOnExit):
                 self.encode_pending()  # each episode's Future carries its own outcome
         return ep.future
 
-    def finish_episode(self) -> dict[str, VideoResult]:
-        fut = self.finish_episode_async()
+    def finish_episode(self, timeout: float | None = None) -> dict[str, VideoResult]:
+        """Encode the episode now (or defer it, returning ``{}``, with
+        ``batch_encoding_size > 1``). ``timeout`` is accepted for the shared contract:
+        encoding runs to its end."""
+        fut = self.finish_episode_async(timeout)
         return fut.result() if fut.done() else {}
+
+    def abort(self) -> None:
+        """Stop at once: nothing more is encoded; images on disk are kept."""
+        self._episode = None
+        self._pending = []
+        self._closed = True
+        self.images.close()
+        self._stop_monitor()
+        log.warning("aborted: images kept, nothing encoded")
 
     def cancel_episode(self) -> None:
         """Drop the episode: its images are deleted, nothing is encoded."""
@@ -515,7 +507,7 @@ class BatchVideoEncoder(ClosesOnExit):
     def _take(self) -> _Episode:
         ep, self._episode = self._episode, None
         if ep is None:
-            raise RuntimeError("no episode is running; call start_episode() first")
+            raise StateError("no episode is running; call start_episode() first")
         return ep
 
     def encode_pending(self) -> dict[Path, dict[str, VideoResult]]:
@@ -536,10 +528,10 @@ class BatchVideoEncoder(ClosesOnExit):
                 try:
                     results[ep.out_dir][key] = res = fut.result()
                     if ep.cpu is not None:
-                        res.extra["cpu"] = ep.cpu
+                        res.cpu = ep.cpu
                     if key in ep.stats:
                         res.stats = ep.stats[key][0].result()
-                except Exception as exc:  # noqa: BLE001 - reported per episode below
+                except Exception as exc:  # reported per episode below
                     failures.setdefault(ep.out_dir, {})[key] = exc
                     log.error("episode %s, camera %s: %s", ep.out_dir, key, exc)
                 log.info("encoded %d/%d videos (%s)", done, total, ep.plans[key].path)
@@ -548,13 +540,12 @@ class BatchVideoEncoder(ClosesOnExit):
         for ep in batch:
             errors = failures.get(ep.out_dir)
             if errors:
-                detail = "\n".join(f"- {k}: {e}" for k, e in errors.items())
                 ep.future.set_exception(
-                    EpisodeError(
-                        f"episode {ep.out_dir}: {len(errors)} camera(s) failed; their images are "
-                        f"kept\n{detail}",
+                    episode_error(
+                        f"episode {ep.out_dir}: ",
                         results[ep.out_dir],
                         errors,
+                        "; their images are kept",
                     )
                 )
             else:
@@ -590,11 +581,10 @@ class BatchVideoEncoder(ClosesOnExit):
                 self.finish_episode_async()
             if self._pending:
                 self.encode_pending()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             error = exc
         self.images.close()
-        if self._own_monitor:
-            self.monitor.stop()
+        self._stop_monitor()
         if error is not None:
             raise error
 
@@ -607,7 +597,7 @@ def _to_rgb(pix_fmt: str):
     if pix_fmt in ("rgba", "bgra"):
         order = [0, 1, 2] if pix_fmt == "rgba" else [2, 1, 0]
         return lambda f: f[..., order]
-    raise ValueError(f"non-streaming mode cannot store {pix_fmt} frames as images")
+    raise InvalidSettingError(f"non-streaming mode cannot store {pix_fmt} frames as images")
 
 
 def _remove_if_empty(directory: Path) -> None:
@@ -622,7 +612,6 @@ def make_encoder(streaming_encoding: bool = True, **kwargs: Any):
     ``queue_maxsize``/``drop_policy`` are streaming-only, ``batch_encoding_size`` and
     friends batch-only. An argument neither takes (a typo) is a TypeError.
     """
-    from .streaming import StreamingVideoEncoder  # noqa: PLC0415
 
     def accepted_by(cls) -> set[str]:
         return set(inspect.signature(cls.__init__).parameters) - {"self"}
@@ -631,7 +620,7 @@ def make_encoder(streaming_encoding: bool = True, **kwargs: Any):
     known = accepted_by(StreamingVideoEncoder) | accepted_by(BatchVideoEncoder)
     unknown = set(kwargs) - known
     if unknown:
-        raise TypeError(
+        raise SettingTypeError(
             f"make_encoder() got unknown argument(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(known))}"
         )

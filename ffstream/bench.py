@@ -22,6 +22,7 @@ import numpy as np
 
 from .cameras.synthetic import SyntheticCamera
 from .config import CODECS, HARDWARE_FAMILIES, EncoderConfig
+from .errors import InvalidSettingError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .probe import DEFAULT_PREFERENCE, cache_dir, probe_encoders
 from .writer import FFmpegWriter
@@ -146,17 +147,17 @@ def load_rows(path: Path) -> list[BenchRow]:
                 )
             )
     if not out:
-        raise ValueError(f"{path} holds no benchmark rows")
+        raise InvalidSettingError(f"{path} holds no benchmark rows")
     return out
 
 
 def plot_rows(rows: Sequence[BenchRow], path: Path) -> Path | None:
     """A bar chart of pixels per second per encoder and resolution (needs matplotlib)."""
     try:
-        import matplotlib  # noqa: PLC0415 - optional: the "plot" extra
+        import matplotlib  # optional: the "plot" extra
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.pyplot as plt
     except ImportError:
         return None
     encoders = list(dict.fromkeys(r.encoder for r in rows))
@@ -220,6 +221,8 @@ def fits(rows: Sequence[BenchRow], cameras: int, width: int, height: int, fps: f
     needed = cameras * fps
     for encoder in dict.fromkeys(r.encoder for r in rows):
         cap = _capacity(rows, encoder, width, height)
+        if cap is None:
+            continue
         headroom = cap.fps / needed
         verdict = (
             "comfortable"

@@ -10,15 +10,42 @@ aborted at once (ffmpeg killed, partial files kept).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
-from . import __version__
-from .errors import FFstreamError, OutputFolderError, UnsafeSettingError
-from .probe import NoWorkingEncoderError
+from ._version import __version__
+from .batch import make_encoder
+from .bench import (
+    RESOLUTIONS,
+    advise,
+    default_results_path,
+    load_rows,
+    plot_rows,
+    run_bench,
+    save_rows,
+)
+from .cameras.opencv import OpenCVCamera
+from .cameras.realsense import RealSenseCamera
+from .cameras.synthetic import SyntheticCamera
+from .config import DepthEncoderConfig, EncoderConfig
+from .errors import (
+    CameraError,
+    EncoderError,
+    FFmpegNotFoundError,
+    FFstreamError,
+    NoWorkingEncoderError,
+    ProcessTimeout,
+)
+from .ffmpeg import find_ffmpeg
+from .monitor import CpuMonitor
+from .probe import DEFAULT_PREFERENCE, probe_encoders, resolve_config
+from .recorder import Recorder, throughput
+from .verify import verify
 
 EXIT_OK, EXIT_FRAMES_LOST, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_ABORTED = 130, 131
@@ -72,21 +99,16 @@ def parse_camera(spec: str, index: int, width: int, height: int, fps: float):
     kind, _, arg = base.partition(":")
     depth = bool(plus)
     if kind == "synthetic":
-        from .cameras.synthetic import SyntheticCamera  # noqa: PLC0415
-
         return SyntheticCamera(arg or f"cam{index}", width, height, fps, seed=index, depth=depth)
     if kind == "opencv":
         if depth:
             raise ValueError(f"--camera {spec!r}: OpenCV cameras have no depth")
         if not arg:
             raise ValueError("--camera opencv needs a device index or a file: opencv:0")
-        from .cameras.opencv import OpenCVCamera  # noqa: PLC0415
 
         source = int(arg) if arg.isdigit() else arg
         return OpenCVCamera(source, width, height, fps, name=f"cam{index}")
     if kind == "realsense":
-        from .cameras.realsense import RealSenseCamera  # noqa: PLC0415
-
         return RealSenseCamera(arg or None, width, height, fps, use_depth=depth, name=f"cam{index}")
     raise ValueError(
         f"--camera {spec!r}: unknown kind {kind!r}; use synthetic, opencv or realsense"
@@ -241,33 +263,28 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _COMMANDS[args.command](args)
-    except (OutputFolderError, UnsafeSettingError, NoWorkingEncoderError) as exc:
+    except (FFmpegNotFoundError, EncoderError, CameraError, ProcessTimeout) as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, TypeError, KeyError, OSError, NoWorkingEncoderError) as exc:
+        print(f"ffstream: error: {exc}", file=sys.stderr)  # settings, arguments, folders
         return EXIT_USAGE
     except FFstreamError as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"ffstream: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except BrokenPipeError:  # output piped into `head` and friends
         sys.stderr.close()
         return EXIT_OK
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    from .batch import make_encoder  # noqa: PLC0415
-    from .cameras.synthetic import SyntheticCamera  # noqa: PLC0415
-    from .config import DepthEncoderConfig, EncoderConfig  # noqa: PLC0415
-    from .monitor import CpuMonitor  # noqa: PLC0415
-    from .recorder import Recorder, throughput  # noqa: PLC0415
 
     opts = {"vcodec": args.vcodec, "ffmpeg": args.ffmpeg}
     if args.crf is not None:
         opts["crf"] = args.crf
     if args.preset is not None:
         opts["preset"] = int(args.preset) if args.preset.lstrip("-").isdigit() else args.preset
-    config = EncoderConfig(**opts)
+    config = resolve_config(EncoderConfig(**opts), args.ffmpeg)
     w, h = args.resolution
     if args.camera:
         cameras = [parse_camera(spec, i, w, h, args.fps) for i, spec in enumerate(args.camera)]
@@ -283,7 +300,6 @@ def _cmd_record(args: argparse.Namespace) -> int:
         f"{args.episodes} x {args.seconds:g} s -> {args.out}",
         file=sys.stderr,
     )
-    from .ffmpeg import find_ffmpeg  # noqa: PLC0415
 
     ff = find_ffmpeg(args.ffmpeg)
     print(f"  ffmpeg: {ff.path} ({ff.version_string.split(' Copyright')[0]})", file=sys.stderr)
@@ -357,9 +373,7 @@ def _record_with(
         try:
             outcomes = recorder.record(args.episodes, args.seconds)
         except KeyboardInterrupt:
-            abort = getattr(encoder, "abort", None)
-            if abort is not None:
-                abort()
+            encoder.abort()
             print(
                 "aborted: ffmpeg stopped at once; partial files are kept (crash-safe MP4 "
                 "plays up to its last fragment)",
@@ -408,9 +422,6 @@ def _summary(outcomes) -> int:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
-
-    from .probe import DEFAULT_PREFERENCE, probe_encoders  # noqa: PLC0415
 
     report = probe_encoders(args.ffmpeg, refresh=args.refresh, timeout=args.timeout)
     choice = report.choose(DEFAULT_PREFERENCE)
@@ -434,9 +445,6 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
-
-    from .verify import verify  # noqa: PLC0415
 
     report = verify(args.path, args.ffmpeg, decode=not args.fast)
     if args.json:
@@ -463,7 +471,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import RESOLUTIONS, default_results_path, plot_rows, run_bench, save_rows  # noqa: PLC0415
 
     encoders = args.encoders.split(",") if args.encoders else None
     sizes = (
@@ -491,10 +498,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_advise(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
-    from dataclasses import asdict  # noqa: PLC0415
-
-    from .bench import advise, default_results_path, load_rows, run_bench, save_rows  # noqa: PLC0415
 
     path = args.bench or default_results_path()
     if path.is_file():

@@ -1,7 +1,14 @@
-"""The one place that turns (input spec, EncoderConfig, output) into an ffmpeg argv.
+"""Every ffmpeg command line ffstream runs is built here.
 
-Built with ffmpeg-python for the stream graph; the global options are placed before
-the input by hand, because ffmpeg-python's ``global_args`` puts them after the output.
+Encoding (raw frames -> a video, per encoder family), decoding for the reader, counting
+frames, the remux of crash-safe MP4: stream graphs built with ffmpeg-python, the global
+options placed before the input by hand (ffmpeg-python's ``global_args`` puts them after
+the output). Questions to the binary (``-version``, ``-encoders``, ``-h ...``) have no
+input or output: ffmpeg.py asks them with a plain list.
+
+Inputs handed to the reader are untrusted: ``safe_input`` opens them as
+``file:ABSOLUTE_PATH`` with ``-protocol_whitelist file``, a named container demuxer
+and the decoder capped at MAX_SIDE x MAX_SIDE pixels.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import ffmpeg as ffmpeg_python
 
 from .config import EncoderConfig
+from .errors import InvalidSettingError, SettingTypeError
 from .ffmpeg import FFmpeg
-from .formats import raw_format
+from .formats import MAX_SIDE, raw_format
 
 # RGB->YUV conversion is done with BT.709 limited range and the file is tagged with it,
 # so decoders that honour tags (PyAV, OpenCV, browsers) give back the colours fed in.
@@ -33,15 +42,15 @@ def fps_fraction(fps: float | Fraction | str) -> Fraction:
         value = Fraction(fps)
     else:
         if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)):
-            raise TypeError(f"fps must be a number, got {type(fps).__name__}")
+            raise SettingTypeError(f"fps must be a number, got {type(fps).__name__}")
         if isinstance(fps, float) and not math.isfinite(fps):
-            raise ValueError(f"fps must be a finite number > 0, got {fps}")
+            raise InvalidSettingError(f"fps must be a finite number > 0, got {fps}")
         value = Fraction(fps).limit_denominator(1001)
         ntsc = round(float(fps) * 1.001)
         if ntsc in _NTSC_BASES and ntsc != fps and abs(float(fps) - ntsc / 1.001) < 1e-3:
             value = Fraction(ntsc * 1000, 1001)  # 29.97 -> 30000/1001, 23.976 -> 24000/1001
     if value <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+        raise InvalidSettingError(f"fps must be > 0, got {fps}")
     return value
 
 
@@ -59,6 +68,81 @@ def global_options(loglevel: str = "warning") -> list[str]:
     return ["-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel]
 
 
+def safe_input(path: str | os.PathLike, container: str) -> Any:
+    """An untrusted file as ffmpeg-python input: the ``file`` protocol only, the named
+    demuxer (never a guess, so never a playlist), decoding capped at 8K."""
+    return ffmpeg_python.input(
+        f"file:{os.path.abspath(os.fspath(path))}",
+        f=container,
+        protocol_whitelist="file",
+        max_pixels=str(MAX_SIDE * MAX_SIDE),
+    )
+
+
+def _argv(exe: str, loglevel: str, graph: Any, extra_global: Sequence[str] = ()) -> list[str]:
+    return [exe, *global_options(loglevel), *extra_global, *graph.get_args()]
+
+
+def first_frame_command(ffmpeg: FFmpeg, path: str | os.PathLike, container: str) -> list[str]:
+    """Describe the file on stderr and decode its first frame to a PAM image on stdout
+    (whose header gives the frame size, which no metadata tag can forge)."""
+    graph = ffmpeg_python.output(
+        safe_input(path, container)["v:0"],
+        "pipe:1",
+        f="image2pipe",
+        pix_fmt="gray",
+        **{"c:v": "pam", "frames:v": "1"},
+    )
+    return _argv(ffmpeg.path, "info", graph)
+
+
+def decode_command(
+    ffmpeg: FFmpeg,
+    path: str | os.PathLike,
+    container: str,
+    pix_fmt: str,
+    width: int,
+    height: int,
+    max_frames: int,
+) -> list[str]:
+    """Every frame as raw ``pix_fmt`` at exactly width x height, at most ``max_frames``."""
+    key, value = passthrough_args(ffmpeg)
+    graph = ffmpeg_python.output(
+        safe_input(path, container)["v:0"],
+        "pipe:1",
+        f="rawvideo",
+        pix_fmt=pix_fmt,
+        s=f"{width}x{height}",
+        **{key.lstrip("-"): value, "frames:v": str(max_frames)},
+    )
+    return _argv(ffmpeg.path, "error", graph)
+
+
+def count_command(
+    ffmpeg: FFmpeg, path: str | os.PathLike, container: str, decode: bool
+) -> list[str]:
+    """Frames counted by ffmpeg's progress report: packets (``-c copy``) or decoded."""
+    key, value = passthrough_args(ffmpeg)
+    how = {key.lstrip("-"): value} if decode else {"c": "copy"}
+    graph = ffmpeg_python.output(safe_input(path, container)["v:0"], "-", f="null", **how)
+    return _argv(ffmpeg.path, "error", graph, ("-progress", "pipe:1"))
+
+
+def remux_command(
+    ffmpeg_path: str, source: str | os.PathLike, target: str | os.PathLike, keep_tags: bool
+) -> list[str]:
+    """Fragmented MP4 -> regular MP4 with the index at the front; no re-encoding."""
+    flags = "+faststart" + ("+use_metadata_tags" if keep_tags else "")
+    graph = ffmpeg_python.output(
+        safe_input(source, "mov"),
+        f"file:{os.path.abspath(os.fspath(target))}",
+        f="mp4",
+        c="copy",
+        movflags=flags,
+    )
+    return [ffmpeg_path, *global_options("error"), "-y", *graph.get_args()]
+
+
 def render_nodes() -> list[str]:
     """VAAPI/QSV device candidates: $FFSTREAM_VAAPI_DEVICE, else every /dev/dri/renderD*."""
     override = os.environ.get(VAAPI_DEVICE_ENV)
@@ -73,7 +157,7 @@ def hardware_device(config: EncoderConfig) -> str:
         return config.hw_device
     nodes = render_nodes()
     if not nodes:
-        raise ValueError(
+        raise InvalidSettingError(
             f"{config.vcodec} needs a GPU render node (/dev/dri/renderD*) and none exists: "
             "install the GPU driver, run with access to /dev/dri (groups video/render), or "
             "pass hw_device= / set $FFSTREAM_VAAPI_DEVICE"
@@ -81,12 +165,14 @@ def hardware_device(config: EncoderConfig) -> str:
     return nodes[0]
 
 
-def _colour(config: EncoderConfig, input_pix_fmt: str) -> tuple[list[str], dict[str, str]]:
+def _colour(config: EncoderConfig, input_pix_fmt: str) -> tuple[list[str], dict[str, str | None]]:
     """RGB->YUV with a stated matrix and range, plus the tags that say so in the file."""
     if not (raw_format(input_pix_fmt).rgb_like and config.pix_fmt.startswith(("yuv", "nv"))):
         return [], {}
     out_range = "pc" if config.pix_fmt.startswith("yuvj") else "tv"
-    tags = dict.fromkeys(("colorspace", "color_primaries", "color_trc"), COLOR_MATRIX)
+    tags: dict[str, str | None] = dict.fromkeys(
+        ("colorspace", "color_primaries", "color_trc"), COLOR_MATRIX
+    )
     tags["color_range"] = out_range
     return [f"scale=out_color_matrix={COLOR_MATRIX}:out_range={out_range}"], tags
 
@@ -213,7 +299,7 @@ def build_command(
     out_opts["an"] = None
     if metadata:
         if len(metadata) != 1:
-            raise ValueError("one metadata entry per file is supported")
+            raise InvalidSettingError("one metadata entry per file is supported")
         ((key, value),) = metadata.items()
         out_opts["metadata"] = f"{key}={value}"
         if output.endswith((".mp4", ".mov")):
@@ -221,7 +307,7 @@ def build_command(
     if fragmented and output.endswith((".mp4", ".mov")):
         # A fragment per keyframe, flushed at once: a killed recording stays playable up
         # to the frames the encoder had finished (the writer remuxes it when it ends).
-        flags = out_opts.get("movflags", "") + FRAGMENT_FLAGS
+        flags = (out_opts.get("movflags") or "") + FRAGMENT_FLAGS
         out_opts["movflags"] = flags
         out_opts["flush_packets"] = "1"
     if output_format:

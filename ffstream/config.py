@@ -1,10 +1,11 @@
 """Encoder settings: what a user may ask of each codec, checked before any frame flows.
 
-Static checks (ranges, names, option syntax) happen at construction. Checks that need
-the binary (pix_fmt support, private option names, option ranges) run at construction
-against the ``ffmpeg=`` given or the default binary when one is found, and again by
-the writer against the binary it actually uses. ``vcodec="auto"`` is resolved at
-construction by probing which encoders really work (see probe.py).
+A config is a value: constructing one checks what can be checked without a binary
+(names, ranges, option syntax, options that could name files) and runs nothing.
+What needs the binary (``vcodec="auto"``, pix_fmt support, the encoder's private
+options, whether a hardware encoder really works) is settled once by
+``probe.resolve_config(config, ffmpeg)``, which every encoder calls before its first
+frame and which returns the concrete config it records with.
 """
 
 from __future__ import annotations
@@ -16,68 +17,39 @@ import re
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-from .errors import FFmpegNotFoundError
-from .ffmpeg import FFmpeg, find_ffmpeg
+from .codecs import (
+    ALIASES,
+    CODECS,
+    GENERIC_OPTIONS,
+    HARDWARE_FAMILIES,
+    NVENC_PRESETS,
+    QSV_PRESETS,
+    UPLOADED_PIX_FMTS,
+    X26X_PRESETS,
+    CodecSpec,
+)
+from .depth import DepthQuantizer
+from .errors import InvalidSettingError, SettingTypeError
+from .ffmpeg import FFmpeg
 from .formats import chroma_subsampling
 from .safe_options import check_option_name, check_params, check_text_option
 
 log = logging.getLogger("ffstream.config")
 
-ALIASES = {"h264": "libx264", "hevc": "libx265", "h265": "libx265", "av1": "libsvtav1"}
-
-X26X_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-)
-
-
-@dataclass(frozen=True)
-class CodecSpec:
-    """What ffstream knows about one encoder: its family and its quality knobs."""
-
-    family: str  # "software", "nvenc", "vaapi", "qsv", "videotoolbox"
-    crf_range: tuple[float, float] | None  # None: the codec has no quality scale
-    presets: tuple[str, ...] | tuple[int, int] | None  # names, or an inclusive int range
-    default_preset: str | int | None = None
-    container: str = "mp4"
-
-
-NVENC_PRESETS = ("p1", "p2", "p3", "p4", "p5", "p6", "p7")
-QSV_PRESETS = ("veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-
-# For hardware encoders crf is ffstream's quality scale (lower is better), mapped per
-# family in command.py: NVENC constant QP, VAAPI -qp, QSV -global_quality, VideoToolbox -q:v.
-CODECS: dict[str, CodecSpec] = {
-    "libsvtav1": CodecSpec("software", (0, 63), (-2, 13), default_preset=12),
-    "libx264": CodecSpec("software", (0, 51), X26X_PRESETS),
-    "libx265": CodecSpec("software", (0, 51), X26X_PRESETS),
-    "ffv1": CodecSpec("software", None, None, container="mkv"),
-    "h264_nvenc": CodecSpec("nvenc", (0, 51), NVENC_PRESETS),
-    "hevc_nvenc": CodecSpec("nvenc", (0, 51), NVENC_PRESETS),
-    "av1_nvenc": CodecSpec("nvenc", (0, 255), NVENC_PRESETS),
-    "h264_vaapi": CodecSpec("vaapi", (0, 51), None),
-    "hevc_vaapi": CodecSpec("vaapi", (0, 51), None),
-    "h264_qsv": CodecSpec("qsv", (1, 51), QSV_PRESETS),
-    "hevc_qsv": CodecSpec("qsv", (1, 51), QSV_PRESETS),
-    "h264_videotoolbox": CodecSpec("videotoolbox", (0, 51), None),
-    "hevc_videotoolbox": CodecSpec("videotoolbox", (0, 51), None),
-}
-HARDWARE_FAMILIES = ("nvenc", "vaapi", "qsv", "videotoolbox")
-# VAAPI and QSV frames are uploaded to the device as nv12; the config names the layout.
-UPLOADED_PIX_FMTS = ("yuv420p", "nv12")
-
-# Generic codec options that are safe to pass through extra_options (they name no file).
-GENERIC_OPTIONS = frozenset(
-    {"bf", "b", "maxrate", "minrate", "bufsize", "qmin", "qmax", "keyint_min", "refs", "level"}
-)
+# codec facts live in codecs.py; these names stay importable from here
+__all__ = [
+    "ALIASES",
+    "CODECS",
+    "GENERIC_OPTIONS",
+    "HARDWARE_FAMILIES",
+    "NVENC_PRESETS",
+    "QSV_PRESETS",
+    "UPLOADED_PIX_FMTS",
+    "X26X_PRESETS",
+    "CodecSpec",
+    "DepthEncoderConfig",
+    "EncoderConfig",
+]
 
 
 def _check_value(key: str, value: Any) -> str:
@@ -85,16 +57,18 @@ def _check_value(key: str, value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"extra_options[{key!r}] must be finite, got {value!r}")
+            raise InvalidSettingError(f"extra_options[{key!r}] must be finite, got {value!r}")
         return str(value)
     if not isinstance(value, str):
-        raise TypeError(
+        raise SettingTypeError(
             f"extra_options[{key!r}] must be a str, int, float or bool, got {type(value).__name__}"
         )
     if any(c in value for c in "\n\r\x00"):
-        raise ValueError(f"extra_options[{key!r}] contains a line break or NUL byte; remove it")
+        raise InvalidSettingError(
+            f"extra_options[{key!r}] contains a line break or NUL byte; remove it"
+        )
     if value.startswith("-") and not _is_number(value):
-        raise ValueError(
+        raise InvalidSettingError(
             f"extra_options[{key!r}] = {value!r} starts with '-', which ffmpeg would read as "
             "another option; pass the value without the leading '-'"
         )
@@ -122,8 +96,8 @@ class EncoderConfig:
     ``preset=None`` means the codec's ffstream default (12, the fast end, for
     libsvtav1; the encoder's own default otherwise). ``hw_device`` picks the device
     of a VAAPI/QSV encoder (a render node such as ``/dev/dri/renderD128``); by default
-    the first one present is used. ``ffmpeg`` (not stored) names the binary to check
-    the settings against and to probe for ``vcodec="auto"``.
+    the first one present is used. ``ffmpeg`` (not a field) is the binary that
+    ``resolve_config`` uses when it is given none; nothing runs at construction.
     """
 
     vcodec: str = "libsvtav1"
@@ -137,11 +111,17 @@ class EncoderConfig:
     ffmpeg: InitVar[FFmpeg | str | None] = None
 
     def __post_init__(self, ffmpeg: FFmpeg | str | None) -> None:
+        self._ffmpeg = ffmpeg  # the binary resolve_config() uses by default
+        self._resolved_for: str | None = None  # set by resolve_config()
         self.vcodec = ALIASES.get(self.vcodec, self.vcodec)
         if self.vcodec == "auto":
-            self._resolve_auto(ffmpeg)
-        if self.vcodec not in CODECS:
-            raise ValueError(
+            if self.preset is not None:
+                raise InvalidSettingError(
+                    "preset cannot be combined with vcodec='auto': presets differ per "
+                    "encoder; leave preset=None or name the vcodec"
+                )
+        elif self.vcodec not in CODECS:
+            raise InvalidSettingError(
                 f"unknown vcodec {self.vcodec!r}; use one of "
                 f"{', '.join(sorted(['auto', *CODECS, *ALIASES]))}"
             )
@@ -150,88 +130,86 @@ class EncoderConfig:
             or not _DEVICE_PATH.match(self.hw_device)
             or "/../" in self.hw_device + "/"
         ):
-            raise ValueError(
+            raise InvalidSettingError(
                 f"hw_device must be an absolute device path such as /dev/dri/renderD128 "
                 f"(letters, digits and _ - . / only), got {self.hw_device!r}"
             )
         if not isinstance(self.pix_fmt, str) or not _PIX_FMT.match(self.pix_fmt):
-            raise ValueError(
+            raise InvalidSettingError(
                 f"pix_fmt must be a pixel format name such as yuv420p, got {self.pix_fmt!r}"
             )
-        spec = self.spec
-        if self.g is not None and (not isinstance(self.g, int) or self.g < 1):
-            raise ValueError(f"g (keyframe interval) must be a positive integer, got {self.g!r}")
+        if self.g is not None and (
+            isinstance(self.g, bool) or not isinstance(self.g, int) or self.g < 1
+        ):
+            raise InvalidSettingError(
+                f"g (keyframe interval) must be a positive integer, got {self.g!r}"
+            )
+        if self.crf is not None and (
+            isinstance(self.crf, bool) or not isinstance(self.crf, (int, float))
+        ):
+            raise InvalidSettingError(f"crf must be a number, got {self.crf!r}")
+        if self.vcodec != "auto":
+            self._check_quality(CODECS[self.vcodec])
+        if (
+            isinstance(self.fast_decode, bool)
+            or not isinstance(self.fast_decode, int)
+            or not 0 <= self.fast_decode <= 2
+        ):
+            raise InvalidSettingError(f"fast_decode must be 0, 1 or 2, got {self.fast_decode!r}")
+        if not isinstance(self.extra_options, dict):
+            raise SettingTypeError("extra_options must be a dict of option name -> value")
+        self.extra_options = {
+            self._check_key(k): _check_value(k, v) for k, v in self.extra_options.items()
+        }
+
+    def _check_quality(self, spec: CodecSpec) -> None:
+        """crf and preset on the codec's own scales (for 'auto': once it is resolved)."""
         if self.crf is not None:
             if spec.crf_range is None:
-                raise ValueError(f"{self.vcodec} has no crf setting; pass crf=None")
+                raise InvalidSettingError(f"{self.vcodec} has no crf setting; pass crf=None")
             lo, hi = spec.crf_range
-            numeric = isinstance(self.crf, (int, float)) and not isinstance(self.crf, bool)
-            if not numeric or not lo <= self.crf <= hi:
-                shown = f"{self.crf:g}" if numeric else repr(self.crf)
-                raise ValueError(
-                    f"crf {shown} is out of range for {self.vcodec}: use {lo:g}..{hi:g} "
+            if not lo <= self.crf <= hi:
+                raise InvalidSettingError(
+                    f"crf {self.crf:g} is out of range for {self.vcodec}: use {lo:g}..{hi:g} "
                     "(lower is better quality, bigger files)"
                 )
         if self.preset is None:
             self.preset = spec.default_preset
         elif spec.presets is None:
-            raise ValueError(f"{self.vcodec} has no preset setting; pass preset=None")
+            raise InvalidSettingError(f"{self.vcodec} has no preset setting; pass preset=None")
         elif isinstance(spec.presets[0], int):
-            lo, hi = spec.presets  # type: ignore[misc]
+            lo, hi = spec.presets[0], spec.presets[1]
             if isinstance(self.preset, bool) or not isinstance(self.preset, int):
-                raise ValueError(f"preset for {self.vcodec} must be an integer {lo}..{hi}")
+                raise InvalidSettingError(f"preset for {self.vcodec} must be an integer {lo}..{hi}")
             if not lo <= self.preset <= hi:
-                raise ValueError(
+                raise InvalidSettingError(
                     f"preset {self.preset} is out of range for {self.vcodec}: use {lo}..{hi} "
                     "(higher is faster)"
                 )
         elif self.preset not in spec.presets:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"preset {self.preset!r} is unknown for {self.vcodec}; use one of "
-                f"{', '.join(spec.presets)}"  # type: ignore[arg-type]
+                f"{', '.join(str(p) for p in spec.presets)}"
             )
-        if not isinstance(self.fast_decode, int) or not 0 <= self.fast_decode <= 2:
-            raise ValueError(f"fast_decode must be 0, 1 or 2, got {self.fast_decode!r}")
-        if not isinstance(self.extra_options, dict):
-            raise TypeError("extra_options must be a dict of option name -> value")
-        self.extra_options = {
-            self._check_key(k): _check_value(k, v) for k, v in self.extra_options.items()
-        }
-        if ffmpeg is not None:
-            self.validate_for(find_ffmpeg(ffmpeg))
-            return
-        try:
-            ff = find_ffmpeg()
-        except FFmpegNotFoundError:
-            log.debug("no ffmpeg found; binary-dependent checks of %s wait for the writer", self)
-        else:
-            self.validate_for(ff)
-
-    def _resolve_auto(self, ffmpeg: FFmpeg | str | None) -> None:
-        """Replace "auto" by the first encoder that really works here (probe.py)."""
-        from .probe import probe_encoders, select_encoder  # noqa: PLC0415 - a cycle
-
-        if self.preset is not None:
-            raise ValueError(
-                "preset cannot be combined with vcodec='auto': presets differ per encoder; "
-                "leave preset=None or name the vcodec"
-            )
-        self.vcodec = select_encoder("auto", ffmpeg)
-        if self.hw_device is None and CODECS[self.vcodec].family in ("vaapi", "qsv"):
-            # the render node the probe found working (cached: no second probe)
-            self.hw_device = probe_encoders(ffmpeg, [self.vcodec]).statuses[self.vcodec].device
 
     def _check_key(self, key: Any) -> str:
         if not isinstance(key, str) or not key or key.startswith("-") or not key.isprintable():
-            raise ValueError(f"extra_options key {key!r} is not an option name")
+            raise InvalidSettingError(f"extra_options key {key!r} is not an option name")
         named = {f.name for f in dataclasses.fields(self)} - {"extra_options"}
         if key in named:
-            raise ValueError(f"set {key!r} through the EncoderConfig field, not extra_options")
+            raise InvalidSettingError(
+                f"set {key!r} through the EncoderConfig field, not extra_options"
+            )
         check_option_name(key)
         return key
 
     @property
     def spec(self) -> CodecSpec:
+        if self.vcodec == "auto":
+            raise InvalidSettingError(
+                "vcodec='auto' is not resolved yet: resolve_config(config, ffmpeg) picks the "
+                "encoder (the encoders call it for you)"
+            )
         return CODECS[self.vcodec]
 
     @property
@@ -252,18 +230,18 @@ class EncoderConfig:
         """Check the settings against what ``ffmpeg`` reports for this encoder."""
         info = ffmpeg.encoder_help(self.vcodec)
         if info is None:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"this ffmpeg ({ffmpeg.path}) has no {self.vcodec} encoder; use another vcodec "
                 f"or a build that includes it (`ffmpeg -encoders` lists what it has)"
             )
         if self.family in ("vaapi", "qsv"):
             if self.pix_fmt not in UPLOADED_PIX_FMTS:
-                raise ValueError(
+                raise InvalidSettingError(
                     f"{self.vcodec} takes pix_fmt {' or '.join(UPLOADED_PIX_FMTS)} "
                     f"(uploaded to the device as nv12), got {self.pix_fmt!r}"
                 )
         elif info.pix_fmts and self.pix_fmt not in info.pix_fmts:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"{self.vcodec} cannot encode pix_fmt {self.pix_fmt!r}; it accepts "
                 f"{', '.join(info.pix_fmts)}"
             )
@@ -273,7 +251,7 @@ class EncoderConfig:
                 continue
             if isinstance(value, str):
                 if opt.choices and value not in opt.choices:
-                    raise ValueError(
+                    raise InvalidSettingError(
                         f"{name} {value!r} is not known to {self.vcodec} in this ffmpeg; "
                         f"it takes {', '.join(opt.choices)}"
                     )
@@ -281,7 +259,7 @@ class EncoderConfig:
             lo = opt.minimum if opt.minimum is not None else float("-inf")
             hi = opt.maximum if opt.maximum is not None else float("inf")
             if not lo <= value <= hi:
-                raise ValueError(
+                raise InvalidSettingError(
                     f"{name} {value:g} is out of range for {self.vcodec} in this ffmpeg "
                     f"({ffmpeg.version_string.split(' Copyright')[0]}): use {lo:g}..{hi:g}"
                 )
@@ -292,7 +270,7 @@ class EncoderConfig:
             if key not in info.options and key not in GENERIC_OPTIONS:
                 fields = {f.name for f in dataclasses.fields(self)}
                 allowed = sorted({*info.options, *GENERIC_OPTIONS} - fields)
-                raise ValueError(
+                raise InvalidSettingError(
                     f"{self.vcodec} has no option {key!r}; allowed extra_options keys: "
                     f"{', '.join(allowed)}"
                 )
@@ -302,7 +280,7 @@ class EncoderConfig:
         sx, sy = chroma_subsampling(self.pix_fmt)
         for label, value, factor in (("width", width, sx), ("height", height, sy)):
             if value % factor:
-                raise ValueError(
+                raise InvalidSettingError(
                     f"{label} {value} is odd; {self.pix_fmt} needs even sizes: crop or resize "
                     "the frames by one pixel, or use pix_fmt='yuv444p'"
                 )
@@ -316,7 +294,7 @@ class EncoderConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"unknown {cls.__name__} field(s) {', '.join(sorted(unknown))}; "
                 f"known: {', '.join(sorted(known))}"
             )
@@ -345,10 +323,8 @@ class DepthEncoderConfig(EncoderConfig):
     quantize: bool = True
 
     def __post_init__(self, ffmpeg: FFmpeg | str | None) -> None:
-        from .depth import DepthQuantizer  # noqa: PLC0415 - keeps config import-light
-
         if self.vcodec == "auto":
-            raise ValueError(
+            raise InvalidSettingError(
                 "depth streams need a lossless software codec; vcodec='auto' "
                 "is for RGB streams (use libx265 or ffv1)"
             )
@@ -356,18 +332,16 @@ class DepthEncoderConfig(EncoderConfig):
         want = "gray12le" if self.quantize else "gray16le"
         if self.pix_fmt != want:
             what = "12-bit codes" if self.quantize else "raw 16-bit millimetres"
-            raise ValueError(
+            raise InvalidSettingError(
                 f"depth with quantize={self.quantize} is stored as {what}: pix_fmt must be "
                 f"{want!r}, got {self.pix_fmt!r}"
             )
         super().__post_init__(ffmpeg)
         if self.is_hardware:
-            raise ValueError(f"{self.vcodec} is not lossless; depth needs libx265 or ffv1")
+            raise InvalidSettingError(f"{self.vcodec} is not lossless; depth needs libx265 or ffv1")
 
     @property
-    def quantizer(self):
-        from .depth import DepthQuantizer  # noqa: PLC0415
-
+    def quantizer(self) -> DepthQuantizer:
         return DepthQuantizer(self.depth_min, self.depth_max, self.shift, self.use_log)
 
     @property

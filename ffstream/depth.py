@@ -24,6 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from .errors import (
+    FrameTypeError,
+    InvalidFrameError,
+    InvalidSettingError,
+    SettingTypeError,
+)
+
 MAX_CODE = 4095
 DEPTH_TAG = "ffstream_depth"  # container tag holding how to read the depth back
 
@@ -41,15 +48,15 @@ class DepthQuantizer:
         for name in ("depth_min", "depth_max", "shift"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number (metres), got {value!r}")
+                raise SettingTypeError(f"{name} must be a number (metres), got {value!r}")
             if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
+                raise InvalidSettingError(f"{name} must be finite, got {value}")
         if self.depth_min >= self.depth_max:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"depth_min ({self.depth_min} m) must be below depth_max ({self.depth_max} m)"
             )
         if self.use_log and self.depth_min + self.shift <= 0:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"depth_min + shift must be > 0 for the logarithmic mapping, got "
                 f"{self.depth_min} + {self.shift}; raise shift or use use_log=False"
             )
@@ -92,15 +99,15 @@ def _as_metres(depth: np.ndarray, input_unit: str) -> np.ndarray:
         return depth.astype(np.float32, copy=False)
     if input_unit == "mm":
         return depth.astype(np.float32) * np.float32(0.001)
-    raise ValueError(f"input_unit must be 'auto', 'm' or 'mm', got {input_unit!r}")
+    raise InvalidSettingError(f"input_unit must be 'auto', 'm' or 'mm', got {input_unit!r}")
 
 
 def check_depth_shape(depth: np.ndarray) -> None:
     """Depth is (H, W), (H, W, 1), (N, H, W) or (N, H, W, 1); anything else is refused."""
     if not isinstance(depth, np.ndarray):
-        raise TypeError(f"depth must be a numpy array, got {type(depth).__name__}")
+        raise FrameTypeError(f"depth must be a numpy array, got {type(depth).__name__}")
     if depth.dtype.kind not in "uif":
-        raise TypeError(
+        raise FrameTypeError(
             f"depth must be integer millimetres or float metres, got dtype {depth.dtype}"
         )
     shape = depth.shape
@@ -108,7 +115,7 @@ def check_depth_shape(depth: np.ndarray) -> None:
         return
     if depth.ndim == 3 and shape[-1] not in (3, 4):
         return  # a batch of (H, W) maps
-    raise ValueError(
+    raise InvalidFrameError(
         f"depth has shape {shape}; depth maps are HxW or HxWx1 (or a batch of them) - a "
         "depth map with 3 channels is probably a colour image: route it as an RGB camera"
     )
@@ -154,12 +161,12 @@ def dequantize_depth(
     """uint16 codes -> float32 depth in ``output_unit`` ("mm" or "m"); code 0 -> 0."""
     q = DepthQuantizer(depth_min, depth_max, shift, use_log)
     if output_unit not in ("mm", "m"):
-        raise ValueError(f"output_unit must be 'mm' or 'm', got {output_unit!r}")
+        raise InvalidSettingError(f"output_unit must be 'mm' or 'm', got {output_unit!r}")
     c = np.asarray(codes)
     if c.dtype.kind not in "ui":
-        raise TypeError(f"depth codes must be integers, got dtype {c.dtype}")
+        raise FrameTypeError(f"depth codes must be integers, got dtype {c.dtype}")
     if c.size and int(c.max()) > MAX_CODE:
-        raise ValueError(
+        raise InvalidFrameError(
             f"depth codes must be in 0..{MAX_CODE}, found {int(c.max())}: was the video "
             "decoded as gray16le instead of gray12le?"
         )
@@ -196,43 +203,3 @@ def metres_to_mm16(frame: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         mm = np.rint(np.nan_to_num(frame, nan=0.0, posinf=65.535, neginf=0.0) * 1000.0)
     return np.clip(mm, 0, 65535).astype(np.uint16)
-
-
-def read_depth(path, output_unit: str = "mm", params: dict[str, Any] | None = None, ffmpeg=None):
-    """Yield the depth maps of a video written by ffstream, as float32 ``output_unit``.
-
-    How to read the values back comes from the file's own tag (``params`` overrides
-    it, e.g. from episode.json): 12-bit codes are dequantized, 16-bit millimetres are
-    converted. Missing readings come back as 0.
-    """
-    import json  # noqa: PLC0415
-
-    from .reader import read_frames, video_info  # noqa: PLC0415
-
-    if output_unit not in ("mm", "m"):
-        raise ValueError(f"output_unit must be 'mm' or 'm', got {output_unit!r}")
-    if params is None:
-        tag = video_info(path, ffmpeg).metadata.get(DEPTH_TAG)
-        if tag is None:
-            raise ValueError(
-                f"{path} carries no depth parameters; pass params= (from episode.json)"
-            )
-        try:
-            params = json.loads(tag)
-        except ValueError:
-            params = None
-        if not isinstance(params, dict):
-            raise ValueError(f"{path} carries a depth tag that is not a JSON object: {tag[:80]!r}")
-    params = dict(params)
-    kind = params.pop("format", "codes12")
-    if kind == "mm16":
-        scale = np.float32(1.0 if output_unit == "mm" else 0.001)
-        for frame in read_frames(path, pix_fmt="gray16le", ffmpeg=ffmpeg):
-            yield frame.astype(np.float32) * scale
-        return
-    try:
-        q = DepthQuantizer(**params)
-    except TypeError as exc:
-        raise ValueError(f"{path}: the depth parameters {params} are not valid ({exc})") from None
-    for codes in read_frames(path, pix_fmt="gray12le", ffmpeg=ffmpeg):
-        yield q.dequantize(codes, output_unit=output_unit)

@@ -9,33 +9,45 @@ import contextlib
 import logging
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any, TypeVar
 
+import numpy as np
+
+from .command import fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
-from .errors import OutputFolderError
-from .ffmpeg import FFmpeg
+from .errors import (
+    EpisodeError,
+    InvalidSettingError,
+    OutputExistsError,
+    OutputFolderError,
+    SettingTypeError,
+    StateError,
+    UnknownCameraError,
+)
+from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import raw_format
-from .frames import file_stem
-from .probe import select_encoder
+from .frames import as_color_frame, as_depth_frame, file_stem
+from .probe import resolve_config
+from .writer import DropPolicy, VideoResult, check_stream_settings
 
 log = logging.getLogger("ffstream.episode")
 
 
-def check_encoders(
+def resolve_encoders(
     ffmpeg: FFmpeg, rgb: EncoderConfig, depth: DepthEncoderConfig | None = None
-) -> None:
-    """What both episode encoders check once, before any frame: the settings against the
-    binary, and that a hardware encoder really works here (the cached probe, or a test
-    encode now). Also asks the binary's version now, not in the capture loop."""
-    ffmpeg.version  # noqa: B018 - cached for the writers
-    for config in (rgb, depth):
-        if config is None:
-            continue
-        config.validate_for(ffmpeg)
-        if config.is_hardware:
-            select_encoder(config.vcodec, ffmpeg)  # NoWorkingEncoderError with the reason
+) -> tuple[EncoderConfig, DepthEncoderConfig | None]:
+    """What both episode encoders settle once, before any frame: the concrete configs
+    (``resolve_config``: "auto", the binary's checks, a working hardware encoder), and
+    the binary's version (cached, so the capture loop never waits for it)."""
+    ffmpeg.version  # noqa: B018 - asked now, cached for the writers
+    resolved_depth = resolve_config(depth, ffmpeg) if depth is not None else None
+    return resolve_config(rgb, ffmpeg), resolved_depth
 
 
 def remove_if_empty(directory: Path) -> None:
@@ -56,22 +68,122 @@ def _make_output_folder(out: Path) -> None:
         ) from None
 
 
-class ClosesOnExit:
-    """What both encoders share: ``with encoder:`` closes it (after an exception,
-    closing problems are logged instead of hiding the exception that ended the block),
-    and the checks that open an episode."""
+_E = TypeVar("_E", bound="EpisodeEncoder")
 
-    def close(self) -> None:  # pragma: no cover - implemented by the encoders
-        raise NotImplementedError
 
-    def _plan(self, video_keys, out_dir, depth_video_keys, input_pix_fmts, running: bool):
+class EpisodeEncoder(ABC):
+    """What StreamingVideoEncoder and BatchVideoEncoder share, so they cannot drift:
+    the settings and their checks (``vcodec="auto"`` and the binary's checks settled
+    once), episode planning, key lookup and frame normalisation, error aggregation,
+    ``abort()``, the monitor, and ``with encoder:`` (after an exception, closing problems
+    are logged instead of hiding the exception that ended the block)."""
+
+    queue_maxsize: int
+    drop_policy: DropPolicy
+
+    def __init__(
+        self,
+        fps: float | Fraction,
+        rgb_encoder: EncoderConfig | None,
+        depth_encoder: DepthEncoderConfig | None,
+        encoder_threads: int | None,
+        ffmpeg: FFmpeg | str | None,
+        overwrite: bool,
+        compute_stats: bool,
+        monitor: Any,
+    ):
+        self.fps = fps_fraction(fps)
+        rgb = rgb_encoder if rgb_encoder is not None else EncoderConfig()
+        if not isinstance(rgb, EncoderConfig):
+            raise SettingTypeError(
+                f"rgb_encoder must be an EncoderConfig, got {type(rgb).__name__}"
+            )
+        if depth_encoder is not None and not isinstance(depth_encoder, DepthEncoderConfig):
+            raise SettingTypeError(
+                f"depth_encoder must be a DepthEncoderConfig (depth needs quantization and a "
+                f"lossless codec), got {type(depth_encoder).__name__}"
+            )
+        check_stream_settings(1, encoder_threads, "drop")
+        self.encoder_threads = encoder_threads
+        self.ffmpeg = find_ffmpeg(ffmpeg)
+        self.rgb_encoder, self.depth_encoder = resolve_encoders(self.ffmpeg, rgb, depth_encoder)
+        self.overwrite = overwrite
+        self.compute_stats = compute_stats
+        self.monitor = monitor
+        self._own_monitor = monitor is not None and not monitor.running
+        if self._own_monitor:
+            monitor.start()
+        self._closed = False
+
+    # ------------------------------------------------------------------ the contract
+    @property
+    @abstractmethod
+    def episode_active(self) -> bool: ...
+
+    def start_episode(
+        self,
+        video_keys: Iterable[str],
+        out_dir: str | os.PathLike,
+        depth_video_keys: Iterable[str] | None = None,
+        input_pix_fmts: Mapping[str, str] | None = None,
+    ) -> None:
+        """Open an episode: one video per key in ``out_dir`` (``{key}.mp4``).
+
+        ``input_pix_fmts`` declares per camera how frames are laid out (``bgr24`` for
+        OpenCV frames); the default is ``rgb24``. ``depth_video_keys`` are depth cameras:
+        HxW uint16 millimetres or float metres, encoded with ``depth_encoder`` (default
+        ``DepthEncoderConfig()``: 12-bit codes, lossless HEVC).
+        """
+        plans = self._plan(video_keys, out_dir, depth_video_keys, input_pix_fmts)
+        self._open_episode(plans, Path(out_dir))
+
+    @abstractmethod
+    def _open_episode(self, plans: dict[str, StreamPlan], out_dir: Path) -> None: ...
+
+    @abstractmethod
+    def feed_frame(self, key: str, image: np.ndarray) -> bool: ...
+
+    @abstractmethod
+    def finish_episode_async(self, timeout: float | None = None) -> Future: ...
+
+    @abstractmethod
+    def finish_episode(self, timeout: float | None = None) -> dict[str, VideoResult]: ...
+
+    @abstractmethod
+    def cancel_episode(self) -> None: ...
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Stop now, for a second Ctrl-C: nothing is waited for, partial output is kept."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def queue_depths(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    def dropped_counts(self) -> dict[str, int]: ...
+
+    def encode_pending(self) -> dict[Path, dict[str, VideoResult]]:
+        """Encode episodes whose encoding was deferred (non-streaming mode); none here."""
+        return {}
+
+    # ------------------------------------------------------------------ shared steps
+    def _plan(
+        self,
+        video_keys: Iterable[str] | str,
+        out_dir: str | os.PathLike,
+        depth_video_keys: Iterable[str] | str | None,
+        input_pix_fmts: Mapping[str, str] | None,
+    ) -> dict[str, StreamPlan]:
         """Refuse a closed encoder or a running episode, then plan the new episode."""
         if self._closed:
-            raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
-        if running:
-            raise RuntimeError("an episode is already running; call finish_episode() first")
+            raise StateError(f"this {type(self).__name__} is closed; create a new one")
+        if self.episode_active:
+            raise StateError("an episode is already running; call finish_episode() first")
         if depth_video_keys and self.depth_encoder is None:
-            self.depth_encoder = DepthEncoderConfig(ffmpeg=self.ffmpeg)
+            self.depth_encoder = resolve_config(DepthEncoderConfig(), self.ffmpeg)
         return plan_episode(
             video_keys,
             out_dir,
@@ -82,17 +194,48 @@ class ClosesOnExit:
             self.overwrite,
         )
 
-    def __enter__(self):
+    @staticmethod
+    def _lookup(plans: Mapping[str, Any] | None, key: str) -> Any:
+        """The episode's entry for camera ``key``, or the error that says what is wrong."""
+        if plans is None:
+            raise StateError("no episode is running; call start_episode() first")
+        entry = plans.get(key)
+        if entry is None:
+            raise UnknownCameraError(
+                f"unknown camera key {key!r}; this episode has {', '.join(plans)}"
+            )
+        return entry
+
+    @staticmethod
+    def _frame(plan: StreamPlan, image: Any) -> np.ndarray:
+        """The frame in the layout the stream takes (views where possible)."""
+        if plan.is_depth:
+            return as_depth_frame(plan.key, image)
+        return as_color_frame(plan.key, plan.pix_fmt, image)
+
+    def _stop_monitor(self) -> None:
+        if self._own_monitor:
+            self.monitor.stop()
+
+    def __enter__(self: _E) -> _E:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
             self.close()
             return
         try:
             self.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("closing %s after an error failed", type(self).__name__)
+
+
+def episode_error(
+    what: str, results: dict[str, VideoResult], errors: dict[str, Exception], note: str = ""
+) -> EpisodeError:
+    """One error for the cameras of an episode that failed; the others' results attached."""
+    detail = "\n".join(f"- {k}: {e}" for k, e in errors.items())
+    return EpisodeError(f"{what}{len(errors)} camera(s) failed{note}:\n{detail}", results, errors)
 
 
 @dataclass(frozen=True)
@@ -127,19 +270,19 @@ def plan_episode(
     depth_keys = list(depth_video_keys or [])
     both = set(rgb_keys) & set(depth_keys)
     if both:
-        raise ValueError(
+        raise InvalidSettingError(
             f"camera key(s) {', '.join(sorted(both))} are in both video_keys and "
             "depth_video_keys; give the depth stream its own key (e.g. 'front_depth')"
         )
     keys = rgb_keys + depth_keys
     if not keys:
-        raise ValueError("start_episode needs at least one video key")
+        raise InvalidSettingError("start_episode needs at least one video key")
     if depth_keys and depth_config is None:
-        raise ValueError("depth_video_keys need a DepthEncoderConfig (depth_encoder=...)")
+        raise InvalidSettingError("depth_video_keys need a DepthEncoderConfig (depth_encoder=...)")
     input_pix_fmts = dict(input_pix_fmts or {})
     unknown = set(input_pix_fmts) - set(rgb_keys)
     if unknown:
-        raise KeyError(
+        raise InvalidSettingError(
             f"input_pix_fmts names unknown or depth camera(s): {', '.join(sorted(unknown))}"
         )
     out = Path(out_dir)
@@ -147,14 +290,14 @@ def plan_episode(
     cameras: dict[str, StreamPlan] = {}
     for key in keys:
         if key in cameras:
-            raise ValueError(f"camera key {key!r} appears twice")
+            raise InvalidSettingError(f"camera key {key!r} appears twice")
         stem = file_stem(key)
         if stem in stems:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"camera keys {stems[stem]!r} and {key!r} both map to file {stem!r}; rename one"
             )
         stems[stem] = key
-        if key in depth_keys:
+        if key in depth_keys and depth_config is not None:  # checked above
             config: EncoderConfig = depth_config
             pix_fmt = depth_config.input_pix_fmt
         else:
@@ -163,7 +306,7 @@ def plan_episode(
         raw_format(pix_fmt)
         path = out / f"{stem}.{config.extension}"
         if path.exists() and not overwrite:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{path} already exists; use a new out_dir, or create the encoder with "
                 "overwrite=True to replace it"
             )

@@ -13,6 +13,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import FFmpegNotFoundError
 from .process import run
@@ -101,7 +102,7 @@ def find_ffmpeg(path: str | os.PathLike | FFmpeg | None = None) -> FFmpeg:
     if on_path:
         return _check(on_path, "PATH")
     try:
-        import imageio_ffmpeg  # noqa: PLC0415 - optional dependency
+        import imageio_ffmpeg  # optional dependency
     except ImportError:
         raise FFmpegNotFoundError(f"no ffmpeg found on PATH; {_INSTALL_HINT}") from None
     try:
@@ -135,7 +136,10 @@ def _stamp(path: str) -> tuple[str, int, int]:
 
 def _run(path: str, *args: str) -> str:
     try:
-        out = run([path, "-hide_banner", *args], _QUERY_TIMEOUT, what=f"ffmpeg {' '.join(args)}")
+        # a question to the binary has no input or output: the one argv not built by
+        # command.py (which depends on this module)
+        argv = [path, "-hide_banner", *args]
+        out = run(argv, _QUERY_TIMEOUT, what=f"ffmpeg {' '.join(args)}")
     except OSError as exc:
         raise FFmpegNotFoundError(f"cannot run ffmpeg {path!r}: {exc}; {_INSTALL_HINT}") from None
     return out.stdout.decode("utf-8", "replace") + out.stderr
@@ -208,8 +212,8 @@ def parse_encoder_help(name: str, text: str) -> EncoderHelp | None:
     if f"Encoder {name} [" not in text:
         return None
     pix_fmts: tuple[str, ...] = ()
-    options: dict[str, OptionInfo] = {}
-    current: dict | None = None
+    options: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
     for line in text.splitlines():
         if line.strip().startswith("Supported pixel formats:"):
             pix_fmts = tuple(line.split(":", 1)[1].split())
@@ -221,7 +225,7 @@ def parse_encoder_help(name: str, text: str) -> EncoderHelp | None:
             current = {"name": opt, "type": typ, "choices": []}
             if r:
                 current["minimum"], current["maximum"] = _number(r.group(1)), _number(r.group(2))
-            options[opt] = current  # type: ignore[assignment]
+            options[opt] = current
             continue
         c = _CHOICE_LINE.match(line)
         if c and current is not None:
@@ -234,7 +238,7 @@ def parse_encoder_help(name: str, text: str) -> EncoderHelp | None:
             maximum=v.get("maximum"),
             choices=tuple(v["choices"]),
         )
-        for k, v in options.items()  # type: ignore[union-attr]
+        for k, v in options.items()
     }
     return EncoderHelp(name, pix_fmts, frozen)
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InvalidSettingError
+
 
 @dataclass(frozen=True)
 class RawFormat:
@@ -42,7 +44,7 @@ def raw_format(name: str) -> RawFormat:
     try:
         return RAW_FORMATS[name]
     except KeyError:
-        raise ValueError(
+        raise InvalidSettingError(
             f"unsupported raw pixel format {name!r}; use one of {', '.join(RAW_FORMATS)}"
         ) from None
 
@@ -54,3 +56,7 @@ def chroma_subsampling(pix_fmt: str) -> tuple[int, int]:
     if pix_fmt.startswith(("yuv422", "yuvj422", "nv16", "nv20")):
         return 2, 1
     return 1, 1
+
+
+MAX_SIDE = 8192  # 8K: the largest frame side ffstream writes or reads (a larger one is
+# a sign of a wrong shape or stride, or of a file built to exhaust memory)

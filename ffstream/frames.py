@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .depth import check_depth_shape
+from .errors import FrameTypeError, InvalidFrameError
 from .formats import raw_format
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -23,10 +24,10 @@ def file_stem(key: str) -> str:
     leading '.', which is kept for ffstream's temporary files (so no camera's file can
     be another camera's temporary file)."""
     if not isinstance(key, str) or not key:
-        raise ValueError(f"camera key must be a non-empty string, got {key!r}")
+        raise InvalidFrameError(f"camera key must be a non-empty string, got {key!r}")
     stem = _UNSAFE.sub("_", key)
     if stem.strip(".") == "":
-        raise ValueError(f"camera key {key!r} cannot be used as a file name")
+        raise InvalidFrameError(f"camera key {key!r} cannot be used as a file name")
     if stem.startswith("."):
         stem = "_" + stem[1:]
     return stem
@@ -36,7 +37,7 @@ def as_color_frame(key: str, pix_fmt: str, image: Any) -> np.ndarray:
     """Bring a frame to the writer's layout: HWC, uint8 (CHW and floats in [0, 1] too)."""
     fmt = raw_format(pix_fmt)
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"frame for {key!r} must be a numpy array, got {type(image).__name__}")
+        raise FrameTypeError(f"frame for {key!r} must be a numpy array, got {type(image).__name__}")
     frame = image
     if fmt.channels == 1:
         if frame.ndim == 3 and frame.shape[-1] == 1:
@@ -44,7 +45,7 @@ def as_color_frame(key: str, pix_fmt: str, image: Any) -> np.ndarray:
         elif frame.ndim == 3 and frame.shape[0] == 1:
             frame = frame[0]
         if frame.ndim != 2:
-            raise ValueError(
+            raise InvalidFrameError(
                 f"frame for {key!r} has shape {image.shape}; {fmt.name} frames are HxW or HxWx1"
             )
     else:
@@ -52,7 +53,7 @@ def as_color_frame(key: str, pix_fmt: str, image: Any) -> np.ndarray:
         if frame.ndim == 3 and frame.shape[-1] != c and frame.shape[0] == c:
             frame = frame.transpose(1, 2, 0)  # CHW -> HWC view; copied once into the ring
         if frame.ndim != 3 or frame.shape[-1] != c:
-            raise ValueError(
+            raise InvalidFrameError(
                 f"frame for {key!r} has shape {image.shape}; {fmt.name} frames must be "
                 f"HxWx{c} or {c}xHxW (declare input_pix_fmts={{{key!r}: 'gray'}} for "
                 "single-channel images)"
@@ -63,44 +64,44 @@ def as_color_frame(key: str, pix_fmt: str, image: Any) -> np.ndarray:
         frame = float_to_uint8(key, frame)
     else:
         want = f"{fmt.dtype}" + (" or float in [0, 1]" if fmt.dtype == np.uint8 else "")
-        raise TypeError(
+        raise FrameTypeError(
             f"frame for {key!r} has dtype {frame.dtype}; {fmt.name} frames must be {want}"
         )
     if 0 in frame.shape:
-        raise ValueError(f"frame for {key!r} is empty (shape {image.shape})")
+        raise InvalidFrameError(f"frame for {key!r} is empty (shape {image.shape})")
     return frame
 
 
 def as_depth_frame(key: str, image: Any) -> np.ndarray:
     """One depth map as HxW: uint16 millimetres or float32 metres."""
     if not isinstance(image, np.ndarray):
-        raise TypeError(
+        raise FrameTypeError(
             f"depth frame for {key!r} must be a numpy array, got {type(image).__name__}"
         )
     check_depth_shape(image)
     frame = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
     if frame.ndim != 2:
-        raise ValueError(
+        raise InvalidFrameError(
             f"depth frame for {key!r} has shape {image.shape}; feed one HxW or HxWx1 map at a time"
         )
     if frame.dtype.kind == "f":
         return frame.astype(np.float32, copy=False)
     if frame.dtype != np.uint16:
-        raise TypeError(
+        raise FrameTypeError(
             f"depth frame for {key!r} has dtype {frame.dtype}; pass uint16 millimetres or "
             "float metres"
         )
     if 0 in frame.shape:
-        raise ValueError(f"depth frame for {key!r} is empty (shape {image.shape})")
+        raise InvalidFrameError(f"depth frame for {key!r} is empty (shape {image.shape})")
     return frame
 
 
 def float_to_uint8(key: str, frame: np.ndarray) -> np.ndarray:
     lo, hi = float(np.min(frame)), float(np.max(frame))
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(f"frame for {key!r} contains NaN or infinite values")
+        raise InvalidFrameError(f"frame for {key!r} contains NaN or infinite values")
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(
+        raise InvalidFrameError(
             f"float frame for {key!r} has values in [{lo:g}, {hi:g}]; float frames must be in "
             "[0, 1] (or pass uint8 0..255)"
         )

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from .errors import InvalidSettingError
+
 log = logging.getLogger("ffstream.monitor")
 
 ADVICE = (
@@ -46,7 +48,7 @@ class CpuMonitor:
 
     def __init__(self, interval: float = 0.5, threshold: float = 95.0, sustain: float = 2.0):
         if interval <= 0 or sustain < 0 or not 0 < threshold <= 100:
-            raise ValueError("interval must be > 0, sustain >= 0, threshold in (0, 100]")
+            raise InvalidSettingError("interval must be > 0, sustain >= 0, threshold in (0, 100]")
         self.interval, self.threshold, self.sustain = interval, threshold, sustain
         self.cores = psutil.cpu_count() or 1
         self._me = psutil.Process()

@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from .codecs import ALIASES, CODECS
 from .command import InputSpec, build_command, render_nodes
-from .config import CODECS, EncoderConfig
-from .errors import FFstreamError, ProcessTimeout
+from .config import EncoderConfig
+from .errors import FFstreamError, InvalidSettingError, NoWorkingEncoderError, ProcessTimeout
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .process import run
 
@@ -56,8 +57,7 @@ DEFAULT_TIMEOUT = 5.0
 CACHE_VERSION = 1
 
 
-class NoWorkingEncoderError(FFstreamError, RuntimeError):
-    """No encoder of the preference list works here; the message lists why each failed."""
+_C = TypeVar("_C", bound=EncoderConfig)
 
 
 @dataclass
@@ -147,7 +147,8 @@ def trial_encode(
     t0 = time.monotonic()
     status = EncoderStatus(name, listed=True, works=False, device=device)
     try:
-        config = EncoderConfig(name, hw_device=device, ffmpeg=ffmpeg)
+        config = EncoderConfig(name, hw_device=device)
+        config.validate_for(ffmpeg)
         w, h = PROBE_SIZE
         argv = build_command(
             ffmpeg,
@@ -188,16 +189,16 @@ def _probe_one(ffmpeg: FFmpeg, name: str, timeout: float) -> EncoderStatus:
     nodes = render_nodes()
     if not nodes and CODECS[name].family == "vaapi":
         return EncoderStatus(name, True, False, "no GPU render node (/dev/dri/renderD*) exists")
-    first: EncoderStatus | None = None
     t0 = time.monotonic()
-    for node in nodes or [None]:
+    tried = []
+    candidates: list[str | None] = [*nodes] or [None]
+    for node in candidates:
         st = trial_encode(ffmpeg, name, timeout, device=node)
+        st.seconds = time.monotonic() - t0
         if st.works:
-            st.seconds = time.monotonic() - t0
             return st
-        first = first or st
-    first.seconds = time.monotonic() - t0
-    return first
+        tried.append(st)
+    return tried[0]  # the first render node's reason
 
 
 # ---------------------------------------------------------------- cache
@@ -278,7 +279,7 @@ def probe_encoders(
     names = list(dict.fromkeys(candidates or DEFAULT_CANDIDATES))
     unknown = [n for n in names if n not in CODECS]
     if unknown:
-        raise ValueError(
+        raise InvalidSettingError(
             f"cannot probe unknown encoder(s) {', '.join(unknown)}; ffstream knows "
             f"{', '.join(sorted(CODECS))}"
         )
@@ -336,11 +337,9 @@ def select_encoder(
     """A concrete encoder name: for "auto" the first of ``preference`` that works here;
     for a name, that name if it works (else an error with the reason and what works)."""
     if vcodec != "auto":
-        from .config import ALIASES  # noqa: PLC0415
-
         name = ALIASES.get(vcodec, vcodec)
         if name not in CODECS:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"unknown vcodec {vcodec!r}; use 'auto' or one of {', '.join(sorted(CODECS))}"
             )
         report = probe_encoders(ffmpeg, [name, *preference, *DEFAULT_CANDIDATES], refresh=refresh)
@@ -365,3 +364,27 @@ def select_encoder(
     how = "cached probe" if report.from_cache else "probe"
     log.info("auto: chose %s (first working encoder by preference, %s)", choice, how)
     return choice
+
+
+def resolve_config(config: _C, ffmpeg: FFmpeg | str | None = None) -> _C:
+    """The concrete config to record with, checked once against the binary.
+
+    "auto" becomes the first encoder that really works here (for VAAPI/QSV with the
+    render node the probe found working); the settings are checked against what this
+    ffmpeg says of the encoder; a hardware encoder must pass the probe (cached per
+    binary), so a GPU encoder known to fail is refused before any frame. Returns
+    ``config`` itself when it was already resolved for this binary."""
+    ff = find_ffmpeg(ffmpeg if ffmpeg is not None else getattr(config, "_ffmpeg", None))
+    if getattr(config, "_resolved_for", None) == ff.path:
+        return config
+    if config.vcodec == "auto":
+        name = select_encoder("auto", ff)
+        device = config.hw_device
+        if device is None and CODECS[name].family in ("vaapi", "qsv"):
+            device = probe_encoders(ff, [name]).statuses[name].device  # cached
+        config = dataclasses.replace(config, vcodec=name, hw_device=device)
+    config.validate_for(ff)
+    if config.is_hardware:
+        select_encoder(config.vcodec, ff)  # NoWorkingEncoderError with the probe's reason
+    config._resolved_for = ff.path
+    return config

@@ -40,6 +40,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import IO
 
 from .errors import FFmpegNotFoundError, ProcessTimeout
 
@@ -130,7 +131,7 @@ class _Spawner:
             fut, argv, kw = self._jobs.get()
             try:
                 fut.set_result(self._start(argv, kw))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:  # handed to the caller
                 fut.set_exception(exc)
 
 
@@ -180,8 +181,9 @@ class FFmpegProcess:
             )
         except FileNotFoundError as exc:
             raise FFmpegNotFoundError(f"cannot run {self.argv[0]!r}: {exc}") from None
-        self.stdin = self.proc.stdin
-        self.stdout = self.proc.stdout
+        self.stdin: IO[bytes] | None = self.proc.stdin
+        self.stdout: IO[bytes] | None = self.proc.stdout
+        self._stderr: IO[bytes] = self.proc.stderr  # type: ignore[assignment]  # a pipe
         self._stderr_thread = threading.Thread(
             target=self._drain, name=f"ffstream-stderr-{name}", daemon=True
         )
@@ -198,7 +200,7 @@ class FFmpegProcess:
 
     # ------------------------------------------------------------------ stderr
     def _drain(self) -> None:
-        stream = self.proc.stderr
+        stream = self._stderr
         partial = b""
         try:
             while True:
@@ -265,7 +267,7 @@ class FFmpegProcess:
         """SIGKILL: stop at once, whatever state the output file is in."""
         self._signal(signal.SIGKILL)
 
-    def close(self, timeout: float | None = None) -> int | None:
+    def close(self, timeout: float | None = None) -> int:
         """Close stdin, wait up to ``timeout`` s for the exit (then kill), close the pipes.
 
         Returns the exit status (negative: killed by that signal)."""
@@ -321,6 +323,7 @@ def run(
     out = bytearray()
     deadline = t0 + timeout
     timed_out = False
+    assert proc.stdout is not None  # asked for above
     try:
         fd = proc.stdout.fileno()
         while True:
@@ -360,13 +363,15 @@ def _readable(fd: int, timeout: float) -> bool:
 
 
 def _feed(proc: FFmpegProcess, data: bytes) -> None:
+    stdin = proc.stdin
+    assert stdin is not None  # asked for by run()
     view = memoryview(data)
     try:
         while view:
-            n = os.write(proc.stdin.fileno(), view)
+            n = os.write(stdin.fileno(), view)
             view = view[n:]
     except (OSError, ValueError):
         pass  # ffmpeg stopped reading: its exit status tells why
     finally:
         with contextlib.suppress(OSError):
-            proc.stdin.close()
+            stdin.close()

@@ -6,7 +6,8 @@ formats that declare 16000x16000 pixels, URLs. So every input is opened
 - with a container chosen from the file's first bytes, from an allowlist (MP4/MOV,
   Matroska, PNG), never from its name and never by ffmpeg's guess;
 - as ``file:ABSOLUTE_PATH`` with ``-protocol_whitelist file``;
-- with the decoder capped at the writer's 8K limit (``-max_pixels``).
+- with the decoder capped at the writer's 8K limit (``-max_pixels``)
+(the command lines are built by command.py).
 The frame size comes from the header of a decoded frame (a PAM image), not from the
 text ffmpeg prints, which a metadata tag can forge; frames are then read at exactly
 that size. Calls are bounded: a maximum frame count and timeouts that kill ffmpeg.
@@ -14,21 +15,23 @@ that size. Calls are bounded: a maximum frame count and timeouts that kill ffmpe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .command import passthrough_args
-from .errors import FFstreamError, ProcessTimeout
+from .command import count_command, decode_command, first_frame_command
+from .depth import DEPTH_TAG, DepthQuantizer
+from .errors import InvalidSettingError, ProcessTimeout, VideoReadError
 from .ffmpeg import FFmpeg, find_ffmpeg
-from .formats import raw_format
+from .formats import MAX_SIDE, raw_format
 from .process import FFmpegProcess, _readable, run
 
-MAX_SIDE = 8192  # the writer's limit: larger frames are refused
 MAX_FRAMES = 500_000  # per read_frames() call unless the caller raises it (4.6 h at 30 fps)
 INFO_TIMEOUT = 60.0  # seconds for opening a file and decoding its first frame
 READ_TIMEOUT = 60.0  # seconds read_frames waits for the next frame before killing ffmpeg
@@ -37,10 +40,6 @@ READ_TIMEOUT = 60.0  # seconds read_frames waits for the next frame before killi
 _MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"moof", b"styp", b"pnot")
 _MATROSKA_MAGIC = b"\x1a\x45\xdf\xa3"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class VideoReadError(FFstreamError, ValueError):
-    """The file is missing, is not a video, or could not be decoded."""
 
 
 @dataclass(frozen=True)
@@ -78,22 +77,6 @@ def container_format(path: str | os.PathLike) -> str:
         f"{what}); ffstream reads only the containers it writes, and never playlists or "
         "lists of files"
     )
-
-
-def input_args(path: str | os.PathLike) -> list[str]:
-    """The ffmpeg input options that open ``path`` safely (see the module's docstring)."""
-    fmt = container_format(path)
-    absolute = os.path.abspath(os.fspath(path))
-    return [
-        "-protocol_whitelist",
-        "file",
-        "-f",
-        fmt,
-        "-max_pixels",
-        str(MAX_SIDE * MAX_SIDE),
-        "-i",
-        f"file:{absolute}",
-    ]
 
 
 _STREAM = re.compile(r"^  Stream #\d+:\d+\S*: Video: (\w+).*?, (\w+)(?:\(.*?\))?, (\d+)x(\d+)")
@@ -162,11 +145,9 @@ def video_info(
 ) -> VideoInfo:
     """Size, codec and rate of the first video stream; VideoReadError if there is none."""
     p = Path(path)
-    args = input_args(p)
+    container = container_format(p)
     ff = find_ffmpeg(ffmpeg)
-    argv = [ff.path, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", *args]
-    argv += ["-map", "0:v:0", "-frames:v", "1", "-f", "image2pipe", "-c:v", "pam"]
-    argv += ["-pix_fmt", "gray", "pipe:1"]
+    argv = first_frame_command(ff, p, container)
     try:
         out = run(argv, timeout, max_stdout=64 << 20, what=f"opening {p.name}")
     except ProcessTimeout as exc:
@@ -203,17 +184,16 @@ def read_frames(
     info = video_info(path, ff)
     shape = fmt.frame_shape(info.width, info.height)
     size = fmt.frame_bytes(info.width, info.height)
-    argv = [ff.path, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
-    argv += [*input_args(path), "-map", "0:v:0", *passthrough_args(ff)]
-    argv += ["-frames:v", str(max_frames + 1), "-s", f"{info.width}x{info.height}"]
-    argv += ["-f", "rawvideo", "-pix_fmt", fmt.name, "pipe:1"]
+    container = container_format(path)
+    argv = decode_command(ff, path, container, fmt.name, info.width, info.height, max_frames + 1)
     proc = FFmpegProcess(argv, stdout=True, name=f"read {Path(path).name}")
+    assert proc.stdout is not None  # asked for
     fd = proc.stdout.fileno()
     count = 0
     try:
         while True:
             frame = np.empty(shape, dtype=fmt.dtype)
-            view = memoryview(frame).cast("B")
+            view = memoryview(frame).cast("B")  # type: ignore[arg-type]
             got = 0
             while got < size:
                 if not _readable(fd, timeout):
@@ -261,9 +241,7 @@ def count_frames(
     ``decode=True``, frames that really decode (slower; also proves the file is sound)."""
     ff = find_ffmpeg(ffmpeg)
     video_info(path, ff)  # a clear error for missing files and non-videos
-    how = passthrough_args(ff) if decode else ["-c", "copy"]
-    argv = [ff.path, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
-    argv += [*input_args(path), "-map", "0:v:0", *how, "-f", "null", "-", "-progress", "pipe:1"]
+    argv = count_command(ff, path, container_format(path), decode)
     try:
         out = run(argv, timeout, what=f"counting the frames of {Path(path).name}")
     except ProcessTimeout as exc:
@@ -274,3 +252,43 @@ def count_frames(
         what = "does not decode completely" if decode else "cannot be read to the end"
         raise VideoReadError(f"{path} {what}: {_last_error(errors)}")
     return int(counts[-1])
+
+
+def read_depth(path, output_unit: str = "mm", params: dict[str, Any] | None = None, ffmpeg=None):
+    """Yield the depth maps of a video written by ffstream, as float32 ``output_unit``.
+
+    How to read the values back comes from the file's own tag (``params`` overrides
+    it, e.g. from episode.json): 12-bit codes are dequantized, 16-bit millimetres are
+    converted. Missing readings come back as 0.
+    """
+    if output_unit not in ("mm", "m"):
+        raise InvalidSettingError(f"output_unit must be 'mm' or 'm', got {output_unit!r}")
+    if params is None:
+        tag = video_info(path, ffmpeg).metadata.get(DEPTH_TAG)
+        if tag is None:
+            raise VideoReadError(
+                f"{path} carries no depth parameters; pass params= (from episode.json)"
+            )
+        try:
+            params = json.loads(tag)
+        except ValueError:
+            params = None
+        if not isinstance(params, dict):
+            raise VideoReadError(
+                f"{path} carries a depth tag that is not a JSON object: {tag[:80]!r}"
+            )
+    params = dict(params)
+    kind = params.pop("format", "codes12")
+    if kind == "mm16":
+        scale = np.float32(1.0 if output_unit == "mm" else 0.001)
+        for frame in read_frames(path, pix_fmt="gray16le", ffmpeg=ffmpeg):
+            yield frame.astype(np.float32) * scale
+        return
+    try:
+        q = DepthQuantizer(**params)
+    except TypeError as exc:
+        raise VideoReadError(
+            f"{path}: the depth parameters {params} are not valid ({exc})"
+        ) from None
+    for codes in read_frames(path, pix_fmt="gray12le", ffmpeg=ffmpeg):
+        yield q.dequantize(codes, output_unit=output_unit)

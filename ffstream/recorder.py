@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .cameras.base import Camera
-from .errors import FFstreamError
+from .episode import EpisodeEncoder
+from .errors import FFstreamError, InvalidSettingError
 from .streaming import EpisodeError
 from .verify import METADATA_FILE
 from .writer import VideoResult
@@ -106,7 +107,7 @@ class Recorder:
     def __init__(
         self,
         cameras: Sequence[Camera],
-        encoder: Any,  # StreamingVideoEncoder or BatchVideoEncoder
+        encoder: EpisodeEncoder,  # StreamingVideoEncoder or BatchVideoEncoder
         out: str | os.PathLike,
         fps: float,
         on_status: Callable[[Status], None] | None = None,
@@ -117,9 +118,9 @@ class Recorder:
         its files finished normally) and no further episode starts."""
         names = [c.name for c in cameras]
         if len(set(names)) != len(names):
-            raise ValueError(f"camera names must be unique, got {names}")
+            raise InvalidSettingError(f"camera names must be unique, got {names}")
         if not cameras:
-            raise ValueError("at least one camera is needed")
+            raise InvalidSettingError("at least one camera is needed")
         self.cameras = list(cameras)
         self.encoder = encoder
         self.out = Path(out)
@@ -133,7 +134,7 @@ class Recorder:
     def record(self, episodes: int, seconds: float) -> list[EpisodeOutcome]:
         """Record ``episodes`` episodes of ``seconds`` each; returns when all files are final."""
         if episodes < 1 or seconds <= 0:
-            raise ValueError("episodes must be >= 1 and seconds > 0")
+            raise InvalidSettingError("episodes must be >= 1 and seconds > 0")
         outcomes: list[EpisodeOutcome] = []
         first = next_episode_index(self.out)
         for cam in self.cameras:
@@ -149,12 +150,10 @@ class Recorder:
                 if outcome.error and not self._recover(outcome, failed_in_a_row):
                     break
         finally:
-            encode_pending = getattr(self.encoder, "encode_pending", None)
-            if encode_pending is not None:  # non-streaming: deferred episodes are encoded now
-                try:
-                    encode_pending()
-                except FFstreamError as exc:
-                    log.error("encoding the pending episodes failed: %s", exc)
+            try:  # non-streaming mode: deferred episodes are encoded now
+                self.encoder.encode_pending()
+            except FFstreamError as exc:
+                log.error("encoding the pending episodes failed: %s", exc)
             for written in self._pending:
                 written.wait()  # the metadata of every episode is on disk before we return
             for cam in self.cameras:
@@ -174,7 +173,7 @@ class Recorder:
             for cam in self.cameras:
                 cam.disconnect()
                 cam.connect()
-        except Exception as exc:  # noqa: BLE001 - any camera failure ends the run cleanly
+        except Exception as exc:  # any camera failure ends the run cleanly
             log.error("a camera could not be reconnected (%s); stopping the run", exc)
             return False
         return True
@@ -182,7 +181,7 @@ class Recorder:
     def _read(self, cam: Camera, depth: bool):
         try:
             return cam.read_depth() if depth else cam.read()
-        except Exception as exc:  # noqa: BLE001 - cameras raise what their driver raises
+        except Exception as exc:  # cameras raise what their driver raises
             self._camera_failed = f"camera {cam.name} failed: {exc}"
             raise _ReadFailed(self._camera_failed) from exc
 
@@ -265,7 +264,7 @@ class Recorder:
                         outcome.results = exc.results
                 outcome.error = "; ".join(str(e) for e in (failure, exc) if e) or None
                 write_metadata(directory, meta, outcome)
-            except Exception as exc:  # noqa: BLE001 - a callback must not die silently
+            except Exception as exc:  # a callback must not die silently
                 outcome.error = outcome.error or f"writing {METADATA_FILE} failed: {exc}"
                 log.exception("writing the metadata of episode %d failed", index)
             finally:
@@ -323,7 +322,7 @@ def write_metadata(directory: Path, meta: dict[str, Any], outcome: EpisodeOutcom
         d["file"] = Path(d.pop("path")).name
         data["videos"][key] = d
     data["error"] = outcome.error
-    data["cpu"] = next((r.extra["cpu"] for r in outcome.results.values() if "cpu" in r.extra), None)
+    data["cpu"] = next((r.cpu for r in outcome.results.values() if r.cpu is not None), None)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / METADATA_FILE
     tmp = path.with_suffix(".json.tmp")

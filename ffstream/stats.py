@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidFrameError, InvalidSettingError
+
 log = logging.getLogger("ffstream.stats")
 
 MAX_SIDE = 150
@@ -40,7 +42,7 @@ class StatsAccumulator:
 
     def __init__(self, channels: int, bins: int = 256, stride: int = 1):
         if channels < 1 or bins < 2 or stride < 1:
-            raise ValueError("channels >= 1, bins >= 2 and stride >= 1 are required")
+            raise InvalidSettingError("channels >= 1, bins >= 2 and stride >= 1 are required")
         self.channels, self.bins, self.stride = channels, bins, stride
         self.histogram = np.zeros((channels, bins), np.int64)
         self.frames = 0
@@ -52,13 +54,13 @@ class StatsAccumulator:
         if sub.ndim == 2:
             sub = sub[..., None]
         if sub.shape[-1] != self.channels:
-            raise ValueError(f"expected {self.channels} channel(s), got shape {frame.shape}")
+            raise InvalidFrameError(f"expected {self.channels} channel(s), got shape {frame.shape}")
         # one bincount per channel: faster than one over offset indices (no int64 copy)
         counts = [
             np.bincount(sub[..., c].ravel(), minlength=self.bins) for c in range(self.channels)
         ]
         if any(c.size > self.bins for c in counts):
-            raise ValueError(f"values above {self.bins - 1} in a {self.bins}-bin histogram")
+            raise InvalidFrameError(f"values above {self.bins - 1} in a {self.bins}-bin histogram")
         for c, row in enumerate(counts):
             self.histogram[c] += row
         self.frames += 1
@@ -115,13 +117,13 @@ def aggregate_stats(stats_list: Sequence[dict[str, Any]]) -> dict[str, np.ndarra
     """
     entries = [s for s in stats_list if int(np.asarray(s["count"]).sum()) > 0]
     if not entries:
-        raise ValueError("nothing to aggregate: every entry has count 0")
+        raise InvalidSettingError("nothing to aggregate: every entry has count 0")
     frames = int(sum(int(np.asarray(s["count"]).sum()) for s in entries))
     if all("histogram" in s for s in entries):
         shapes = {np.asarray(s["histogram"]).shape for s in entries}
         if len(shapes) != 1:
-            raise ValueError(f"histograms of different shapes cannot be merged: {shapes}")
-        hist = sum(np.asarray(s["histogram"], np.int64) for s in entries)
+            raise InvalidSettingError(f"histograms of different shapes cannot be merged: {shapes}")
+        hist = np.sum([np.asarray(s["histogram"], np.int64) for s in entries], axis=0)
         return stats_from_histogram(hist, frames)
     w = np.array([float(np.asarray(s["count"]).sum()) for s in entries])
     w = (w / w.sum()).reshape(-1, 1, 1, 1)
@@ -187,7 +189,7 @@ class BackgroundStats:
                 if self.transform is not None:
                     sub = self.transform(sub)
                 self.accumulator.update(sub)
-            except Exception as exc:  # noqa: BLE001 - statistics must never stop a video
+            except Exception as exc:  # statistics must never stop a video
                 self.error = exc
                 log.error("image statistics stopped: %r", exc)
             finally:

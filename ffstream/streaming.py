@@ -9,46 +9,55 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .command import fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform
-from .episode import ClosesOnExit, check_encoders, remove_if_empty
-from .errors import EncoderError
-from .ffmpeg import FFmpeg, find_ffmpeg
-from .frames import as_color_frame, as_depth_frame
+from .episode import DropPolicy, EpisodeEncoder, StreamPlan, episode_error, remove_if_empty
+from .errors import (
+    EpisodeError,
+    InvalidFrameError,
+    StateError,
+)
+from .ffmpeg import FFmpeg
 from .writer import FFmpegWriter, VideoResult, check_stream_settings
 
 log = logging.getLogger("ffstream.streaming")
 
 
-class EpisodeError(EncoderError):
-    """One or more cameras failed at the end of an episode; ``results`` holds the others."""
-
-    def __init__(self, message: str, results: dict[str, VideoResult], errors: dict[str, Exception]):
-        super().__init__(message)
-        self.results = results
-        self.errors = errors
-
-
 class _Camera:
     """Per-camera state of the current episode."""
 
-    __slots__ = ("key", "path", "pix_fmt", "config", "writer", "rejected", "shape", "lock", "ended")
+    __slots__ = (
+        "plan",
+        "key",
+        "path",
+        "pix_fmt",
+        "config",
+        "writer",
+        "rejected",
+        "shape",
+        "lock",
+        "ended",
+    )
 
-    def __init__(self, key: str, path: Path, pix_fmt: str, config: EncoderConfig):
-        self.key, self.path, self.pix_fmt, self.config = key, path, pix_fmt, config
+    def __init__(self, plan: StreamPlan):
+        self.plan = plan
+        self.key, self.path, self.pix_fmt, self.config = (
+            plan.key,
+            plan.path,
+            plan.pix_fmt,
+            plan.config,
+        )
         self.writer: FFmpegWriter | None = None
         self.rejected = 0
         self.shape: tuple[int, ...] | None = None
@@ -57,7 +66,7 @@ class _Camera:
         self.lock = threading.Lock()
         self.ended = False
 
-    def end(self, action) -> None:
+    def end(self, action: Callable[[FFmpegWriter], None]) -> None:
         """Mark the camera's episode ended, then ``action(writer)`` if it has one."""
         with self.lock:
             self.ended = True
@@ -69,7 +78,7 @@ class _Camera:
         return isinstance(self.config, DepthEncoderConfig)
 
 
-class StreamingVideoEncoder(ClosesOnExit):
+class StreamingVideoEncoder(EpisodeEncoder):
     """Encode every camera of every episode while frames are captured.
 
     ``feed_frame`` never waits on ffmpeg: when a camera's queue is full the frame is
@@ -81,38 +90,29 @@ class StreamingVideoEncoder(ClosesOnExit):
         self,
         fps: float,
         rgb_encoder: EncoderConfig | None = None,
-        depth_encoder: Any = None,
+        depth_encoder: DepthEncoderConfig | None = None,
         queue_maxsize: int = 30,
         encoder_threads: int | None = None,
         ffmpeg: FFmpeg | str | None = None,
-        drop_policy: str = "drop",
+        drop_policy: DropPolicy = "drop",
         compute_stats: bool = False,
         monitor: Any = None,
         overwrite: bool = False,
     ):
-        self.fps = fps_fraction(fps)
-        self.rgb_encoder = rgb_encoder if rgb_encoder is not None else EncoderConfig()
-        if not isinstance(self.rgb_encoder, EncoderConfig):
-            raise TypeError("rgb_encoder must be an EncoderConfig")
-        if depth_encoder is not None and not isinstance(depth_encoder, DepthEncoderConfig):
-            raise TypeError(
-                f"depth_encoder must be a DepthEncoderConfig (depth needs quantization and a "
-                f"lossless codec), got {type(depth_encoder).__name__}"
-            )
-        self.depth_encoder = depth_encoder
         check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
-        self.compute_stats = compute_stats
-        self.monitor = monitor
-        self._own_monitor = monitor is not None and not monitor.running
-        if self._own_monitor:
-            monitor.start()
-        self._episode_t0 = 0.0
+        super().__init__(
+            fps,
+            rgb_encoder,
+            depth_encoder,
+            encoder_threads,
+            ffmpeg,
+            overwrite,
+            compute_stats,
+            monitor,
+        )
         self.queue_maxsize = queue_maxsize
-        self.encoder_threads = encoder_threads
-        self.ffmpeg = find_ffmpeg(ffmpeg)
-        check_encoders(self.ffmpeg, self.rgb_encoder, self.depth_encoder)
         self.drop_policy = drop_policy
-        self.overwrite = overwrite
+        self._episode_t0 = 0.0
         self._cameras: dict[str, _Camera] | None = None
         self._writers: weakref.WeakSet[FFmpegWriter] = weakref.WeakSet()  # not yet closed
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -125,31 +125,15 @@ class StreamingVideoEncoder(ClosesOnExit):
         self._finisher.start()
         self._stop_finisher = weakref.finalize(self, self._jobs.put, None)
         self._lock = threading.Lock()
-        self._closed = False
 
     # ------------------------------------------------------------------ episodes
     @property
     def episode_active(self) -> bool:
         return self._cameras is not None
 
-    def start_episode(
-        self,
-        video_keys: Iterable[str],
-        out_dir: str | os.PathLike,
-        depth_video_keys: Iterable[str] | None = None,
-        input_pix_fmts: Mapping[str, str] | None = None,
-    ) -> None:
-        """Open an episode: one video per key in ``out_dir`` (``{key}.mp4``).
-
-        ``input_pix_fmts`` declares per camera how frames are laid out (``bgr24`` for
-        OpenCV frames); the default is ``rgb24``. ``depth_video_keys`` are depth cameras:
-        HxW uint16 millimetres or float metres, encoded with ``depth_encoder`` (default
-        ``DepthEncoderConfig()``: 12-bit codes, lossless HEVC).
-        """
-        plans = self._plan(
-            video_keys, out_dir, depth_video_keys, input_pix_fmts, self._cameras is not None
-        )
-        self._cameras = {k: _Camera(p.key, p.path, p.pix_fmt, p.config) for k, p in plans.items()}
+    def _open_episode(self, plans: dict[str, StreamPlan], out_dir: Path) -> None:
+        """Writers start at each camera's first frame (that frame fixes the size)."""
+        self._cameras = {k: _Camera(p) for k, p in plans.items()}
         self._episode_t0 = time.monotonic()
 
     def feed_frame(self, key: str, image: np.ndarray) -> bool:
@@ -158,45 +142,39 @@ class StreamingVideoEncoder(ClosesOnExit):
         Thread-safe: calls for one camera are serialised (frames keep their call order),
         and a call that races with the end of the episode either lands in the episode
         or raises RuntimeError; it is never accepted and then lost."""
-        cams = self._cameras
-        if cams is None:
-            raise RuntimeError("no episode is running; call start_episode() first")
-        cam = cams.get(key)
-        if cam is None:
-            raise KeyError(f"unknown camera key {key!r}; this episode has {', '.join(cams)}")
-        if cam.is_depth:
-            frame = as_depth_frame(cam.key, image)
-        else:
-            frame = as_color_frame(cam.key, cam.pix_fmt, image)
+        cam: _Camera = self._lookup(self._cameras, key)
+        frame = self._frame(cam.plan, image)
         with cam.lock:
             if cam.ended:
-                raise RuntimeError(
+                raise StateError(
                     f"the episode ended while a frame for {key!r} was being fed; the frame "
                     "was not recorded (end episodes from the thread that feeds, or after it)"
                 )
-            if cam.writer is None:
-                self._open_writer(cam, frame)
+            writer = cam.writer
+            if writer is None:
+                writer = self._open_writer(cam, frame)
             elif frame.shape != cam.shape:
                 cam.rejected += 1
-                raise ValueError(
+                raise InvalidFrameError(
                     f"frame for {key!r} has shape {frame.shape}, but this episode started at "
                     f"{cam.shape}; keep the camera's resolution fixed within an episode "
                     f"(frame rejected, {cam.rejected} so far)"
                 )
-            return cam.writer.submit(frame)
+            return writer.submit(frame)
 
-    def _open_writer(self, cam: _Camera, frame: np.ndarray) -> None:
+    def _open_writer(self, cam: _Camera, frame: np.ndarray) -> FFmpegWriter:
         h, w = frame.shape[:2]
-        depth = {}
-        if cam.is_depth:
+        depth: dict[str, Any] = {}
+        config = cam.config
+        if isinstance(config, DepthEncoderConfig):
             depth = {
                 "frame_dtype": frame.dtype,
-                "transform": depth_transform(cam.config, frame.dtype),
-                "metadata": {DEPTH_TAG: json.dumps(depth_metadata(cam.config))},
+                "transform": depth_transform(config, frame.dtype),
+                "metadata": {DEPTH_TAG: json.dumps(depth_metadata(config))},
             }
             if self.compute_stats:  # statistics of the stored values: codes or mm
                 depth["stats_transform"] = depth["transform"]
-                depth["stats_bins"] = 4096 if cam.config.quantize else 65536
+                depth["stats_bins"] = 4096 if config.quantize else 65536
         cam.writer = writer = FFmpegWriter(
             cam.path,
             w,
@@ -215,6 +193,7 @@ class StreamingVideoEncoder(ClosesOnExit):
         )
         cam.shape = frame.shape
         self._writers.add(writer)
+        return writer
 
     def queue_depths(self) -> dict[str, int]:
         """Frames waiting per camera right now (0 for cameras with no frame yet)."""
@@ -264,7 +243,7 @@ class StreamingVideoEncoder(ClosesOnExit):
         with self._lock:
             cams, self._cameras = self._cameras, None
         if cams is None:
-            raise RuntimeError("no episode is running; call start_episode() first")
+            raise StateError("no episode is running; call start_episode() first")
         return cams
 
     def _submit(self, fn, *args) -> Future:
@@ -292,16 +271,15 @@ class StreamingVideoEncoder(ClosesOnExit):
                     log.warning("closing: the running episode ended with %s", exc)
                 else:
                     first_error = exc
-            except Exception as exc:  # noqa: BLE001 - still wait for the others
+            except Exception as exc:  # still wait for the others
                 first_error = exc
         for fut in list(self._pending):
             try:
                 fut.result()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 first_error = first_error or exc
         self._stop_finisher()
-        if self._own_monitor:
-            self.monitor.stop()
+        self._stop_monitor()
         self._finisher.join()
         if first_error is not None:
             raise first_error
@@ -318,7 +296,7 @@ def _run_jobs(jobs: queue.SimpleQueue) -> None:
             continue
         try:
             fut.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the Future
+        except BaseException as exc:  # handed to whoever waits on the Future
             fut.set_exception(exc)
 
 
@@ -334,14 +312,14 @@ def _collect(
             continue
         try:
             res = cam.writer.close(timeout)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors[key] = exc
             continue
         res.rejected = cam.rejected
         if cpu is not None:
-            res.extra["cpu"] = cpu
+            res.cpu = cpu
         if cam.is_depth:
-            res.extra["depth"] = depth_metadata(cam.config)
+            res.depth = depth_metadata(cam.config)
         results[key] = res
         log.info(
             "%s: %d frames, %d dropped, %.1f fps encoded, %s",
@@ -355,6 +333,5 @@ def _collect(
         for folder in {cam.path.parent for cam in cams.values()}:
             remove_if_empty(folder)
     if errors:
-        detail = "\n".join(f"- {k}: {e}" for k, e in errors.items())
-        raise EpisodeError(f"{len(errors)} camera(s) failed:\n{detail}", results, errors)
+        raise episode_error("", results, errors)
     return results

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import InvalidEpisodeError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .reader import VideoReadError, count_frames, video_info
 
@@ -148,7 +149,7 @@ def _video_path(directory: Path, key: str, entry: Any) -> Path:
         or "\x00" in name
         or os.path.isabs(name)
     ):
-        raise ValueError(
+        raise InvalidEpisodeError(
             f"episode.json names {name!r} as the video of {key!r}; a video must be a plain "
             "file name inside the episode folder (no path, no '..')"
         )
@@ -201,7 +202,7 @@ def verify_episode(
     directory = Path(directory)
     meta_path = directory / METADATA_FILE
     if not meta_path.is_file():
-        raise ValueError(
+        raise InvalidEpisodeError(
             f"{directory} is not an episode directory written by ffstream (no {METADATA_FILE})"
         )
     try:
@@ -210,11 +211,15 @@ def verify_episode(
         rows = int(meta["frames_captured"])
         videos = meta["videos"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{meta_path} is not valid episode metadata: {exc}") from None
+        raise InvalidEpisodeError(f"{meta_path} is not valid episode metadata: {exc}") from None
     if not (math.isfinite(fps) and fps > 0) or rows < 0:
-        raise ValueError(f"{meta_path} is not valid episode metadata: fps {fps}, rows {rows}")
+        raise InvalidEpisodeError(
+            f"{meta_path} is not valid episode metadata: fps {fps}, rows {rows}"
+        )
     if not isinstance(videos, dict) or not isinstance(meta.get("cameras", {}), dict):
-        raise ValueError(f"{meta_path} is not valid episode metadata: videos/cameras are not maps")
+        raise InvalidEpisodeError(
+            f"{meta_path} is not valid episode metadata: videos/cameras are not maps"
+        )
     ff = find_ffmpeg(ffmpeg)
     checks = []
     reasons = []
@@ -234,7 +239,7 @@ def verify_episode(
             recorded = None if recorded is None else int(recorded)
             submitted = int(v.get("submitted") or rows or 1)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{meta_path} is not valid episode metadata: {exc}") from None
+            raise InvalidEpisodeError(f"{meta_path} is not valid episode metadata: {exc}") from None
         check = VideoCheck(str(path), key=key, recorded=recorded, rows=rows, dropped=dropped)
         check.dropped_fraction = round(check.dropped / max(submitted, 1), 4)
         if not path.is_file():
@@ -278,7 +283,7 @@ def verify_recordings(
         d for d in directory.iterdir() if d.is_dir() and (d / METADATA_FILE).is_file()
     )
     if not episodes:
-        raise ValueError(
+        raise InvalidEpisodeError(
             f"{directory} holds no episode written by ffstream (no {METADATA_FILE} in it "
             "or in its sub-folders)"
         )

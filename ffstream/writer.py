@@ -17,40 +17,54 @@ import errno
 import functools
 import logging
 import os
-import queue
 import sys
 import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from .command import InputSpec, build_command, fps_fraction
+try:
+    import fcntl  # POSIX only: the pipe buffer is raised where it can be
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+from .command import InputSpec, build_command, fps_fraction, remux_command
 from .config import EncoderConfig
-from .errors import EncoderError, FFstreamError, ProcessTimeout
+from .errors import (
+    EncoderError,
+    FFstreamError,
+    FrameTypeError,
+    InvalidFrameError,
+    InvalidSettingError,
+    OutputExistsError,
+    ProcessTimeout,
+    SettingTypeError,
+    StateError,
+)
 from .ffmpeg import FFmpeg, find_ffmpeg
-from .formats import raw_format
+from .formats import MAX_SIDE, raw_format
+from .probe import resolve_config
 from .process import FFmpegProcess, run
+from .ring import END, SlotRing
 from .stats import BackgroundStats, StatsAccumulator, stride_for
 
 log = logging.getLogger("ffstream.writer")
 
-DROP_POLICIES = ("drop", "repeat", "block")
-MAX_SIDE = 8192  # 8K; larger frames are refused (a sign of a wrong shape or stride)
+DropPolicy = Literal["drop", "repeat", "block"]
+DROP_POLICIES: tuple[DropPolicy, ...] = ("drop", "repeat", "block")
 REMUX_TIMEOUT = 600.0  # seconds a remux may take when close() was given no timeout
 WARN_INTERVAL = 1.0  # seconds between two "queue full" warnings of one writer
 
 # Raising the pipe buffer so that one write() moves a whole frame was measured with
 # tools/bench_overhead.py; see docs/performance.md for the figures behind this choice.
 ENLARGE_PIPE = sys.platform.startswith("linux")
-
-_END = object()
 
 
 @dataclass
@@ -68,11 +82,15 @@ class VideoResult:
     submitted: int = 0
     repeated: int = 0
     rejected: int = 0  # frames refused before the writer (bad shape); see StreamingVideoEncoder
-    drop_policy: str = "drop"
+    drop_policy: DropPolicy = "drop"
     seconds: float = 0.0  # from the writer's start until ffmpeg exited
     bytes: int = 0
-    stats: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] | None = None  # per-channel image statistics (compute_stats)
+    stats_skipped: int = 0  # frames the statistics thread was too busy to look at
+    finalize_seconds: float | None = None  # the remux of crash-safe MP4 at the end
+    cpu: dict[str, Any] | None = None  # CpuMonitor summary of the episode (monitor=)
+    depth: dict[str, Any] | None = None  # how to read depth values back (depth streams)
+    image_bytes: int | None = None  # disk the images took (non-streaming mode)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "stats"}
@@ -82,16 +100,16 @@ class VideoResult:
 
 def _enlarge_pipe(fd: int, wanted: int) -> int:
     """Grow a pipe buffer towards ``wanted`` bytes (Linux); returns the size obtained."""
+    if fcntl is None:
+        return 0
     try:
-        import fcntl  # noqa: PLC0415 - POSIX only
-
         set_sz = getattr(fcntl, "F_SETPIPE_SZ", 1031)
         try:
             limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
         except (OSError, ValueError):
             limit = 1 << 20
         return fcntl.fcntl(fd, set_sz, max(4096, min(wanted, limit)))
-    except (OSError, ImportError):
+    except OSError:
         return 0
 
 
@@ -100,17 +118,19 @@ def check_stream_settings(
 ) -> None:
     """Validate the per-stream knobs shared by FFmpegWriter and StreamingVideoEncoder."""
     if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
-        raise ValueError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
+        raise InvalidSettingError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
     if encoder_threads is not None and (
         isinstance(encoder_threads, bool)
         or not isinstance(encoder_threads, int)
         or encoder_threads < 1
     ):
-        raise ValueError(
+        raise InvalidSettingError(
             f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}"
         )
     if drop_policy not in DROP_POLICIES:
-        raise ValueError(f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}")
+        raise InvalidSettingError(
+            f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}"
+        )
 
 
 def remux_fragmented(
@@ -129,10 +149,7 @@ def remux_fragmented(
     fd, tmp_name = tempfile.mkstemp(prefix=".ffstream-remux-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    flags = "+faststart" + ("+use_metadata_tags" if keep_tags else "")
-    argv = [ffmpeg_path, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y"]
-    argv += ["-protocol_whitelist", "file", "-f", "mov", "-i", f"file:{path.resolve()}"]
-    argv += ["-map", "0", "-c", "copy", "-movflags", flags, "-f", "mp4", f"file:{tmp}"]
+    argv = remux_command(ffmpeg_path, path, tmp, keep_tags)
     try:
         out = run(argv, timeout, what=f"remuxing {path.name}", started=started)
     except (ProcessTimeout, FFstreamError) as exc:
@@ -182,7 +199,8 @@ class _Stream:
         finalize=None,
     ):
         self.argv = argv
-        self.finalize = finalize  # called once ffmpeg exited cleanly (remux of crash-safe MP4)
+        # called once ffmpeg exited cleanly (the remux of crash-safe MP4)
+        self.finalize_file: Callable[..., float | None] | None = finalize
         self.finalize_seconds: float | None = None
         self.stats = stats  # a BackgroundStats, lent each written slot when it is idle
         self.hint = hint
@@ -195,14 +213,7 @@ class _Stream:
         self.policy = drop_policy
         # "repeat" keeps the last written slot aside to write it again, so it gets one more.
         n_slots = queue_maxsize + (1 if drop_policy == "repeat" else 0)
-        self.slots = np.empty((n_slots, *self.shape), dtype=self.dtype)
-        self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for i in range(n_slots):
-            self.free.put(i)
-        # a slot goes back to `free` when neither the writer nor the statistics need it
-        self.refs = [0] * n_slots
-        self.ref_lock = threading.Lock()
-        self.filled: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.ring = SlotRing(n_slots, self.shape, self.dtype)
         self.proc: FFmpegProcess | None = None
         self.active: FFmpegProcess | None = None  # what runs now: the encoder or the remux
         self.finalize_failed = False
@@ -235,7 +246,7 @@ class _Stream:
         is in the file, or the writer reports why it is not."""
         try:
             self._run()
-        except BaseException as exc:  # noqa: BLE001 - reported, never lost with the thread
+        except BaseException as exc:  # reported, never lost with the thread
             self.fail(f"the writer of {self.name} failed: {exc!r}")
             if self.proc is not None:
                 self.proc.kill()
@@ -257,7 +268,7 @@ class _Stream:
         if self.aborted:
             self._kill()
         if ENLARGE_PIPE:
-            _enlarge_pipe(self.proc.stdin.fileno(), self.frame_bytes)
+            _enlarge_pipe(self._stdin_fd(), self.frame_bytes)
         try:
             self._write_loop()
         finally:
@@ -271,8 +282,8 @@ class _Stream:
             )
             return
         # Finalizing is part of this thread's job, so cameras finish side by side.
-        if self.finalize is not None:
-            self.finalize_seconds = self.finalize(started=self._started)
+        if self.finalize_file is not None:
+            self.finalize_seconds = self.finalize_file(started=self._started)
             self.finalize_failed = self.finalize_seconds is None
             if not self.path.is_file():
                 self.fail(f"the video file of {self.name} disappeared while it was finalized")
@@ -286,16 +297,14 @@ class _Stream:
         After a failure nothing more is written, so the thread ends at once instead of
         waiting for a close() that a user handling the error may never call.
         """
-        fd = self.proc.stdin.fileno()
+        fd = self._stdin_fd()
+        ring = self.ring
         last: int | None = None
         while True:
-            item = self.filled.get()
-            end = item[0] is _END
-            slot, repeats = item
+            slot, repeats = ring.pop()
+            end = slot == END
             if self.error is not None or self.aborted:
                 return
-            if not end:
-                self.refs[slot] = 1
             try:
                 if repeats and last is not None:
                     for _ in range(repeats):
@@ -305,36 +314,33 @@ class _Stream:
             except OSError as exc:
                 self._pipe_failed(exc)
                 return
-            except Exception as exc:  # noqa: BLE001 - a transform failed: report, stop
+            except Exception as exc:  # a transform failed: report, stop
                 self.fail(f"preparing a frame for {self.name} failed: {exc!r}")
                 self._kill()
                 return
             if end:
                 return
             if self.stats is not None:
-                self._lend_to_stats(slot)
+                self._lend_to_stats(self.stats, slot)
             if self.policy == "repeat":
                 if last is not None:
-                    self._release(last)
+                    ring.release(last)
                 last = slot
             else:
-                self._release(slot)
+                ring.release(slot)
 
-    def _lend_to_stats(self, slot: int) -> None:
-        with self.ref_lock:
-            self.refs[slot] += 1
-        if not self.stats.offer(self.slots[slot], lambda: self._release(slot)):
-            self._release(slot)  # skipped for statistics: take the extra hold back
+    def _lend_to_stats(self, stats: BackgroundStats, slot: int) -> None:
+        ring = self.ring
+        ring.hold(slot)
+        if not stats.offer(ring.slots[slot], lambda: ring.release(slot)):
+            ring.release(slot)  # skipped for statistics: take the extra hold back
 
-    def _release(self, slot: int) -> None:
-        with self.ref_lock:
-            self.refs[slot] -= 1
-            if self.refs[slot]:
-                return
-        self.free.put(slot)
+    def _stdin_fd(self) -> int:
+        assert self.proc is not None and self.proc.stdin is not None  # started with a pipe
+        return self.proc.stdin.fileno()
 
     def _write(self, fd: int, slot: int) -> None:
-        data = self.slots[slot]
+        data = self.ring.slots[slot]
         if self.transform is not None:
             data = np.ascontiguousarray(self.transform(data))
             if data.nbytes != self.frame_bytes:
@@ -346,7 +352,7 @@ class _Stream:
         self.written += 1
 
     def _pipe_failed(self, exc: OSError) -> None:
-        if self.aborted:
+        if self.aborted or self.proc is None:
             return
         rc = self._wait(5.0)
         self.proc.join_stderr(5.0)  # so the error carries ffmpeg's last words
@@ -356,11 +362,12 @@ class _Stream:
             cause = f"writing to ffmpeg failed ({exc})"
         self.fail(f"{cause} for {self.name} ({_describe_exit(rc)})", returncode=rc)
 
-    def _wait(self, timeout: float | None) -> int | None:
+    def _wait(self, timeout: float | None) -> int:
+        assert self.proc is not None
         rc = self.proc.wait(timeout)
         if rc is None:
-            self._kill()
-            rc = self.proc.wait()
+            self.proc.kill()
+            rc = self.proc.close()
         return rc
 
     def _kill(self) -> None:
@@ -368,6 +375,7 @@ class _Stream:
             self.proc.kill()
 
     def _finish_process(self) -> None:
+        assert self.proc is not None
         rc = self.proc.close()
         if self.stats is not None:
             self.stats.close()
@@ -396,7 +404,7 @@ class _Stream:
             if self.closing:
                 return
             self.closing = True
-        self.filled.put((_END, trailing_repeats))
+        self.ring.push_end(trailing_repeats)
 
     def abort(self) -> None:
         self.aborted = True
@@ -405,7 +413,7 @@ class _Stream:
         self.request_end(0)
 
     @staticmethod
-    def finalize(stream: _Stream) -> None:
+    def finish_unclosed(stream: _Stream) -> None:
         """Called when the FFmpegWriter is collected unclosed: finish, don't leak."""
         if not stream.closing:
             log.warning(
@@ -426,14 +434,14 @@ class FFmpegWriter:
         path: str | os.PathLike,
         width: int,
         height: int,
-        fps: float,
+        fps: float | Fraction,
         config: EncoderConfig | None = None,
         input_pix_fmt: str = "rgb24",
         queue_maxsize: int = 30,
         encoder_threads: int | None = None,
         ffmpeg: FFmpeg | str | None = None,
         name: str | None = None,
-        drop_policy: str = "drop",
+        drop_policy: DropPolicy = "drop",
         overwrite: bool = False,
         frame_dtype: Any = None,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -459,9 +467,11 @@ class FFmpegWriter:
         self.name = name or self.path.stem
         for label, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"{label} must be an integer, got {value!r}")
+                raise SettingTypeError(f"{label} must be an integer, got {value!r}")
             if not 0 < value <= MAX_SIDE:
-                raise ValueError(f"{label} {value} is out of range: use 1..{MAX_SIDE} pixels")
+                raise InvalidSettingError(
+                    f"{label} {value} is out of range: use 1..{MAX_SIDE} pixels"
+                )
         self.width, self.height = int(width), int(height)
         self.fps: Fraction = fps_fraction(fps)
         check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
@@ -472,15 +482,15 @@ class FFmpegWriter:
             and frame_dtype is not None
             and np.dtype(frame_dtype) != self.format.dtype
         ):
-            raise ValueError(
+            raise InvalidSettingError(
                 f"frame_dtype {np.dtype(frame_dtype)} differs from {self.format.name}'s "
                 f"{self.format.dtype}: pass a transform that converts the frames"
             )
         self.config.check_frame_size(self.width, self.height)
         self.ffmpeg = find_ffmpeg(ffmpeg)
-        self.config.validate_for(self.ffmpeg)
+        self.config = resolve_config(self.config, self.ffmpeg)
         if self.path.exists() and not overwrite:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{self.path} already exists; pass overwrite=True or choose another path"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -519,7 +529,7 @@ class FFmpegWriter:
             ),
         )
         self._submit_lock = threading.Lock()
-        self._slot_view = self._stream.slots
+        self._ring = self._stream.ring
         self._expected_shape = self._stream.shape
         self._submitted = 0
         self._dropped_indices: list[int] = []
@@ -527,7 +537,7 @@ class FFmpegWriter:
         self._unreported_drops = 0
         self._last_warning = 0.0
         self._result: VideoResult | None = None
-        self._finalizer = weakref.finalize(self, _Stream.finalize, self._stream)
+        self._finalizer = weakref.finalize(self, _Stream.finish_unclosed, self._stream)
         self._finalizer.atexit = False
         self._stream.thread.start()
 
@@ -536,7 +546,7 @@ class FFmpegWriter:
             return None
         if bins is None:
             if self.format.dtype != np.uint8 or transform is not None:
-                raise ValueError("statistics of non-uint8 frames need stats_bins")
+                raise InvalidSettingError("statistics of non-uint8 frames need stats_bins")
             bins = 256
         acc = StatsAccumulator(self.format.channels, bins)
         # Up to half the ring may wait for statistics: bursts (such as the frames queued
@@ -569,7 +579,7 @@ class FFmpegWriter:
     @property
     def queue_depth(self) -> int:
         """Frames waiting for the writer thread right now."""
-        return self._stream.filled.qsize()
+        return self._ring.depth
 
     @property
     def submitted(self) -> int:
@@ -600,7 +610,7 @@ class FFmpegWriter:
     def _submit(self, frame: np.ndarray) -> bool:
         self._raise_if_failed()
         if self._stream.closing:
-            raise RuntimeError(f"writer for {self.name} is closed; start a new one")
+            raise StateError(f"writer for {self.name} is closed; start a new one")
         if (
             not isinstance(frame, np.ndarray)
             or frame.shape != self._expected_shape
@@ -619,23 +629,13 @@ class FFmpegWriter:
             if now - self._last_warning >= WARN_INTERVAL:
                 self._report_drops(now)
             return False
-        np.copyto(self._slot_view[slot], frame, casting="no")
-        self._stream.filled.put((slot, self._pending_repeats))
+        np.copyto(self._ring.slots[slot], frame, casting="no")
+        self._ring.push(slot, self._pending_repeats)
         self._pending_repeats = 0
         return True
 
     def _take_slot(self) -> int | None:
-        free = self._stream.free
-        if self.drop_policy != "block":
-            try:
-                return free.get_nowait()
-            except queue.Empty:
-                return None
-        while True:
-            try:
-                return free.get(timeout=0.05)
-            except queue.Empty:
-                self._raise_if_failed()
+        return self._ring.take(self.drop_policy == "block", poll=self._raise_if_failed)
 
     def _report_drops(self, now: float) -> None:
         log.warning(
@@ -650,10 +650,10 @@ class FFmpegWriter:
     def _reject(self, frame: Any) -> None:
         want = f"{'x'.join(map(str, self._expected_shape))} {self._stream.dtype}"
         if not isinstance(frame, np.ndarray):
-            raise TypeError(
+            raise FrameTypeError(
                 f"frame for {self.name} must be a numpy array ({want}), got {type(frame).__name__}"
             )
-        raise ValueError(
+        raise InvalidFrameError(
             f"frame for {self.name} has shape {frame.shape} and dtype {frame.dtype}; this writer "
             f"takes {want} ({self.format.name}); convert the frame or start a new writer"
         )
@@ -707,7 +707,7 @@ class FFmpegWriter:
             raise exc from None
         self._result = self._make_result()
         if self._stream.finalize_seconds is not None:
-            self._result.extra["finalize_seconds"] = self._stream.finalize_seconds
+            self._result.finalize_seconds = self._stream.finalize_seconds
         return self._result
 
     def _make_result(self) -> VideoResult:
@@ -728,7 +728,7 @@ class FFmpegWriter:
             seconds=(st.t_end or time.monotonic()) - st.t_start,
             bytes=self.path.stat().st_size,
             stats=self._stats_result(),
-            extra={"stats_skipped": self._stream.stats.skipped} if self._stream.stats else {},
+            stats_skipped=self._stream.stats.skipped if self._stream.stats else 0,
         )
 
     def _stats_result(self) -> dict[str, Any] | None:
@@ -763,5 +763,5 @@ class FFmpegWriter:
             # Keep what was captured: finish the file, but never hide the original error.
             try:
                 self.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("closing %s after an error failed", self.name)

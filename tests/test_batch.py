@@ -69,7 +69,7 @@ def test_streaming_and_batch_give_the_same_videos(tmp_path):
     assert len(a) == len(b) == streamed.frames == batched.frames == n
     assert stamps(a) == stamps(b) == list(range(n))
     assert min(psnr(x, y) for x, y in zip(a, b, strict=True)) > 35
-    assert batched.extra["image_bytes"] > 0
+    assert batched.image_bytes > 0
     assert not (tmp_path / "b" / "images").exists()  # images gone after a verified encode
 
 
@@ -175,7 +175,7 @@ def test_depth_and_bgr_in_batch_mode(tmp_path):
     assert min(psnr(d, cam.frame(i)) for i, d in enumerate(decoded)) > 30
     depth = list(read_depth(res["arm_depth"].path))
     assert [read_stamp(d, *DEPTH_STAMP_MM) for d in depth] == list(range(6))
-    assert res["arm_depth"].extra["depth"]["format"] == "codes12"
+    assert res["arm_depth"].depth["format"] == "codes12"
 
 
 def test_image_write_errors_surface(tmp_path):
@@ -252,5 +252,5 @@ def test_record_without_streaming(tmp_path):
         meta = json.loads((ep / "episode.json").read_text())
         for cam in ("cam0", "cam1"):
             assert meta["videos"][cam]["frames"] == 12
-            assert meta["videos"][cam]["extra"]["image_bytes"] > 0
+            assert meta["videos"][cam]["image_bytes"] > 0
         assert not (ep / "images").exists()

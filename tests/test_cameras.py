@@ -4,9 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder
+from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, read_depth
 from ffstream.cameras import DEPTH_STAMP_MM, CameraError, SyntheticCamera, read_stamp
-from ffstream.depth import DepthQuantizer, read_depth
+from ffstream.depth import DepthQuantizer
 
 from .conftest import decode_pyav, psnr, stamps
 

@@ -96,9 +96,8 @@ def test_record_errors(tmp_path, args, code, message):
 
 def test_record_depth_and_opencv_cameras(tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
-    from ffstream import EncoderConfig, FFmpegWriter
+    from ffstream import EncoderConfig, FFmpegWriter, read_depth
     from ffstream.cameras import DEPTH_STAMP_MM, SyntheticCamera, read_stamp
-    from ffstream.depth import read_depth
 
     src = SyntheticCamera("s", 160, 96)
     w = FFmpegWriter(clip, 160, 96, 30, EncoderConfig("h264"), drop_policy="block")
@@ -130,7 +129,7 @@ def test_record_depth_and_opencv_cameras(tmp_path, capsys):
     assert set(meta["videos"]) == {"arm", "arm_depth", "cam1"}
     assert meta["cameras"]["cam1"]["input_pix_fmt"] == "bgr24"
     assert meta["depth_encoder"]["vcodec"] == "libx265"
-    assert meta["videos"]["arm_depth"]["extra"]["depth"]["format"] == "codes12"
+    assert meta["videos"]["arm_depth"]["depth"]["format"] == "codes12"
     depth = list(read_depth(ep / "arm_depth.mp4"))
     assert [read_stamp(d, *DEPTH_STAMP_MM) for d in depth] == list(range(15))
     assert stamps(decode_pyav(ep / "arm.mp4")) == list(range(15))

@@ -4,7 +4,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from ffstream import EncoderConfig
+from ffstream import EncoderConfig, find_ffmpeg
 from ffstream.command import InputSpec, build_command, fps_fraction
 
 
@@ -161,7 +161,12 @@ def hw(tmp_path_factory):
 
     names = ["h264_nvenc", "hevc_nvenc", "h264_vaapi", "h264_qsv", "h264_videotoolbox"]
     fake = make_fake(tmp_path_factory.mktemp("hw"), dict.fromkeys(names, "ok"))
-    return lambda vcodec, **kw: EncoderConfig(vcodec, ffmpeg=fake, **kw)
+
+    def build(vcodec, **kw):
+        return EncoderConfig(vcodec, ffmpeg=fake, **kw)
+
+    build.ffmpeg = find_ffmpeg(fake)
+    return build
 
 
 def test_nvenc_recipe(hw):
@@ -276,7 +281,8 @@ def test_videotoolbox_recipe(hw):
 
 
 def test_hardware_pix_fmt_rules(hw):
+    config = hw("h264_vaapi", pix_fmt="yuv444p")  # a value: checked against the binary later
     with pytest.raises(ValueError, match=r"h264_vaapi takes pix_fmt yuv420p or nv12"):
-        hw("h264_vaapi", pix_fmt="yuv444p")
+        config.validate_for(hw.ffmpeg)
     with pytest.raises(ValueError, match=r"preset 'fast' is unknown for h264_nvenc; use one of p1"):
         hw("h264_nvenc", preset="fast")

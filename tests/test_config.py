@@ -1,6 +1,6 @@
 import pytest
 
-from ffstream import EncoderConfig
+from ffstream import EncoderConfig, resolve_config
 
 
 def test_defaults():
@@ -50,7 +50,17 @@ def test_aliases(alias, name):
 )
 def test_validation_names_the_fix(kwargs, error, message):
     with pytest.raises(error, match=message):
-        EncoderConfig(**kwargs)
+        resolve_config(EncoderConfig(**kwargs))  # static checks raise at construction
+
+
+def test_a_config_is_a_value_until_resolved(tmp_path):
+    """Construction runs nothing: binary checks and "auto" wait for resolve_config."""
+    config = EncoderConfig(pix_fmt="rgb24", ffmpeg=tmp_path / "no-such-ffmpeg")
+    assert config.vcodec == "libsvtav1"  # no binary looked up, none needed
+    auto = EncoderConfig("auto")
+    assert auto.vcodec == "auto" and resolve_config(auto).vcodec == "libsvtav1"
+    resolved = resolve_config(EncoderConfig("h264"))
+    assert resolve_config(resolved) is resolved  # once per binary
 
 
 def test_allowed_extra_options():

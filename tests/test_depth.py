@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder
+from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, read_depth
 from ffstream.config import DepthEncoderConfig
-from ffstream.depth import DepthQuantizer, dequantize_depth, quantize_depth, read_depth
+from ffstream.depth import DepthQuantizer, dequantize_depth, quantize_depth
 from ffstream.reader import read_frames, video_info
 
 Q = DepthQuantizer()
@@ -181,7 +181,7 @@ def test_streaming_rgb_and_depth_together(tmp_path):
             enc.feed_frame("front_depth", d[..., None])  # HxWx1 is fine too
         res = enc.finish_episode()
     assert stamps(decode_pyav(res["front"].path)) == list(range(6))
-    meta = res["front_depth"].extra["depth"]
+    meta = res["front_depth"].depth
     assert meta == {
         "format": "codes12",
         "depth_min": 0.01,

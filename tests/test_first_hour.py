@@ -79,9 +79,10 @@ def test_an_output_folder_that_cannot_be_written_is_refused_at_start(tmp_path, c
 
 def test_the_overwrite_hint_names_where_overwrite_goes(tmp_path):
     (tmp_path / "cam.mp4").write_bytes(b"")
-    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
-        with pytest.raises(FileExistsError, match="create the encoder with overwrite=True"):
-            enc.start_episode(["cam"], tmp_path)
+    enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
+    with pytest.raises(FileExistsError, match="create the encoder with overwrite=True"):
+        enc.start_episode(["cam"], tmp_path)
+    enc.close()
 
 
 def test_close_does_not_raise_a_failure_the_caller_already_handled(tmp_path):
@@ -89,7 +90,7 @@ def test_close_does_not_raise_a_failure_the_caller_already_handled(tmp_path):
     with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
         enc.start_episode(["cam"], tmp_path)
         enc.feed_frame("cam", cam.read())
-        writer = enc._cameras["cam"].writer  # noqa: SLF001
+        writer = enc._cameras["cam"].writer
         assert wait_until(lambda: writer.pid is not None, 20)
         os.kill(writer.pid, signal.SIGKILL)
         with pytest.raises(EncoderError, match="killed by signal 9"):
@@ -103,7 +104,7 @@ def test_close_still_raises_a_failure_nobody_saw(tmp_path):
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
     enc.start_episode(["cam"], tmp_path)
     enc.feed_frame("cam", cam.read())
-    writer = enc._cameras["cam"].writer  # noqa: SLF001
+    writer = enc._cameras["cam"].writer
     assert wait_until(lambda: writer.pid is not None, 20)
     os.kill(writer.pid, signal.SIGKILL)
     with pytest.raises(EncoderError, match="killed by signal 9"):

@@ -51,7 +51,7 @@ def test_overload_is_seen_by_monitor_counted_as_drops_and_failed_by_verify(
     assert monitor.events(), monitor.summary()
     res = outcome.results["cam0"]
     assert res.dropped > 0 and res.frames + res.dropped == res.submitted == 75
-    assert res.extra["cpu"]["saturated_seconds"] > 0
+    assert res.cpu["saturated_seconds"] > 0
     meta = json.loads((outcome.directory / "episode.json").read_text())
     assert meta["cpu"]["saturation_events"] >= 1
     report = verify_episode(outcome.directory)

@@ -14,6 +14,7 @@ from ffstream.probe import (
     cache_dir,
     failure_reason,
     probe_encoders,
+    resolve_config,
     select_encoder,
 )
 
@@ -119,7 +120,7 @@ def test_nothing_works(tmp_path):
     ):
         select_encoder("auto", fake)
     with pytest.raises(NoWorkingEncoderError):
-        EncoderConfig("auto", ffmpeg=fake)
+        resolve_config(EncoderConfig("auto"), fake)
 
 
 def test_unknown_candidate(tmp_path):
@@ -161,7 +162,7 @@ def test_vaapi_probes_render_nodes_and_auto_keeps_the_device(tmp_path, monkeypat
     fake = make_fake(tmp_path, {"h264_vaapi": "ok"})
     st = probe_encoders(fake).statuses["h264_vaapi"]
     assert st.works and st.device == str(node)
-    config = EncoderConfig("auto", ffmpeg=fake)
+    config = resolve_config(EncoderConfig("auto"), fake)
     assert (config.vcodec, config.hw_device) == ("h264_vaapi", str(node))
 
 
@@ -180,7 +181,9 @@ def test_auto_refuses_a_preset(tmp_path):
 
 def test_hardware_failure_at_the_real_frame_size_says_how_to_fall_back(tmp_path, no_leaks):
     """The probe passed, the real recording fails: the error names encoder, size, fix."""
-    fake = make_fake(tmp_path, {"h264_nvenc": "fail:InitializeEncoder failed: invalid param (8)"})
+    fake = make_fake(
+        tmp_path, {"h264_nvenc": "failbig:InitializeEncoder failed: invalid param (8)"}
+    )
     config = EncoderConfig("h264_nvenc", ffmpeg=fake)
     w = FFmpegWriter(tmp_path / "x.mp4", 1280, 720, 30, config, ffmpeg=fake, queue_maxsize=4)
     frame = SyntheticCamera("x", 1280, 720).read()

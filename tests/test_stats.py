@@ -118,7 +118,7 @@ def test_streaming_stats_match_an_offline_reference(tmp_path):
         res = enc.finish_episode()
     for k, cam_frames in zip("ab", frames, strict=True):
         r = res[k]
-        assert r.extra["stats_skipped"] == 0 and r.stats["count"].tolist() == [20]
+        assert r.stats_skipped == 0 and r.stats["count"].tolist() == [20]
         s = stride_for(320, 240)
         sampled = np.concatenate([f[::s, ::s].reshape(-1, 3) for f in cam_frames])
         assert_close(r.stats, reference(sampled, 255), 256)
@@ -152,7 +152,7 @@ def test_depth_stats_while_streaming(tmp_path):
             time.sleep(0.01)
         r = enc.finish_episode()["d"]
     codes = np.concatenate([quantize_depth(m).reshape(-1, 1) for m in maps])
-    assert r.extra["stats_skipped"] == 0 and r.stats["histogram"].shape == (1, 4096)
+    assert r.stats_skipped == 0 and r.stats["histogram"].shape == (1, 4096)
     assert_close(r.stats, reference(codes, 4095), 4096)
 
 
@@ -189,4 +189,4 @@ def test_failing_statistics_never_cost_a_frame(tmp_path, caplog):
         r = w.close()
     assert r.frames == 10
     assert any("image statistics stopped" in m for m in caplog.messages)
-    assert r.extra["stats_skipped"] >= 9 - 1  # after the failure, statistics are skipped
+    assert r.stats_skipped >= 9 - 1  # after the failure, statistics are skipped

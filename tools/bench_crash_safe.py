@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
-from ffstream import EncoderConfig, EncoderError, FFmpegWriter, find_ffmpeg, read_frames  # noqa: E402
-from ffstream.cameras import SyntheticCamera, read_stamp  # noqa: E402
+from ffstream import EncoderConfig, EncoderError, FFmpegWriter, find_ffmpeg, read_frames
+from ffstream.cameras import SyntheticCamera, read_stamp
 
 
 def encode(ff, config, frames, path, crash_safe):
@@ -33,7 +33,7 @@ def encode(ff, config, frames, path, crash_safe):
         w.submit(f)
     t = time.perf_counter()
     r = w.close()
-    return r.bytes, time.perf_counter() - t, r.extra.get("finalize_seconds")
+    return r.bytes, time.perf_counter() - t, r.finalize_seconds
 
 
 def killed(ff, config, frames, path) -> tuple[int, int]:
@@ -55,7 +55,7 @@ def read_frames_tolerant(path, ff):
     try:
         for f in read_frames(path, ffmpeg=ff):
             out.append(f)
-    except Exception:  # noqa: BLE001 - a killed file may end mid-fragment
+    except Exception:  # a killed file may end mid-fragment
         pass
     return out
 

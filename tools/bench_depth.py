@@ -16,10 +16,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ffstream import FFmpegWriter, find_ffmpeg  # noqa: E402
-from ffstream.cameras import SyntheticCamera  # noqa: E402
-from ffstream.config import DepthEncoderConfig  # noqa: E402
-from ffstream.depth import dequantize_depth, quantize_depth  # noqa: E402
+from ffstream import FFmpegWriter, find_ffmpeg
+from ffstream.cameras import SyntheticCamera
+from ffstream.config import DepthEncoderConfig
+from ffstream.depth import dequantize_depth, quantize_depth
 
 
 def per_frame_ms(fn, arg, n=200) -> float:

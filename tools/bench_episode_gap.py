@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ffstream import EncoderConfig, make_encoder  # noqa: E402
-from ffstream.cameras import SyntheticCamera  # noqa: E402
-from ffstream.recorder import Recorder  # noqa: E402
+from ffstream import EncoderConfig, make_encoder
+from ffstream.cameras import SyntheticCamera
+from ffstream.recorder import Recorder
 
 
 def run(streaming: bool, args, out: Path) -> list:

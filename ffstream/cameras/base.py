@@ -7,11 +7,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import FFstreamError
+from ..errors import CameraError
 
-
-class CameraError(FFstreamError, RuntimeError):
-    """A camera could not be opened, stopped delivering frames, or disappeared."""
+__all__ = ["CameraError", "Camera", "LatestFrame", "ConnectsOnEnter"]
 
 
 class LatestFrame:
@@ -62,6 +60,12 @@ class LatestFrame:
 
 class ConnectsOnEnter:
     """``with camera:`` connects it and disconnects it at the end."""
+
+    def connect(self) -> None:  # pragma: no cover - every camera defines it
+        raise NotImplementedError
+
+    def disconnect(self) -> None:  # pragma: no cover - every camera defines it
+        raise NotImplementedError
 
     def __enter__(self):
         self.connect()

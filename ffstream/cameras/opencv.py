@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ RECONNECT_ATTEMPTS = 3
 
 def _cv2():
     try:
-        import cv2  # noqa: PLC0415 - optional dependency
+        import cv2  # optional dependency
     except ImportError:
         raise CameraError('OpenCVCamera needs OpenCV: pip install "ffstream[opencv]"') from None
     return cv2
@@ -52,11 +53,14 @@ class OpenCVCamera(ConnectsOnEnter):
         timeout: float = 2.0,
     ):
         self.source = index_or_path
-        self.is_file = not isinstance(index_or_path, int) and Path(index_or_path).is_file()
-        self.name = name or (Path(index_or_path).stem if self.is_file else f"opencv{index_or_path}")
+        path = None if isinstance(index_or_path, int) else Path(os.fspath(index_or_path))
+        self.is_file = path is not None and path.is_file()
+        self.name = name or (
+            path.stem if path is not None and self.is_file else f"opencv{index_or_path}"
+        )
         self.width, self.height, self.fps = width or 0, height or 0, fps or 0.0
         self.timeout = timeout
-        self._cap = None
+        self._cap: Any = None  # a cv2.VideoCapture once connected
         self._frames = LatestFrame(self.name, timeout)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -75,7 +79,7 @@ class OpenCVCamera(ConnectsOnEnter):
     def _open(self):
         cv2 = _cv2()
         source = self.source if isinstance(self.source, int) else str(self.source)
-        if not self.is_file and not isinstance(self.source, int) and not Path(source).exists():
+        if not self.is_file and isinstance(source, str) and not Path(source).exists():
             raise CameraError(f"camera source {source!r} does not exist")
         cap = cv2.VideoCapture(source)
         if not cap.isOpened():

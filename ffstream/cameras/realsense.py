@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .base import CameraError, ConnectsOnEnter, LatestFrame
+from ..errors import CameraError, InvalidSettingError
+from .base import ConnectsOnEnter, LatestFrame
 
 log = logging.getLogger("ffstream.cameras.realsense")
 
@@ -24,7 +26,7 @@ MAX_FAILURES = 5
 
 def _rs():
     try:
-        import pyrealsense2 as rs  # noqa: PLC0415 - optional dependency
+        import pyrealsense2 as rs  # optional dependency
     except ImportError as exc:
         raise CameraError(
             f'RealSenseCamera needs pyrealsense2: pip install "ffstream[realsense]" ({exc}); '
@@ -60,7 +62,7 @@ class RealSenseCamera(ConnectsOnEnter):
         timeout: float = 2.0,
     ):
         if not (use_depth or use_color):
-            raise ValueError("RealSenseCamera needs use_color, use_depth or both")
+            raise InvalidSettingError("RealSenseCamera needs use_color, use_depth or both")
         self.serial_number = serial_number
         self.width, self.height, self.fps = width, height, fps
         self.has_color, self.has_depth = use_color, use_depth
@@ -70,7 +72,7 @@ class RealSenseCamera(ConnectsOnEnter):
         self._device = device
         self._pipeline = None
         self._sensors: list = []
-        self._wait = None
+        self._wait: Callable[[int], Any] | None = None
         self._align = None
         self.depth_unit_m = 0.001
         self._frames = LatestFrame(self.name, timeout)  # (colour, depth) pairs
@@ -141,7 +143,7 @@ class RealSenseCamera(ConnectsOnEnter):
                         self.depth_unit_m = sensor.get_option(rs.option.depth_units)
                     break
             else:
-                raise RuntimeError(
+                raise CameraError(
                     f"the device has no {stream} stream {self.width}x{self.height} @ "
                     f"{self.fps:g} fps in {fmt}"
                 )
@@ -168,6 +170,8 @@ class RealSenseCamera(ConnectsOnEnter):
         failures = 0
         while not self._stop.is_set():
             try:
+                if self._wait is None:
+                    return
                 frames = self._wait(int(self.timeout * 1000))
             except RuntimeError as exc:
                 failures += 1
@@ -206,6 +210,8 @@ class RealSenseCamera(ConnectsOnEnter):
         if not self.has_color:
             raise CameraError(f"camera {self.name} was opened without colour (depth only)")
         color, self._depth_of_read = self._next()
+        if color is None:
+            raise CameraError(f"camera {self.name} gave a capture without colour")
         return color
 
     def async_read(self) -> np.ndarray:
@@ -222,4 +228,7 @@ class RealSenseCamera(ConnectsOnEnter):
         if self.has_color and self._depth_of_read is not None:
             depth, self._depth_of_read = self._depth_of_read, None
             return depth
-        return self._next()[1]
+        captured = self._next()[1]
+        if captured is None:
+            raise CameraError(f"camera {self.name} gave a capture without depth")
+        return captured

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from ..errors import InvalidSettingError, StateError
 from .base import ConnectsOnEnter
 
 _COLS, _ROWS = 12, 2  # stamp grid: 2 marker cells (white, black) + 22 data bits
@@ -23,7 +24,9 @@ _NOISE_FRAMES = 8
 def _cell(width: int, height: int) -> int:
     cell = min(16, width // _COLS, height // (_ROWS * 4))
     if cell < 2:
-        raise ValueError(f"frame {width}x{height} is too small to carry a stamp (min 24x16)")
+        raise InvalidSettingError(
+            f"frame {width}x{height} is too small to carry a stamp (min 24x16)"
+        )
     return cell
 
 
@@ -33,7 +36,7 @@ def stamp_index(frame: np.ndarray, index: int, hi: float | None = None, lo: floa
     White cells get ``hi`` (default: the dtype's maximum), black cells ``lo``.
     """
     if not 0 <= index <= MAX_INDEX:
-        raise ValueError(f"stamp index must be in 0..{MAX_INDEX}, got {index}")
+        raise InvalidSettingError(f"stamp index must be in 0..{MAX_INDEX}, got {index}")
     h, w = frame.shape[:2]
     c = _cell(w, h)
     if hi is None:
@@ -148,7 +151,7 @@ class SyntheticCamera(ConnectsOnEnter):
     def read_depth(self) -> np.ndarray:
         """Depth of the frame last returned by read() (the first one if none was read)."""
         if not self.has_depth:
-            raise RuntimeError(f"camera {self.name} was created without depth=True")
+            raise StateError(f"camera {self.name} was created without depth=True")
         return self.depth_frame(max(0, self._index - 1))
 
     def async_read(self) -> np.ndarray:

@@ -52,7 +52,7 @@ def test_a_normal_end_gives_a_standard_mp4(tmp_path, ffmpeg):
     boxes = _mp4_boxes(r.path)
     assert boxes[b"moof"] == -1  # no fragments left
     assert 0 <= boxes[b"moov"] < boxes[b"mdat"]  # index first: seeks well, streams well
-    assert r.extra["finalize_seconds"] < 5
+    assert r.finalize_seconds < 5
     assert stamps(decode_pyav(r.path)) == list(range(45))
     cap = cv2.VideoCapture(str(r.path))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 45

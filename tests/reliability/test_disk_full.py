@@ -42,7 +42,7 @@ def test_disk_full(tmp_path, tiny_disk):
         other.feed_frame("fine", fine.read())
         try:
             enc.feed_frame("full", noisy.read())
-        except Exception as exc:  # noqa: BLE001 - the error may surface here or at finish
+        except Exception as exc:  # the error may surface here or at finish
             failed = exc
             break
     try:

@@ -138,7 +138,7 @@ def test_close_timeout_on_a_stuck_encoder_kills_it_and_says_so(tmp_path):
     cam = SyntheticCamera(width=64, height=48)
     for _ in range(10):
         w.submit(cam.read())
-    w._stream.thread.join(0)  # noqa: SLF001 - wait for the process to exist
+    w._stream.thread.join(0)  # wait for the process to exist
     while w.pid is None:
         threading.Event().wait(0.01)
     os.kill(w.pid, signal.SIGSTOP)
@@ -146,7 +146,7 @@ def test_close_timeout_on_a_stuck_encoder_kills_it_and_says_so(tmp_path):
         with pytest.raises(EncoderError, match="did not finish within 1 s and was killed"):
             w.close(timeout=1)
     finally:
-        os.kill(w.pid, signal.SIGCONT) if w._stream.proc.returncode is None else None  # noqa: SLF001
+        os.kill(w.pid, signal.SIGCONT) if w._stream.proc.returncode is None else None
 
 
 __all__ = ["functools"]

@@ -21,7 +21,7 @@ class KillsItsEncoder(SyntheticCamera):
         frame = super().read()
         if self.index == 15 and not getattr(self, "done", False):
             self.done = True
-            os.kill(self.encoder._cameras[self.name].writer.pid, signal.SIGKILL)  # noqa: SLF001
+            os.kill(self.encoder._cameras[self.name].writer.pid, signal.SIGKILL)
         return frame
 
 

@@ -16,12 +16,12 @@ from ffstream import (
     FFmpegWriter,
     StreamingVideoEncoder,
     VideoReadError,
+    read_depth,
     read_frames,
     video_info,
 )
 from ffstream.batch import make_encoder
 from ffstream.cameras import SyntheticCamera
-from ffstream.depth import read_depth
 from ffstream.errors import UnsafeSettingError
 from ffstream.reader import count_frames
 from ffstream.verify import verify

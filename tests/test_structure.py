@@ -1,0 +1,103 @@
+"""The shape of the package: layers without import cycles, imports at the top."""
+
+import ast
+from pathlib import Path
+
+import ffstream
+
+PACKAGE = Path(ffstream.__file__).parent
+OPTIONAL = {"cv2", "pyrealsense2", "matplotlib", "imageio_ffmpeg"}  # imported where used
+
+
+def _modules() -> dict[str, ast.Module]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = ast.parse(path.read_text(), str(path))
+    return out
+
+
+def _target(module: str, node: ast.ImportFrom, is_package: bool) -> list[str]:
+    if node.level:
+        base = module.split(".")
+        base = base if is_package else base[:-1]
+        base = base[: len(base) - (node.level - 1)]
+        prefix = ".".join(base + ([node.module] if node.module else []))
+    else:
+        prefix = node.module or ""
+    if not prefix.startswith("ffstream"):
+        return []
+    # `from . import x` may name a submodule
+    return [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, tree in mods.items():
+        is_package = (PACKAGE.parent / name.replace(".", "/") / "__init__.py").exists()
+        for node in tree.body:  # module level only
+            if isinstance(node, ast.ImportFrom):
+                graph[name] |= {t for t in _target(name, node, is_package) if t in mods}
+            elif isinstance(node, ast.Import):
+                graph[name] |= {a.name for a in node.names if a.name in mods}
+        graph[name].discard(name)
+    return graph
+
+
+def test_no_import_cycle_among_ffstream_modules():
+    graph = _graph()
+    # the package's __init__ re-exports everything; cycles through it are not layering
+    graph = {m: {d for d in deps if d != "ffstream"} for m, deps in graph.items()}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node, stack):
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append(stack[stack.index(dep) :] + [dep])
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[node] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, cycles
+
+
+def test_imports_inside_functions_are_optional_dependencies_only():
+    found = []
+    for name, tree in _modules().items():
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    roots = {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom):
+                    roots = {"ffstream"} if node.level else {(node.module or "").split(".")[0]}
+                else:
+                    continue
+                if roots - OPTIONAL:
+                    found.append(f"{name}.{fn.name}: {ast.unparse(node)}")
+    assert not found, found
+
+
+def test_importing_ffstream_needs_no_optional_dependency():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, builtins\n"
+        f"blocked = {sorted(OPTIONAL | {'ray', 'lerobot', 'torch'})!r}\n"
+        "real = builtins.__import__\n"
+        "def guard(name, *a, **k):\n"
+        "    if name.split('.')[0] in blocked: raise ImportError(name)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guard\n"
+        "import ffstream, ffstream.cli\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
