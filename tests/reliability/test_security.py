@@ -223,7 +223,7 @@ def test_a_flood_of_decoder_errors_cannot_deadlock_the_reader(tmp_path, ffmpeg):
     src = tmp_path / "long.mkv"
     rng = np.random.default_rng(0)
     with FFmpegWriter(src, 64, 48, 30, EncoderConfig("h264"), drop_policy="block") as w:
-        for _ in range(600):
+        for _ in range(1500):  # ~180 kB of decoder errors once damaged: far over a pipe
             w.submit(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
     data = bytearray(src.read_bytes())
     for pos in range(2000, len(data) - 100, 97):  # damage every frame's data
