@@ -1,9 +1,10 @@
 """FFmpegWriter: one camera, one ffmpeg process, one file.
 
-The caller's ``submit()`` copies the frame into a free slot of a preallocated ring and
-returns; it never waits on ffmpeg. A writer thread (which also starts the process, so
-that the caller never pays for fork/exec) writes the slots to ffmpeg's stdin in order,
-and a second thread drains stderr so ffmpeg can never block on it.
+The caller's ``submit()`` copies the frame into a free slot of a preallocated
+``SlotRing`` (ring.py) and returns; it never waits on ffmpeg. A writer thread (which also
+starts the process through process.py, so that the caller never pays for fork/exec)
+writes the slots to ffmpeg's stdin in order; the process layer drains stderr so ffmpeg
+can never block on it. Ending the stream remuxes the crash-safe MP4 on the same thread.
 
 All process, pipe and thread state lives in ``_Stream``; the threads hold only that, so
 a writer dropped without ``close()`` is collected and its stream is finished in the

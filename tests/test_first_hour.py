@@ -139,3 +139,35 @@ def test_record_names_its_ffmpeg_and_aligns_long_camera_names(tmp_path, capsys):
     header, row = captured.out.splitlines()[:2]
     assert header.index("frames") + len("frames") == row.index(" 9 ") + 2  # right-aligned
     assert long in row
+
+
+def test_every_deliberate_error_is_an_ffstream_error_and_its_builtin(tmp_path):
+    from ffstream import (
+        FFstreamError,
+        InvalidSettingError,
+        OutputExistsError,
+        StateError,
+        UnknownCameraError,
+    )
+
+    enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
+    with pytest.raises(StateError, match="no episode is running") as err:
+        enc.feed_frame("cam", None)
+    assert isinstance(err.value, RuntimeError) and isinstance(err.value, FFstreamError)
+    enc.start_episode(["cam"], tmp_path / "ep")
+    with pytest.raises(UnknownCameraError) as err:
+        enc.feed_frame("nope", None)
+    assert isinstance(err.value, KeyError) and isinstance(err.value, FFstreamError)
+    assert str(err.value) == "unknown camera key 'nope'; this episode has cam"  # no quotes
+    enc.cancel_episode()
+    (tmp_path / "ep2").mkdir()
+    (tmp_path / "ep2" / "cam.mp4").write_bytes(b"")
+    with pytest.raises(OutputExistsError) as err:
+        enc.start_episode(["cam"], tmp_path / "ep2")
+    assert isinstance(err.value, FileExistsError)
+    enc.close()
+    with pytest.raises(StateError, match="is closed; create a new one"):
+        enc.start_episode(["cam"], tmp_path / "ep3")
+    with pytest.raises(InvalidSettingError) as err:
+        EncoderConfig(crf="high")
+    assert isinstance(err.value, ValueError) and isinstance(err.value, FFstreamError)
