@@ -500,7 +500,7 @@ class BatchVideoEncoder(EpisodeEncoder):
         self.images.wait()
         for key in ep.plans:
             shutil.rmtree(ep.images_dir(key), ignore_errors=True)
-        _remove_if_empty(ep.out_dir / IMAGES_DIR)
+        remove_if_empty(ep.out_dir / IMAGES_DIR)
         remove_if_empty(ep.out_dir)
         ep.future.cancel()
 
@@ -549,7 +549,7 @@ class BatchVideoEncoder(EpisodeEncoder):
                     )
                 )
             else:
-                _remove_if_empty(ep.out_dir / IMAGES_DIR)
+                remove_if_empty(ep.out_dir / IMAGES_DIR)
                 ep.future.set_result(results[ep.out_dir])
         if failures:
             names = ", ".join(str(p) for p in failures)
@@ -598,11 +598,6 @@ def _to_rgb(pix_fmt: str):
         order = [0, 1, 2] if pix_fmt == "rgba" else [2, 1, 0]
         return lambda f: f[..., order]
     raise InvalidSettingError(f"non-streaming mode cannot store {pix_fmt} frames as images")
-
-
-def _remove_if_empty(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        directory.rmdir()  # only when empty
 
 
 def make_encoder(streaming_encoding: bool = True, **kwargs: Any):

@@ -34,7 +34,7 @@ from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import raw_format
 from .frames import as_color_frame, as_depth_frame, file_stem
 from .probe import resolve_config
-from .writer import DropPolicy, VideoResult, check_stream_settings
+from .writer import DropPolicy, VideoResult, check_encoder_threads
 
 log = logging.getLogger("ffstream.episode")
 
@@ -103,7 +103,7 @@ class EpisodeEncoder(ABC):
                 f"depth_encoder must be a DepthEncoderConfig (depth needs quantization and a "
                 f"lossless codec), got {type(depth_encoder).__name__}"
             )
-        check_stream_settings(1, encoder_threads, "drop")
+        check_encoder_threads(encoder_threads)
         self.encoder_threads = encoder_threads
         self.ffmpeg = find_ffmpeg(ffmpeg)
         self.rgb_encoder, self.depth_encoder = resolve_encoders(self.ffmpeg, rgb, depth_encoder)

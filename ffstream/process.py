@@ -328,7 +328,7 @@ def run(
         fd = proc.stdout.fileno()
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not _readable(fd, left):
+            if left <= 0 or not wait_readable(fd, left):
                 timed_out = True
                 break
             chunk = os.read(fd, _CHUNK)
@@ -357,7 +357,8 @@ def run(
     return Completed(list(argv), rc, bytes(out), proc.stderr_text(), tail, time.monotonic() - t0)
 
 
-def _readable(fd: int, timeout: float) -> bool:
+def wait_readable(fd: int, timeout: float) -> bool:
+    """True once ``fd`` has data (or EOF) to read; False after ``timeout`` seconds."""
     ready, _, _ = select.select([fd], [], [], timeout)
     return bool(ready)
 

@@ -30,7 +30,7 @@ from .depth import DEPTH_TAG, DepthQuantizer
 from .errors import InvalidSettingError, ProcessTimeout, VideoReadError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import MAX_SIDE, raw_format
-from .process import FFmpegProcess, _readable, run
+from .process import FFmpegProcess, run, wait_readable
 
 MAX_FRAMES = 500_000  # per read_frames() call unless the caller raises it (4.6 h at 30 fps)
 INFO_TIMEOUT = 60.0  # seconds for opening a file and decoding its first frame
@@ -56,6 +56,7 @@ class VideoInfo:
     fps: float | None
     duration: float | None
     metadata: dict[str, str] = field(default_factory=dict)  # container tags, keys lowercased
+    container: str = ""  # the demuxer chosen from the file's first bytes
 
 
 def container_format(path: str | os.PathLike) -> str:
@@ -162,7 +163,9 @@ def video_info(
     w, h = size
     if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
         raise VideoReadError(f"{p} has frames of {w}x{h}; the reader takes up to {MAX_SIDE} px")
-    return VideoInfo(w, h, info.codec, info.pix_fmt, info.fps, info.duration, info.metadata)
+    return VideoInfo(
+        w, h, info.codec, info.pix_fmt, info.fps, info.duration, info.metadata, container
+    )
 
 
 def read_frames(
@@ -184,8 +187,9 @@ def read_frames(
     info = video_info(path, ff)
     shape = fmt.frame_shape(info.width, info.height)
     size = fmt.frame_bytes(info.width, info.height)
-    container = container_format(path)
-    argv = decode_command(ff, path, container, fmt.name, info.width, info.height, max_frames + 1)
+    argv = decode_command(
+        ff, path, info.container, fmt.name, info.width, info.height, max_frames + 1
+    )
     proc = FFmpegProcess(argv, stdout=True, name=f"read {Path(path).name}")
     assert proc.stdout is not None  # asked for
     fd = proc.stdout.fileno()
@@ -196,7 +200,7 @@ def read_frames(
             view = memoryview(frame).cast("B")  # type: ignore[arg-type]
             got = 0
             while got < size:
-                if not _readable(fd, timeout):
+                if not wait_readable(fd, timeout):
                     raise VideoReadError(
                         f"decoding {path} stalled: no frame within {timeout:g} s (ffmpeg killed)"
                     )
@@ -240,8 +244,8 @@ def count_frames(
     """Frames in the first video stream: packets counted without decoding, or, with
     ``decode=True``, frames that really decode (slower; also proves the file is sound)."""
     ff = find_ffmpeg(ffmpeg)
-    video_info(path, ff)  # a clear error for missing files and non-videos
-    argv = count_command(ff, path, container_format(path), decode)
+    info = video_info(path, ff)  # a clear error for missing files and non-videos
+    argv = count_command(ff, path, info.container, decode)
     try:
         out = run(argv, timeout, what=f"counting the frames of {Path(path).name}")
     except ProcessTimeout as exc:

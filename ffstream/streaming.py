@@ -37,27 +37,10 @@ log = logging.getLogger("ffstream.streaming")
 class _Camera:
     """Per-camera state of the current episode."""
 
-    __slots__ = (
-        "plan",
-        "key",
-        "path",
-        "pix_fmt",
-        "config",
-        "writer",
-        "rejected",
-        "shape",
-        "lock",
-        "ended",
-    )
+    __slots__ = ("plan", "writer", "rejected", "shape", "lock", "ended")
 
     def __init__(self, plan: StreamPlan):
         self.plan = plan
-        self.key, self.path, self.pix_fmt, self.config = (
-            plan.key,
-            plan.path,
-            plan.pix_fmt,
-            plan.config,
-        )
         self.writer: FFmpegWriter | None = None
         self.rejected = 0
         self.shape: tuple[int, ...] | None = None
@@ -74,8 +57,24 @@ class _Camera:
                 action(self.writer)
 
     @property
+    def key(self) -> str:
+        return self.plan.key
+
+    @property
+    def path(self) -> Path:
+        return self.plan.path
+
+    @property
+    def pix_fmt(self) -> str:
+        return self.plan.pix_fmt
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.plan.config
+
+    @property
     def is_depth(self) -> bool:
-        return isinstance(self.config, DepthEncoderConfig)
+        return self.plan.is_depth
 
 
 class StreamingVideoEncoder(EpisodeEncoder):

@@ -114,12 +114,7 @@ def _enlarge_pipe(fd: int, wanted: int) -> int:
         return 0
 
 
-def check_stream_settings(
-    queue_maxsize: int, encoder_threads: int | None, drop_policy: str
-) -> None:
-    """Validate the per-stream knobs shared by FFmpegWriter and StreamingVideoEncoder."""
-    if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
-        raise InvalidSettingError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
+def check_encoder_threads(encoder_threads: int | None) -> None:
     if encoder_threads is not None and (
         isinstance(encoder_threads, bool)
         or not isinstance(encoder_threads, int)
@@ -128,6 +123,15 @@ def check_stream_settings(
         raise InvalidSettingError(
             f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}"
         )
+
+
+def check_stream_settings(
+    queue_maxsize: int, encoder_threads: int | None, drop_policy: str
+) -> None:
+    """Validate the per-stream knobs shared by FFmpegWriter and StreamingVideoEncoder."""
+    if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
+        raise InvalidSettingError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
+    check_encoder_threads(encoder_threads)
     if drop_policy not in DROP_POLICIES:
         raise InvalidSettingError(
             f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import textwrap
@@ -58,6 +59,21 @@ def ffmpeg_children() -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return out
+
+
+def on_schedule(episode_dir: Path) -> Path:
+    """Rewrite an episode's capture timestamps to exactly i/fps, for tests about what the
+    files hold: how late a busy test machine captured rows must not decide them (capture
+    timing itself is tested with timestamps written on purpose)."""
+    path = Path(episode_dir) / "episode.json"
+    meta = json.loads(path.read_text())
+    fps = float(meta["fps"])
+    meta["capture_timestamps"] = {
+        key: [round(i / fps, 6) for i in range(len(stamps))]
+        for key, stamps in meta["capture_timestamps"].items()
+    }
+    path.write_text(json.dumps(meta))
+    return Path(episode_dir)
 
 
 def _threads() -> int:

@@ -14,7 +14,7 @@ from ffstream.probe import NoWorkingEncoderError, probe_encoders
 from ffstream.recorder import Recorder
 from ffstream.verify import verify
 
-from .conftest import wait_until
+from .conftest import on_schedule, wait_until
 from .fake_ffmpeg import calls, make_fake
 
 
@@ -22,6 +22,8 @@ def test_verify_checks_every_episode_of_a_recordings_folder(tmp_path, capsys):
     cams = [SyntheticCamera("front", 96, 64, 30), SyntheticCamera("a_long_camera_name", 96, 64, 30)]
     with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
         Recorder(cams, enc, tmp_path, 30).record(2, 0.5)
+    for ep in tmp_path.glob("episode_*"):
+        on_schedule(ep)
     report = verify(tmp_path)
     assert report.ok
     assert sorted(c.key for c in report.videos) == [
@@ -85,21 +87,8 @@ def test_the_overwrite_hint_names_where_overwrite_goes(tmp_path):
     enc.close()
 
 
-def test_close_does_not_raise_a_failure_the_caller_already_handled(tmp_path):
-    cam = SyntheticCamera("cam", 96, 64)
-    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
-        enc.start_episode(["cam"], tmp_path)
-        enc.feed_frame("cam", cam.read())
-        writer = enc._cameras["cam"].writer
-        assert wait_until(lambda: writer.pid is not None, 20)
-        os.kill(writer.pid, signal.SIGKILL)
-        with pytest.raises(EncoderError, match="killed by signal 9"):
-            for _ in range(10_000):
-                enc.feed_frame("cam", cam.read())
-    # leaving the block normally: no second traceback for the failure handled above
-
-
-def test_close_still_raises_a_failure_nobody_saw(tmp_path):
+def _episode_with_a_killed_encoder(tmp_path):
+    """An encoder whose camera's ffmpeg was SIGKILLed after its first frame."""
     cam = SyntheticCamera("cam", 96, 64)
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
     enc.start_episode(["cam"], tmp_path)
@@ -107,6 +96,18 @@ def test_close_still_raises_a_failure_nobody_saw(tmp_path):
     writer = enc._cameras["cam"].writer
     assert wait_until(lambda: writer.pid is not None, 20)
     os.kill(writer.pid, signal.SIGKILL)
+    return enc, cam
+
+
+def test_close_does_not_raise_a_failure_the_caller_already_handled(tmp_path):
+    enc, cam = _episode_with_a_killed_encoder(tmp_path)
+    with enc, pytest.raises(EncoderError, match="killed by signal 9"):
+        wait_until(lambda: not enc.feed_frame("cam", cam.read()) and False, 60)
+    # leaving the block normally: no second traceback for the failure handled above
+
+
+def test_close_still_raises_a_failure_nobody_saw(tmp_path):
+    enc, _ = _episode_with_a_killed_encoder(tmp_path)
     with pytest.raises(EncoderError, match="killed by signal 9"):
         enc.close()
 

@@ -21,6 +21,8 @@ from ffstream.cli import main
 from ffstream.recorder import Recorder
 from ffstream.verify import verify, verify_episode, verify_video
 
+from .conftest import on_schedule
+
 
 @pytest.fixture
 def busy_cpu():
@@ -97,7 +99,7 @@ def episode(tmp_path):
         )
         == 0
     )
-    return tmp_path / "episode_000000"
+    return on_schedule(tmp_path / "episode_000000")
 
 
 def test_verify_a_healthy_recording(episode, capsys):

@@ -12,7 +12,7 @@ import psutil
 
 from ffstream.verify import verify
 
-from ..conftest import decode_pyav, stamps, wait_until
+from ..conftest import decode_pyav, on_schedule, stamps, wait_until
 
 
 def _start(out, seconds=5, *extra):
@@ -53,7 +53,7 @@ def test_one_ctrl_c_finishes_the_current_episode(tmp_path):
     meta = json.loads((episodes[0] / "episode.json").read_text())
     assert meta["interrupted"] and 0 < meta["frames_captured"] < 150
     assert sorted(meta["videos"]) == ["cam0", "cam1"]  # ffmpeg was not hit by the SIGINT
-    assert verify(episodes[0]).ok
+    assert verify(on_schedule(episodes[0])).ok
     n = meta["frames_captured"]
     for cam in ("cam0", "cam1"):
         assert stamps(decode_pyav(episodes[0] / f"{cam}.mp4")) == list(range(n))

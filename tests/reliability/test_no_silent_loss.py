@@ -1,8 +1,9 @@
 """A frame feed_frame accepted is in the file, or its loss is an error; no result lies."""
 
-import functools
 import logging
+import os
 import shutil
+import signal
 import threading
 
 import pytest
@@ -114,16 +115,24 @@ def test_any_exception_on_the_writer_thread_becomes_the_camera_error(tmp_path, m
 
 
 def test_close_timeout_covers_the_remux_and_says_what_it_stopped(tmp_path, monkeypatch, caplog):
+    remuxing = threading.Event()
+
     def slow_remux(ffmpeg_path, path, keep_tags, timeout=600.0, started=None):
-        run(["sleep", "60"], timeout, started=started)  # stands for a remux that hangs
+        def running(proc):
+            started(proc)
+            remuxing.set()
+
+        run(["sleep", "60"], timeout, started=running)  # stands for a remux that hangs
 
     monkeypatch.setattr(writer, "remux_fragmented", slow_remux)
     w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, H264, drop_policy="block")
     cam = SyntheticCamera(width=64, height=48)
     for _ in range(30):
         w.submit(cam.read())
+    w.finish()
+    assert remuxing.wait(60)  # the encoder is done: only the remux runs now
     with caplog.at_level(logging.WARNING, "ffstream.writer"):
-        result = w.close(timeout=3)  # would wait 60 s if the timeout were ignored
+        result = w.close(timeout=1)  # would wait 60 s if the timeout were ignored
     assert "remux stopped, the file stays fragmented MP4" in caplog.text
     assert "was killed" not in caplog.text
     assert result.frames == 30
@@ -131,22 +140,11 @@ def test_close_timeout_covers_the_remux_and_says_what_it_stopped(tmp_path, monke
 
 
 def test_close_timeout_on_a_stuck_encoder_kills_it_and_says_so(tmp_path):
-    import os
-    import signal
-
     w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, H264, drop_policy="block")
     cam = SyntheticCamera(width=64, height=48)
     for _ in range(10):
         w.submit(cam.read())
-    w._stream.thread.join(0)  # wait for the process to exist
-    while w.pid is None:
-        threading.Event().wait(0.01)
-    os.kill(w.pid, signal.SIGSTOP)
-    try:
-        with pytest.raises(EncoderError, match="did not finish within 1 s and was killed"):
-            w.close(timeout=1)
-    finally:
-        os.kill(w.pid, signal.SIGCONT) if w._stream.proc.returncode is None else None
-
-
-__all__ = ["functools"]
+    assert wait_until(lambda: w.pid is not None, 20)
+    os.kill(w.pid, signal.SIGSTOP)  # a stopped encoder never finishes; SIGKILL still works
+    with pytest.raises(EncoderError, match="did not finish within 1 s and was killed"):
+        w.close(timeout=1)
