@@ -42,6 +42,7 @@ from .errors import (
     ProcessTimeout,
 )
 from .ffmpeg import find_ffmpeg
+from .lerobot import run_lerobot_record
 from .monitor import CpuMonitor
 from .probe import DEFAULT_PREFERENCE, probe_encoders, resolve_config
 from .recorder import Recorder, throughput
@@ -253,12 +254,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
     rec.add_argument("--quiet", action="store_true", help="no live status line")
+
+    lr = sub.add_parser(
+        "lerobot-record",
+        help="LeRobot's lerobot-record, encoding through ffstream (needs lerobot installed)",
+        description="Runs LeRobot's lerobot-record with ffstream's streaming encoder "
+        "installed; every argument after lerobot-record goes to LeRobot unchanged "
+        "(--dataset.streaming_encoding=true is added).",
+    )
+    lr.add_argument("lerobot_args", nargs="*", help="lerobot-record's arguments")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    passed_on: list[str] | None = None
+    if "lerobot-record" in argv:  # everything after it is LeRobot's, verbatim
+        cut = argv.index("lerobot-record") + 1
+        argv, passed_on = argv[:cut], argv[cut:]
     args = parser.parse_args(argv)
+    if passed_on is not None:
+        args.lerobot_args = passed_on
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -540,8 +557,14 @@ def _cmd_advise(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_lerobot_record(args: argparse.Namespace) -> int:
+    run_lerobot_record(args.lerobot_args)
+    return EXIT_OK
+
+
 _COMMANDS = {
     "advise": _cmd_advise,
+    "lerobot-record": _cmd_lerobot_record,
     "bench": _cmd_bench,
     "probe": _cmd_probe,
     "record": _cmd_record,

@@ -43,6 +43,7 @@ CODECS: dict[str, CodecSpec] = {
     "libsvtav1": CodecSpec("software", (0, 63), (-2, 13), default_preset=12),
     "libx264": CodecSpec("software", (0, 51), X26X_PRESETS),
     "libx265": CodecSpec("software", (0, 51), X26X_PRESETS),
+    "libaom-av1": CodecSpec("software", (0, 63), None),
     "ffv1": CodecSpec("software", None, None, container="mkv"),
     "h264_nvenc": CodecSpec("nvenc", (0, 51), NVENC_PRESETS),
     "hevc_nvenc": CodecSpec("nvenc", (0, 51), NVENC_PRESETS),

@@ -217,8 +217,9 @@ def encoder_args(
     elif family == "videotoolbox":
         opts["pix_fmt"] = config.pix_fmt
         if config.crf is not None:
-            # VideoToolbox quality runs 1..100, higher is better: map crf 0..51 onto it.
-            opts["q:v"] = str(max(1, min(100, round(100 * (1 - config.crf / 51)))))
+            # VideoToolbox quality runs 1..100, higher is better: q = 100 - 2 crf, the
+            # scale LeRobot uses, so one crf means the same on both.
+            opts["q:v"] = f"{max(1, min(100, 100 - 2 * config.crf)):g}"
     if filters:
         opts["vf"] = ",".join(filters)
     # extra_options win, except svtav1-params, which _software() merged into one value.
@@ -249,6 +250,9 @@ def _software(config: EncoderConfig, encoder_threads: int | None, opts: dict) ->
             opts["threads"] = str(encoder_threads)
     elif encoder_threads and config.vcodec == "ffv1":
         opts["threads"] = str(encoder_threads)
+    elif encoder_threads and config.vcodec == "libaom-av1":
+        opts["threads"] = str(encoder_threads)
+        opts["row-mt"] = "1"  # without it, libaom uses few of those threads
 
 
 def passthrough_args(ffmpeg: FFmpeg | str) -> list[str]:

@@ -61,16 +61,12 @@ class DepthQuantizer:
                 f"{self.depth_min} + {self.shift}; raise shift or use use_log=False"
             )
 
-    def _forward(self, d: np.ndarray) -> np.ndarray:
-        if self.use_log:
-            return np.log(d + np.float32(self.shift))
-        return d
-
     @property
     def _span(self) -> tuple[float, float]:
-        lo = float(self._forward(np.float64(self.depth_min)))
-        hi = float(self._forward(np.float64(self.depth_max)))
-        return lo, hi
+        """The mapped range in double precision: ln(d + shift) at both ends, or d."""
+        if self.use_log:
+            return math.log(self.depth_min + self.shift), math.log(self.depth_max + self.shift)
+        return float(self.depth_min), float(self.depth_max)
 
     def quantize(self, depth: np.ndarray, input_unit: str = "auto") -> np.ndarray:
         return quantize_depth(depth, **asdict(self), input_unit=input_unit)
@@ -92,13 +88,11 @@ class DepthQuantizer:
         return asdict(self)
 
 
-def _as_metres(depth: np.ndarray, input_unit: str) -> np.ndarray:
+def _resolve_unit(depth: np.ndarray, input_unit: str) -> str:
     if input_unit == "auto":
-        input_unit = "m" if depth.dtype.kind == "f" else "mm"
-    if input_unit == "m":
-        return depth.astype(np.float32, copy=False)
-    if input_unit == "mm":
-        return depth.astype(np.float32) * np.float32(0.001)
+        return "m" if depth.dtype.kind == "f" else "mm"
+    if input_unit in ("m", "mm"):
+        return input_unit
     raise InvalidSettingError(f"input_unit must be 'auto', 'm' or 'mm', got {input_unit!r}")
 
 
@@ -131,22 +125,37 @@ def quantize_depth(
 ) -> np.ndarray:
     """Depth (float metres or integer millimetres) -> uint16 codes in 0..4095, same shape.
 
-    Zero, negative and NaN depths (no reading) become code 0; depths beyond
-    ``depth_max`` (including +inf) become 4095.
+    The arithmetic is LeRobot's, operation for operation: float32, in the input's own
+    unit (the range and shift converted to millimetres for integer input), so a file
+    written here holds the codes LeRobot would have written. On top of that, NaN (and
+    anything else with no logarithm) becomes code 0 like the other "no reading" values
+    (zero and negative depths), and depths beyond ``depth_max`` (+inf too) become 4095.
     """
     q = DepthQuantizer(depth_min, depth_max, shift, use_log)
     check_depth_shape(depth)
-    d = _as_metres(depth, input_unit)
-    lo, hi = q._span
+    unit = _resolve_unit(depth, input_unit)
+    scale = 1.0 if unit == "m" else 1000.0
+    lo = np.float32(q.depth_min * scale)
+    hi = np.float32(q.depth_max * scale)
+    sh = np.float32(q.shift * scale)
+    x = depth.astype(np.float32)  # a copy: the steps below work in place
     with np.errstate(invalid="ignore", divide="ignore"):
-        valid = d > 0  # False for 0, negatives and NaN
-        safe = np.where(valid, d, np.float32(depth_min))
-        x = (q._forward(np.minimum(safe, np.float32(depth_max))) - np.float32(lo)) * np.float32(
-            MAX_CODE / (hi - lo)
-        )
-        codes = np.clip(np.rint(x), 0, MAX_CODE).astype(np.uint16)
-    codes[~valid] = 0
-    return codes
+        if use_log:
+            log_lo = math.log(float(lo + sh))
+            log_hi = math.log(float(hi + sh))
+            np.add(x, sh, out=x)
+            np.log(x, out=x)
+            np.subtract(x, log_lo, out=x)
+            np.divide(x, log_hi - log_lo, out=x)
+        else:
+            np.subtract(x, lo, out=x)
+            np.divide(x, hi - lo, out=x)
+        np.multiply(x, MAX_CODE, out=x)
+        np.rint(x, out=x)
+        # fmax/fmin instead of clip: NaN becomes 0 (no reading) instead of undefined
+        np.fmax(x, 0, out=x)
+        np.fmin(x, MAX_CODE, out=x)
+    return x.astype(np.uint16)
 
 
 def dequantize_depth(
@@ -158,7 +167,13 @@ def dequantize_depth(
     output_unit: str = "mm",
     zero_is_invalid: bool = True,
 ) -> np.ndarray:
-    """uint16 codes -> float32 depth in ``output_unit`` ("mm" or "m"); code 0 -> 0."""
+    """uint16 codes -> float32 depth in ``output_unit`` ("mm" or "m"), same shape.
+
+    Metres are LeRobot's values to the bit (the same float32 steps); millimetres are
+    those metres x 1000, unrounded (LeRobot rounds them to whole millimetres). Code 0
+    reads back as 0, "no reading", unless ``zero_is_invalid=False`` (then ``depth_min``,
+    as in LeRobot).
+    """
     q = DepthQuantizer(depth_min, depth_max, shift, use_log)
     if output_unit not in ("mm", "m"):
         raise InvalidSettingError(f"output_unit must be 'mm' or 'm', got {output_unit!r}")
@@ -171,13 +186,18 @@ def dequantize_depth(
             "decoded as gray16le instead of gray12le?"
         )
     lo, hi = q._span
-    x = c.astype(np.float64) * ((hi - lo) / MAX_CODE) + lo
-    d = np.exp(x) - shift if use_log else x
+    d = np.empty(c.shape, np.float32)
+    np.multiply(c, (hi - lo) / MAX_CODE, out=d)
+    np.add(d, lo, out=d)
+    if use_log:
+        np.exp(d, out=d)
+        np.subtract(d, float(q.shift), out=d)
+    np.clip(d, float(q.depth_min), float(q.depth_max), out=d)
+    if output_unit == "mm":
+        np.multiply(d, 1000.0, out=d)
     if zero_is_invalid:
         d[c == 0] = 0.0
-    if output_unit == "mm":
-        d = d * 1000.0
-    return d.astype(np.float32)
+    return d
 
 
 def depth_metadata(config) -> dict[str, Any]:

@@ -70,12 +70,18 @@ class StatsAccumulator:
 
 
 def stats_from_histogram(
-    histogram: np.ndarray, frames: int, keep_histogram: bool = True
+    histogram: np.ndarray,
+    frames: int,
+    keep_histogram: bool = True,
+    values: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """All statistics from per-channel histograms; zeros (never NaN) when empty."""
+    """All statistics from per-channel histograms; zeros (never NaN) when empty.
+
+    By default bin ``i`` stands for ``i / (bins - 1)``; ``values`` (increasing, one per
+    bin) says what each bin stands for instead, such as the depth a 12-bit code means.
+    """
     hist = np.asarray(histogram, dtype=np.int64)
     channels, bins = hist.shape
-    scale = bins - 1
     out: dict[str, np.ndarray] = {"count": np.array([frames], np.int64)}
     n = hist.sum(axis=1)
     if frames == 0 or not n.all():
@@ -83,17 +89,22 @@ def stats_from_histogram(
             if key != "count":
                 out[key] = np.zeros((channels, 1, 1))
     else:
-        values = np.arange(bins, dtype=np.float64)
-        # integer sums: exact (up to 2**53, i.e. years of frames), then one division
-        total = hist @ np.arange(bins, dtype=np.int64)
-        total_sq = hist @ (np.arange(bins, dtype=np.int64) ** 2)
-        mean = total / n
-        var = np.maximum(total_sq / n - mean**2, 0.0)
+        if values is None:
+            values = np.arange(bins, dtype=np.float64) / (bins - 1)
+            # integer sums: exact (up to 2**53, i.e. years of frames), then one division
+            ints = np.arange(bins, dtype=np.int64)
+            mean_raw = (hist @ ints) / n
+            var = np.maximum((hist @ ints**2) / n - mean_raw**2, 0.0) / (bins - 1) ** 2
+            mean = mean_raw / (bins - 1)
+        else:
+            values = np.asarray(values, dtype=np.float64)
+            mean = (hist @ values) / n
+            var = np.maximum((hist @ values**2) / n - mean**2, 0.0)
         nonzero = hist > 0
-        out["min"] = (nonzero.argmax(axis=1) / scale).reshape(-1, 1, 1)
-        out["max"] = ((bins - 1 - nonzero[:, ::-1].argmax(axis=1)) / scale).reshape(-1, 1, 1)
-        out["mean"] = (mean / scale).reshape(-1, 1, 1)
-        out["std"] = (np.sqrt(var) / scale).reshape(-1, 1, 1)
+        out["min"] = values[nonzero.argmax(axis=1)].reshape(-1, 1, 1)
+        out["max"] = values[bins - 1 - nonzero[:, ::-1].argmax(axis=1)].reshape(-1, 1, 1)
+        out["mean"] = mean.reshape(-1, 1, 1)
+        out["std"] = np.sqrt(var).reshape(-1, 1, 1)
         cum = np.cumsum(hist, axis=1)
         for key, q in QUANTILES.items():
             # the value at rank q*(n-1) (numpy's "lower" order statistic)
@@ -101,7 +112,7 @@ def stats_from_histogram(
             idx = np.array(
                 [np.searchsorted(cum[c], rank[c], side="right") for c in range(channels)]
             )
-            out[key] = (values[idx] / scale).reshape(-1, 1, 1)
+            out[key] = values[idx].reshape(-1, 1, 1)
     if keep_histogram:
         out["histogram"] = hist.copy()
     return out

@@ -97,6 +97,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         compute_stats: bool = False,
         monitor: Any = None,
         overwrite: bool = False,
+        crash_safe: bool = True,
     ):
         check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
         super().__init__(
@@ -111,6 +112,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         )
         self.queue_maxsize = queue_maxsize
         self.drop_policy = drop_policy
+        self.crash_safe = crash_safe  # MP4 written fragmented, remuxed at the end
         self._episode_t0 = 0.0
         self._cameras: dict[str, _Camera] | None = None
         self._writers: weakref.WeakSet[FFmpegWriter] = weakref.WeakSet()  # not yet closed
@@ -188,6 +190,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
             drop_policy=self.drop_policy,
             overwrite=self.overwrite,
             compute_stats=self.compute_stats,
+            crash_safe=self.crash_safe,
             **depth,
         )
         cam.shape = frame.shape

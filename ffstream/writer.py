@@ -644,7 +644,9 @@ class FFmpegWriter:
 
     def _report_drops(self, now: float) -> None:
         log.warning(
-            "Encoder queue full for %s, dropped %d frame(s) (%d in total)",
+            "Encoder queue full for %s, dropped %d frame(s) (%d in total): the encoder is "
+            "slower than the camera; consider vcodec='auto' (a working hardware encoder), a "
+            "faster preset, or a larger queue_maxsize",
             self.name,
             self._unreported_drops,
             len(self._dropped_indices),

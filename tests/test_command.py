@@ -273,11 +273,11 @@ def test_videotoolbox_recipe(hw):
         "-pix_fmt",
         "yuv420p",
         "-q:v",
-        "41",
+        "40",
         "-vf",
         SCALE,
         "out.mp4",
-    ]  # q:v = 100 * (1 - crf / 51)
+    ]  # q:v = 100 - 2 crf (LeRobot's scale)
 
 
 def test_hardware_pix_fmt_rules(hw):

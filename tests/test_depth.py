@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -24,6 +25,61 @@ def realistic_depth(h=120, w=160, t=0):
     d[h // 3 : h // 2, w // 3 : w // 2] = 0.8
     d[::17, ::23] = 0  # holes
     return d.astype(np.float32)
+
+
+def lerobot_codes(depth, dmin=0.01, dmax=10.0, shift=3.5, use_log=True):
+    """LeRobot's quantizer (lerobot.datasets.depth_utils), step for step: float32, in the
+    input's unit (millimetres for integer input)."""
+    d = depth.astype(np.float32)
+    k = 1.0 if depth.dtype.kind == "f" else 1000.0
+    lo, hi, sh = np.float32(dmin * k), np.float32(dmax * k), np.float32(shift * k)
+    if use_log:
+        log_lo, log_hi = math.log(float(lo + sh)), math.log(float(hi + sh))
+        norm = (np.log(d + sh) - log_lo) / (log_hi - log_lo)
+    else:
+        norm = (d - lo) / (hi - lo)
+    return np.rint(norm * 4095).clip(0, 4095).astype(np.uint16)
+
+
+def lerobot_metres(codes, dmin=0.01, dmax=10.0, shift=3.5, use_log=True):
+    """LeRobot's dequantizer, numpy path, in metres."""
+    lo, hi = (math.log(dmin + shift), math.log(dmax + shift)) if use_log else (dmin, dmax)
+    buf = np.empty(codes.shape, np.float32)
+    np.multiply(codes, (hi - lo) / 4095, out=buf)
+    np.add(buf, lo, out=buf)
+    if use_log:
+        np.exp(buf, out=buf)
+        np.subtract(buf, shift, out=buf)
+    return np.clip(buf, dmin, dmax, out=buf)
+
+
+SETTINGS = [{}, {"dmin": 0.1, "dmax": 4.0, "shift": 0.3}, {"use_log": False}]
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_codes_are_lerobots_for_both_units(settings):
+    rng = np.random.default_rng(0)
+    kw = {{"dmin": "depth_min", "dmax": "depth_max"}.get(k, k): v for k, v in settings.items()}
+    scenes = [realistic_depth(480, 640, t) for t in range(3)]
+    inputs = [rng.uniform(0.0, 12.0, (480, 640)).astype(np.float32)]
+    inputs += [rng.integers(0, 65536, (480, 640), dtype=np.uint16)]
+    inputs += scenes + [(s * 1000).astype(np.uint16) for s in scenes]
+    inputs += [scenes[0].astype(np.float64)]
+    for depth in inputs:
+        assert np.array_equal(quantize_depth(depth, **kw), lerobot_codes(depth, **settings))
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_values_are_lerobots(settings):
+    codes = np.arange(4096, dtype=np.uint16).reshape(64, 64)
+    kw = {{"dmin": "depth_min", "dmax": "depth_max"}.get(k, k): v for k, v in settings.items()}
+    ref = lerobot_metres(codes, **settings)
+    m = dequantize_depth(codes, output_unit="m", zero_is_invalid=False, **kw)
+    assert np.array_equal(m, ref)
+    mm = dequantize_depth(codes, output_unit="mm", zero_is_invalid=False, **kw)
+    # LeRobot rounds millimetres to whole numbers; ffstream keeps the fraction
+    assert np.array_equal(np.rint(mm), np.rint(ref * np.float32(1000)))
+    assert dequantize_depth(codes, output_unit="m", **kw)[0, 0] == 0  # code 0: no reading
 
 
 def test_codes_follow_the_documented_formula():
@@ -54,8 +110,12 @@ def test_shapes_are_kept(shape):
 
 def test_units():
     mm = np.array([[300, 1000, 4999]], np.uint16)
-    assert np.array_equal(quantize_depth(mm), quantize_depth(mm.astype(np.float32) / 1000))
     assert np.array_equal(quantize_depth(mm, input_unit="mm"), quantize_depth(mm))
+    # computed in millimetres, as LeRobot does: equal to metres except on rare ties
+    assert (
+        np.abs(quantize_depth(mm).astype(int) - quantize_depth(mm.astype(np.float32) / 1000)).max()
+        <= 1
+    )
     m = dequantize_depth(quantize_depth(mm), output_unit="m")
     assert np.allclose(m * 1000, dequantize_depth(quantize_depth(mm), output_unit="mm"))
 

@@ -94,10 +94,10 @@ def test_importing_ffstream_needs_no_optional_dependency():
         "import sys, builtins\n"
         f"blocked = {sorted(OPTIONAL | {'ray', 'lerobot', 'torch'})!r}\n"
         "real = builtins.__import__\n"
-        "def guard(name, *a, **k):\n"
-        "    if name.split('.')[0] in blocked: raise ImportError(name)\n"
-        "    return real(name, *a, **k)\n"
+        "def guard(name, globals=None, locals=None, fromlist=(), level=0):\n"
+        "    if level == 0 and name.split('.')[0] in blocked: raise ImportError(name)\n"
+        "    return real(name, globals, locals, fromlist, level)\n"
         "builtins.__import__ = guard\n"
-        "import ffstream, ffstream.cli\n"
+        "import ffstream, ffstream.cli, ffstream.lerobot\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,191 @@
+"""What only LeRobot itself can confirm: its option mapping, its depth codes, and that a
+dataset recorded through ffstream's drop-in reads back in LeRobot frame for frame.
+
+Run by tools/lerobot-check.sh with ``-p ffstream_lerobot_plugin`` (the drop-in installed).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from lerobot.configs import DepthEncoderConfig, RGBEncoderConfig
+from lerobot.datasets import video_utils
+from lerobot.datasets.depth_utils import dequantize_depth as lerobot_dequantize
+from lerobot.datasets.depth_utils import quantize_depth as lerobot_quantize
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+import ffstream.lerobot as adapter
+from ffstream.cameras.synthetic import read_stamp, stamp_index
+from ffstream.depth import dequantize_depth, quantize_depth
+
+VCODECS = [
+    "libsvtav1",
+    "h264",
+    "hevc",
+    "libaom-av1",
+    "h264_videotoolbox",
+    "hevc_videotoolbox",
+    "h264_nvenc",
+    "hevc_nvenc",
+    "h264_vaapi",
+    "h264_qsv",
+]
+
+
+def _lerobot_config(cls, **fields):
+    """A LeRobot config with any vcodec, whether or not this machine has that encoder
+    (its constructor checks availability; get_codec_options only reads the fields)."""
+    config = cls()
+    for name, value in fields.items():
+        setattr(config, name, value)
+    return config
+
+
+@pytest.mark.parametrize("vcodec", VCODECS)
+def test_codec_options_are_lerobots(vcodec):
+    checked = 0
+    grid = itertools.product(
+        [None, 0, 23, 30, 30.5, 51],  # crf
+        [None, 4, "fast", "p4"],  # preset
+        [0, 1, 2, 5],  # fast_decode
+        [None, 1, 4],  # encoder_threads
+        [{}, {"tune": "film"}, {"crf": 12, "x265-params": "lossless=1"}],  # extra_options
+        [None, 2],  # g
+    )
+    for crf, preset, fast_decode, threads, extra, g in grid:
+        for cls in (RGBEncoderConfig, DepthEncoderConfig):
+            config = _lerobot_config(
+                cls,
+                vcodec=vcodec,
+                crf=crf,
+                preset=preset,
+                fast_decode=fast_decode,
+                extra_options=extra,
+                g=g,
+            )
+            expected = config.get_codec_options(threads, as_strings=True)
+            assert adapter.codec_options(config, threads) == expected, (config, threads)
+            checked += 1
+    assert checked == 2 * 6 * 4 * 4 * 3 * 3 * 2
+
+
+def _realistic(h=480, w=640, t=0):
+    yy, xx = np.mgrid[0:h, 0:w]
+    d = 0.6 + 3.5 * (1 - yy / h) + 0.2 * np.sin(xx / 15 + t / 5)
+    d[h // 3 : h // 2, w // 3 : w // 2] = 0.8
+    d[::17, ::23] = 0  # holes
+    return d.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"depth_min": 0.05, "depth_max": 8.0, "shift": 2.5}, {"use_log": False}],
+)
+def test_depth_codes_and_values_are_lerobots(settings):
+    rng = np.random.default_rng(7)
+    inputs = []
+    for t in range(3):
+        m = _realistic(t=t)
+        inputs += [m, (m * 1000).astype(np.uint16)]
+    inputs += [rng.uniform(0, 12, (480, 640)).astype(np.float32)]
+    inputs += [rng.integers(0, 65536, (480, 640), dtype=np.uint16)]
+    for depth in inputs:
+        ours = quantize_depth(depth, **settings)
+        theirs = lerobot_quantize(depth, video_backend=None, **settings)
+        assert np.array_equal(ours, theirs), depth.dtype
+    codes = np.arange(4096, dtype=np.uint16).reshape(64, 64)
+    m = dequantize_depth(codes, output_unit="m", zero_is_invalid=False, **settings)
+    ref_m = lerobot_dequantize(codes, output_unit="m", output_tensor=False, **settings)[0]
+    assert np.array_equal(m, ref_m)
+    mm = dequantize_depth(codes, output_unit="mm", zero_is_invalid=False, **settings)
+    ref_mm = lerobot_dequantize(codes, output_unit="mm", output_tensor=False, **settings)[0]
+    assert np.array_equal(np.rint(mm).astype(np.uint16), ref_mm)
+
+
+@pytest.fixture
+def simulated_recording():
+    """Frames are added as fast as the loop goes, as in a simulation: no frame may be
+    dropped or repeated, so the drop-in waits for room (drop_policy="block")."""
+    previous = dict(adapter._install_settings)
+    adapter.install(drop_policy="block")
+    yield
+    adapter.install(**previous)
+
+
+def test_a_dataset_recorded_through_the_drop_in_reads_back_frame_for_frame(
+    tmp_path, simulated_recording
+):
+    assert video_utils.StreamingVideoEncoder is adapter.StreamingVideoEncoder
+    h, w = 96, 128
+    features = {
+        "observation.images.front": {
+            "dtype": "video",
+            "shape": (h, w, 3),
+            "names": ["height", "width", "channels"],
+        },
+        "observation.images.wrist": {
+            "dtype": "video",
+            "shape": (h, w, 3),
+            "names": ["height", "width", "channels"],
+        },
+        "observation.images.front_depth": {
+            "dtype": "video",
+            "shape": (h, w, 1),
+            "names": ["height", "width", "channels"],
+            "info": {"is_depth_map": True},
+        },
+        "action": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]},
+    }
+    ds = LeRobotDataset.create(
+        repo_id="ffstream/check",
+        fps=30,
+        features=features,
+        root=tmp_path / "ds",
+        use_videos=True,
+        streaming_encoding=True,
+    )
+    assert isinstance(ds.writer._streaming_encoder, adapter.StreamingVideoEncoder)
+    lengths = [25, 40, 31]
+    fed_depth = []
+    index = 0
+    for ep, n in enumerate(lengths):
+        for _ in range(n):
+            front = np.full((h, w, 3), 90, np.uint8)
+            wrist = np.full((h, w, 3), 160, np.uint8)
+            stamp_index(front, index)
+            stamp_index(wrist, index)
+            depth = (_realistic(h, w, index) * 1000).astype(np.uint16)[..., None]
+            fed_depth.append(depth[..., 0])
+            ds.add_frame(
+                {
+                    "observation.images.front": front,
+                    "observation.images.wrist": wrist,
+                    "observation.images.front_depth": depth,
+                    "action": np.array([ep, index], np.float32),
+                    "task": f"task {ep}",
+                }
+            )
+            index += 1
+        ds.save_episode()
+    ds.finalize()
+
+    back = LeRobotDataset("ffstream/check", root=tmp_path / "ds")
+    assert back.meta.total_episodes == 3 and back.num_frames == sum(lengths)
+    assert back.meta.stats["observation.images.front"]["mean"].shape[0] == 3
+    for i in range(back.num_frames):
+        item = back[i]
+        assert int(item["index"]) == i
+        for key in ("observation.images.front", "observation.images.wrist"):
+            frame = item[key].permute(1, 2, 0).numpy()  # CHW float in [0, 1]
+            assert read_stamp(frame) == i, (key, i)
+        depth = item["observation.images.front_depth"]
+        # the codes LeRobot itself would have stored, read back the way its reader does
+        codes = lerobot_quantize(fed_depth[i], video_backend=None).astype(np.int32)
+        truth = lerobot_dequantize(torch.from_numpy(codes)[None], output_unit="mm")
+        assert depth.shape == truth.shape and torch.equal(depth, truth), (
+            i,
+            float((depth - truth).abs().max()),
+        )
