@@ -259,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
         "lerobot-record",
         help="LeRobot's lerobot-record, encoding through ffstream (needs lerobot installed)",
         description="Runs LeRobot's lerobot-record with ffstream's streaming encoder "
-        "installed; every argument after lerobot-record goes to LeRobot unchanged "
-        "(--dataset.streaming_encoding=true is added).",
+        "installed; every argument after lerobot-record goes to LeRobot unchanged, "
+        "--help included (--dataset.streaming_encoding=true is added).",
     )
     lr.add_argument("lerobot_args", nargs="*", help="lerobot-record's arguments")
     return parser

@@ -286,3 +286,10 @@ def test_hardware_pix_fmt_rules(hw):
         config.validate_for(hw.ffmpeg)
     with pytest.raises(ValueError, match=r"preset 'fast' is unknown for h264_nvenc; use one of p1"):
         hw("h264_nvenc", preset="fast")
+
+
+def test_libaom_av1_gets_threads_with_row_multithreading():
+    argv = _argv(EncoderConfig("libaom-av1", crf=32), threads=3)
+    assert _opt(argv, "-c:v") == "libaom-av1" and _opt(argv, "-crf") == "32"
+    assert _opt(argv, "-threads") == "3" and _opt(argv, "-row-mt") == "1"
+    assert "-row-mt" not in _argv(EncoderConfig("libaom-av1"))  # no threads asked

@@ -276,3 +276,16 @@ def test_one_camera_failing_keeps_the_others(tmp_path, no_leaks):
         enc.finish_episode()
     assert stamps(decode_pyav(info.value.results["ok"].path)) == list(range(10))
     enc.close()
+
+
+def test_libaom_av1_round_trip(tmp_path):
+    """LeRobot's other AV1 encoder: every frame back, in order."""
+    cam = SyntheticCamera("front", 96, 64)
+    config = EncoderConfig("libaom-av1", extra_options={"cpu-used": 8})  # its fastest
+    with StreamingVideoEncoder(30, config, encoder_threads=2, drop_policy="block") as enc:
+        enc.start_episode(["front"], tmp_path)
+        for _ in range(6):
+            enc.feed_frame("front", cam.read())
+        r = enc.finish_episode()["front"]
+    assert (r.frames, r.codec) == (6, "libaom-av1")
+    assert stamps(decode_pyav(r.path)) == list(range(6))

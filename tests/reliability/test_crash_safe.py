@@ -104,3 +104,22 @@ def test_recorder_killed_leaves_no_ffmpeg_and_playable_files(tmp_path):
     assert gone_after < 5, gone_after  # stdin EOF made ffmpeg finish by itself
     got = stamps(decode_pyav(tmp_path / "cam.mp4"))
     assert len(got) > 30 and got == list(range(len(got)))
+
+
+def test_crash_safe_false_writes_plain_mp4_at_once(tmp_path):
+    """For callers that move or re-mux each file themselves (the LeRobot drop-in): no
+    fragments while recording, no remux at the end."""
+    from ffstream import StreamingVideoEncoder
+
+    cam = SyntheticCamera("c", 160, 120)
+    with StreamingVideoEncoder(
+        30, EncoderConfig("h264"), drop_policy="block", crash_safe=False
+    ) as enc:
+        enc.start_episode(["c"], tmp_path)
+        for _ in range(20):
+            enc.feed_frame("c", cam.read())
+        r = enc.finish_episode()["c"]
+    boxes = _mp4_boxes(r.path)
+    assert boxes[b"moof"] == -1 and boxes[b"moov"] >= 0
+    assert r.finalize_seconds is None  # nothing was remuxed
+    assert stamps(decode_pyav(r.path)) == list(range(20))
