@@ -9,6 +9,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from ffstream.verify import verify
 
@@ -25,7 +26,26 @@ def _start(out, seconds=5, *extra):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a shell gives a foreground job
+        env=DUMP_ON_ABORT,
     )
+
+
+# A child that hangs is sent SIGABRT: faulthandler then prints every thread's stack.
+DUMP_ON_ABORT = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+
+
+def _communicate(proc, timeout):
+    """proc.communicate(), but a child that hangs fails the test with its threads' stacks
+    and is ended, so that it leaves no process behind to fail the tests that follow
+    (its ffmpeg dies with it: the parent-death signal)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(
+            f"the child still ran after {timeout} s; where its threads were:\n{err[-8000:]}"
+        )
 
 
 def _ctrl_c(proc):
@@ -44,7 +64,7 @@ def test_one_ctrl_c_finishes_the_current_episode(tmp_path):
     _wait_for_ffmpeg(proc)
     time.sleep(1.0)
     _ctrl_c(proc)
-    out, err = proc.communicate(timeout=60)
+    out, err = _communicate(proc, 60)
     assert proc.returncode == 130, err
     assert "finishing the current episode" in err
     assert "interrupted: the current episode was finished and saved" in out
@@ -80,7 +100,7 @@ def test_two_ctrl_c_abort_at_once(tmp_path):
     time.sleep(0.2)
     _ctrl_c(proc)
     t = time.monotonic()
-    out, err = proc.communicate(timeout=30)
+    out, err = _communicate(proc, 30)
     assert time.monotonic() - t < 10
     assert proc.returncode == 131, err
     assert "aborted" in err
@@ -120,11 +140,12 @@ def test_a_library_user_that_catches_ctrl_c_keeps_the_episode(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env=DUMP_ON_ABORT,
     )
     assert proc.stdout.readline().strip() == "feeding"
     _wait_for_ffmpeg_count(proc, 1)
     _ctrl_c(proc)
-    out, err = proc.communicate(timeout=60)
+    out, err = _communicate(proc, 60)
     assert proc.returncode == 0, err
     got = json.loads(out.strip().splitlines()[-1])
     assert got["frames"] == got["fed"] >= 30
