@@ -270,6 +270,15 @@ def test_a_depth_config_ffstream_cannot_use_fails_only_when_a_depth_camera_comes
     assert not (tmp_path / "depth").exists() or _files(tmp_path / "depth") == []
 
 
+def test_ffstreams_own_auto_config_is_taken_and_probed():
+    """For a probed choice instead of LeRobot's (which only asks what PyAV lists)."""
+    from ffstream import EncoderConfig, select_encoder
+
+    with StreamingVideoEncoder(30, rgb_encoder=EncoderConfig("auto")) as enc:
+        chosen = enc._encoder.rgb_encoder.vcodec
+        assert chosen == select_encoder("auto", enc._encoder.ffmpeg) != "auto"
+
+
 def test_a_config_without_lerobots_fields_is_refused():
     with pytest.raises(TypeError, match="has no 'pix_fmt': pass LeRobot's RGBEncoderConfig"):
         StreamingVideoEncoder(30, rgb_encoder=type("Cfg", (), {"vcodec": "h264"})())
