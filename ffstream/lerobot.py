@@ -28,14 +28,14 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from .config import DepthEncoderConfig, EncoderConfig
-from .depth import MAX_CODE, dequantize_depth
+from .depth import MAX_CODE
 from .episode import DropPolicy
 from .errors import EpisodeError, FFstreamError, InvalidSettingError, SettingTypeError
 from .ffmpeg import FFmpeg
 from .frames import file_stem
 from .stats import stats_from_histogram
 from .streaming import StreamingVideoEncoder as _FFstreamEncoder
-from .writer import check_stream_settings
+from .writer import check_drop_policy
 
 log = logging.getLogger("ffstream.lerobot")
 
@@ -191,9 +191,9 @@ def to_ffstream_config(
     for key, value in (getattr(config, "extra_options", None) or {}).items():
         if key in structured:
             log.warning(
-                "extra_options[%r] is ignored: %s already sets it to %r (as in LeRobot)",
+                "extra_options[%r] is ignored: the config's fields already set it to %r "
+                "(as in LeRobot)",
                 key,
-                "the config's fields",
                 structured[key],
             )
         else:
@@ -271,7 +271,6 @@ class _CameraStream:
     """One camera of the running episode. LeRobot's own tests look up
     ``encoder._threads[key].video_encoder``; this record answers them."""
 
-    key: str
     video_encoder: Any  # the LeRobot config this camera encodes with
     encoder_threads: int | None
     is_depth: bool
@@ -371,7 +370,6 @@ class StreamingVideoEncoder:
         self._temp_dir, self._episode_dir = temp, episode_dir
         self._threads = {
             k: _CameraStream(
-                k,
                 self._depth_encoder if k in depth else self._rgb_encoder,
                 self._encoder_threads,
                 k in depth,
@@ -425,7 +423,7 @@ class StreamingVideoEncoder:
                 folder = Path(tempfile.mkdtemp(dir=temp))
                 path = folder / f"{file_stem(key)}_streaming{res.path.suffix}"
                 os.replace(res.path, path)
-                out[key] = (path, _lerobot_stats(res.stats, cam))
+                out[key] = (path, _lerobot_stats(res.stats, cam, self._encoder.depth_encoder))
         except BaseException:
             for path, _ in out.values():
                 shutil.rmtree(path.parent, ignore_errors=True)
@@ -474,22 +472,17 @@ class StreamingVideoEncoder:
         self.close()
 
 
-def _lerobot_stats(stats: dict[str, Any] | None, cam: _CameraStream) -> dict | None:
-    """ffstream's histogram statistics in LeRobot's units and shapes."""
+def _lerobot_stats(
+    stats: dict[str, Any] | None, cam: _CameraStream, depth: DepthEncoderConfig | None
+) -> dict | None:
+    """ffstream's histogram statistics in LeRobot's units and shapes; depth codes are
+    read back with the quantizer that wrote them (``depth``)."""
     if stats is None or int(stats["count"][0]) < 2:
         return None
     hist = np.asarray(stats["histogram"])
-    if cam.is_depth:
-        cfg = cam.video_encoder
+    if cam.is_depth and depth is not None:
         codes = np.arange(MAX_CODE + 1, dtype=np.uint16)
-        values = dequantize_depth(
-            codes,
-            getattr(cfg, "depth_min", 0.01),
-            getattr(cfg, "depth_max", 10.0),
-            getattr(cfg, "shift", 3.5),
-            getattr(cfg, "use_log", True),
-            output_unit=cam.unit or "mm",
-        )
+        values = depth.quantizer.dequantize(codes, output_unit=cam.unit or "mm")
     else:
         values = np.arange(hist.shape[1], dtype=np.float64)
     result = stats_from_histogram(hist, int(stats["count"][0]), False, values)
@@ -515,7 +508,8 @@ def install(drop_policy: DropPolicy | None = None, ffmpeg: FFmpeg | str | None =
     ``drop_policy`` and ``ffmpeg`` apply to the encoders LeRobot builds from then on
     (``drop_policy="block"`` for simulated recording). Calling it again only updates
     them; ``uninstall()`` undoes it."""
-    check_stream_settings(30, None, drop_policy or "drop")
+    if drop_policy is not None:
+        check_drop_policy(drop_policy)
     _install_settings.update(drop_policy=drop_policy, ffmpeg=ffmpeg)
     if _originals:
         return

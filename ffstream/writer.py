@@ -132,6 +132,10 @@ def check_stream_settings(
     if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
         raise InvalidSettingError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
     check_encoder_threads(encoder_threads)
+    check_drop_policy(drop_policy)
+
+
+def check_drop_policy(drop_policy: str) -> None:
     if drop_policy not in DROP_POLICIES:
         raise InvalidSettingError(
             f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}"
