@@ -26,7 +26,7 @@ import ffmpeg as ffmpeg_python
 from .config import EncoderConfig
 from .errors import InvalidSettingError, SettingTypeError
 from .ffmpeg import FFmpeg
-from .formats import MAX_SIDE, raw_format
+from .formats import MAX_SIDE, RAW_FORMATS
 
 # RGB->YUV conversion is done with BT.709 limited range and the file is tagged with it,
 # so decoders that honour tags (PyAV, OpenCV, browsers) give back the colours fed in.
@@ -34,6 +34,7 @@ COLOR_MATRIX = "bt709"
 _NTSC_BASES = (24, 30, 48, 60, 120, 240)
 VAAPI_DEVICE_ENV = "FFSTREAM_VAAPI_DEVICE"
 FRAGMENT_FLAGS = "+frag_keyframe+empty_moov+default_base_moof"
+_RGB_PREFIXES = ("rgb", "bgr", "gbr", "argb", "abgr", "0rgb", "0bgr")
 
 
 def fps_fraction(fps: float | Fraction | str) -> Fraction:
@@ -68,14 +69,17 @@ def global_options(loglevel: str = "warning") -> list[str]:
     return ["-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel]
 
 
-def safe_input(path: str | os.PathLike, container: str) -> Any:
+def safe_input(path: str | os.PathLike, container: str, threads: int | None = None) -> Any:
     """An untrusted file as ffmpeg-python input: the ``file`` protocol only, the named
-    demuxer (never a guess, so never a playlist), decoding capped at 8K."""
+    demuxer (never a guess, so never a playlist), decoding capped at 8K; ``threads``
+    caps the decoder's threads (default: ffmpeg's, one per core)."""
+    options = {"threads": str(threads)} if threads else {}
     return ffmpeg_python.input(
         f"file:{os.path.abspath(os.fspath(path))}",
         f=container,
         protocol_whitelist="file",
         max_pixels=str(MAX_SIDE * MAX_SIDE),
+        **options,
     )
 
 
@@ -119,12 +123,18 @@ def decode_command(
 
 
 def count_command(
-    ffmpeg: FFmpeg, path: str | os.PathLike, container: str, decode: bool
+    ffmpeg: FFmpeg,
+    path: str | os.PathLike,
+    container: str,
+    decode: bool,
+    threads: int | None = None,
 ) -> list[str]:
-    """Frames counted by ffmpeg's progress report: packets (``-c copy``) or decoded."""
+    """Frames counted by ffmpeg's progress report: packets (``-c copy``) or decoded
+    (with at most ``threads`` decoder threads)."""
     key, value = passthrough_args(ffmpeg)
     how = {key.lstrip("-"): value} if decode else {"c": "copy"}
-    graph = ffmpeg_python.output(safe_input(path, container)["v:0"], "-", f="null", **how)
+    source = safe_input(path, container, threads if decode else None)
+    graph = ffmpeg_python.output(source["v:0"], "-", f="null", **how)
     return _argv(ffmpeg.path, "error", graph, ("-progress", "pipe:1"))
 
 
@@ -141,6 +151,37 @@ def remux_command(
         movflags=flags,
     )
     return [ffmpeg_path, *global_options("error"), "-y", *graph.get_args()]
+
+
+def transcode_command(
+    ffmpeg: FFmpeg,
+    source: str | os.PathLike,
+    container: str,
+    source_pix_fmt: str,
+    config: EncoderConfig,
+    output: str | os.PathLike,
+    output_format: str,
+    encoder_threads: int | None = None,
+) -> list[str]:
+    """A recorded video -> the same frames re-encoded with ``config``; the decoder gets
+    the encoder's thread count, so a job uses the cores it was given and no more.
+
+    The source is untrusted (``safe_input``); only its first video stream is kept, every
+    frame once with its own timestamp (passthrough), container tags carried over (in MP4
+    as custom tags, so ffstream's depth tag survives). ``output_format`` names the muxer:
+    the output is a temporary name whose extension says nothing."""
+    device_args, out_opts = encoder_args(config, source_pix_fmt, encoder_threads)
+    key, value = passthrough_args(ffmpeg)
+    out_opts[key.lstrip("-")] = value
+    out_opts.update({"an": None, "sn": None, "dn": None, "map_metadata": "0", "f": output_format})
+    if output_format == "mp4":
+        out_opts["movflags"] = "+use_metadata_tags"
+    graph = ffmpeg_python.output(
+        safe_input(source, container, encoder_threads)["v:0"],
+        f"file:{os.path.abspath(os.fspath(output))}",
+        **out_opts,
+    )
+    return [ffmpeg.path, *global_options("error"), "-y", *device_args, *graph.get_args()]
 
 
 def render_nodes() -> list[str]:
@@ -167,7 +208,9 @@ def hardware_device(config: EncoderConfig) -> str:
 
 def _colour(config: EncoderConfig, input_pix_fmt: str) -> tuple[list[str], dict[str, str | None]]:
     """RGB->YUV with a stated matrix and range, plus the tags that say so in the file."""
-    if not (raw_format(input_pix_fmt).rgb_like and config.pix_fmt.startswith(("yuv", "nv"))):
+    known = RAW_FORMATS.get(input_pix_fmt)  # raw frames, or a decoded file's pix_fmt
+    rgb_like = known.rgb_like if known else input_pix_fmt.startswith(_RGB_PREFIXES)
+    if not (rgb_like and config.pix_fmt.startswith(("yuv", "nv"))):
         return [], {}
     out_range = "pc" if config.pix_fmt.startswith("yuvj") else "tv"
     tags: dict[str, str | None] = dict.fromkeys(

@@ -115,3 +115,8 @@ class CameraError(FFstreamError, RuntimeError):
 
 class InvalidEpisodeError(FFstreamError, ValueError):
     """A folder or episode.json that is not an episode written by ffstream."""
+
+
+class TranscodeError(FFstreamError, ValueError):
+    """A transcode that cannot start (sources, destination) or one file that failed its
+    checks; the message names the file and the reason."""

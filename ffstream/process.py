@@ -53,8 +53,9 @@ _CHUNK = 1 << 16
 _PR_SET_PDEATHSIG = 1
 
 
-def _death_signal_setup() -> Callable[[], None] | None:
-    """A preexec function that makes the child die with this process (Linux only)."""
+def _death_signal_setup(parent: int | None = None) -> Callable[[], None] | None:
+    """A function that makes the process calling it die with ``parent`` (by default this
+    process: a preexec function for a child). Linux only."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -64,7 +65,7 @@ def _death_signal_setup() -> Callable[[], None] | None:
         prctl.restype = ctypes.c_int
     except (OSError, AttributeError):
         return None
-    parent = os.getpid()
+    parent = os.getpid() if parent is None else parent
     sig = int(signal.SIGTERM)
 
     def setup() -> None:
@@ -73,6 +74,34 @@ def _death_signal_setup() -> Callable[[], None] | None:
             os._exit(1)
 
     return setup
+
+
+def die_with_parent() -> None:
+    """Make this process (a pool worker) end when the process that started it ends, and
+    its ffmpeg children with it: a killed ``ffstream transcode`` leaves no worker behind
+    still writing files. Linux only; elsewhere a no-op.
+
+    The worker gets SIGTERM and kills its ffmpeg processes at once rather than letting
+    them end their files: what they write is a temporary file nobody will use, and some
+    encoders never return from a SIGTERM that comes before their first frame (SVT-AV1
+    1.4, Debian 12's, waits forever in its shutdown)."""
+    setup = _death_signal_setup(os.getppid())
+    if setup is None:
+        return
+
+    def on_parent_death(signum: int, frame: object) -> None:
+        kill_children()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_parent_death)
+    setup()
+
+
+def kill_children() -> None:
+    """SIGKILL every ffmpeg this process started that is still running."""
+    for p in list(_live):
+        if p.returncode is None:
+            p.kill()
 
 
 def _setpriv() -> str | None:

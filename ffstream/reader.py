@@ -240,12 +240,14 @@ def count_frames(
     ffmpeg: FFmpeg | str | None = None,
     decode: bool = False,
     timeout: float = 600.0,
+    threads: int | None = None,
 ) -> int:
     """Frames in the first video stream: packets counted without decoding, or, with
-    ``decode=True``, frames that really decode (slower; also proves the file is sound)."""
+    ``decode=True``, frames that really decode (slower; also proves the file is sound),
+    with at most ``threads`` decoder threads (default: one per core)."""
     ff = find_ffmpeg(ffmpeg)
     info = video_info(path, ff)  # a clear error for missing files and non-videos
-    argv = count_command(ff, path, info.container, decode)
+    argv = count_command(ff, path, info.container, decode, threads)
     try:
         out = run(argv, timeout, what=f"counting the frames of {Path(path).name}")
     except ProcessTimeout as exc:

@@ -12,7 +12,7 @@ import pytest
 from ffstream.errors import FFstreamError, ProcessTimeout
 from ffstream.process import MAX_LINE, FFmpegProcess, run
 
-from .conftest import wait_until
+from .conftest import _children, wait_until
 
 
 def test_children_get_their_own_session_so_terminal_signals_miss_them():
@@ -49,7 +49,7 @@ def test_a_timeout_kills_and_says_so():
         run(["sh", "-c", "echo started >&2; exec sleep 60"], 5)
     assert isinstance(err.value, FFstreamError) and isinstance(err.value, TimeoutError)
     assert "started" in err.value.stderr_tail
-    assert wait_until(lambda: not psutil.Process().children(recursive=True), 10)
+    assert wait_until(lambda: not _children(), 10)
 
 
 def test_input_is_fed_while_output_is_read():

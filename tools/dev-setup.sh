@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the test suite needs: ffstream with its dev extras (pytest, ruff, PyAV,
+# Install what the test suite needs: ffstream with its dev extras (pytest, ruff, PyAV, Ray,
 # OpenCV, pyrealsense2, the static ffmpeg) and, where it is missing, libusb-1.0, which
 # pyrealsense2 loads. On a machine without apt (or without root) the RealSense tests are
 # skipped with a reason instead.

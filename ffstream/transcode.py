@@ -1,0 +1,505 @@
+"""Re-encode recorded videos, image folders and LeRobot datasets, many files at a time.
+
+``transcode(sources, dst, rgb_encoder=...)`` plans one job per file, runs the jobs on a
+pool of local processes (default) or as Ray tasks, and returns a TranscodeReport.
+
+- Sources: video files (.mp4, .mkv, .mov); folders, searched recursively for videos and
+  for image folders of non-streaming mode (``frame-000000.png``...); LeRobot v3 dataset
+  roots (a folder with ``meta/info.json``): every video under ``videos/`` is re-encoded,
+  every other file copied, and ``meta/info.json`` is written last, with the new codec
+  and pix_fmt of each re-encoded camera, once every file of the dataset is in place.
+- Destination: one source folder is mirrored into ``dst``; several sources each get
+  ``dst/<source name>``; a video file becomes ``dst/<file name>``. Nothing is written
+  outside ``dst`` and sources are never modified. Hidden files and symbolic links
+  inside a source folder are left out (a link could lead outside the folder given).
+- Each output is written under a temporary name, checked (see transcode_job.py), then
+  renamed. ``dst/transcode.json`` records what is done, so running the same command
+  again skips it and an interrupted run, run again, finishes the rest.
+- Depth videos are copied byte for byte unless a lossless ``depth_encoder`` is given.
+- A job that fails is reported with its reason and does not stop the others.
+
+One run at a time may write into a destination (a lock file, ``dst/.transcode.lock``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .batch import FRAME_NAME, IMAGES_DIR
+from .config import DepthEncoderConfig, EncoderConfig
+from .errors import TranscodeError
+from .ffmpeg import FFmpeg, find_ffmpeg
+from .probe import resolve_config
+from .transcode_executors import EXECUTORS, LocalExecutor, RayExecutor, make_executor
+from .transcode_job import MUXERS, Job, JobResult, JobSettings, partial_path, png_is_depth
+from .transcode_manifest import Manifest, settings_key, source_stamp
+
+log = logging.getLogger("ffstream.transcode")
+
+VIDEO_SUFFIXES = tuple(MUXERS)
+INFO_PATH = Path("meta") / "info.json"
+VIDEOS_DIR = "videos"
+LOCK_NAME = ".transcode.lock"
+EPISODE_FILE = "episode.json"
+MAX_FPS = 1000.0
+
+
+@dataclass
+class TranscodeReport:
+    """Every job of a run and how it ended."""
+
+    dst: Path
+    executor: str
+    workers: int | None
+    results: list[JobResult] = field(default_factory=list)
+    seconds: float = 0.0
+    datasets: list[str] = field(default_factory=list)  # info.json written for these
+    dry_run: bool = False
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(r.ok for r in self.results)
+
+    @property
+    def failed(self) -> list[JobResult]:
+        return [r for r in self.results if not r.ok]
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def frames(self) -> int:
+        """Frames re-encoded by this run (not those skipped or copied)."""
+        return sum(r.frames for r in self.results if r.status == "encoded")
+
+    def to_dict(self) -> dict[str, Any]:
+        statuses = ("encoded", "copied", "skipped", "failed", "planned")
+        return {
+            "dst": str(self.dst),
+            "executor": self.executor,
+            "workers": self.workers,
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3),
+            "counts": {s: self.count(s) for s in statuses},
+            "frames_encoded": self.frames,
+            "datasets": self.datasets,
+            "jobs": [r.to_dict() for r in self.results],
+        }
+
+
+# ----------------------------------------------------------------------------- planning
+@dataclass
+class _Dataset:
+    """A LeRobot dataset root among the sources, and where it goes."""
+
+    source: Path
+    out: Path
+    name: str
+    info: dict[str, Any]
+    depth_keys: set[str]
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    datasets: list[_Dataset]
+
+
+def _is_link_or_hidden(path: Path) -> bool:
+    return path.name.startswith(".") or path.is_symlink()
+
+
+def _load_info(root: Path) -> dict[str, Any]:
+    path = root / INFO_PATH
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise TranscodeError(f"{path} is not readable JSON ({exc})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("features", {}), dict):
+        raise TranscodeError(f"{path} is not a LeRobot info.json (no 'features' mapping)")
+    return info
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def depth_keys(info: dict[str, Any]) -> set[str]:
+    """The video features a LeRobot info.json marks as depth (current and older markers)."""
+    keys = set()
+    for key, ft in info.get("features", {}).items():
+        if not isinstance(ft, dict):
+            continue
+        meta, legacy = _mapping(ft.get("info")), _mapping(ft.get("video_info"))
+        if (
+            meta.get("is_depth_map")
+            or meta.get("video.is_depth_map")
+            or legacy.get("video.is_depth_map")
+        ):
+            keys.add(key)
+    return keys
+
+
+def _episode_fps(frames_dir: Path) -> float | None:
+    """The rate in the episode.json of the episode an image folder belongs to (untrusted)."""
+    parent = frames_dir.parent
+    episode = parent.parent if parent.name == IMAGES_DIR else parent
+    try:
+        meta = json.loads((episode / EPISODE_FILE).read_text())
+        fps = float(meta["fps"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    return fps if math.isfinite(fps) and 0 < fps <= MAX_FPS else None
+
+
+def _image_output(rel: Path, ext: str) -> Path:
+    """``EPISODE/images/CAM`` -> ``EPISODE/CAM.EXT``: where non-streaming mode puts it."""
+    parent = rel.parent.parent if rel.parent.name == IMAGES_DIR else rel.parent
+    return parent / f"{rel.name}.{ext}"
+
+
+def _video_output(rel: Path, ext: str, in_dataset: bool) -> Path:
+    """Keep the name; a codec MP4 cannot hold (FFV1) goes to Matroska, except in a dataset."""
+    if ext == "mkv" and rel.suffix.lower() != ".mkv":
+        if in_dataset:
+            raise TranscodeError(
+                "this codec needs Matroska (.mkv) and LeRobot datasets hold MP4 files: "
+                "choose an MP4 codec (libsvtav1, libx264, libx265)"
+            )
+        return rel.with_suffix(".mkv")
+    return rel
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, list[str]]]:
+    """Every folder under ``root`` (no hidden ones, no links followed) and its files."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        files = [f for f in sorted(filenames) if not _is_link_or_hidden(folder / f)]
+        yield folder, files
+
+
+def plan(
+    sources: Sequence[str | os.PathLike],
+    dst: str | os.PathLike,
+    exts: tuple[str, str] = ("mp4", "mp4"),
+    fps: float | None = None,
+) -> Plan:
+    """The jobs that make ``dst`` from ``sources`` (only names, PNG headers and
+    info.json/episode.json are read; nothing is written). ``exts``: the containers of
+    the new RGB codec and of the depth codec (for depth image folders)."""
+    if not sources:
+        raise TranscodeError("name at least one source")
+    out_root = Path(dst).resolve()
+    roots = [Path(s) for s in sources]
+    for s in roots:
+        if not s.exists():
+            raise TranscodeError(f"{s} does not exist")
+    resolved = [s.resolve() for s in roots]
+    for s in resolved:
+        if out_root == s or out_root.is_relative_to(s) or s.is_relative_to(out_root):
+            raise TranscodeError(
+                f"the destination {out_root} and the source {s} overlap; write to a folder "
+                "outside every source"
+            )
+    names = [s.name for s in resolved]
+    if len(resolved) > 1 and len(set(names)) != len(names):
+        raise TranscodeError(
+            f"two sources have the same name ({', '.join(sorted(names))}); each goes to "
+            "DST/<its name>, so transcode them in separate runs"
+        )
+    jobs: list[Job] = []
+    datasets: list[_Dataset] = []
+    for src in resolved:
+        base = out_root if len(resolved) == 1 and src.is_dir() else out_root / src.name
+        if src.is_file():
+            if src.suffix.lower() not in VIDEO_SUFFIXES:
+                raise TranscodeError(
+                    f"{src} is not a video file ({', '.join(VIDEO_SUFFIXES)}); folders and "
+                    "LeRobot datasets are named by their folder"
+                )
+            out = out_root / _video_output(Path(src.name), exts[0], False)
+            jobs.append(Job("video", str(src), str(out), _rel(out, out_root)))
+        elif (src / INFO_PATH).is_file():
+            datasets.append(_plan_dataset(src, base, out_root, exts[0], jobs))
+        else:
+            _plan_folder(src, base, out_root, exts, fps, jobs)
+    if not jobs:
+        raise TranscodeError(
+            f"nothing to transcode in {', '.join(map(str, roots))}: no "
+            f"{'/'.join(VIDEO_SUFFIXES)} files, image folders or LeRobot datasets"
+        )
+    return Plan(jobs, datasets)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _plan_folder(
+    src: Path, base: Path, out_root: Path, exts: tuple[str, str], fps: float | None,
+    jobs: list[Job],
+) -> None:  # fmt: skip
+    for folder, files in _walk(src):
+        rel = folder.relative_to(src)
+        if FRAME_NAME.format(0) in files:
+            ext = exts[1] if png_is_depth(folder / FRAME_NAME.format(0)) else exts[0]
+            # the source itself may be the folder of images
+            out = base / _image_output(rel, ext) if rel.parts else out_root / f"{src.name}.{ext}"
+            rate = fps if fps is not None else _episode_fps(folder)
+            jobs.append(Job("images", str(folder), str(out), _rel(out, out_root), fps=rate))
+            continue
+        for f in files:
+            if Path(f).suffix.lower() in VIDEO_SUFFIXES:
+                out = base / _video_output(rel / f, exts[0], False)
+                jobs.append(Job("video", str(folder / f), str(out), _rel(out, out_root)))
+
+
+def _plan_dataset(src: Path, base: Path, out_root: Path, ext: str, jobs: list[Job]) -> _Dataset:
+    info = _load_info(src)
+    depth = depth_keys(info)
+    dataset = _Dataset(src, base, _rel(base, out_root) if base != out_root else "", info, depth)
+    for folder, files in _walk(src):
+        rel = folder.relative_to(src)
+        for f in files:
+            path = rel / f
+            if path == INFO_PATH:
+                continue  # written last, once every file is in place
+            out = base / path
+            if path.parts[0] == VIDEOS_DIR and path.suffix.lower() in VIDEO_SUFFIXES:
+                key = path.parts[1] if len(path.parts) > 2 else None
+                out = base / _video_output(path, ext, True)
+                jobs.append(
+                    Job(
+                        "video",
+                        str(folder / f),
+                        str(out),
+                        _rel(out, out_root),
+                        depth=True if key in depth else None,
+                        dataset=dataset.name,
+                        video_key=key,
+                    )  # fmt: skip
+                )
+            else:
+                name = _rel(out, out_root)
+                jobs.append(Job("copy", str(folder / f), str(out), name, dataset=dataset.name))
+    return dataset
+
+
+# ----------------------------------------------------------------------------- datasets
+def _finish_dataset(ds: _Dataset, results: list[JobResult], rgb: EncoderConfig) -> bool:
+    """Write the dataset's info.json with what its videos now are; False while any of
+    its files is missing (info.json is the last file written, so a dataset that has it
+    is complete)."""
+    mine = [r for r in results if _in_dataset(r, ds)]
+    if not mine or not all(r.ok for r in mine):
+        return False
+    info = json.loads(json.dumps(ds.info))  # a deep copy
+    features = info.get("features", {})
+    prefix = f"{VIDEOS_DIR}/"
+    for r in mine:
+        if r.kind != "video" or r.depth or not r.codec:
+            continue
+        rel = Path(r.output).relative_to(ds.out).as_posix()
+        key = rel[len(prefix) :].split("/", 1)[0] if rel.startswith(prefix) else None
+        ft = features.get(key) if key else None
+        if not isinstance(ft, dict):
+            continue
+        meta = _mapping(ft.get("info"))
+        meta.update(
+            {
+                "video.codec": r.codec,
+                "video.pix_fmt": r.pix_fmt,
+                "video.g": rgb.g,
+                "video.crf": rgb.crf,
+                "video.preset": rgb.preset,
+                "video.fast_decode": rgb.fast_decode,
+                "video.extra_options": dict(rgb.extra_options),
+            }
+        )
+        ft["info"] = meta
+    target = ds.out / INFO_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(target)
+    tmp.write_text(json.dumps(info, indent=4) + "\n")
+    os.replace(tmp, target)
+    return True
+
+
+def _in_dataset(r: JobResult, ds: _Dataset) -> bool:
+    return Path(r.output).is_relative_to(ds.out)
+
+
+# ----------------------------------------------------------------------------- running
+@contextlib.contextmanager
+def _locked(dst: Path) -> Iterator[None]:
+    dst.mkdir(parents=True, exist_ok=True)
+    with open(dst / LOCK_NAME, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TranscodeError(
+                f"another transcode is writing into {dst}; wait for it to end (one run per "
+                "destination at a time)"
+            ) from None
+        yield
+
+
+def default_workers(encoder_threads: int | None, cores: int | None = None) -> int:
+    """One job per ``encoder_threads`` cores (one per core when threads are not set)."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, encoder_threads or 1))
+
+
+def _check_count(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise TranscodeError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def transcode(
+    sources: Sequence[str | os.PathLike] | str | os.PathLike,
+    dst: str | os.PathLike,
+    rgb_encoder: EncoderConfig | None = None,
+    depth_encoder: DepthEncoderConfig | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    encoder_threads: int | None = None,
+    fps: float | None = None,
+    ffmpeg: FFmpeg | str | None = None,
+    ray_address: str | None = None,
+    dry_run: bool = False,
+    progress: Callable[[JobResult, int, int], None] | None = None,
+) -> TranscodeReport:
+    """Re-encode ``sources`` into ``dst`` (see the module docstring).
+
+    ``workers``: jobs at once (local default: cores // encoder_threads; Ray default: as
+    many as the cluster's CPUs allow). ``encoder_threads``: threads per encoder (default:
+    cores // workers locally, 1 on Ray). ``fps``: the rate of image folders that have no
+    episode.json. ``ffmpeg``: a binary path every worker uses (default: each worker finds
+    its own). ``progress(result, done, total)`` is called as each job ends.
+    """
+    t0 = time.monotonic()
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    if executor not in EXECUTORS:
+        raise TranscodeError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    _check_count("workers", workers)
+    _check_count("encoder_threads", encoder_threads)
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise TranscodeError(f"fps must be a number in (0, {MAX_FPS:g}], got {fps!r}")
+    ff = find_ffmpeg(ffmpeg)
+    rgb = resolve_config(rgb_encoder if rgb_encoder is not None else EncoderConfig(), ff)
+    depth = resolve_config(depth_encoder, ff) if depth_encoder is not None else None
+    cores = os.cpu_count() or 1
+    if executor == "local":
+        if workers is None:
+            workers = default_workers(encoder_threads, cores)
+        if encoder_threads is None:
+            encoder_threads = max(1, cores // workers)
+    elif encoder_threads is None:
+        encoder_threads = 1
+    depth_ext = (depth or DepthEncoderConfig()).extension  # for depth image folders
+    the_plan = plan(sources, dst, (rgb.extension, depth_ext), fps)
+    out_root = Path(dst).resolve()
+    settings = JobSettings(
+        rgb.to_dict(), depth.to_dict() if depth else None, encoder_threads,
+        ff.path if ffmpeg is not None else None,
+    )  # fmt: skip
+    report = TranscodeReport(out_root, executor, workers, dry_run=dry_run)
+    keys = {job.name: _job_key(job, settings) for job in the_plan.jobs}
+    if dry_run:
+        manifest = Manifest(out_root, readonly=True)
+        for job in the_plan.jobs:
+            done = manifest.done(job, keys[job.name])
+            planned = JobResult(job.name, job.kind, "planned", job.source, job.output)
+            report.results.append(done or planned)
+        report.seconds = time.monotonic() - t0
+        return report
+    gpus = 0.25 if rgb.family == "nvenc" else 0.0  # NVENC: several sessions share a GPU
+    runner = make_executor(executor, workers, encoder_threads, ray_address, gpus)
+    with _locked(out_root):
+        _run(the_plan, out_root, settings, keys, runner, report, progress)
+        for ds in the_plan.datasets:
+            if _finish_dataset(ds, report.results, rgb):
+                report.datasets.append(ds.name or ".")
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _failed(job: Job, reason: str) -> JobResult:
+    return JobResult(job.name, job.kind, "failed", job.source, job.output, error=reason)
+
+
+def _job_key(job: Job, settings: JobSettings) -> str:
+    """What a job's output depends on: nothing but the bytes for a copy; the encoder
+    settings for a video (the depth ones too: depth is found by looking at the file);
+    and the rate for an image folder."""
+    if job.kind == "copy":
+        return settings_key("copy")
+    data: dict[str, Any] = {"rgb": settings.rgb, "depth": settings.depth}
+    if job.kind == "images":
+        data["fps"] = job.fps
+    return settings_key(data)
+
+
+def _run(
+    the_plan: Plan,
+    out_root: Path,
+    settings: JobSettings,
+    keys: dict[str, str],
+    runner: LocalExecutor | RayExecutor,
+    report: TranscodeReport,
+    progress: Callable[[JobResult, int, int], None] | None,
+) -> None:
+    manifest = Manifest(out_root)
+    total = len(the_plan.jobs)
+    todo: list[Job] = []
+    stamps: dict[str, dict[str, Any]] = {}
+
+    def finished(result: JobResult) -> None:
+        report.results.append(result)
+        if progress is not None:
+            progress(result, len(report.results), total)
+
+    for job in the_plan.jobs:
+        stale = partial_path(job.output)  # left by a run that was killed
+        if stale.exists():
+            stale.unlink()
+        done = manifest.done(job, keys[job.name])
+        if done is not None:
+            finished(done)
+            continue
+        try:
+            stamps[job.name] = source_stamp(job)
+        except OSError as exc:
+            finished(_failed(job, str(exc)))
+            continue
+        todo.append(job)
+    by_name = {job.name: job for job in todo}
+    results = runner.map(todo, settings)
+    try:
+        for result in results:
+            job = by_name[result.name]
+            manifest.record(job, keys[job.name], stamps[job.name], result)
+            finished(result)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        raise
+    finally:
+        results.close()  # type: ignore[attr-defined]
+        for job in todo:  # workers are stopped by now: what they left is incomplete
+            with contextlib.suppress(OSError):
+                partial_path(job.output).unlink()

@@ -1,0 +1,111 @@
+"""What a transcode has already done, kept in the destination so a second run skips it.
+
+``DST/transcode.json`` holds, per output (its path relative to DST), the source it came
+from (path, size, modification time), a hash of the settings it was made with and how
+the job ended. A job is done when all of these still match and its output is there with
+the size recorded; anything else (a changed source, new settings, a deleted or modified
+output, an earlier failure) is done again. The file is replaced atomically after each
+job, so a run killed at any point loses at most the jobs that were running.
+
+The manifest is read as untrusted data: a file that is not what ffstream writes is set
+aside (renamed) with a warning and the run starts afresh; its keys are only ever looked
+up, never used as paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .transcode_job import Job, JobResult
+
+log = logging.getLogger("ffstream.transcode")
+
+MANIFEST_NAME = "transcode.json"
+FORMAT = "ffstream-transcode"
+VERSION = 1
+DONE = ("encoded", "copied")
+
+
+def settings_key(data: Any) -> str:
+    """A short, stable hash of JSON-able settings."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def source_stamp(job: Job) -> dict[str, Any]:
+    """Path, size and mtime of a job's source (for a folder of images: of its files)."""
+    src = Path(job.source)
+    if job.kind == "images":
+        stats = [p.stat() for p in sorted(src.glob("frame-*.png"))]
+        size = sum(s.st_size for s in stats)
+        mtime = max((s.st_mtime_ns for s in stats), default=0)
+        return {"path": job.source, "files": len(stats), "size": size, "mtime_ns": mtime}
+    st = src.stat()
+    return {"path": job.source, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class Manifest:
+    """The jobs of earlier runs into one destination, by output name."""
+
+    def __init__(self, dst: Path, readonly: bool = False):
+        self.path = dst / MANIFEST_NAME
+        self.readonly = readonly  # a dry run: look, write nothing
+        self.entries: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            self.entries = self._load()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text())
+            ok = isinstance(data, dict) and data.get("format") == FORMAT
+            jobs = data.get("jobs") if ok else None
+            if isinstance(jobs, dict) and all(isinstance(v, dict) for v in jobs.values()):
+                return jobs
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass
+        if not self.readonly:
+            aside = self.path.with_name(self.path.name + ".unreadable")
+            log.warning("%s is not a transcode manifest; moved to %s", self.path, aside)
+            with contextlib.suppress(OSError):
+                os.replace(self.path, aside)
+        return {}
+
+    def done(self, job: Job, key: str) -> JobResult | None:
+        """The result of an earlier run if ``job`` needs no doing again, else None."""
+        entry = self.entries.get(job.name)
+        if not entry or entry.get("status") not in DONE or entry.get("settings") != key:
+            return None
+        try:
+            if entry.get("source") != source_stamp(job):
+                return None
+            if Path(job.output).stat().st_size != entry.get("bytes_out"):
+                return None
+        except OSError:
+            return None
+        fields = {k: entry[k] for k in ("frames", "codec", "pix_fmt", "depth") if k in entry}
+        try:
+            return JobResult(
+                job.name, job.kind, "skipped", job.source, job.output,
+                bytes_in=int(entry.get("bytes_in", 0)), bytes_out=int(entry["bytes_out"]),
+                **fields,
+            )  # fmt: skip
+        except (TypeError, ValueError):
+            return None
+
+    def record(self, job: Job, key: str, stamp: dict[str, Any], result: JobResult) -> None:
+        entry = {k: v for k, v in result.to_dict().items() if k not in ("name", "output")}
+        entry.update(settings=key, source=stamp)
+        self.entries[job.name] = entry
+        self.save()
+
+    def save(self) -> None:
+        data = {"format": FORMAT, "version": VERSION, "jobs": self.entries}
+        tmp = self.path.with_name(f".{self.path.name}.partial")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)

@@ -1,0 +1,640 @@
+"""ffstream transcode: real ffmpeg, real worker processes, a real Ray local instance;
+every output decoded back and compared with its source frame by frame."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from ffstream import (
+    DepthEncoderConfig,
+    EncoderConfig,
+    FFmpegWriter,
+    StreamingVideoEncoder,
+    count_frames,
+    read_frames,
+    video_info,
+)
+from ffstream.batch import FRAME_NAME, encode_png
+from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
+from ffstream.cli import main
+from ffstream.errors import InvalidSettingError, TranscodeError
+from ffstream.transcode import LOCK_NAME, depth_keys, plan, transcode
+from ffstream.transcode_executors import LocalExecutor, make_executor
+from ffstream.transcode_job import Job, JobSettings, partial_path
+from ffstream.transcode_manifest import MANIFEST_NAME
+
+from .conftest import wait_until
+
+W, H = 128, 96
+AV1 = EncoderConfig("libsvtav1", preset=12)
+
+
+def _camera() -> SyntheticCamera:
+    return SyntheticCamera("cam", W, H, 30)
+
+
+def make_video(path: Path, frames: int, ffmpeg, vcodec: str = "libx264", fps: float = 30) -> Path:
+    """A video of stamped frames (frame i carries i in its pixels)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    crf = None if vcodec == "ffv1" else 20
+    writer = FFmpegWriter(
+        path, W, H, fps, EncoderConfig(vcodec, crf=crf), ffmpeg=ffmpeg, drop_policy="block",
+        overwrite=True,
+    )  # fmt: skip
+    cam = _camera()
+    for i in range(frames):
+        writer.submit(cam.frame(i))
+    writer.close()
+    return path
+
+
+def make_episode(folder: Path, frames: int, ffmpeg) -> dict[str, Path]:
+    """An episode recorded by ffstream: an RGB camera and a depth camera (tagged)."""
+    cam = _camera()
+    with StreamingVideoEncoder(30, drop_policy="block", ffmpeg=ffmpeg) as enc:
+        enc.start_episode(["cam"], folder, depth_video_keys=["depth"])
+        for i in range(frames):
+            enc.feed_frame("cam", cam.frame(i))
+            enc.feed_frame("depth", cam.depth_frame(i))
+        results = enc.finish_episode()
+    return {k: Path(r.path) for k, r in results.items()}
+
+
+def make_images(folder: Path, frames: int, fps: float | None = 15.0, depth: bool = False) -> Path:
+    """An image folder as non-streaming mode leaves it: EPISODE/images/CAM/frame-*.png."""
+    cam = _camera()
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(frames):
+        image = cam.depth_frame(i) if depth else cam.frame(i)
+        (folder / FRAME_NAME.format(i)).write_bytes(encode_png(image))
+    if fps is not None and folder.parent.name == "images":
+        (folder.parent.parent / "episode.json").write_text(json.dumps({"fps": fps}))
+    return folder
+
+
+def assert_stamped(path: Path, frames: int, ffmpeg) -> None:
+    got = [read_stamp(f) for f in read_frames(path, ffmpeg=ffmpeg)]
+    assert got == list(range(frames))
+
+
+def partials(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".*") if ".partial" in p.name]
+
+
+# ----------------------------------------------------------------------------- the job
+@pytest.fixture
+def mixed(tmp_path, ffmpeg):
+    """A folder of mixed sources: H.264 MP4, FFV1 Matroska, an ffstream episode with
+    depth, an image folder of non-streaming mode (rate from its episode.json)."""
+    src = tmp_path / "src"
+    make_video(src / "a.mp4", 24, ffmpeg)
+    make_video(src / "sub" / "b.mkv", 17, ffmpeg, vcodec="ffv1")
+    make_episode(src / "ep1", 20, ffmpeg)
+    make_images(src / "ep2" / "images" / "wrist", 12, fps=15)
+    (src / "notes.txt").write_text("not a video")
+    (src / ".hidden.mp4").write_bytes(b"never read")
+    return src
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_mixed_folder_transcodes_verified_with_both_executors(mixed, tmp_path, ffmpeg, executor):
+    dst = tmp_path / "dst"
+    seen = []
+    report = transcode(
+        mixed, dst, AV1, executor=executor, workers=2, ffmpeg=ffmpeg,
+        progress=lambda r, done, total: seen.append((r.name, done, total)),
+    )  # fmt: skip
+    assert report.ok, [r.error for r in report.failed]
+    by_name = {r.name: r for r in report.results}
+    assert set(by_name) == {"a.mp4", "sub/b.mkv", "ep1/cam.mp4", "ep1/depth.mp4", "ep2/wrist.mp4"}
+    assert [d for _, d, _ in seen] == [1, 2, 3, 4, 5] and {t for *_, t in seen} == {5}
+    for name, frames in (("a.mp4", 24), ("sub/b.mkv", 17), ("ep1/cam.mp4", 20)):
+        assert by_name[name].status == "encoded"
+        info = video_info(dst / name, ffmpeg)
+        assert (info.codec, info.pix_fmt) == ("av1", "yuv420p")
+        assert_stamped(dst / name, frames, ffmpeg)
+    # the image folder became the video non-streaming mode would have made, at 15 fps
+    wrist = video_info(dst / "ep2" / "wrist.mp4", ffmpeg)
+    assert wrist.codec == "av1" and wrist.fps == 15
+    assert_stamped(dst / "ep2" / "wrist.mp4", 12, ffmpeg)
+    # depth is copied byte for byte
+    assert by_name["ep1/depth.mp4"].status == "copied" and by_name["ep1/depth.mp4"].depth
+    assert filecmp.cmp(mixed / "ep1" / "depth.mp4", dst / "ep1" / "depth.mp4", shallow=False)
+    assert not (dst / "notes.txt").exists() and not (dst / ".hidden.mp4").exists()
+    assert partials(dst) == []
+    # the sources are untouched: the images are still there
+    assert len(list((mixed / "ep2" / "images" / "wrist").glob("*.png"))) == 12
+
+
+def test_second_run_skips_what_is_done_and_redoes_what_changed(mixed, tmp_path, ffmpeg):
+    dst = tmp_path / "dst"
+    first = transcode(mixed, dst, AV1, workers=2, ffmpeg=ffmpeg)
+    assert first.ok
+    mtimes = {p: p.stat().st_mtime_ns for p in dst.rglob("*") if p.is_file()}
+    again = transcode(mixed, dst, AV1, workers=2, ffmpeg=ffmpeg)
+    assert again.ok and {r.status for r in again.results} == {"skipped"}
+    assert again.frames == 0
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # nothing rewritten
+    # a changed source, a deleted output and new settings are each done again
+    make_video(mixed / "a.mp4", 10, ffmpeg)
+    (dst / "sub" / "b.mkv").unlink()
+    third = transcode(mixed, dst, AV1, workers=2, ffmpeg=ffmpeg)
+    status = {r.name: r.status for r in third.results}
+    assert status["a.mp4"] == "encoded" and status["sub/b.mkv"] == "encoded"
+    assert status["ep1/cam.mp4"] == "skipped"
+    assert count_frames(dst / "a.mp4", ffmpeg) == 10
+    crf = transcode(mixed, dst, EncoderConfig("libsvtav1", preset=12, crf=40), ffmpeg=ffmpeg)
+    assert {r.status for r in crf.results if r.kind != "video" or not r.depth} == {"encoded"}
+
+
+def test_a_corrupt_source_fails_alone_with_its_reason(tmp_path, ffmpeg, capsys):
+    src = tmp_path / "src"
+    make_video(src / "good.mp4", 12, ffmpeg)
+    whole = make_video(tmp_path / "whole.mp4", 90, ffmpeg)
+    data = whole.read_bytes()
+    (src / "cut.mp4").write_bytes(data[: len(data) // 2])  # ends in the middle
+    (src / "junk.mkv").write_bytes(b"\x1a\x45\xdf\xa3" + os.urandom(3000))
+    dst = tmp_path / "dst"
+    rc = main(["transcode", str(src), str(dst), "--vcodec", "libx264", "--ffmpeg", ffmpeg.path])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert_stamped(dst / "good.mp4", 12, ffmpeg)
+    assert not (dst / "cut.mp4").exists() and not (dst / "junk.mkv").exists()
+    assert partials(dst) == []
+    failed = out.split("failed (2)", 1)[1]
+    assert "cut.mp4:" in failed and "junk.mkv:" in failed
+    assert "partial file" in failed or "frames" in failed  # ffmpeg's reason, or the count
+    assert "junk.mkv" in failed and "not a readable video" in failed
+    report = json.loads((dst / MANIFEST_NAME).read_text())
+    assert report["jobs"]["good.mp4"]["status"] == "encoded"
+    assert report["jobs"]["junk.mkv"]["status"] == "failed"
+
+
+def test_a_killed_run_finishes_when_run_again_with_no_partial_file(tmp_path, ffmpeg):
+    src = tmp_path / "src"
+    cam = SyntheticCamera("cam", 320, 240, 30)
+    for n in range(4):
+        path = src / f"clip{n}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        w = FFmpegWriter(
+            path, 320, 240, 30, EncoderConfig("libx264"), ffmpeg=ffmpeg, drop_policy="block"
+        )
+        for i in range(150):
+            w.submit(cam.frame(i))
+        w.close()
+    dst = tmp_path / "dst"
+    argv = [sys.executable, "-m", "ffstream", "transcode", str(src), str(dst), "--workers", "1"]
+    argv += ["--encoder-threads", "1", "--preset", "8", "--ffmpeg", ffmpeg.path]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(
+            lambda: partials(dst) or proc.poll() is not None, timeout=120, interval=0.002
+        )
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        family = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    # the workers and their ffmpeg die with the coordinator
+    def alive():
+        return [p for p in family if p.is_running() and p.status() != "zombie"]
+
+    assert wait_until(lambda: not alive(), 20), [(p.pid, p.cmdline()) for p in alive()]
+    done = {
+        r.name
+        for r in transcode(src, dst, ffmpeg=ffmpeg, dry_run=True).results
+        if r.status == "skipped"
+    }
+    assert len(done) < 4
+    rc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert rc.returncode == 0, rc.stderr
+    assert partials(dst) == []
+    for n in range(4):
+        assert count_frames(dst / f"clip{n}.mp4", ffmpeg, decode=True) == 150
+    manifest = json.loads((dst / MANIFEST_NAME).read_text())["jobs"]
+    assert {manifest[f"clip{n}.mp4"]["status"] for n in range(4)} == {"encoded"}
+
+
+def test_ctrl_c_stops_the_workers_removes_partials_and_exits_130(tmp_path, ffmpeg):
+    src = tmp_path / "src"
+    cam = SyntheticCamera("cam", 320, 240, 30)
+    for n in range(3):
+        w = FFmpegWriter(
+            src / f"clip{n}.mp4", 320, 240, 30, EncoderConfig("libx264"), ffmpeg=ffmpeg,
+            drop_policy="block",
+        )  # fmt: skip
+        for i in range(150):
+            w.submit(cam.frame(i))
+        w.close()
+    dst = tmp_path / "dst"
+    argv = [sys.executable, "-m", "ffstream", "transcode", str(src), str(dst), "--workers", "1"]
+    argv += ["--encoder-threads", "1", "--preset", "8", "--ffmpeg", ffmpeg.path]
+    # its own process group, signalled as a terminal's Ctrl-C signals the foreground group
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            process_group=0)  # fmt: skip
+    try:
+        assert wait_until(
+            lambda: partials(dst) or proc.poll() is not None, timeout=120, interval=0.002
+        )
+        family = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "run the same command again" in err
+    assert partials(dst) == []
+    assert wait_until(
+        lambda: not [p for p in family if p.is_running() and p.status() != "zombie"], 20
+    )
+
+
+def test_a_script_without_a_main_guard_can_call_transcode(tmp_path, ffmpeg):
+    make_video(tmp_path / "src" / "a.mp4", 4, ffmpeg)
+    script = tmp_path / "convert.py"
+    script.write_text(
+        "from ffstream.transcode import transcode\n"
+        f"r = transcode({str(tmp_path / 'src')!r}, {str(tmp_path / 'dst')!r}, workers=2, "
+        f"ffmpeg={ffmpeg.path!r})\n"
+        "print('done', r.ok, len(r.results))\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "done True 1", out.stderr[-2000:]
+
+
+def test_depth_reencoded_only_losslessly_and_bit_exact(tmp_path, ffmpeg):
+    src = tmp_path / "ep"
+    make_episode(src, 15, ffmpeg)
+    dst = tmp_path / "dst"
+    report = transcode(src, dst, AV1, DepthEncoderConfig(), ffmpeg=ffmpeg, workers=1)
+    assert report.ok, [r.error for r in report.failed]
+    depth = {r.name: r for r in report.results}["depth.mp4"]
+    assert depth.status == "encoded" and depth.depth and depth.pix_fmt == "gray12le"
+    before = list(read_frames(src / "depth.mp4", "gray12le", ffmpeg))
+    after = list(read_frames(dst / "depth.mp4", "gray12le", ffmpeg))
+    assert len(after) == 15 and all(
+        np.array_equal(a, b) for a, b in zip(before, after, strict=True)
+    )
+    assert "ffstream_depth" in video_info(dst / "depth.mp4", ffmpeg).metadata  # tag kept
+    # a depth config that would change the stored values is refused for that file only
+    other = transcode(src, tmp_path / "dst2", AV1, DepthEncoderConfig.raw16(), ffmpeg=ffmpeg)
+    failed = {r.name: r.error for r in other.failed}
+    assert list(failed) == ["depth.mp4"]
+    assert "gray12le" in failed["depth.mp4"] and "would change its values" in failed["depth.mp4"]
+
+
+# ----------------------------------------------------------------------------- LeRobot
+def make_lerobot_dataset(root: Path, ffmpeg) -> dict:
+    """A LeRobot v3.0 dataset as LeRobot lays it out: two RGB files (several episodes
+    each), one depth file, parquet data and metadata, info.json last."""
+    top = "observation.images.top"
+    depth = "observation.depth"
+    make_video(root / "videos" / top / "chunk-000" / "file-000.mp4", 30, ffmpeg)
+    make_video(root / "videos" / top / "chunk-000" / "file-001.mp4", 21, ffmpeg)
+    dpath = root / "videos" / depth / "chunk-000" / "file-000.mp4"
+    dpath.parent.mkdir(parents=True)
+    config = DepthEncoderConfig(ffmpeg=ffmpeg)
+    w = FFmpegWriter(
+        dpath, W, H, 30, config, input_pix_fmt="gray12le", ffmpeg=ffmpeg,
+        frame_dtype=np.uint16, drop_policy="block",
+    )  # fmt: skip
+    cam = _camera()
+    for i in range(51):
+        w.submit(config.quantizer.quantize(cam.depth_frame(i), input_unit="mm"))
+    w.close()
+    for rel in (
+        "data/chunk-000/file-000.parquet",
+        "meta/episodes/chunk-000/file-000.parquet",
+        "meta/tasks.parquet",
+        "meta/stats.json",
+        "README.md",
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(os.urandom(500))
+    video = {"video.height": H, "video.width": W, "video.fps": 30, "video.channels": 3}
+    info = {
+        "codebase_version": "v3.0",
+        "fps": 30,
+        "total_episodes": 3,
+        "total_frames": 51,
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+        "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+        "features": {
+            top: {
+                "dtype": "video",
+                "shape": [H, W, 3],
+                "names": ["height", "width", "channels"],
+                "info": {
+                    **video,
+                    "video.codec": "h264",
+                    "video.pix_fmt": "yuv420p",
+                    "video.g": 2,
+                    "video.crf": 20,
+                    "is_depth_map": False,
+                },
+            },  # fmt: skip
+            depth: {
+                "dtype": "video",
+                "shape": [H, W, 1],
+                "names": ["height", "width", "channels"],
+                "info": {
+                    **video,
+                    "video.codec": "hevc",
+                    "video.pix_fmt": "gray12le",
+                    "video.channels": 1,
+                    "is_depth_map": True,
+                    "video.depth_min": 0.01,
+                },
+            },  # fmt: skip
+            "action": {"dtype": "float32", "shape": [6], "names": None},
+        },
+    }
+    (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    return info
+
+
+def test_lerobot_dataset_transcodes_with_meta_updated(tmp_path, ffmpeg):
+    src = tmp_path / "dataset"
+    info = make_lerobot_dataset(src, ffmpeg)
+    dst = tmp_path / "dataset_av1"
+    report = transcode(src, dst, AV1, ffmpeg=ffmpeg, workers=2)
+    assert report.ok, [r.error for r in report.failed]
+    assert report.datasets == ["."]
+    new = json.loads((dst / "meta" / "info.json").read_text())
+    top = new["features"]["observation.images.top"]["info"]
+    assert (top["video.codec"], top["video.pix_fmt"], top["video.g"]) == ("av1", "yuv420p", 2)
+    assert (top["video.crf"], top["video.preset"]) == (30, 12)
+    # depth was copied: its entry is as it was, and so is everything but the videos' info
+    assert new["features"]["observation.depth"] == info["features"]["observation.depth"]
+    assert new["features"]["action"] == info["features"]["action"]
+    assert {k: v for k, v in new.items() if k != "features"} == {
+        k: v for k, v in info.items() if k != "features"
+    }
+    for rel, frames in (("chunk-000/file-000.mp4", 30), ("chunk-000/file-001.mp4", 21)):
+        out = dst / "videos" / "observation.images.top" / rel
+        assert count_frames(out, ffmpeg, decode=True) == frames
+        assert_stamped(out, frames, ffmpeg)
+    depth_rel = "videos/observation.depth/chunk-000/file-000.mp4"
+    assert filecmp.cmp(src / depth_rel, dst / depth_rel, shallow=False)
+    for rel in ("data/chunk-000/file-000.parquet", "meta/tasks.parquet", "meta/stats.json",
+                "meta/episodes/chunk-000/file-000.parquet", "README.md"):  # fmt: skip
+        assert filecmp.cmp(src / rel, dst / rel, shallow=False), rel
+
+
+def test_a_dataset_with_a_failed_file_gets_no_info_json(tmp_path, ffmpeg):
+    src = tmp_path / "dataset"
+    make_lerobot_dataset(src, ffmpeg)
+    bad = src / "videos" / "observation.images.top" / "chunk-000" / "file-001.mp4"
+    bad.write_bytes(bad.read_bytes()[:3000])
+    dst = tmp_path / "out"
+    report = transcode(src, dst, AV1, ffmpeg=ffmpeg, workers=2)
+    assert not report.ok and [r.name for r in report.failed] == [
+        "videos/observation.images.top/chunk-000/file-001.mp4"
+    ]
+    assert report.datasets == [] and not (dst / "meta" / "info.json").exists()
+    assert (dst / "meta" / "stats.json").exists()  # the rest is done and kept
+
+
+def test_depth_keys_reads_current_and_legacy_markers():
+    info = {
+        "features": {
+            "a": {"info": {"is_depth_map": True}},
+            "b": {"info": {"video.is_depth_map": True}},
+            "c": {"video_info": {"video.is_depth_map": True}},
+            "d": {"info": {"is_depth_map": False}},
+            "e": "not a mapping",
+            "f": {"info": ["not", "a", "mapping"]},
+        }
+    }
+    assert depth_keys(info) == {"a", "b", "c"}
+
+
+# ----------------------------------------------------------------------------- planning
+def test_plan_mirrors_one_folder_and_names_several_sources(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        (root / "x").mkdir(parents=True)
+        (root / "x" / "v.mp4").write_bytes(b"")
+    (tmp_path / "c.mkv").write_bytes(b"")
+    one = plan([a], tmp_path / "out")
+    assert [j.name for j in one.jobs] == ["x/v.mp4"]
+    several = plan([a, b, tmp_path / "c.mkv"], tmp_path / "out")
+    assert [j.name for j in several.jobs] == ["a/x/v.mp4", "b/x/v.mp4", "c.mkv"]
+    # FFV1 needs Matroska: an .mp4 source becomes .mkv
+    assert [j.name for j in plan([a], tmp_path / "out", ("mkv", "mp4")).jobs] == ["x/v.mkv"]
+
+
+def test_plan_names_image_folders_as_non_streaming_mode_would(tmp_path):
+    src = tmp_path / "rec"
+    make_images(src / "episode_000000" / "images" / "front", 2, fps=20)
+    make_images(src / "loose", 2, fps=None)
+    make_images(src / "depthcam" / "images" / "d", 2, fps=None, depth=True)
+    jobs = {j.name: j for j in plan([src], tmp_path / "out", ("mp4", "mkv")).jobs}
+    assert set(jobs) == {"episode_000000/front.mp4", "loose.mp4", "depthcam/d.mkv"}
+    assert jobs["episode_000000/front.mp4"].fps == 20
+    assert jobs["loose.mp4"].fps is None
+    alone = plan([src / "loose"], tmp_path / "out2").jobs
+    assert [(j.kind, j.name) for j in alone] == [("images", "loose.mp4")]
+
+
+def test_an_image_folder_with_no_rate_fails_asking_for_fps(tmp_path, ffmpeg):
+    make_images(tmp_path / "src" / "cam", 3, fps=None)
+    (tmp_path / "src" / "episode.json").write_text('{"fps": "NaN"}')  # ignored: not a rate
+    report = transcode(tmp_path / "src", tmp_path / "dst", AV1, ffmpeg=ffmpeg, workers=1)
+    assert not report.ok and "pass fps=" in report.failed[0].error
+    with_fps = transcode(tmp_path / "src", tmp_path / "dst", AV1, ffmpeg=ffmpeg, fps=10)
+    assert with_fps.ok and video_info(tmp_path / "dst" / "cam.mp4", ffmpeg).fps == 10
+
+
+def test_links_and_hidden_files_are_not_followed(tmp_path):
+    outside = tmp_path / "secret.mp4"
+    outside.write_bytes(b"")
+    src = tmp_path / "src"
+    (src / ".cache").mkdir(parents=True)
+    (src / ".cache" / "v.mp4").write_bytes(b"")
+    (src / "link.mp4").symlink_to(outside)
+    (src / "linked_dir").symlink_to(tmp_path, target_is_directory=True)
+    (src / "real.mp4").write_bytes(b"")
+    assert [j.name for j in plan([src], tmp_path / "out").jobs] == ["real.mp4"]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("inside", "overlap"),
+        ("contains", "overlap"),
+        ("missing", "does not exist"),
+        ("same-names", "same name"),
+        ("not-video", "is not a video file"),
+        ("empty", "nothing to transcode"),
+        ("none", "at least one source"),
+    ],
+)
+def test_plan_refuses_what_cannot_be_done_safely(tmp_path, case, message):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "v.mp4").write_bytes(b"")
+    (tmp_path / "other" / "src").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "empty").mkdir()
+    sources, dst = {
+        "inside": ([src], src / "d"),
+        "contains": ([src], tmp_path),
+        "missing": ([tmp_path / "nope"], tmp_path / "out"),
+        "same-names": ([src, tmp_path / "other" / "src"], tmp_path / "out"),
+        "not-video": ([tmp_path / "notes.txt"], tmp_path / "out"),
+        "empty": ([tmp_path / "empty"], tmp_path / "out"),
+        "none": ([], tmp_path / "out"),
+    }[case]
+    with pytest.raises(TranscodeError, match=message):
+        plan(sources, dst)
+
+
+def test_an_mkv_only_codec_is_refused_for_a_lerobot_dataset(tmp_path):
+    (tmp_path / "ds" / "meta").mkdir(parents=True)
+    (tmp_path / "ds" / "meta" / "info.json").write_text('{"features": {}}')
+    (tmp_path / "ds" / "videos" / "k" / "chunk-000").mkdir(parents=True)
+    (tmp_path / "ds" / "videos" / "k" / "chunk-000" / "file-000.mp4").write_bytes(b"")
+    with pytest.raises(TranscodeError, match="LeRobot datasets hold MP4"):
+        plan([tmp_path / "ds"], tmp_path / "out", ("mkv", "mp4"))
+    (tmp_path / "ds" / "meta" / "info.json").write_text("[1, 2]")
+    with pytest.raises(TranscodeError, match="not a LeRobot info.json"):
+        plan([tmp_path / "ds"], tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- running
+def test_an_unreadable_manifest_is_set_aside_and_the_run_starts_afresh(tmp_path, ffmpeg, caplog):
+    make_video(tmp_path / "src" / "a.mp4", 5, ffmpeg)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / MANIFEST_NAME).write_text('{"format": "something else", "jobs": {"a.mp4": 1}}')
+    with caplog.at_level(logging.WARNING, "ffstream.transcode"):
+        report = transcode(tmp_path / "src", dst, AV1, ffmpeg=ffmpeg, workers=1)
+    assert report.ok and report.results[0].status == "encoded"
+    assert "is not a transcode manifest" in caplog.text
+    assert (dst / (MANIFEST_NAME + ".unreadable")).exists()
+
+
+def test_one_run_per_destination(tmp_path, ffmpeg):
+    import fcntl
+
+    make_video(tmp_path / "src" / "a.mp4", 3, ffmpeg)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    with open(dst / LOCK_NAME, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        with pytest.raises(TranscodeError, match="another transcode is writing"):
+            transcode(tmp_path / "src", dst, AV1, ffmpeg=ffmpeg)
+
+
+def test_a_stale_partial_file_is_removed(tmp_path, ffmpeg):
+    make_video(tmp_path / "src" / "a.mp4", 3, ffmpeg)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    stale = partial_path(dst / "a.mp4")
+    stale.write_bytes(b"left by a killed run")
+    dry = transcode(tmp_path / "src", dst, AV1, ffmpeg=ffmpeg, dry_run=True)
+    assert stale.exists() and [r.status for r in dry.results] == ["planned"]
+    assert transcode(tmp_path / "src", dst, AV1, ffmpeg=ffmpeg).ok
+    assert not stale.exists() and partials(dst) == []
+
+
+def test_a_worker_that_raises_becomes_a_failed_job(tmp_path, ffmpeg):
+    make_video(tmp_path / "a.mp4", 3, ffmpeg)
+    job = Job("video", str(tmp_path / "a.mp4"), str(tmp_path / "o" / "a.mp4"), "a.mp4")
+    results = list(LocalExecutor(1).map([job], JobSettings(rgb=None, depth=None)))  # type: ignore[arg-type]
+    assert len(results) == 1 and results[0].status == "failed"
+    assert results[0].error.startswith("the worker failed: TypeError")
+    assert partials(tmp_path) == []
+
+
+def test_settings_errors_name_the_fix(tmp_path, monkeypatch):
+    with pytest.raises(TranscodeError, match="executor must be one of local, ray"):
+        transcode(tmp_path, tmp_path / "o", executor="slurm")
+    with pytest.raises(TranscodeError, match="workers must be an integer >= 1"):
+        transcode(tmp_path, tmp_path / "o", workers=0)
+    with pytest.raises(TranscodeError, match="fps must be a number"):
+        transcode(tmp_path, tmp_path / "o", fps=float("inf"))
+    monkeypatch.setitem(sys.modules, "ray", None)
+    executor = make_executor("ray", None, 1)
+    with pytest.raises(InvalidSettingError, match=r"pip install 'ffstream\[ray\]'"):
+        list(executor.map([Job("copy", "a", "b", "b")], JobSettings({}, None)))
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_dry_run_and_json(tmp_path, ffmpeg, capsys):
+    make_video(tmp_path / "src" / "a.mp4", 4, ffmpeg)
+    dst = tmp_path / "dst"
+    assert main(["transcode", str(tmp_path / "src"), str(dst), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "to do" in out and "a.mp4" in out and not dst.exists()
+    args = ["transcode", str(tmp_path / "src"), str(dst), "--json", "--ffmpeg", ffmpeg.path]
+    assert main([*args, "--vcodec", "libx264", "--crf", "30", "--g", "5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["counts"]["encoded"] == 1 and report["frames_encoded"] == 4
+    assert video_info(dst / "a.mp4", ffmpeg).codec == "h264"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["only-one"], "needs SRC... DST"),
+        (["a", "b", "--ray-address", "x:1"], "--ray-address needs --executor ray"),
+        (["a", "b", "--vcodec", "nope"], "unknown vcodec"),
+        (["missing-src", "dst"], "does not exist"),
+    ],
+)
+def test_cli_usage_errors_exit_2(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    assert main(["transcode", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- pieces
+def test_transcode_command_opens_the_source_safely_and_keeps_its_tags(tmp_path, ffmpeg):
+    from ffstream.command import transcode_command
+
+    argv = transcode_command(
+        ffmpeg, tmp_path / "in.mp4", "mov", "yuv420p", AV1, tmp_path / ".o.partial.mp4", "mp4", 1
+    )
+    joined = " ".join(argv)
+    i = argv.index("-i")
+    assert argv[i + 1] == f"file:{tmp_path / 'in.mp4'}"
+    assert "-f mov" in " ".join(argv[:i]) and "-protocol_whitelist file" in " ".join(argv[:i])
+    assert "-threads 1" in " ".join(argv[:i])  # the decoder gets the encoder's threads
+    assert "-map 0:v:0" in joined and "-an" in argv and "-map_metadata 0" in joined
+    assert "movflags +use_metadata_tags" in joined.replace("-movflags", "movflags")
+    assert "lp=1" in joined and argv[-1] == f"file:{tmp_path / '.o.partial.mp4'}"
+    assert "scale=" not in joined  # YUV in, YUV out: no colour conversion
+    rgb = transcode_command(ffmpeg, "in.mkv", "matroska", "gbrp", AV1, "o.mkv", "matroska")
+    assert "scale=out_color_matrix=bt709" in " ".join(rgb)  # RGB in: converted as recording does
+
+
+def test_ffmpeg_errors_ignore_encoder_chatter():
+    from ffstream.transcode_job import ffmpeg_errors
+
+    text = (
+        "Svt[info]: SVT [config]: preset : 12\n"
+        "Svt[warn]: something\n"
+        "x265 [info]: HEVC encoder version 3.5\n"
+        "encoded 15 frames in 0.02s (736.77 fps), 1809.06 kb/s, Avg QP:4.00\n"
+        "[h264 @ 0x55] error while decoding MB 3 4\n"
+    )
+    assert ffmpeg_errors(text) == ["[h264 @ 0x55] error while decoding MB 3 4"]
+    assert ffmpeg_errors("Svt[error]: bad\n") == ["Svt[error]: bad"]
