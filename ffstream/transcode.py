@@ -237,6 +237,14 @@ def plan(
             datasets.append(_plan_dataset(src, base, out_root, exts[0], jobs))
         else:
             _plan_folder(src, base, out_root, exts, fps, jobs)
+    seen: dict[str, str] = {}
+    for job in jobs:
+        other = seen.setdefault(job.name, job.source)
+        if other != job.source:
+            raise TranscodeError(
+                f"{other} and {job.source} would both become {out_root / job.name}; rename "
+                "one, or transcode them into different destinations"
+            )
     if not jobs:
         raise TranscodeError(
             f"nothing to transcode in {', '.join(map(str, roots))}: no "

@@ -157,7 +157,7 @@ def _video(job: Job, settings: JobSettings, tmp: Path, res: JobResult) -> None:
     src = Path(job.source)
     res.bytes_in = src.stat().st_size
     info = video_info(src, ff)
-    frames = count_frames(src, ff)
+    frames = count_frames(src, ff, timeout=JOB_TIMEOUT)
     res.depth = bool(job.depth) or is_depth_video(info)
     res.frames = frames
     if res.depth and settings.depth is None:
@@ -203,7 +203,7 @@ def _verify(
     tmp: Path, ff: FFmpeg, frames: int, source: VideoInfo, config, threads: int | None
 ) -> VideoInfo:
     """The checks a new file passes before it takes its final name."""
-    got = count_frames(tmp, ff, decode=True, threads=threads)  # it decodes to the end
+    got = count_frames(tmp, ff, decode=True, timeout=JOB_TIMEOUT, threads=threads)  # to the end
     if got != frames:
         raise TranscodeError(
             f"the re-encoded file holds {got} frames and the source {frames}; the source "
@@ -273,7 +273,8 @@ def _images(job: Job, settings: JobSettings, tmp: Path, res: JobResult) -> None:
     )  # fmt: skip
     res.bytes_in = result.image_bytes or 0
     res.frames = result.frames
-    if count_frames(tmp, ff, decode=True, threads=settings.encoder_threads) != result.frames:
+    threads = settings.encoder_threads
+    if count_frames(tmp, ff, decode=True, timeout=JOB_TIMEOUT, threads=threads) != result.frames:
         raise TranscodeError(f"the video made of {folder} does not decode to its end")
     new = video_info(tmp, ff)
     res.codec, res.pix_fmt = new.codec, new.pix_fmt

@@ -181,10 +181,12 @@ def test_a_corrupt_source_fails_alone_with_its_reason(tmp_path, ffmpeg, capsys):
     assert report["jobs"]["junk.mkv"]["status"] == "failed"
 
 
-def test_a_killed_run_finishes_when_run_again_with_no_partial_file(tmp_path, ffmpeg):
+def slow_run(tmp_path: Path, ffmpeg, clips: int) -> tuple[Path, Path, list[str]]:
+    """Clips of 150 frames at 320x240 and the command that transcodes them one at a time
+    (each takes long enough to be caught while its temporary file is being written)."""
     src = tmp_path / "src"
     cam = SyntheticCamera("cam", 320, 240, 30)
-    for n in range(4):
+    for n in range(clips):
         path = src / f"clip{n}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
         w = FFmpegWriter(
@@ -196,6 +198,11 @@ def test_a_killed_run_finishes_when_run_again_with_no_partial_file(tmp_path, ffm
     dst = tmp_path / "dst"
     argv = [sys.executable, "-m", "ffstream", "transcode", str(src), str(dst), "--workers", "1"]
     argv += ["--encoder-threads", "1", "--preset", "8", "--ffmpeg", ffmpeg.path]
+    return src, dst, argv
+
+
+def test_a_killed_run_finishes_when_run_again_with_no_partial_file(tmp_path, ffmpeg):
+    src, dst, argv = slow_run(tmp_path, ffmpeg, 4)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert wait_until(
@@ -230,22 +237,11 @@ def test_a_killed_run_finishes_when_run_again_with_no_partial_file(tmp_path, ffm
 
 
 def test_ctrl_c_stops_the_workers_removes_partials_and_exits_130(tmp_path, ffmpeg):
-    src = tmp_path / "src"
-    cam = SyntheticCamera("cam", 320, 240, 30)
-    for n in range(3):
-        w = FFmpegWriter(
-            src / f"clip{n}.mp4", 320, 240, 30, EncoderConfig("libx264"), ffmpeg=ffmpeg,
-            drop_policy="block",
-        )  # fmt: skip
-        for i in range(150):
-            w.submit(cam.frame(i))
-        w.close()
-    dst = tmp_path / "dst"
-    argv = [sys.executable, "-m", "ffstream", "transcode", str(src), str(dst), "--workers", "1"]
-    argv += ["--encoder-threads", "1", "--preset", "8", "--ffmpeg", ffmpeg.path]
+    _, dst, argv = slow_run(tmp_path, ffmpeg, 3)
     # its own process group, signalled as a terminal's Ctrl-C signals the foreground group
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            process_group=0)  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         assert wait_until(
             lambda: partials(dst) or proc.poll() is not None, timeout=120, interval=0.002
@@ -347,7 +343,7 @@ def make_lerobot_dataset(root: Path, ffmpeg) -> dict:
                     "video.crf": 20,
                     "is_depth_map": False,
                 },
-            },  # fmt: skip
+            },
             depth: {
                 "dtype": "video",
                 "shape": [H, W, 1],
@@ -360,7 +356,7 @@ def make_lerobot_dataset(root: Path, ffmpeg) -> dict:
                     "is_depth_map": True,
                     "video.depth_min": 0.01,
                 },
-            },  # fmt: skip
+            },
             "action": {"dtype": "float32", "shape": [6], "names": None},
         },
     }
@@ -459,6 +455,20 @@ def test_an_image_folder_with_no_rate_fails_asking_for_fps(tmp_path, ffmpeg):
     assert not report.ok and "pass fps=" in report.failed[0].error
     with_fps = transcode(tmp_path / "src", tmp_path / "dst", AV1, ffmpeg=ffmpeg, fps=10)
     assert with_fps.ok and video_info(tmp_path / "dst" / "cam.mp4", ffmpeg).fps == 10
+
+
+def test_two_sources_that_would_make_one_output_are_refused(tmp_path):
+    src = tmp_path / "src"
+    make_images(src / "ep" / "images" / "cam", 1)
+    (src / "ep" / "cam.mp4").write_bytes(b"")  # the image folder becomes ep/cam.mp4 too
+    with pytest.raises(TranscodeError, match="would both become"):
+        plan([src], tmp_path / "out")
+    (src / "ep" / "cam.mp4").unlink()
+    (src / "v.mp4").write_bytes(b"")
+    (src / "v.mkv").write_bytes(b"")
+    plan([src], tmp_path / "out")  # distinct names: fine
+    with pytest.raises(TranscodeError, match="would both become"):
+        plan([src], tmp_path / "out", ("mkv", "mp4"))  # FFV1: v.mp4 -> v.mkv
 
 
 def test_links_and_hidden_files_are_not_followed(tmp_path):
