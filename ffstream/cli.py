@@ -474,6 +474,13 @@ def _summary(outcomes) -> int:
             )
             if r.dropped and code == EXIT_OK:
                 code = EXIT_FRAMES_LOST
+    for o in outcomes:
+        if o.lateness:
+            lt = o.lateness
+            print(
+                f"{o.index:>7}  loop lateness p50 {lt['p50']:.2f} ms, p99 {lt['p99']:.2f} ms, "
+                f"max {lt['max']:.1f} ms, {lt['over_5ms']} of {lt['ticks']} ticks > 5 ms late"
+            )
     lost = sum(o.frames_lost for o in outcomes)
     print(
         f"{len(outcomes)} episode(s), {lost} frame(s) dropped"

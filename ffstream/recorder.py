@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._version import __version__
 from .cameras.base import Camera
 from .episode import EpisodeEncoder
@@ -59,6 +61,7 @@ class EpisodeOutcome:
     error: str | None = None
     finalized_after_s: float | None = None  # from the end of capture until files were final
     interrupted: bool = False  # stopped before its planned length (Ctrl-C)
+    lateness: dict[str, float] | None = None  # how late the loop's ticks started (ms)
 
     @property
     def frames_lost(self) -> int:
@@ -68,6 +71,21 @@ class EpisodeOutcome:
     @property
     def ok(self) -> bool:
         return self.error is None and self.frames_lost == 0
+
+
+def lateness_summary(late: Sequence[float]) -> dict[str, float] | None:
+    """How late a paced loop's ticks started, in ms: p50, p99, max, and how many were
+    more than 5 ms late (``late`` in seconds, one entry per tick)."""
+    if not late:
+        return None
+    ms = np.asarray(late, dtype=np.float64) * 1e3
+    return {
+        "p50": round(float(np.percentile(ms, 50)), 3),
+        "p99": round(float(np.percentile(ms, 99)), 3),
+        "max": round(float(ms.max()), 3),
+        "over_5ms": int((ms > 5.0).sum()),
+        "ticks": int(ms.size),
+    }
 
 
 def throughput(cameras: int, width: int, height: int, fps: float) -> float:
@@ -210,10 +228,13 @@ class Recorder:
         period = 1.0 / self.fps
         captured = 0
         failure: str | None = None
+        late: list[float] = []  # how late each tick started (s): what the encoder cost the loop
         for i in range(n_frames):
-            delay = t0 + i * period - time.perf_counter()
+            due = t0 + i * period
+            delay = due - time.perf_counter()
             if delay > 0 and self.stop.wait(delay) or self.stop.is_set():
                 break  # interrupted: end this episode now, keeping what was captured
+            late.append(time.perf_counter() - due)
             captured += 1
             try:
                 for cam in self.cameras:
@@ -247,6 +268,7 @@ class Recorder:
         fut = self.encoder.finish_episode_async()
         finish_call_ms = (time.perf_counter() - capture_end) * 1e3
         outcome = EpisodeOutcome(index, directory, captured, capture_end - t0, finish_call_ms)
+        outcome.lateness = lateness_summary(late)
         outcome.interrupted = captured < n_frames and failure is None
         outcome.error = failure  # known now, so that record() can decide at once
         meta = self._metadata(outcome, stamps, wall_start)
@@ -306,6 +328,7 @@ class Recorder:
                 "start": _dt.datetime.fromtimestamp(wall_start, _dt.timezone.utc).isoformat(),
                 "capture_seconds": round(outcome.capture_seconds, 4),
                 "finish_call_ms": round(outcome.finish_call_ms, 3),
+                "loop_lateness_ms": outcome.lateness,
             },
         }
 

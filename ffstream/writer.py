@@ -18,6 +18,7 @@ import errno
 import functools
 import logging
 import os
+import queue
 import sys
 import tempfile
 import threading
@@ -176,6 +177,44 @@ def remux_fragmented(
     return round(time.monotonic() - t0, 4)
 
 
+class _Starter:
+    """Starts writer threads on behalf of the caller. ``Thread.start()`` returns only once
+    the new thread runs, and at an episode's start, with the new ffmpeg processes loading
+    and the last episode's finishing, that took up to 25 ms of the capture loop on a busy
+    2-core machine; here the loop only queues the request. Frames fed meanwhile wait in
+    the ring, as they would for a writer thread that is busy."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def start(self, stream: _Stream) -> None:
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():  # first use, or a fork
+                self._pid = os.getpid()
+                self._requests = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._serve, name="ffstream-starter", daemon=True
+                )
+                self._thread.start()
+        self._requests.put(stream)
+
+    def _serve(self) -> None:
+        while True:
+            stream = self._requests.get()
+            try:
+                stream.thread.start()
+            except BaseException as exc:  # no thread: the frames fed so far are lost, say so
+                stream.fail(f"cannot start the writer thread of {stream.name}: {exc!r}")
+            finally:
+                stream.started.set()
+
+
+_starter = _Starter()
+
+
 def _remove_if_empty_file(path: Path) -> None:
     with contextlib.suppress(OSError):
         if path.stat().st_size == 0:
@@ -234,6 +273,15 @@ class _Stream:
         self.t_end: float | None = None
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, name=f"ffstream-writer-{name}", daemon=True)
+        self.started = threading.Event()  # set once the starter has started ``thread``
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the writer thread to end (it may not have been started yet)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.started.wait(timeout)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if self.thread.ident is not None:  # it did start (starting it may have failed)
+            self.thread.join(left)
 
     # ----------------------------------------------------------------- errors
     def tail(self, n: int = 12) -> str:
@@ -548,7 +596,7 @@ class FFmpegWriter:
         self._result: VideoResult | None = None
         self._finalizer = weakref.finalize(self, _Stream.finish_unclosed, self._stream)
         self._finalizer.atexit = False
-        self._stream.thread.start()
+        _starter.start(self._stream)
 
     def _make_stats(self, wanted: bool, transform, bins: int | None):
         if not wanted:
@@ -689,8 +737,8 @@ class FFmpegWriter:
             return self._result
         st = self._stream
         self.finish()
-        st.thread.join(timeout)
-        if st.thread.is_alive():
+        st.join(timeout)
+        if st.thread.is_alive() or not st.started.is_set():
             active = st.active
             if active is not None and active is not st.proc:
                 log.warning(
@@ -706,7 +754,7 @@ class FFmpegWriter:
                     "the file keeps the frames up to its last complete fragment"
                 )
                 st._kill()
-            st.thread.join()
+            st.join()
         self._finalizer.detach()
         if self._unreported_drops:
             self._report_drops(time.monotonic())
@@ -758,7 +806,7 @@ class FFmpegWriter:
         (a crash-safe MP4 killed this way still plays up to its last fragment)."""
         st = self._stream
         st.abort()
-        st.thread.join()
+        st.join()
         self._finalizer.detach()
         if not keep_file:
             with contextlib.suppress(FileNotFoundError):

@@ -76,8 +76,10 @@ def on_schedule(episode_dir: Path) -> Path:
 
 
 def _threads() -> int:
-    """Threads alive, less the one process-wide thread that forks every ffmpeg."""
-    return sum(1 for t in threading.enumerate() if t.name != "ffstream-spawner")
+    """Threads alive, less the process-wide helpers: the thread that forks every ffmpeg
+    and the one that starts writer threads."""
+    helpers = ("ffstream-spawner", "ffstream-starter")
+    return sum(1 for t in threading.enumerate() if t.name not in helpers)
 
 
 def _children() -> list[psutil.Process]:

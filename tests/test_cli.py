@@ -56,6 +56,11 @@ def test_record_options_and_metadata(tmp_path, capsys):
     }
     assert meta["depth_encoder"] is None
     assert meta["wall"]["finalized_after_s"] >= 0
+    late = meta["wall"]["loop_lateness_ms"]  # what encoding cost the capture loop
+    assert late["ticks"] == meta["frames_captured"] == 15
+    assert 0 <= late["p50"] <= late["p99"] <= late["max"] and late["over_5ms"] <= late["ticks"]
+    summary = capsys.readouterr().out
+    assert f"loop lateness p50 {late['p50']:.2f} ms, p99 {late['p99']:.2f} ms" in summary
     # a second run appends episodes instead of overwriting
     again = "record --episodes 1 --seconds 0.2 --resolution 160x96 --vcodec h264".split()
     assert main([*again, "--out", str(tmp_path)]) == 0
@@ -149,3 +154,12 @@ def test_record_depth_and_opencv_cameras(tmp_path, capsys):
 def test_bad_camera_specs(tmp_path, capsys, spec, message):
     assert main(["record", "--out", str(tmp_path), "--camera", spec]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_lateness_summary_counts_each_tick():
+    from ffstream.recorder import lateness_summary
+
+    assert lateness_summary([]) is None
+    late = [0.0001] * 98 + [0.006, 0.020]  # seconds
+    s = lateness_summary(late)
+    assert s == {"p50": 0.1, "p99": 6.14, "max": 20.0, "over_5ms": 2, "ticks": 100}

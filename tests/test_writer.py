@@ -267,3 +267,55 @@ def test_bgr_input_is_converted_by_ffmpeg(tmp_path):
     r = w.close()
     rgb = decode_pyav(r.path)[0].reshape(-1, 3).mean(axis=0)
     assert rgb[2] > 180 and rgb[0] < 20
+
+
+class _BlockedStart:
+    """A start request that holds the starter until released."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.name = "blocker"
+        self.thread = self
+
+    def start(self):
+        self.release.wait(30)
+
+
+def test_the_caller_never_waits_for_the_writer_thread_to_start(tmp_path, ffmpeg):
+    blocker = _BlockedStart()
+    wmod._starter.start(blocker)  # the starter is now busy: no writer thread can start
+    cam = SyntheticCamera("cam", 64, 48)
+    try:
+        w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), ffmpeg=ffmpeg)
+        assert not w._stream.thread.is_alive()  # constructed, nothing started yet
+        accepted = [w.submit(cam.frame(i)) for i in range(10)]
+        assert accepted == [True] * 10  # queued in the ring meanwhile
+    finally:
+        blocker.release.set()
+    r = w.close()
+    assert r.frames == 10 and stamps(decode_pyav(r.path)) == list(range(10))
+
+
+def test_a_writer_thread_that_cannot_start_is_an_error_not_a_silent_loss(
+    tmp_path, ffmpeg, monkeypatch
+):
+    ready = _BlockedStart()
+    ready.release.set()
+    wmod._starter.start(ready)  # make sure the starter thread runs before patching
+    assert wait_until(ready.started.is_set, 10)
+    real_start = threading.Thread.start
+
+    def refuse_writers(self):
+        if self.name.startswith("ffstream-writer-"):
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse_writers)
+    w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), ffmpeg=ffmpeg)
+    assert wait_until(w._stream.started.is_set, 10)
+    message = "cannot start the writer thread of v"
+    with pytest.raises(EncoderError, match=message):
+        w.submit(np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(EncoderError, match=message):
+        w.close()
