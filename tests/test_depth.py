@@ -70,6 +70,26 @@ def test_codes_are_lerobots_for_both_units(settings):
 
 
 @pytest.mark.parametrize("settings", SETTINGS)
+def test_the_writer_quantizes_millimetres_by_table_to_the_same_codes(settings):
+    from ffstream import DepthEncoderConfig
+    from ffstream.depth import depth_transform, millimetre_codes
+
+    kw = {{"dmin": "depth_min", "dmax": "depth_max"}.get(k, k): v for k, v in settings.items()}
+    config = DepthEncoderConfig(**kw)
+    every = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    table = millimetre_codes(config.quantizer)
+    assert np.array_equal(table.reshape(256, 256), lerobot_codes(every, **settings))
+    transform = depth_transform(config, np.dtype(np.uint16))
+    rng = np.random.default_rng(1)
+    for depth in (rng.integers(0, 65536, (480, 640), dtype=np.uint16),
+                  (realistic_depth(48, 64, 0) * 1000).astype(np.uint16)[..., None]):  # fmt: skip
+        out = transform(depth)
+        assert out.dtype == np.uint16 and out.tobytes() == quantize_depth(depth, **kw).tobytes()
+    with pytest.raises(ValueError):
+        table[0] = 1  # shared between writers: read-only
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
 def test_values_are_lerobots(settings):
     codes = np.arange(4096, dtype=np.uint16).reshape(64, 64)
     kw = {{"dmin": "depth_min", "dmax": "depth_max"}.get(k, k): v for k, v in settings.items()}

@@ -21,8 +21,13 @@ Set-ups, taking turns in one run (ROUNDS times):
   the floor: what N encoders on this machine cost a loop that shares its cores;
 - ``ffstream-N``: the loop feeds a StreamingVideoEncoder with N cameras.
 
+``--depth D`` adds D depth cameras to every set-up (labelled N+Dd): ffstream is fed
+millimetres and quantizes them on its writer threads; the controls' encoders get the
+12-bit codes, computed beforehand, with the same lossless HEVC command line.
+
     python tools/bench_loop.py [--cameras 2,3] [--vcodec libsvtav1,libx264]
-                               [--seconds 10] [--warmup 1] [--rounds 1] [--stats] [--json]
+                               [--seconds 10] [--warmup 1] [--rounds 1] [--stats]
+                               [--depth N] [--json]
 
 ffmpeg: $FFSTREAM_FFMPEG if set, else the bundled static build (not the one on PATH).
 """
@@ -36,13 +41,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
 import psutil
 
-from ffstream import EncoderConfig, StreamingVideoEncoder, find_ffmpeg
+from ffstream import DepthEncoderConfig, EncoderConfig, StreamingVideoEncoder, find_ffmpeg
 from ffstream.cameras.synthetic import SyntheticCamera
 from ffstream.command import InputSpec, build_command, fps_fraction
 
@@ -53,11 +59,40 @@ CAMERA_FPS = TICK_HZ / FEED_EVERY
 POOL = 90  # distinct frames per camera, cycled
 
 
-def frames_for(cameras: int) -> list[list[np.ndarray]]:
+@dataclass
+class Stream:
+    """One camera stream: what the loop feeds ffstream, and what an encoder receives
+    (the same RGB frames, or, for depth, the 12-bit codes ffstream's writer makes)."""
+
+    key: str
+    depth: bool
+    fed: list[np.ndarray]
+    raw: bytes  # the frames as the encoder receives them, one after the other
+    pix_fmt: str
+
+    @property
+    def frame_bytes(self) -> int:
+        return len(self.raw) // POOL
+
+    def argv(self, ff, config: EncoderConfig, out: Path) -> list[str]:
+        spec = InputSpec(W, H, fps_fraction(CAMERA_FPS), self.pix_fmt)
+        return build_command(ff, spec, DEPTH if self.depth else config, str(out))
+
+
+DEPTH = DepthEncoderConfig()
+
+
+def streams_for(cameras: int, depth: int) -> list[Stream]:
     out = []
     for c in range(cameras):
         cam = SyntheticCamera(f"cam{c}", W, H, CAMERA_FPS, seed=c)
-        out.append([cam.frame(i) for i in range(POOL)])
+        fed = [cam.frame(i) for i in range(POOL)]
+        out.append(Stream(f"cam{c}", False, fed, b"".join(f.tobytes() for f in fed), "rgb24"))
+    for d in range(depth):
+        cam = SyntheticCamera(f"depth{d}", W, H, CAMERA_FPS, seed=100 + d)
+        fed = [cam.depth_frame(i) for i in range(POOL)]
+        codes = [DEPTH.quantizer.quantize(f, input_unit="mm").astype("<u2") for f in fed]
+        out.append(Stream(f"depth{d}", True, fed, b"".join(c.tobytes() for c in codes), "gray12le"))
     return out
 
 
@@ -110,24 +145,27 @@ def run_alone(args, _frames, _ff, _config, _tmp) -> dict:
     return {**loop(args.seconds, args.warmup), "dropped": 0, "frames": 0, "cpu": 0.0}
 
 
-def run_control(args, frames, ff, config, tmp: Path) -> dict:
+def raw_file(tmp: Path, stream: Stream) -> Path:
+    raw = tmp / f"{stream.key}.raw"
+    if not raw.exists():
+        raw.write_bytes(stream.raw)
+    return raw
+
+
+def run_control(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
     procs = []
     # the pacers outlast the loop, so the encoders' final flush falls after it
     n_frames = round((args.warmup + args.seconds + 1) * CAMERA_FPS)
     rate = str(fps_fraction(CAMERA_FPS))
-    for c, pool in enumerate(frames):
-        raw = tmp / f"cam{c}.raw"
-        if not raw.exists():
-            raw.write_bytes(b"".join(f.tobytes() for f in pool))
+    for s in streams:
+        fmt = s.pix_fmt
         pace = [
             ff.path, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-framerate", rate,
-            "-i", str(raw), "-frames:v", str(n_frames), "-f", "rawvideo", "-pix_fmt", "rgb24",
-            "pipe:1",
+            "-f", "rawvideo", "-pix_fmt", fmt, "-s", f"{W}x{H}", "-framerate", rate,
+            "-i", str(raw_file(tmp, s)), "-frames:v", str(n_frames), "-f", "rawvideo",
+            "-pix_fmt", fmt, "pipe:1",
         ]  # fmt: skip
-        enc = build_command(
-            ff, InputSpec(W, H, fps_fraction(CAMERA_FPS)), config, str(tmp / f"control{c}.mp4")
-        )
+        enc = s.argv(ff, config, tmp / f"control-{s.key}.mp4")
         p1 = subprocess.Popen(pace, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         p2 = subprocess.Popen(enc, stdin=p1.stdout, stderr=subprocess.DEVNULL)
         assert p1.stdout is not None
@@ -140,7 +178,7 @@ def run_control(args, frames, ff, config, tmp: Path) -> dict:
     for p in procs:
         p.wait()
     cpu = tree_cpu() - cpu0
-    return {**ticks, "dropped": 0, "frames": n_frames * len(frames), "cpu": cpu}
+    return {**ticks, "dropped": 0, "frames": n_frames * len(streams), "cpu": cpu}
 
 
 # A feeder process for "control-sync": it reads its raw frames into memory, then writes
@@ -159,19 +197,14 @@ while os.read(0, 1):
 """
 
 
-def run_control_sync(args, frames, ff, config, tmp: Path) -> dict:
+def run_control_sync(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
     """Separate processes feed the encoders, on the loop's feed ticks: the frames of all
     cameras reach the encoders at the same moments as with ffstream."""
     triggers, procs = [], []
-    for c, pool in enumerate(frames):
-        raw = tmp / f"cam{c}.raw"
-        if not raw.exists():
-            raw.write_bytes(b"".join(f.tobytes() for f in pool))
-        enc = build_command(
-            ff, InputSpec(W, H, fps_fraction(CAMERA_FPS)), config, str(tmp / f"sync{c}.mp4")
-        )
+    for s in streams:
+        enc = s.argv(ff, config, tmp / f"sync-{s.key}.mp4")
         feeder = subprocess.Popen(
-            [sys.executable, "-c", _FEEDER, str(raw), str(W * H * 3)],
+            [sys.executable, "-c", _FEEDER, str(raw_file(tmp, s)), str(s.frame_bytes)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
         p2 = subprocess.Popen(enc, stdin=feeder.stdout, stderr=subprocess.DEVNULL)
@@ -192,20 +225,21 @@ def run_control_sync(args, frames, ff, config, tmp: Path) -> dict:
         p.wait()
     cpu = tree_cpu() - cpu0
     written = len(ticks["feeds"]) + len(ticks["start_feeds"])
-    return {**ticks, "dropped": 0, "frames": written * len(frames), "cpu": cpu}
+    return {**ticks, "dropped": 0, "frames": written * len(streams), "cpu": cpu}
 
 
-def run_ffstream(args, frames, ff, config, tmp: Path) -> dict:
-    keys = [f"cam{c}" for c in range(len(frames))]
+def run_ffstream(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
     enc = StreamingVideoEncoder(
-        CAMERA_FPS, config, ffmpeg=ff, compute_stats=args.stats, queue_maxsize=30
-    )
+        CAMERA_FPS, config, depth_encoder=DEPTH, ffmpeg=ff, compute_stats=args.stats,
+        queue_maxsize=30,
+    )  # fmt: skip
     cpu0 = tree_cpu()
-    enc.start_episode(keys, tmp / "ep", depth_video_keys=None)
+    rgb = [s.key for s in streams if not s.depth]
+    enc.start_episode(rgb, tmp / "ep", depth_video_keys=[s.key for s in streams if s.depth])
 
     def feed(n: int) -> None:
-        for key, pool in zip(keys, frames, strict=True):
-            enc.feed_frame(key, pool[n % POOL])
+        for s in streams:  # depth maps in millimetres: quantized on the writer thread
+            enc.feed_frame(s.key, s.fed[n % POOL])
         if n == 3 and args.nice:
             renice(args.nice)
 
@@ -258,6 +292,9 @@ def main() -> None:
     )
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--stats", action="store_true", help="compute_stats=True for ffstream")
+    ap.add_argument(
+        "--depth", type=int, default=0, help="depth cameras added to each set-up (HEVC codes)"
+    )
     ap.add_argument("--nice", type=int, default=0, help="experiment: renice the encoders")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -266,7 +303,8 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        pools = frames_for(max(counts))
+        pools = streams_for(max(counts), 0)
+        depth = streams_for(0, args.depth)
         for r in range(args.rounds):
             alone = summarize(run_alone(args, [], ff, None, tmp))
             rows.append({"round": r, "vcodec": "-", "setup": "alone", **alone})
@@ -276,8 +314,9 @@ def main() -> None:
                 config = EncoderConfig(vcodec)
                 for n in counts:
                     for kind in KINDS:
-                        out = RUNNERS[kind](args, pools[:n], ff, config, tmp)
-                        row = {"round": r, "vcodec": vcodec, "setup": f"{kind}-{n}"}
+                        out = RUNNERS[kind](args, pools[:n] + depth, ff, config, tmp)
+                        label = f"{n}+{args.depth}d" if args.depth else str(n)
+                        row = {"round": r, "vcodec": vcodec, "setup": f"{kind}-{label}"}
                         rows.append({**row, **summarize(out)})
                         if not args.json:
                             _print(rows[-1], header=False)
