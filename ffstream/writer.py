@@ -179,10 +179,11 @@ def remux_fragmented(
 
 class _Starter:
     """Starts writer threads on behalf of the caller. ``Thread.start()`` returns only once
-    the new thread runs, and at an episode's start, with the new ffmpeg processes loading
-    and the last episode's finishing, that took up to 25 ms of the capture loop on a busy
-    2-core machine; here the loop only queues the request. Frames fed meanwhile wait in
-    the ring, as they would for a writer thread that is busy."""
+    the new thread runs. At an episode's start, with the new ffmpeg processes loading and
+    the last episode's finishing, that held the capture loop's first ``feed_frame`` for a
+    median of 240-370 ms (3 cameras, 2 cores; docs/performance.md); here the loop only
+    queues the request. Frames fed meanwhile wait in the ring, as they would for a writer
+    thread that is busy."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
