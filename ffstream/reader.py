@@ -241,12 +241,15 @@ def count_frames(
     decode: bool = False,
     timeout: float = 600.0,
     threads: int | None = None,
+    info: VideoInfo | None = None,
 ) -> int:
     """Frames in the first video stream: packets counted without decoding, or, with
     ``decode=True``, frames that really decode (slower; also proves the file is sound),
-    with at most ``threads`` decoder threads (default: one per core)."""
+    with at most ``threads`` decoder threads (default: one per core). ``info``: what
+    ``video_info`` already said of this file, so that it is not opened twice."""
     ff = find_ffmpeg(ffmpeg)
-    info = video_info(path, ff)  # a clear error for missing files and non-videos
+    if info is None:
+        info = video_info(path, ff)  # a clear error for missing files and non-videos
     argv = count_command(ff, path, info.container, decode, threads)
     try:
         out = run(argv, timeout, what=f"counting the frames of {Path(path).name}")

@@ -24,6 +24,7 @@ One run at a time may write into a destination (a lock file, ``dst/.transcode.lo
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import json
 import logging
@@ -315,7 +316,7 @@ def _finish_dataset(ds: _Dataset, results: list[JobResult], rgb: EncoderConfig) 
     mine = [r for r in results if _in_dataset(r, ds)]
     if not mine or not all(r.ok for r in mine):
         return False
-    info = json.loads(json.dumps(ds.info))  # a deep copy
+    info = copy.deepcopy(ds.info)
     features = info.get("features", {})
     prefix = f"{VIDEOS_DIR}/"
     for r in mine:
@@ -508,6 +509,7 @@ def _run(
         raise
     finally:
         results.close()  # type: ignore[attr-defined]
+        manifest.flush()
         for job in todo:  # workers are stopped by now: what they left is incomplete
             with contextlib.suppress(OSError):
                 partial_path(job.output).unlink()

@@ -157,7 +157,7 @@ def _video(job: Job, settings: JobSettings, tmp: Path, res: JobResult) -> None:
     src = Path(job.source)
     res.bytes_in = src.stat().st_size
     info = video_info(src, ff)
-    frames = count_frames(src, ff, timeout=JOB_TIMEOUT)
+    frames = count_frames(src, ff, timeout=JOB_TIMEOUT, info=info)
     res.depth = bool(job.depth) or is_depth_video(info)
     res.frames = frames
     if res.depth and settings.depth is None:
@@ -203,13 +203,13 @@ def _verify(
     tmp: Path, ff: FFmpeg, frames: int, source: VideoInfo, config, threads: int | None
 ) -> VideoInfo:
     """The checks a new file passes before it takes its final name."""
-    got = count_frames(tmp, ff, decode=True, timeout=JOB_TIMEOUT, threads=threads)  # to the end
-    if got != frames:
+    new = video_info(tmp, ff)
+    got = count_frames(tmp, ff, decode=True, timeout=JOB_TIMEOUT, threads=threads, info=new)
+    if got != frames:  # (decoding it to the end proved it sound)
         raise TranscodeError(
             f"the re-encoded file holds {got} frames and the source {frames}; the source "
             "may be damaged (it is left as it is)"
         )
-    new = video_info(tmp, ff)
     want = config.spec.stream
     if want and new.codec != want:
         raise TranscodeError(f"the re-encoded file is {new.codec}, not {want}")
@@ -274,8 +274,9 @@ def _images(job: Job, settings: JobSettings, tmp: Path, res: JobResult) -> None:
     res.bytes_in = result.image_bytes or 0
     res.frames = result.frames
     threads = settings.encoder_threads
-    if count_frames(tmp, ff, decode=True, timeout=JOB_TIMEOUT, threads=threads) != result.frames:
-        raise TranscodeError(f"the video made of {folder} does not decode to its end")
     new = video_info(tmp, ff)
+    got = count_frames(tmp, ff, decode=True, timeout=JOB_TIMEOUT, threads=threads, info=new)
+    if got != result.frames:
+        raise TranscodeError(f"the video made of {folder} does not decode to its end")
     res.codec, res.pix_fmt = new.codec, new.pix_fmt
     res.status = "encoded"

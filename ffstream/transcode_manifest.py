@@ -4,8 +4,9 @@
 from (path, size, modification time), a hash of the settings it was made with and how
 the job ended. A job is done when all of these still match and its output is there with
 the size recorded; anything else (a changed source, new settings, a deleted or modified
-output, an earlier failure) is done again. The file is replaced atomically after each
-job, so a run killed at any point loses at most the jobs that were running.
+output, an earlier failure) is done again. The file is replaced atomically, at most once
+a second and at the end of the run, so a run killed at any point loses at most the jobs
+that were running and those that ended in its last second.
 
 The manifest is read as untrusted data: a file that is not what ffstream writes is set
 aside (renamed) with a warning and the run starts afresh; its keys are only ever looked
@@ -19,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,10 @@ MANIFEST_NAME = "transcode.json"
 FORMAT = "ffstream-transcode"
 VERSION = 1
 DONE = ("encoded", "copied")
+# Rewriting the whole file after every job would cost O(jobs) each time: with tens of
+# thousands of files and many workers the coordinator would fall behind. A run killed
+# between two saves only does the last second's jobs again.
+SAVE_INTERVAL = 1.0
 
 
 def settings_key(data: Any) -> str:
@@ -56,6 +62,8 @@ class Manifest:
     def __init__(self, dst: Path, readonly: bool = False):
         self.path = dst / MANIFEST_NAME
         self.readonly = readonly  # a dry run: look, write nothing
+        self._dirty = False
+        self._saved = 0.0
         self.entries: dict[str, dict[str, Any]] = {}
         if self.path.exists():
             self.entries = self._load()
@@ -99,12 +107,21 @@ class Manifest:
             return None
 
     def record(self, job: Job, key: str, stamp: dict[str, Any], result: JobResult) -> None:
+        """Note how a job ended; written at most every SAVE_INTERVAL s (and by flush())."""
         entry = {k: v for k, v in result.to_dict().items() if k not in ("name", "output")}
         entry.update(settings=key, source=stamp)
         self.entries[job.name] = entry
-        self.save()
+        self._dirty = True
+        if time.monotonic() - self._saved >= SAVE_INTERVAL:
+            self.save()
+
+    def flush(self) -> None:
+        if self._dirty:
+            self.save()
 
     def save(self) -> None:
+        self._dirty = False
+        self._saved = time.monotonic()
         data = {"format": FORMAT, "version": VERSION, "jobs": self.entries}
         tmp = self.path.with_name(f".{self.path.name}.partial")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))

@@ -109,16 +109,6 @@ def tree_cpu() -> float:
     return total + c.children_user + c.children_system  # the ones already reaped
 
 
-def renice(value: int) -> None:
-    """Experiment: lower the priority of every ffmpeg this process started."""
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "ffmpeg" in child.name():
-                child.nice(value)
-        except psutil.Error:
-            pass
-
-
 def loop(seconds: float, warmup: float, feed=None) -> dict[str, list[float]]:
     """Tick at TICK_HZ for ``warmup`` + ``seconds``; call ``feed(n)`` on every
     FEED_EVERY-th tick. Returns, in seconds, the lateness of each tick and the duration
@@ -172,8 +162,6 @@ def run_control(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
         p1.stdout.close()
         procs += [p1, p2]
     cpu0 = tree_cpu()
-    if args.nice:
-        renice(args.nice)
     ticks = loop(args.seconds, args.warmup)
     for p in procs:
         p.wait()
@@ -240,8 +228,6 @@ def run_ffstream(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
     def feed(n: int) -> None:
         for s in streams:  # depth maps in millimetres: quantized on the writer thread
             enc.feed_frame(s.key, s.fed[n % POOL])
-        if n == 3 and args.nice:
-            renice(args.nice)
 
     ticks = loop(args.seconds, args.warmup, feed)
     results = enc.finish_episode()
@@ -295,7 +281,6 @@ def main() -> None:
     ap.add_argument(
         "--depth", type=int, default=0, help="depth cameras added to each set-up (HEVC codes)"
     )
-    ap.add_argument("--nice", type=int, default=0, help="experiment: renice the encoders")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     ff = find_ffmpeg(os.environ.get("FFSTREAM_FFMPEG") or imageio_ffmpeg.get_ffmpeg_exe())
