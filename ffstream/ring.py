@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,9 @@ class SlotRing:
         self._filled: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._refs = [0] * n_slots
         self._lock = threading.Lock()
+        # time.monotonic() at each slot's last push: a writer may hold a frame back until
+        # a moment after it was fed (see FFmpegWriter's write_phase)
+        self.pushed_at = [0.0] * n_slots
 
     @property
     def size(self) -> int:
@@ -63,6 +67,7 @@ class SlotRing:
     def push(self, slot: int, repeats: int = 0) -> None:
         """Hand a filled slot to the consumer; ``repeats``: write the previous frame that
         many times first (frames dropped under the "repeat" policy)."""
+        self.pushed_at[slot] = time.monotonic()
         self._filled.put((slot, repeats))
 
     def push_end(self, repeats: int = 0) -> None:

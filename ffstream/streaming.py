@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from .command import fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform
 from .episode import DropPolicy, EpisodeEncoder, StreamPlan, episode_error, remove_if_empty
 from .errors import (
     EpisodeError,
     InvalidFrameError,
+    SettingTypeError,
     StateError,
 )
 from .ffmpeg import FFmpeg
@@ -37,10 +39,11 @@ log = logging.getLogger("ffstream.streaming")
 class _Camera:
     """Per-camera state of the current episode."""
 
-    __slots__ = ("plan", "writer", "rejected", "shape", "lock", "ended")
+    __slots__ = ("plan", "writer", "rejected", "shape", "lock", "ended", "phase")
 
-    def __init__(self, plan: StreamPlan):
+    def __init__(self, plan: StreamPlan, phase: float = 0.0):
         self.plan = plan
+        self.phase = phase  # the writer's write_phase
         self.writer: FFmpegWriter | None = None
         self.rejected = 0
         self.shape: tuple[int, ...] | None = None
@@ -98,8 +101,15 @@ class StreamingVideoEncoder(EpisodeEncoder):
         monitor: Any = None,
         overwrite: bool = False,
         crash_safe: bool = True,
+        spread_writes: bool = True,
     ):
+        """``spread_writes``: frames of the cameras fed at one tick are written to their
+        encoders at moments spread over the frame period (camera k of n after k/n of a
+        period), so that the encoders do not all compete for the cores right after the
+        tick; it does not apply to ``drop_policy="block"``. See docs/performance.md."""
         check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
+        if not isinstance(spread_writes, bool):
+            raise SettingTypeError(f"spread_writes must be True or False, got {spread_writes!r}")
         super().__init__(
             fps,
             rgb_encoder,
@@ -113,6 +123,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         self.queue_maxsize = queue_maxsize
         self.drop_policy = drop_policy
         self.crash_safe = crash_safe  # MP4 written fragmented, remuxed at the end
+        self.spread_writes = spread_writes and drop_policy != "block"
         self._episode_t0 = 0.0
         self._cameras: dict[str, _Camera] | None = None
         self._writers: weakref.WeakSet[FFmpegWriter] = weakref.WeakSet()  # not yet closed
@@ -134,7 +145,11 @@ class StreamingVideoEncoder(EpisodeEncoder):
 
     def _open_episode(self, plans: dict[str, StreamPlan], out_dir: Path) -> None:
         """Writers start at each camera's first frame (that frame fixes the size)."""
-        self._cameras = {k: _Camera(p) for k, p in plans.items()}
+        period = 1 / float(fps_fraction(self.fps))
+        n = len(plans) if self.spread_writes else 0
+        self._cameras = {
+            k: _Camera(p, i * period / n if n else 0.0) for i, (k, p) in enumerate(plans.items())
+        }
         self._episode_t0 = time.monotonic()
 
     def feed_frame(self, key: str, image: np.ndarray) -> bool:
@@ -191,6 +206,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
             overwrite=self.overwrite,
             compute_stats=self.compute_stats,
             crash_safe=self.crash_safe,
+            write_phase=cam.phase,
             **depth,
         )
         cam.shape = frame.shape

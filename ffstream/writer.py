@@ -3,8 +3,10 @@
 The caller's ``submit()`` copies the frame into a free slot of a preallocated
 ``SlotRing`` (ring.py) and returns; it never waits on ffmpeg. A writer thread (which also
 starts the process through process.py, so that the caller never pays for fork/exec)
-writes the slots to ffmpeg's stdin in order; the process layer drains stderr so ffmpeg
-can never block on it. Ending the stream remuxes the crash-safe MP4 on the same thread.
+writes the slots to ffmpeg's stdin in order, each no sooner than ``write_phase`` after
+its feed (cameras of one episode are spread over the frame period); the process layer
+drains stderr so ffmpeg can never block on it. Ending the stream remuxes the crash-safe
+MP4 on the same thread.
 
 All process, pipe and thread state lives in ``_Stream``; the threads hold only that, so
 a writer dropped without ``close()`` is collected and its stream is finished in the
@@ -136,6 +138,18 @@ def check_stream_settings(
     check_drop_policy(drop_policy)
 
 
+def check_write_phase(phase: Any, fps: Fraction) -> float:
+    """A delay of 0 up to one frame period, in seconds."""
+    if isinstance(phase, bool) or not isinstance(phase, (int, float, np.integer, np.floating)):
+        raise SettingTypeError(f"write_phase must be a number of seconds, got {phase!r}")
+    period = 1 / float(fps)
+    if not 0 <= phase <= period:  # also refuses NaN
+        raise InvalidSettingError(
+            f"write_phase {phase!r} is out of range: use 0..{period:.6g} s (one frame period)"
+        )
+    return float(phase)
+
+
 def check_drop_policy(drop_policy: str) -> None:
     if drop_policy not in DROP_POLICIES:
         raise InvalidSettingError(
@@ -246,8 +260,12 @@ class _Stream:
         transform=None,
         stats=None,
         finalize=None,
+        phase=0.0,
     ):
         self.argv = argv
+        # seconds after its feed before a frame is written (cameras spread over a period)
+        self.phase = phase
+        self.hurry = threading.Event()  # set at the end or an abort: no more holding back
         # called once ffmpeg exited cleanly (the remux of crash-safe MP4)
         self.finalize_file: Callable[..., float | None] | None = finalize
         self.finalize_seconds: float | None = None
@@ -294,6 +312,7 @@ class _Stream:
                 tail = self.tail()
                 text = message + (f"\nffmpeg said:\n{tail}" if tail else "") + self.hint
                 self.error = EncoderError(text, returncode=returncode, stderr_tail=tail)
+                self.hurry.set()  # a frame held back is not written any more
                 log.warning("%s", message)  # the full text travels with the exception
 
     # ----------------------------------------------------------------- threads
@@ -361,6 +380,8 @@ class _Stream:
         while True:
             slot, repeats = ring.pop()
             end = slot == END
+            if self.phase and not end:
+                self._hold_back(ring.pushed_at[slot] + self.phase)
             if self.error is not None or self.aborted:
                 return
             try:
@@ -386,6 +407,15 @@ class _Stream:
                 last = slot
             else:
                 ring.release(slot)
+
+    def _hold_back(self, due: float) -> None:
+        """Wait until ``due`` (monotonic) unless the stream is ending or behind. Frames of
+        several cameras fed at one tick then reach their encoders spread over the frame
+        period instead of all at once, so the encoders do not all fill the cores just
+        after the tick (docs/performance.md: the capture loop's tail)."""
+        delay = due - time.monotonic()
+        if delay > 0 and not self.hurry.is_set():
+            self.hurry.wait(delay)
 
     def _lend_to_stats(self, stats: BackgroundStats, slot: int) -> None:
         ring = self.ring
@@ -462,10 +492,12 @@ class _Stream:
             if self.closing:
                 return
             self.closing = True
+        self.hurry.set()
         self.ring.push_end(trailing_repeats)
 
     def abort(self) -> None:
         self.aborted = True
+        self.hurry.set()
         if self.proc is not None:
             self._kill()
         self.request_end(0)
@@ -508,6 +540,7 @@ class FFmpegWriter:
         stats_transform: Callable[[np.ndarray], np.ndarray] | None = None,
         stats_bins: int | None = None,
         crash_safe: bool = True,
+        write_phase: float = 0.0,
     ):
         """``frame_dtype``/``transform``: frames of another dtype are accepted and turned
         into ``input_pix_fmt`` data by ``transform`` on the writer thread (depth maps are
@@ -520,7 +553,11 @@ class FFmpegWriter:
 
         ``crash_safe`` (MP4 only): the file is written as fragmented MP4, so that if the
         process is killed it still plays up to the frames the encoder had finished; a
-        normal close remuxes it into a regular MP4 (index at the front) in a few ms."""
+        normal close remuxes it into a regular MP4 (index at the front) in a few ms.
+
+        ``write_phase``: seconds (at most one frame period) the writer thread waits after a
+        frame was fed before it writes it, unless it is behind or the stream ends. A
+        ``StreamingVideoEncoder`` gives its cameras phases spread over the frame period."""
         self.path = Path(path)
         self.name = name or self.path.stem
         for label, value in (("width", width), ("height", height)):
@@ -533,6 +570,7 @@ class FFmpegWriter:
         self.width, self.height = int(width), int(height)
         self.fps: Fraction = fps_fraction(fps)
         check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
+        self.write_phase = check_write_phase(write_phase, self.fps)
         self.config = config if config is not None else EncoderConfig()
         self.format = raw_format(input_pix_fmt)
         if (
@@ -585,6 +623,7 @@ class FFmpegWriter:
                 if self._crash_safe
                 else None
             ),
+            phase=self.write_phase,
         )
         self._submit_lock = threading.Lock()
         self._ring = self._stream.ring

@@ -1,6 +1,7 @@
 """SlotRing without ffmpeg: bounded, ordered, and a slot is free only when all let go."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -29,6 +30,16 @@ def test_slots_come_out_in_push_order_then_the_end():
     got = [ring.pop() for _ in range(4)]
     assert got == [(order[0], 0), (order[1], 1), (order[2], 2), (END, 2)]
     assert [int(ring.slots[s][0]) for s, _ in got[:3]] == [7, 8, 9]
+
+
+def test_a_push_records_when_it_happened():
+    ring = SlotRing(2, (1,), np.uint8)
+    first, second = ring.take(), ring.take()
+    before = time.monotonic()
+    ring.push(first)
+    ring.push(second)
+    after = time.monotonic()
+    assert before <= ring.pushed_at[first] <= ring.pushed_at[second] <= after
 
 
 def test_a_slot_is_free_only_when_every_holder_released_it():

@@ -254,6 +254,32 @@ def test_constructor_errors(tmp_path):
         StreamingVideoEncoder(0)
     with pytest.raises(ValueError, match="queue_maxsize must be an integer >= 1"):
         StreamingVideoEncoder(30, queue_maxsize=0)
+    with pytest.raises(TypeError, match="spread_writes must be True or False, got 'yes'"):
+        StreamingVideoEncoder(30, spread_writes="yes")
+
+
+@pytest.mark.parametrize(
+    "kwargs, phases",
+    [
+        ({}, [0.0, 1 / 90, 2 / 90]),  # camera k of 3 at k/3 of the frame period
+        ({"spread_writes": False}, [0.0, 0.0, 0.0]),
+        ({"drop_policy": "block"}, [0.0, 0.0, 0.0]),  # offline: nothing to spread
+    ],
+)
+def test_cameras_are_written_spread_over_the_frame_period(tmp_path, kwargs, phases, no_leaks):
+    """Frames fed at one tick reach their encoders at spread moments, and every frame of
+    every camera is still in its file, in order."""
+    keys = ["a", "b", "c"]
+    cams = [SyntheticCamera(k, 64, 48, seed=i) for i, k in enumerate(keys)]
+    with StreamingVideoEncoder(30, EncoderConfig("h264"), queue_maxsize=64, **kwargs) as enc:
+        enc.start_episode(keys, tmp_path)
+        _feed(enc, cams, 20, fps=30)
+        writers = [enc._cameras[k].writer for k in keys]
+        assert [w.write_phase for w in writers] == pytest.approx(phases)
+        results = enc.finish_episode()
+    for k in keys:
+        assert results[k].dropped == 0
+        assert stamps(decode_pyav(results[k].path)) == list(range(20))
 
 
 def test_one_camera_failing_keeps_the_others(tmp_path, no_leaks):

@@ -236,6 +236,11 @@ def test_submit_rejects_bad_frames(tmp_path, frame, error, message):
         ({"drop_policy": "wait"}, ValueError, r"drop_policy 'wait' is unknown"),
         ({"input_pix_fmt": "yuyv"}, ValueError, r"unsupported raw pixel format 'yuyv'"),
         ({"encoder_threads": 0}, ValueError, r"encoder_threads must be None or an integer"),
+        ({"write_phase": -0.01}, ValueError, r"write_phase -0.01 is out of range: use 0..0.0333"),
+        ({"write_phase": 0.04}, ValueError, r"write_phase 0.04 is out of range"),
+        ({"write_phase": float("nan")}, ValueError, r"write_phase nan is out of range"),
+        ({"write_phase": "0.01"}, TypeError, r"write_phase must be a number of seconds"),
+        ({"write_phase": True}, TypeError, r"write_phase must be a number of seconds"),
     ],
 )
 def test_constructor_rejects_bad_settings(tmp_path, kwargs, error, message):
@@ -319,3 +324,52 @@ def test_a_writer_thread_that_cannot_start_is_an_error_not_a_silent_loss(
         w.submit(np.zeros((48, 64, 3), np.uint8))
     with pytest.raises(EncoderError, match=message):
         w.close()
+
+
+def _record_writes(monkeypatch):
+    """When the writer thread wrote each frame (monotonic), and whether it was hurried."""
+    times: list[tuple[float, bool]] = []
+    real = wmod._Stream._write
+
+    def write(self, fd, slot):
+        times.append((time.monotonic(), self.hurry.is_set()))
+        real(self, fd, slot)
+
+    monkeypatch.setattr(wmod._Stream, "_write", write)
+    return times
+
+
+def test_a_frame_is_written_no_sooner_than_its_phase(tmp_path, monkeypatch, no_leaks):
+    writes = _record_writes(monkeypatch)
+    cam = SyntheticCamera(width=64, height=48)
+    w = FFmpegWriter(tmp_path / "p.mp4", 64, 48, 2, X264, write_phase=0.3)
+    fed = []
+    for i in range(3):
+        fed.append(time.monotonic())
+        assert w.submit(cam.frame(i))
+        assert wait_until(lambda n=i: len(writes) > n, 30)
+    r = w.close()
+    assert stamps(decode_pyav(r.path)) == [0, 1, 2]
+    for t_fed, (t_written, hurried) in zip(fed, writes, strict=True):
+        assert not hurried and t_written - t_fed >= 0.3
+
+
+def test_the_end_of_the_stream_does_not_wait_for_phases(tmp_path, monkeypatch, no_leaks):
+    """A phase of a minute: close() and abort() still end at once, every frame written."""
+    writes = _record_writes(monkeypatch)
+    cam = SyntheticCamera(width=64, height=48)
+    w = FFmpegWriter(tmp_path / "p.mp4", 64, 48, 1 / 60, X264, write_phase=60)
+    for i in range(4):
+        w.submit(cam.frame(i))
+    t = time.monotonic()
+    r = w.close()
+    assert time.monotonic() - t < 30
+    assert stamps(decode_pyav(r.path)) == [0, 1, 2, 3]
+    assert writes and all(hurried for _, hurried in writes)
+
+    w = FFmpegWriter(tmp_path / "a.mp4", 64, 48, 1 / 60, X264, write_phase=60)
+    w.submit(cam.frame(0))
+    assert wait_until(lambda: w._stream.proc is not None, 30)
+    t = time.monotonic()
+    w.abort()
+    assert time.monotonic() - t < 30 and not (tmp_path / "a.mp4").exists()

@@ -12,22 +12,30 @@ control's encoders get frames for a second after it, so that their final flush i
 The warm-up is reported apart (``start_late_max``, ``start_feed_max``): for ffstream it
 is the start of an episode, where the writers and ffmpeg start at the first frame.
 
-Set-ups, taking turns in one run (ROUNDS times):
+Set-ups (``--setups``), each SECONDS (20) in all, run in BLOCKS (4) that take turns
+with the other set-ups' blocks and are pooled, so that a machine whose load changes over
+minutes weighs on every set-up alike (ROUNDS times):
 
-- ``alone``: the loop with nothing to encode;
-- ``control-N``: the same N encoders (the same ffmpeg argv ffstream builds) fed by
+- ``alone``: the loop with nothing to encode (always run);
+- ``control``: the same N encoders (the same ffmpeg argv ffstream builds) fed by
   separate processes: per camera, one ffmpeg reading the frames from a raw file at
-  their rate (``-re``) and piping them into the encoder. The loop only ticks. This is
-  the floor: what N encoders on this machine cost a loop that shares its cores;
-- ``ffstream-N``: the loop feeds a StreamingVideoEncoder with N cameras.
+  their rate (``-re``) and piping them into the encoder. The loop only ticks. The
+  feeders' phases relative to each other are whatever their start gave them;
+- ``control-sync``: each encoder fed by a process of its own that writes the next frame
+  when the loop tells it to, on the loop's feed ticks: every camera's frame reaches its
+  encoder at the feed, as a recorder with its encoders outside the process would do;
+- ``ffstream``: the loop feeds a StreamingVideoEncoder with N cameras;
+- ``ffstream-aligned``: the same with ``spread_writes=False``.
 
 ``--depth D`` adds D depth cameras to every set-up (labelled N+Dd): ffstream is fed
 millimetres and quantizes them on its writer threads; the controls' encoders get the
 12-bit codes, computed beforehand, with the same lossless HEVC command line.
+``--tick-hz`` changes the loop's rate (the cameras stay at 33.3 fps).
 
     python tools/bench_loop.py [--cameras 2,3] [--vcodec libsvtav1,libx264]
-                               [--seconds 10] [--warmup 1] [--rounds 1] [--stats]
-                               [--depth N] [--json]
+                               [--setups control,control-sync,ffstream,ffstream-aligned]
+                               [--seconds 20] [--blocks 4] [--warmup 1] [--rounds 1]
+                               [--stats] [--depth N] [--tick-hz 100] [--json]
 
 ffmpeg: $FFSTREAM_FFMPEG if set, else the bundled static build (not the one on PATH).
 """
@@ -216,10 +224,10 @@ def run_control_sync(args, streams: list[Stream], ff, config, tmp: Path) -> dict
     return {**ticks, "dropped": 0, "frames": written * len(streams), "cpu": cpu}
 
 
-def run_ffstream(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
+def run_ffstream(args, streams: list[Stream], ff, config, tmp: Path, spread=True) -> dict:
     enc = StreamingVideoEncoder(
         CAMERA_FPS, config, depth_encoder=DEPTH, ffmpeg=ff, compute_stats=args.stats,
-        queue_maxsize=30,
+        queue_maxsize=30, spread_writes=spread,
     )  # fmt: skip
     cpu0 = tree_cpu()
     rgb = [s.key for s in streams if not s.depth]
@@ -238,6 +246,19 @@ def run_ffstream(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
     for r in results.values():
         Path(r.path).unlink()
     return {**ticks, "dropped": dropped, "frames": written, "cpu": cpu}
+
+
+def run_blocks(block, runners: dict, streams: list[Stream], ff, config, tmp: Path) -> dict:
+    """Each set-up BLOCKS times, taking turns, pooled per set-up: a machine whose load
+    changes over minutes weighs on every set-up alike."""
+    pooled: dict[str, dict] = {}
+    for _ in range(block.blocks):
+        for kind, runner in runners.items():
+            out = runner(block, streams, ff, config, tmp)
+            into = pooled.setdefault(kind, {k: type(v)() for k, v in out.items()})
+            for k, v in out.items():
+                into[k] = into[k] + v
+    return pooled
 
 
 def summarize(run: dict) -> dict:
@@ -259,20 +280,38 @@ def summarize(run: dict) -> dict:
     }
 
 
+def run_ffstream_aligned(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
+    return run_ffstream(args, streams, ff, config, tmp, spread=False)
+
+
 RUNNERS = {
     "alone": run_alone,
     "control": run_control,
     "control-sync": run_control_sync,
     "ffstream": run_ffstream,
+    "ffstream-aligned": run_ffstream_aligned,
 }
-KINDS = ("control", "control-sync", "ffstream")
 
 
 def main() -> None:
+    global TICK_HZ, FEED_EVERY
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cameras", default="2,3")
     ap.add_argument("--vcodec", default="libsvtav1")
-    ap.add_argument("--seconds", type=float, default=10.0, help="measured, after the warm-up")
+    ap.add_argument(
+        "--setups",
+        default="control,control-sync,ffstream",
+        help=f"comma-separated, of {', '.join(k for k in RUNNERS if k != 'alone')}",
+    )
+    ap.add_argument(
+        "--seconds", type=float, default=20.0, help="measured per set-up, after the warm-ups"
+    )
+    ap.add_argument(
+        "--blocks",
+        type=int,
+        default=4,
+        help="each set-up runs this many times in turn with the others (SECONDS in all)",
+    )
     ap.add_argument(
         "--warmup", type=float, default=1.0, help="seconds before measuring (reported apart)"
     )
@@ -281,8 +320,21 @@ def main() -> None:
     ap.add_argument(
         "--depth", type=int, default=0, help="depth cameras added to each set-up (HEVC codes)"
     )
+    ap.add_argument(
+        "--tick-hz",
+        type=int,
+        default=TICK_HZ,
+        help="the loop's rate: a multiple of 100 (frames are still fed at 33.3 fps)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.tick_hz < 100 or args.tick_hz % 100:
+        ap.error("--tick-hz must be a multiple of 100")
+    TICK_HZ, FEED_EVERY = args.tick_hz, args.tick_hz * 3 // 100
+    kinds = args.setups.split(",")
+    unknown = [k for k in kinds if k not in RUNNERS or k == "alone"]
+    if unknown or args.blocks < 1:
+        ap.error(f"unknown set-up(s) {unknown}" if unknown else "--blocks must be >= 1")
     ff = find_ffmpeg(os.environ.get("FFSTREAM_FFMPEG") or imageio_ffmpeg.get_ffmpeg_exe())
     counts = [int(c) for c in args.cameras.split(",")]
     rows: list[dict] = []
@@ -290,23 +342,26 @@ def main() -> None:
         tmp = Path(tmp_name)
         pools = streams_for(max(counts), 0)
         depth = streams_for(0, args.depth)
+        block = argparse.Namespace(**{**vars(args), "seconds": args.seconds / args.blocks})
         for r in range(args.rounds):
-            alone = summarize(run_alone(args, [], ff, None, tmp))
+            alone = summarize(run_blocks(block, {"alone": run_alone}, [], ff, None, tmp)["alone"])
             rows.append({"round": r, "vcodec": "-", "setup": "alone", **alone})
             if not args.json:
                 _print(rows[-1], header=r == 0)
             for vcodec in args.vcodec.split(","):
                 config = EncoderConfig(vcodec)
                 for n in counts:
-                    for kind in KINDS:
-                        out = RUNNERS[kind](args, pools[:n] + depth, ff, config, tmp)
-                        label = f"{n}+{args.depth}d" if args.depth else str(n)
+                    runners = {k: RUNNERS[k] for k in kinds}
+                    runs = run_blocks(block, runners, pools[:n] + depth, ff, config, tmp)
+                    label = f"{n}+{args.depth}d" if args.depth else str(n)
+                    for kind, out in runs.items():
                         row = {"round": r, "vcodec": vcodec, "setup": f"{kind}-{label}"}
                         rows.append({**row, **summarize(out)})
                         if not args.json:
                             _print(rows[-1], header=False)
     if args.json:
-        print(json.dumps({"ffmpeg": ff.path, "stats": args.stats, "rows": rows}, indent=1))
+        meta = {"ffmpeg": ff.path, "stats": args.stats, "tick_hz": TICK_HZ}
+        print(json.dumps({**meta, "rows": rows}, indent=1))
     else:
         _compare(rows)
 
@@ -317,9 +372,9 @@ COLUMNS = ("late_p50", "late_p99", "late_max", "ticks_over_5ms", "feed_p50", "fe
 
 def _print(row: dict, header: bool) -> None:
     if header:
-        print(f"{'round':>5} {'vcodec':<10} {'setup':<15} " + " ".join(f"{c:>9}" for c in COLUMNS))
+        print(f"{'round':>5} {'vcodec':<10} {'setup':<20} " + " ".join(f"{c:>9}" for c in COLUMNS))
     cells = " ".join(f"{row[c] if row[c] is not None else '-':>9}" for c in COLUMNS)
-    print(f"{row['round']:>5} {row['vcodec']:<10} {row['setup']:<15} {cells}")
+    print(f"{row['round']:>5} {row['vcodec']:<10} {row['setup']:<20} {cells}")
 
 
 def _compare(rows: list[dict]) -> None:
@@ -338,9 +393,10 @@ def _compare(rows: list[dict]) -> None:
             d50 = row["late_p50"] - ctl["late_p50"]
             r99 = row["late_p99"] / ctl["late_p99"] if ctl["late_p99"] else float("inf")
             ok = d50 <= 0.2 and r99 <= 1.2
+            verdict = "ok" if ok else "NOT MET"
             print(
-                f"  round {row['round']} {row['vcodec']:<10} {n} cameras: p50 {d50:+.3f} ms, "
-                f"p99 x{r99:.2f} {'ok' if ok else 'NOT MET'}"
+                f"  round {row['round']} {row['vcodec']:<10} {row['setup']:<20}: "
+                f"p50 {d50:+.3f} ms, p99 x{r99:.2f} {verdict}"
             )
 
 
