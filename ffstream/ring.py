@@ -3,7 +3,7 @@
 A fixed set of preallocated frame slots. The capture thread takes a free slot (or
 learns at once that none is free: the frame is dropped), copies the frame in and
 pushes the slot; the writer thread pops slots in push order. A slot goes back to the
-free list only when every holder released it (the writer, and the statistics thread
+free slots (a stack) only when every holder released it (the writer, and the statistics thread
 that reads written slots without a copy). Memory is fixed at construction: a stalled
 encoder can never make the ring grow.
 """
@@ -29,9 +29,12 @@ class SlotRing:
         if n_slots < 1:
             raise ValueError(f"a ring needs at least one slot, got {n_slots}")
         self.slots = np.empty((n_slots, *shape), dtype=dtype)
-        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for i in range(n_slots):
-            self._free.put(i)
+        # Free slots as a stack: the slot released last is taken first. A writer that
+        # keeps up then cycles through two or three slots whose memory is mapped and
+        # warm in the cache, instead of touching every slot in turn (the first touch of a
+        # slot's pages costs the caller a page fault each; see docs/performance.md).
+        self._free = list(range(n_slots - 1, -1, -1))
+        self._freed = threading.Condition(threading.Lock())
         self._filled: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._refs = [0] * n_slots
         self._lock = threading.Lock()
@@ -52,17 +55,15 @@ class SlotRing:
     def take(self, block: bool = False, poll: Callable[[], None] | None = None) -> int | None:
         """A free slot; None at once if there is none (``block=False``). With ``block``,
         waits for one, calling ``poll`` every 50 ms (it may raise to stop waiting)."""
-        if not block:
-            try:
-                return self._free.get_nowait()
-            except queue.Empty:
-                return None
         while True:
-            try:
-                return self._free.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                if poll is not None:
-                    poll()
+            with self._freed:
+                if self._free:
+                    return self._free.pop()
+                if not block:
+                    return None
+                freed = self._freed.wait(POLL_SECONDS)
+            if not freed and poll is not None:
+                poll()
 
     def push(self, slot: int, repeats: int = 0) -> None:
         """Hand a filled slot to the consumer; ``repeats``: write the previous frame that
@@ -75,7 +76,12 @@ class SlotRing:
 
     def give_back(self, slot: int) -> None:
         """Return a slot taken but never pushed."""
-        self._free.put(slot)
+        self._free_slot(slot)
+
+    def _free_slot(self, slot: int) -> None:
+        with self._freed:
+            self._free.append(slot)
+            self._freed.notify()
 
     # ------------------------------------------------------------------ consumer
     def pop(self) -> tuple[int, int]:
@@ -98,4 +104,4 @@ class SlotRing:
             self._refs[slot] -= 1
             if self._refs[slot]:
                 return
-        self._free.put(slot)
+        self._free_slot(slot)

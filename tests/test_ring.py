@@ -32,6 +32,22 @@ def test_slots_come_out_in_push_order_then_the_end():
     assert [int(ring.slots[s][0]) for s, _ in got[:3]] == [7, 8, 9]
 
 
+def test_the_slot_released_last_is_taken_first():
+    """A writer that keeps up makes the caller reuse the same few (warm) slots."""
+    ring = SlotRing(4, (1,), np.uint8)
+    used = set()
+    for _ in range(10):
+        slot = ring.take()
+        used.add(slot)
+        ring.push(slot)
+        popped, _ = ring.pop()
+        ring.release(popped)
+    assert len(used) == 1
+    a, b = ring.take(), ring.take()
+    ring.give_back(a)
+    assert ring.take() == a != b
+
+
 def test_a_push_records_when_it_happened():
     ring = SlotRing(2, (1,), np.uint8)
     first, second = ring.take(), ring.take()

@@ -386,10 +386,13 @@ def _compare(rows: list[dict]) -> None:
                 continue
             n = row["setup"].rsplit("-", 1)[1]
             ctl = next(
-                c for c in rows
-                if c["round"] == row["round"] and c["vcodec"] == row["vcodec"]
-                and c["setup"] == f"{control}-{n}"
+                (c for c in rows
+                 if c["round"] == row["round"] and c["vcodec"] == row["vcodec"]
+                 and c["setup"] == f"{control}-{n}"),
+                None,
             )  # fmt: skip
+            if ctl is None:  # that control was not run
+                continue
             d50 = row["late_p50"] - ctl["late_p50"]
             r99 = row["late_p99"] / ctl["late_p99"] if ctl["late_p99"] else float("inf")
             ok = d50 <= 0.2 and r99 <= 1.2
