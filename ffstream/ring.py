@@ -2,10 +2,10 @@
 
 A fixed set of preallocated frame slots. The capture thread takes a free slot (or
 learns at once that none is free: the frame is dropped), copies the frame in and
-pushes the slot; the writer thread pops slots in push order. A slot goes back to the
-free slots (a stack) only when every holder released it (the writer, and the statistics thread
-that reads written slots without a copy). Memory is fixed at construction: a stalled
-encoder can never make the ring grow.
+pushes the slot; the writer thread pops slots in push order. A slot is free again only
+when every holder released it (the writer, and the statistics thread that reads written
+slots without a copy). Memory is fixed at construction: a stalled encoder can never make
+the ring grow.
 """
 
 from __future__ import annotations
