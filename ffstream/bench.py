@@ -1,10 +1,9 @@
-"""Measure what this machine can encode, and advise a set-up from the measurement.
+"""Measure what this machine can encode.
 
 ``run_bench`` pushes synthetic frames through FFmpegWriter (the recording path, with
 ``drop_policy="block"`` so nothing is skipped) for each working encoder and each
-resolution, and records the sustained frames per second and the CPU it cost. ``advise``
-turns those numbers into a yes/no per encoder for a camera set-up, with headroom, and
-puts next to it what the usual core-count rule of thumb would have said.
+resolution, and records the sustained frames per second and the CPU it cost. capacity.py
+turns those figures into the load of a camera set-up.
 """
 
 from __future__ import annotations
@@ -35,8 +34,6 @@ SOFTWARE = ("libsvtav1", "libx264")
 HARDWARE = tuple(e for e in DEFAULT_PREFERENCE if CODECS[e].family in HARDWARE_FAMILIES)
 DISTINCT_FRAMES = 8
 FULL_SECONDS, QUICK_SECONDS = 5.0, 2.0  # per measurement
-COMFORT = 1.5  # headroom wanted: capture loop, spikes, other programs
-TIGHT = 1.15  # below this it does not fit
 
 
 @dataclass
@@ -48,6 +45,13 @@ class BenchRow:
     cpu_cores: float  # CPU cores busy while encoding (ffmpeg + the writer)
     frames: int
     seconds: float
+    preset: str = ""  # "" : the codec's default in ffstream
+    threads: int = 0  # encoder threads; 0: the codec decides (one stream, every core)
+
+    @property
+    def cpu_per_frame(self) -> float:
+        """CPU seconds one frame of this size costs (the cost model's unit)."""
+        return self.cpu_cores / self.fps if self.fps > 0 else float("inf")
 
     @property
     def pixels_per_second(self) -> float:
@@ -60,12 +64,19 @@ def default_results_path() -> Path:
 
 
 def measure(
-    ffmpeg: FFmpeg, encoder: str, width: int, height: int, seconds: float, tmp: Path
+    ffmpeg: FFmpeg,
+    encoder: str,
+    width: int,
+    height: int,
+    seconds: float,
+    tmp: Path,
+    preset: str | int | None = None,
+    threads: int | None = None,
 ) -> BenchRow:
     """Encode synthetic frames for about ``seconds`` as fast as they are taken."""
     cam = SyntheticCamera("bench", width, height)
     frames = [cam.read() for _ in range(DISTINCT_FRAMES)]
-    config = EncoderConfig(encoder, ffmpeg=ffmpeg)
+    config = EncoderConfig(encoder, preset=preset, ffmpeg=ffmpeg)
     c0, t0 = os.times(), time.perf_counter()
     writer = FFmpegWriter(
         tmp / f"{encoder}-{width}.mp4",
@@ -76,6 +87,8 @@ def measure(
         ffmpeg=ffmpeg,
         drop_policy="block",
         overwrite=True,
+        encoder_threads=threads,
+        priority="normal",
     )
     n = 0
     while time.perf_counter() - t0 < seconds:
@@ -89,7 +102,15 @@ def measure(
         for f in ("user", "system", "children_user", "children_system")
     )
     return BenchRow(
-        encoder, width, height, round(n / elapsed, 2), round(cpu / elapsed, 2), n, round(elapsed, 2)
+        encoder,
+        width,
+        height,
+        round(n / elapsed, 2),
+        round(cpu / elapsed, 3),
+        n,
+        round(elapsed, 2),
+        "" if preset is None else str(preset),
+        threads or 0,
     )
 
 
@@ -144,6 +165,8 @@ def load_rows(path: Path) -> list[BenchRow]:
                     float(rec["cpu_cores"]),
                     int(rec["frames"]),
                     float(rec["seconds"]),
+                    rec.get("preset") or "",  # columns added later: older files lack them
+                    int(rec.get("threads") or 0),
                 )
             )
     if not out:
@@ -185,161 +208,3 @@ def plot_rows(rows: Sequence[BenchRow], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-# ----------------------------------------------------------------------------- advice
-@dataclass
-class Fit:
-    encoder: str
-    capacity_fps: float  # frames per second this machine can encode at this size
-    needed_fps: float  # cameras x fps
-    headroom: float  # capacity / needed
-    verdict: str  # "comfortable", "tight", "does not fit"
-    cpu_cores: float  # cores busy at the needed rate (estimate)
-
-
-def _capacity(rows: Sequence[BenchRow], encoder: str, width: int, height: int) -> BenchRow | None:
-    """The measurement nearest in pixel count, scaled to this size (cost ~ pixels)."""
-    mine = [r for r in rows if r.encoder == encoder]
-    if not mine:
-        return None
-    px = width * height
-    near = min(mine, key=lambda r: abs(np.log(r.width * r.height / px)))
-    scale = near.width * near.height / px
-    return BenchRow(
-        encoder, width, height, near.fps * scale, near.cpu_cores, near.frames, near.seconds
-    )
-
-
-def fits(rows: Sequence[BenchRow], cameras: int, width: int, height: int, fps: float) -> list[Fit]:
-    """For each benchmarked encoder: can it encode ``cameras`` streams in real time?
-
-    Encoding one stream flat out already uses every core, so the streams share that
-    capacity: headroom = measured fps / (cameras x fps).
-    """
-    out = []
-    needed = cameras * fps
-    for encoder in dict.fromkeys(r.encoder for r in rows):
-        cap = _capacity(rows, encoder, width, height)
-        if cap is None:
-            continue
-        headroom = cap.fps / needed
-        verdict = (
-            "comfortable"
-            if headroom >= COMFORT
-            else "tight"
-            if headroom >= TIGHT
-            else "does not fit"
-        )
-        cores = cap.cpu_cores * min(1.0, needed / cap.fps) if cap.fps else 0.0
-        out.append(
-            Fit(encoder, round(cap.fps, 1), needed, round(headroom, 2), verdict, round(cores, 2))
-        )
-    return out
-
-
-def core_count_estimate(cores: int, cameras: int, width: int, height: int, fps: float) -> str:
-    """What the usual rule of thumb (by core count alone) would say."""
-    px = cameras * width * height * 3 * fps / 1e6
-    if cores >= 12:
-        ok = 250
-    elif cores >= 8:
-        ok = 80
-    elif cores >= 4:
-        ok = 28
-    else:
-        ok = 0
-    if ok == 0:
-        return f"{cores} cores is below every class of the rule of thumb: expect trouble"
-    verdict = "should work" if px <= ok else "needs tuning or hardware encoding"
-    return (
-        f"{cores} cores: about {ok}M px/s is comfortable by the rule of thumb; "
-        f"this set-up is {px:.0f}M px/s: {verdict}"
-    )
-
-
-@dataclass
-class Advice:
-    cameras: int
-    width: int
-    height: int
-    fps: float
-    pixels_per_second: float
-    fits: list[Fit]
-    vcodec: str
-    streaming_encoding: bool
-    encoder_threads: int | None
-    encoder_queue_maxsize: int
-    queue_ram_mb: float
-    reasons: list[str]
-    rule_of_thumb: str
-
-
-def advise(
-    rows: Sequence[BenchRow],
-    cameras: int,
-    width: int,
-    height: int,
-    fps: float,
-    cores: int | None = None,
-) -> Advice:
-    """Pick the set-up: libsvtav1 when it fits comfortably, else a working hardware
-    encoder, else libx264; when nothing fits, non-streaming mode."""
-    cores = cores or os.cpu_count() or 1
-    table = fits(rows, cameras, width, height, fps)
-    by_name = {f.encoder: f for f in table}
-    reasons = []
-    order = ["libsvtav1", *[e for e in HARDWARE if e in by_name], "libx264"]
-    order = [e for e in order if e in by_name]
-    comfortable = [e for e in order if by_name[e].verdict == "comfortable"]
-    tight = [e for e in order if by_name[e].verdict == "tight"]
-    streaming = True
-    if comfortable:
-        choice = comfortable[0]
-        if choice == "libsvtav1":
-            reasons.append("libsvtav1 keeps up comfortably: smallest files")
-        elif choice in HARDWARE:
-            reasons.append(
-                f"libsvtav1 does not keep up comfortably; {choice} does, at almost "
-                "no CPU, with larger files"
-            )
-        else:
-            reasons.append(
-                "libsvtav1 does not keep up comfortably; libx264 does, with larger files"
-            )
-    elif tight:
-        choice = tight[0]
-        reasons.append(
-            f"nothing fits comfortably; {choice} fits with little headroom "
-            f"({by_name[choice].headroom:.2f}x): expect drops under extra load"
-        )
-    else:
-        choice = "libx264" if "libx264" in by_name else (order[0] if order else "libx264")
-        streaming = False
-        reasons.append(
-            "no encoder keeps up in real time here: record with non-streaming "
-            "mode (images during capture, encoding between episodes), or lower "
-            "the resolution, the frame rate or the number of cameras"
-        )
-    threads = None
-    if streaming and cameras > 1 and choice in SOFTWARE:
-        threads = max(1, cores // cameras)
-        reasons.append(f"encoder_threads={threads}: {cores} cores shared by {cameras} encoders")
-    fit = by_name.get(choice)
-    queue = int(fps) if fit is None or fit.headroom >= 2 else int(2 * fps)
-    ram = queue * width * height * 3 * cameras / 2**20
-    return Advice(
-        cameras,
-        width,
-        height,
-        fps,
-        cameras * width * height * 3 * fps,
-        table,
-        choice,
-        streaming,
-        threads,
-        queue,
-        round(ram, 1),
-        reasons,
-        core_count_estimate(cores, cameras, width, height, fps),
-    )

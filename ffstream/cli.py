@@ -15,7 +15,6 @@ import logging
 import signal
 import sys
 import threading
-from dataclasses import asdict
 from pathlib import Path
 
 from tqdm import tqdm
@@ -24,7 +23,6 @@ from ._version import __version__
 from .batch import make_encoder
 from .bench import (
     RESOLUTIONS,
-    advise,
     default_results_path,
     load_rows,
     plot_rows,
@@ -34,6 +32,7 @@ from .bench import (
 from .cameras.opencv import OpenCVCamera
 from .cameras.realsense import RealSenseCamera
 from .cameras.synthetic import SyntheticCamera
+from .capacity import LADDER, CostBook, advise, plan
 from .codecs import ALIASES, CODECS
 from .config import DepthEncoderConfig, EncoderConfig
 from .errors import (
@@ -47,12 +46,13 @@ from .errors import (
 from .ffmpeg import find_ffmpeg
 from .lerobot import run_lerobot_record
 from .monitor import CpuMonitor
+from .priority import PRIORITIES
 from .probe import DEFAULT_PREFERENCE, probe_encoders, resolve_config
 from .recorder import Recorder, throughput
 from .transcode import TranscodeReport, transcode
 from .transcode_executors import EXECUTORS
 from .transcode_job import JobResult
-from .verify import verify
+from .verify import index_ranges, verify
 
 EXIT_OK, EXIT_FRAMES_LOST, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_ABORTED = 130, 131
@@ -169,15 +169,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
 
-    adv = sub.add_parser("advise", help="will this camera set-up keep up here? (uses bench)")
-    adv.add_argument("--cameras", type=_positive_int, default=2)
-    adv.add_argument("--resolution", type=_resolution, default=(640, 480))
-    adv.add_argument("--fps", type=_positive_float, default=30.0)
+    adv = sub.add_parser(
+        "advise",
+        help="will this camera set-up keep up here? one verdict, and the settings for it",
+        description="Estimates the CPU a camera set-up needs from measured figures (the "
+        "cached `ffstream bench`, or a short measurement of what it lacks) and gives one "
+        "verdict: it fits when the encoders need at most 70%% of the cores. A codec, preset "
+        "or thread count you name is judged as it is; what you leave open is chosen to fit.",
+    )
+    adv.add_argument("--cameras", type=_positive_int, default=2, help="color cameras (2)")
+    adv.add_argument(
+        "--resolution", type=_resolution, default=(640, 480), help="WxH of each camera (640x480)"
+    )
+    adv.add_argument("--fps", type=_positive_float, default=30.0, help="frames per second (30)")
+    adv.add_argument(
+        "--vcodec",
+        default=None,
+        help="judge this codec (default: the smallest files that fit; auto: a working "
+        "hardware encoder first)",
+    )
+    adv.add_argument("--preset", default=None, help="judge this preset")
+    adv.add_argument(
+        "--encoder-threads", type=_positive_int, default=None, help="judge this thread count"
+    )
     adv.add_argument(
         "--bench",
         type=Path,
         default=None,
-        help="bench CSV to use (default: the latest `ffstream bench` results)",
+        help="judge from this bench CSV only (default: the latest `ffstream bench` results, "
+        "measuring what they lack)",
     )
     adv.add_argument("--json", action="store_true", help="machine-readable output")
     adv.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
@@ -222,8 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", type=Path, default=Path("recordings"), help="output folder")
     rec.add_argument(
         "--vcodec",
-        default="libsvtav1",
-        help="libsvtav1 (default), h264, hevc, a hardware encoder, or auto",
+        default=None,
+        help="libsvtav1, h264, hevc, a hardware encoder, or auto (a working hardware "
+        "encoder first); default: the smallest files that fit this machine (libsvtav1 "
+        "when it does; `ffstream advise` shows the figures)",
     )
     rec.add_argument("--crf", type=_crf, default=None, help="quality (codec default if unset)")
     rec.add_argument("--preset", default=None, help="encoder preset (codec default if unset)")
@@ -257,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=1,
         help="with --no-streaming-encoding: encode once N episodes are pending (1)",
+    )
+    rec.add_argument(
+        "--encoder-priority",
+        choices=PRIORITIES,
+        default="low",
+        help="low (default): the encoders run below the capture loop, and what they cannot "
+        "take is dropped and counted; normal: equal priority",
     )
     rec.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
     rec.add_argument("--quiet", action="store_true", help="no live status line")
@@ -340,12 +369,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_record(args: argparse.Namespace) -> int:
 
-    opts = {"vcodec": args.vcodec, "ffmpeg": args.ffmpeg}
-    if args.crf is not None:
-        opts["crf"] = args.crf
-    if args.preset is not None:
-        opts["preset"] = _preset(args.preset)
-    config = resolve_config(EncoderConfig(**opts), args.ffmpeg)
+    config = _record_config(args, args.vcodec or LADDER[0][0], _preset(args.preset))
     w, h = args.resolution
     if args.camera:
         cameras = [parse_camera(spec, i, w, h, args.fps) for i, spec in enumerate(args.camera)]
@@ -354,13 +378,27 @@ def _cmd_record(args: argparse.Namespace) -> int:
     depth_config = None
     if args.depth_raw16:
         depth_config = DepthEncoderConfig.raw16(ffmpeg=args.ffmpeg)
-    px = throughput(sum(1 for c in cameras if c.has_color), w, h, args.fps)
+    color = sum(1 for c in cameras if c.has_color)
+    fit = None
+    if args.streaming_encoding and color:  # what the encoders will need of this machine
+        fit = plan(
+            color, w, h, args.fps, vcodec=args.vcodec, preset=_preset(args.preset),
+            encoder_threads=args.encoder_threads, ffmpeg=args.ffmpeg,
+        )  # fmt: skip
+        if (fit.vcodec, fit.preset) != (config.vcodec, _preset(args.preset)):
+            config = _record_config(args, fit.vcodec, fit.preset)
+        args.encoder_threads = fit.encoder_threads
+    px = throughput(color, w, h, args.fps)
     print(
         f"ffstream record: {len(cameras)} camera(s) {w}x{h} @ {args.fps:g} fps = "
         f"{px / 1e6:.0f}M px/s, {config.vcodec} crf={config.crf} preset={config.preset}, "
         f"{args.episodes} x {args.seconds:g} s -> {args.out}",
         file=sys.stderr,
     )
+    if fit is not None:
+        print(f"  capacity: {fit.verdict}", file=sys.stderr)
+        for warning in fit.warnings:
+            print(f"  warning: {warning}", file=sys.stderr)
 
     ff = find_ffmpeg(args.ffmpeg)
     print(f"  ffmpeg: {ff.path} ({ff.version_string.split(' Copyright')[0]})", file=sys.stderr)
@@ -409,6 +447,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
 
 
+def _record_config(args: argparse.Namespace, vcodec: str, preset) -> EncoderConfig:
+    """The RGB config of ``record``, checked against the binary before any episode."""
+    opts = {"vcodec": vcodec, "ffmpeg": args.ffmpeg, "preset": preset}
+    if args.crf is not None:
+        opts["crf"] = args.crf
+    return resolve_config(EncoderConfig(**opts), args.ffmpeg)
+
+
 def _record_with(
     args, cameras, config, depth_config, px, live, show, monitor, stop, make_encoder, Recorder
 ) -> int:
@@ -425,6 +471,7 @@ def _record_with(
         encoder_threads=args.encoder_threads,
         ffmpeg=args.ffmpeg,
         drop_policy=args.drop_policy,
+        encoder_priority=args.encoder_priority,
         batch_encoding_size=args.batch_encoding_size,
         progress=None if args.quiet else progress,
     ) as encoder:
@@ -529,9 +576,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             timing = ""
             if c.capture_fps is not None:
                 timing = f", captured at {c.capture_fps:g} fps ({c.late_rows} rows late)"
+            at = f" at {index_ranges(c.dropped_indices)}" if c.dropped_indices else ""
             print(
                 f"  {name}: {c.verdict}, {frames}{expected} frames{duration}, "
-                f"{c.dropped} dropped ({c.dropped_fraction:.1%}){timing}"
+                f"{c.dropped} dropped ({c.dropped_fraction:.1%}){at}{timing}"
             )
             for reason in c.reasons:
                 print(f"    - {reason}")
@@ -566,45 +614,40 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_advise(args: argparse.Namespace) -> int:
-
-    path = args.bench or default_results_path()
-    if path.is_file():
-        rows = load_rows(path)
-        source = f"bench results {path}"
-    elif args.bench is not None:
-        raise FileNotFoundError(f"{path} does not exist; run `ffstream bench` first")
+    if args.bench is not None:
+        if not args.bench.is_file():
+            raise FileNotFoundError(f"{args.bench} does not exist; run `ffstream bench` first")
+        book = CostBook(load_rows(args.bench))
+        source = f"bench results {args.bench}"
     else:
-        print(
-            "no bench results yet: running a quick bench first (`ffstream bench` for a full one)",
-            file=sys.stderr,
-        )
-        rows = run_bench(args.ffmpeg, quick=True)
-        save_rows(rows, default_results_path())
-        source = "a quick bench just now"
+        book = CostBook.for_machine(args.ffmpeg)
+        source = "this machine's figures (`ffstream bench`, and short measurements)"
     w, h = args.resolution
-    a = advise(rows, args.cameras, w, h, args.fps)
+    a = advise(
+        args.cameras, w, h, args.fps, vcodec=args.vcodec, preset=_preset(args.preset),
+        encoder_threads=args.encoder_threads, book=book, ffmpeg=args.ffmpeg,
+    )  # fmt: skip
     if args.json:
-        print(json.dumps(asdict(a), indent=1))
+        print(json.dumps(a.to_dict(), indent=1))
         return EXIT_OK
+    p = a.plan
+    px = throughput(p.cameras, w, h, p.fps)
     print(
-        f"{a.cameras} camera(s) {w}x{h} @ {a.fps:g} fps = {a.pixels_per_second / 1e6:.0f}M "
-        f"px/s, judged from {source}"
+        f"{p.cameras} camera(s) {w}x{h} @ {p.fps:g} fps = {px / 1e6:.0f}M px/s on "
+        f"{p.cores} cores, judged from {source}"
     )
-    print(f"{'encoder':<18} {'capacity fps':>12} {'needed':>7} {'headroom':>8}  verdict")
-    for f in a.fits:
-        print(
-            f"{f.encoder:<18} {f.capacity_fps:>12.1f} {f.needed_fps:>7.0f} "
-            f"{f.headroom:>7.2f}x  {f.verdict}"
-        )
+    for load in p.candidates:
+        print(f"  {load.describe()} ({load.source})")
+    print(f"verdict: {a.verdict}")
     mode = "streaming" if a.streaming_encoding else "non-streaming (--no-streaming-encoding)"
+    preset = f", preset={p.preset}" if p.preset is not None else ""
     print(
-        f"recommended: vcodec={a.vcodec}, {mode}, encoder_threads="
-        f"{a.encoder_threads if a.encoder_threads else 'None (codec decides)'}, "
+        f"settings: vcodec={p.vcodec}{preset}, {mode}, encoder_threads="
+        f"{p.encoder_threads if p.encoder_threads else 'None (codec decides)'}, "
         f"encoder_queue_maxsize={a.encoder_queue_maxsize} ({a.queue_ram_mb:.0f} MB of RAM)"
     )
     for reason in a.reasons:
         print(f"  - {reason}")
-    print(f"by core count alone: {a.rule_of_thumb}")
     return EXIT_OK
 
 

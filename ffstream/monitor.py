@@ -21,10 +21,30 @@ from .errors import InvalidSettingError
 log = logging.getLogger("ffstream.monitor")
 
 ADVICE = (
-    "the encoder may fall behind and drop frames: use fewer encoder threads "
-    "(encoder_threads), a cheaper codec (vcodec='h264'), a hardware encoder "
-    "(vcodec='auto'), or non-streaming mode (streaming_encoding=False)"
+    "frames the encoders cannot take are dropped at their queues and counted: see "
+    "`ffstream advise` for a set-up that fits, or use a cheaper codec or preset "
+    "(vcodec='h264'), a hardware encoder (vcodec='auto'), fewer cameras, or non-streaming "
+    "mode (streaming_encoding=False)"
 )
+
+
+def saturation_cause(total: float, ffmpeg: float, recorder: float) -> str:
+    """Who used the CPU, in % of the machine: the encoders, this process, or others."""
+    shares = {
+        "ffmpeg": ffmpeg,
+        "this process": recorder,
+        "other programs": max(0.0, total - ffmpeg - recorder),
+    }
+    detail = ", ".join(f"{k} {v:.0f}%" for k, v in shares.items())
+    culprit = max(shares, key=lambda k: shares[k])
+    why = {
+        "ffmpeg": "the encoders need more CPU than the machine has; they run below the "
+        "capture loop, so the loop keeps its rate",
+        "this process": "the capture program itself (capture, conversion, statistics) is "
+        "the largest user",
+        "other programs": "other programs take the CPU the encoders need",
+    }[culprit]
+    return f"mostly by {'the encoders' if culprit == 'ffmpeg' else culprit} ({detail}): {why}"
 
 
 @dataclass(frozen=True)
@@ -134,10 +154,11 @@ class CpuMonitor:
             elif not self._warned and now - self._above_since >= self.sustain:
                 self._warned = True
                 log.warning(
-                    "CPU saturated: %.0f%% of %d cores for %.1f s; %s",
+                    "CPU saturated: %.0f%% of %d cores for %.1f s, %s; %s",
                     total,
                     self.cores,
                     now - self._above_since,
+                    saturation_cause(total, ffmpeg, recorder),
                     ADVICE,
                 )
         else:
@@ -182,5 +203,8 @@ class CpuMonitor:
             "saturation_events": len(events),
             "ffmpeg_cpu_mean": round(sum(s.ffmpeg for s in samples) / n, 1),
             "recorder_cpu_mean": round(sum(s.recorder for s in samples) / n, 1),
+            "other_cpu_mean": round(
+                sum(max(0.0, s.total - s.ffmpeg - s.recorder) for s in samples) / n, 1
+            ),
             "peak_rss_mb": round(max(s.rss for s in samples) / 2**20, 1),
         }

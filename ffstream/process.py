@@ -1,11 +1,20 @@
 """The one way ffstream starts ffmpeg.
 
 Every ffmpeg the library runs (encoders, remuxes, the reader, verify, the probe, version
-queries) is started here, so all of them share four properties:
+queries) is started here, so all of them share five properties:
 
-- **Own session.** A terminal's Ctrl-C (SIGINT to the whole foreground process group)
-  never reaches ffmpeg; the Python program decides whether an episode is finished or
-  cancelled.
+- **Own process group, the caller's session.** A terminal's Ctrl-C (SIGINT to the
+  foreground process group) never reaches ffmpeg; the Python program decides whether an
+  episode is finished or cancelled. ffmpeg stays in the caller's session, so that with
+  the kernel's autogroup scheduling it is in the caller's scheduling group, where its
+  priority counts (a session of its own is a group of its own, as heavy as the caller's
+  whole program whatever its nice value).
+- **Below the caller.** With ``priority="low"`` (the default of the encoders) ffmpeg
+  runs as SCHED_IDLE on Linux: any ordinary thread that wakes, the capture loop first,
+  takes the core from it at once. Elsewhere it gets nice 19. ffmpeg never runs real-time
+  threads: SVT-AV1 turns its workers into SCHED_FIFO threads when it may (as root), and
+  they then outrank every ordinary thread, the capture loop included; ffmpeg is started
+  without CAP_SYS_NICE, so it may not. See docs/performance.md.
 - **Dies with its owner.** On Linux the child asks the kernel for SIGTERM when ffstream's
   process dies (``PR_SET_PDEATHSIG``; ffmpeg ends its file cleanly on SIGTERM), through
   util-linux's ``setpriv --pdeathsig`` when it is installed (a preexec function
@@ -30,7 +39,6 @@ import logging
 import os
 import queue
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +51,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from .errors import FFmpegNotFoundError, ProcessTimeout
+from .priority import Launch, Priority, launches, lower_this_thread
 
 log = logging.getLogger("ffstream.process")
 
@@ -104,20 +113,6 @@ def kill_children() -> None:
             p.kill()
 
 
-def _setpriv() -> str | None:
-    """util-linux's setpriv, if it can set the parent-death signal (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    path = shutil.which("setpriv")
-    if path is None:
-        return None
-    try:
-        out = subprocess.run([path, "--pdeathsig", "TERM", "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return path if out.returncode == 0 else None
-
-
 class _Spawner:
     """One daemon thread that forks every child, so the death signal fires only when the
     whole process dies (not when the thread that happened to start a child ends)."""
@@ -127,41 +122,51 @@ class _Spawner:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
-        self._setup: Callable[[], None] | None = None
-        self._prefix: list[str] = []
+        self._launch: dict[Priority, Launch] = {}
 
-    def popen(self, argv: Sequence[str], **kw) -> subprocess.Popen:
+    def popen(self, argv: Sequence[str], priority: Priority, **kw) -> subprocess.Popen:
         with self._lock:
             if self._pid != os.getpid():  # first use, or a forked child process
                 self._pid = os.getpid()
-                setpriv = _setpriv()
-                if setpriv is not None:
-                    self._prefix = [setpriv, "--pdeathsig", "TERM", "--"]
-                else:
-                    self._setup = _death_signal_setup()
+                self._launch = launches(_death_signal_setup())
                 self._jobs = queue.SimpleQueue()
                 self._thread = threading.Thread(
                     target=self._serve, name="ffstream-spawner", daemon=True
                 )
                 self._thread.start()
         if threading.current_thread() is self._thread or sys.is_finalizing():
-            return self._start(argv, kw)
+            return self._start(argv, priority, kw)
         fut: Future = Future()
-        self._jobs.put((fut, argv, kw))
+        self._jobs.put((fut, argv, priority, kw))
         return fut.result()
 
-    def _start(self, argv: Sequence[str], kw: dict) -> subprocess.Popen:
-        if self._setup is not None:
-            kw["preexec_fn"] = self._setup
-        return subprocess.Popen([*self._prefix, *argv], start_new_session=True, **kw)
+    def _start(self, argv: Sequence[str], priority: Priority, kw: dict) -> subprocess.Popen:
+        launch = self._launch[priority]
+        setup = launch.setup
+        if sys.version_info >= (3, 11):
+            kw["process_group"] = 0  # not a session: see the module's docstring
+        else:  # pragma: no cover - Python 3.10
+            setup = _with_own_group(setup)
+        if setup is not None:
+            kw["preexec_fn"] = setup
+        return subprocess.Popen([*launch.prefix, *argv], **kw)
 
     def _serve(self) -> None:
         while True:
-            fut, argv, kw = self._jobs.get()
+            fut, argv, priority, kw = self._jobs.get()
             try:
-                fut.set_result(self._start(argv, kw))
+                fut.set_result(self._start(argv, priority, kw))
             except BaseException as exc:  # handed to the caller
                 fut.set_exception(exc)
+
+
+def _with_own_group(setup: Callable[[], None] | None) -> Callable[[], None]:
+    def own_group() -> None:  # pragma: no cover - Python 3.10
+        os.setpgid(0, 0)
+        if setup is not None:
+            setup()
+
+    return own_group
 
 
 _spawner = _Spawner()
@@ -182,7 +187,8 @@ class FFmpegProcess:
     ``stdin``/``stdout`` True give pipes (unbuffered: ``.stdin``/``.stdout`` are raw file
     objects); otherwise they are connected to /dev/null. ``on_stderr_end`` is called on
     the stderr thread when ffmpeg closes its stderr (it exited), which lets a writer
-    report an unexpected death before its next write.
+    report an unexpected death before its next write. ``priority="low"`` runs ffmpeg
+    below the caller's threads (priority.py), as the recording path does.
     """
 
     def __init__(
@@ -194,6 +200,7 @@ class FFmpegProcess:
         name: str = "ffmpeg",
         on_stderr_end: Callable[[FFmpegProcess], None] | None = None,
         tail_lines: int = TAIL_LINES,
+        priority: Priority = "normal",
     ):
         self.argv = list(argv)
         self.name = name
@@ -203,6 +210,7 @@ class FFmpegProcess:
         try:
             self.proc = _spawner.popen(
                 self.argv,
+                priority,
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -214,7 +222,7 @@ class FFmpegProcess:
         self.stdout: IO[bytes] | None = self.proc.stdout
         self._stderr: IO[bytes] = self.proc.stderr  # type: ignore[assignment]  # a pipe
         self._stderr_thread = threading.Thread(
-            target=self._drain, name=f"ffstream-stderr-{name}", daemon=True
+            target=self._drain, args=(priority,), name=f"ffstream-stderr-{name}", daemon=True
         )
         self._stderr_thread.start()
         _live.add(self)
@@ -228,7 +236,9 @@ class FFmpegProcess:
         return self.proc.poll()
 
     # ------------------------------------------------------------------ stderr
-    def _drain(self) -> None:
+    def _drain(self, priority: Priority) -> None:
+        if priority == "low":
+            lower_this_thread()
         stream = self._stderr
         partial = b""
         try:
@@ -335,6 +345,7 @@ def run(
     max_stdout: int = 16 << 20,
     what: str = "ffmpeg",
     started: Callable[[FFmpegProcess], None] | None = None,
+    priority: Priority = "normal",
 ) -> Completed:
     """Run ffmpeg to its end; ProcessTimeout (it was killed) after ``timeout`` seconds.
 
@@ -342,7 +353,7 @@ def run(
     gets ``input`` (written on a thread, so neither side can block the other) or
     /dev/null. ``started`` is told the process, so that another thread can kill it."""
     t0 = time.monotonic()
-    proc = FFmpegProcess(argv, stdin=input is not None, stdout=True, name=what)
+    proc = FFmpegProcess(argv, stdin=input is not None, stdout=True, name=what, priority=priority)
     if started is not None:
         started(proc)
     feeder = None

@@ -6,13 +6,25 @@ pushes the slot; the writer thread pops slots in push order. A slot is free agai
 when every holder released it (the writer, and the statistics thread that reads written
 slots without a copy). Memory is fixed at construction: a stalled encoder can never make
 the ring grow.
+
+The slots' memory is mapped anonymously and taken from a process-wide pool, so that an
+episode reuses the pages of the one before it. Fresh memory costs a page fault at its
+first write, and a fault can cost milliseconds (zeroing, compaction, a hypervisor mapping
+the page): ``populate()``, called from the writer thread, takes those faults there, so
+the capture thread's copies land in pages that are already mapped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import mmap
+import os
 import queue
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +32,70 @@ import numpy as np
 
 END = -1  # the slot number that marks the end of the stream
 POLL_SECONDS = 0.05  # how often a blocking take() checks its ``poll`` callback
+POOL_MAX_BYTES = 1 << 30  # ring memory kept for the next episodes, at most
+# madvise(MADV_POPULATE_WRITE) (Linux 5.14): map pages as a write would, without writing.
+# Called through ctypes, which releases the GIL (mmap.madvise holds it for the whole call).
+_POPULATE_WRITE = 23
+
+
+def _libc_madvise() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_madvise = _libc_madvise()
+
+
+class _MemoryPool:
+    """Anonymous mappings released by finished rings, by size, for the next rings."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: dict[int, list[mmap.mmap]] = {}
+        self._pid = os.getpid()
+
+    def take(self, nbytes: int) -> tuple[mmap.mmap, bool]:
+        """A mapping of ``nbytes``, and whether its pages are already mapped (reused)."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's pages are not ours
+                self._free, self._pid = {}, os.getpid()
+            free = self._free.get(nbytes)
+            if free:
+                return free.pop(), True
+        return mmap.mmap(-1, max(nbytes, 1)), False
+
+    def give(self, mm: mmap.mmap, nbytes: int) -> None:
+        with self._lock:
+            kept = sum(n * len(v) for n, v in self._free.items())
+            if self._pid == os.getpid() and kept + nbytes <= POOL_MAX_BYTES:
+                self._free.setdefault(nbytes, []).append(mm)
+                return
+        with contextlib.suppress(BufferError):
+            mm.close()
+
+    def trim(self) -> None:
+        """Unmap everything kept (the recorder is done)."""
+        with self._lock:
+            free, self._free = self._free, {}
+        for maps in free.values():
+            for mm in maps:
+                with contextlib.suppress(BufferError):
+                    mm.close()
+
+
+_pool = _MemoryPool()
+
+
+def trim_pool() -> None:
+    """Give the ring memory kept for later episodes back to the system."""
+    _pool.trim()
 
 
 class SlotRing:
@@ -28,7 +104,15 @@ class SlotRing:
     def __init__(self, n_slots: int, shape: tuple[int, ...], dtype: Any):
         if n_slots < 1:
             raise ValueError(f"a ring needs at least one slot, got {n_slots}")
-        self.slots = np.empty((n_slots, *shape), dtype=dtype)
+        dtype = np.dtype(dtype)
+        nbytes = n_slots * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        memory, self._populated = _pool.take(nbytes)
+        self.slots = np.frombuffer(memory, dtype, count=nbytes // dtype.itemsize).reshape(
+            (n_slots, *shape)
+        )
+        # back to the pool once nothing refers to the slots any more
+        weakref.finalize(self.slots, _pool.give, memory, nbytes)
+        self._memory = memory
         # Free slots as a stack: the slot released last is taken first. A writer that
         # keeps up then cycles through two or three slots whose memory is mapped and
         # warm in the cache, instead of touching every slot in turn (the first touch of a
@@ -45,6 +129,25 @@ class SlotRing:
     @property
     def size(self) -> int:
         return len(self._refs)
+
+    def populate(self, stop: Callable[[], bool] = lambda: False) -> None:
+        """Map every slot's pages now (Linux), slot by slot until ``stop()``: the first
+        writes of the capture thread then find them mapped. Writes nothing, so it is safe
+        while slots are in use; releases the GIL while the kernel works. A no-op for
+        reused memory and where the kernel cannot."""
+        if self._populated or _madvise is None:
+            return
+        base = self.slots.ctypes.data  # page-aligned: the start of a mapping
+        step = self.slots[0].nbytes
+        page = mmap.PAGESIZE
+        for k in range(self.size):
+            if stop():
+                return
+            start = (k * step) // page * page
+            length = (k + 1) * step - start
+            if _madvise(ctypes.c_void_p(base + start), length, _POPULATE_WRITE) != 0:
+                return  # an older kernel: the faults stay with the first write
+        self._populated = True
 
     @property
     def depth(self) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidFrameError, InvalidSettingError
+from .priority import lower_this_thread
 
 log = logging.getLogger("ffstream.stats")
 
@@ -167,7 +168,13 @@ class BackgroundStats:
     needs a lent frame."""
 
     def __init__(
-        self, accumulator: StatsAccumulator, stride: int, transform=None, name="", max_lent=4
+        self,
+        accumulator: StatsAccumulator,
+        stride: int,
+        transform=None,
+        name="",
+        max_lent=4,
+        lower=False,
     ):
         self.accumulator = accumulator
         self.stride = stride
@@ -177,7 +184,7 @@ class BackgroundStats:
         self._slots = threading.Semaphore(max_lent)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(
-            target=self._run, name=f"ffstream-stats-{name}", daemon=True
+            target=self._run, args=(lower,), name=f"ffstream-stats-{name}", daemon=True
         )
         self._thread.start()
 
@@ -189,7 +196,9 @@ class BackgroundStats:
         self._inbox.put((frame, done))
         return True
 
-    def _run(self) -> None:
+    def _run(self, lower: bool) -> None:
+        if lower:  # below the capture thread, like the writer (priority.py)
+            lower_this_thread()
         while True:
             item = self._inbox.get()
             if item is None:

@@ -31,6 +31,7 @@ from .errors import (
     StateError,
 )
 from .ffmpeg import FFmpeg
+from .priority import Priority, check_priority
 from .writer import FFmpegWriter, VideoResult, check_stream_settings
 
 log = logging.getLogger("ffstream.streaming")
@@ -102,6 +103,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         overwrite: bool = False,
         crash_safe: bool = True,
         spread_writes: bool = True,
+        encoder_priority: Priority = "low",
     ):
         """``spread_writes``: frames of the cameras fed at one tick are written to their
         encoders at moments spread over the frame period (camera k of n after k/n of a
@@ -124,6 +126,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         self.drop_policy = drop_policy
         self.crash_safe = crash_safe  # MP4 written fragmented, remuxed at the end
         self.spread_writes = spread_writes and drop_policy != "block"
+        self.encoder_priority = check_priority(encoder_priority)
         self._episode_t0 = 0.0
         self._cameras: dict[str, _Camera] | None = None
         self._writers: weakref.WeakSet[FFmpegWriter] = weakref.WeakSet()  # not yet closed
@@ -207,6 +210,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
             compute_stats=self.compute_stats,
             crash_safe=self.crash_safe,
             write_phase=cam.phase,
+            priority=self.encoder_priority,
             **depth,
         )
         cam.shape = frame.shape

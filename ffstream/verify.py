@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import InvalidEpisodeError
 from .ffmpeg import FFmpeg, find_ffmpeg
+from .monitor import saturation_cause
 from .reader import VideoReadError, count_frames, video_info
 
 METADATA_FILE = "episode.json"  # written by the recorder next to an episode's videos
@@ -43,6 +44,7 @@ class VideoCheck:
     rows: int | None = None  # frames captured (data rows) in the episode
     dropped: int = 0
     dropped_fraction: float = 0.0
+    dropped_indices: list[int] = field(default_factory=list)  # from episode.json
     duration: float | None = None
     expected_duration: float | None = None
     capture_fps: float | None = None  # effective rate of the capture timestamps
@@ -94,6 +96,46 @@ def _judge_drops(check: VideoCheck) -> None:
             f"{check.dropped} frame(s) dropped ({f:.1%}): transient load "
             "spikes, usually at start-up; expected at this level",
         )
+
+
+def _indices(value: Any) -> list[int]:
+    """episode.json's dropped_indices, if it is a list of frame numbers (else none)."""
+    if not isinstance(value, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value
+    ):
+        return []
+    return value
+
+
+def index_ranges(indices: list[int], most: int = 6) -> str:
+    """[3, 4, 5, 9] -> '3-5, 9' (the first ``most`` runs, then how many more)."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs[:most])
+    return text + (f" and {len(runs) - most} more run(s)" if len(runs) > most else "")
+
+
+def drop_cause(cpu: Any) -> str:
+    """Why frames were dropped, from the CPU figures an episode kept (untrusted)."""
+    try:
+        seconds = float(cpu["saturated_seconds"])
+        total, ffmpeg = float(cpu["cpu_mean"]), float(cpu["ffmpeg_cpu_mean"])
+        recorder = float(cpu["recorder_cpu_mean"])
+    except (KeyError, TypeError, ValueError):
+        return "frames were dropped at the encoders' queues (no CPU figures were kept)"
+    if seconds > 0:
+        return (
+            f"frames were dropped at the encoders' queues while the CPU was saturated for "
+            f"{seconds:g} s, {saturation_cause(total, ffmpeg, recorder)}"
+        )
+    return (
+        f"frames were dropped at the encoders' queues with the CPU at {total:.0f}% on "
+        "average: a short load spike, or an encoder slower than the camera"
+    )
 
 
 def _judge_timing(check: VideoCheck, stamps: list[float], fps: float) -> None:
@@ -256,9 +298,12 @@ def verify_episode(
                     f"holds {check.frames} of the {check.recorded} frames "
                     "recorded (cut short or damaged)",
                 )
+        check.dropped_indices = _indices(v.get("dropped_indices"))
         if v.get("repeated"):
             check.reasons.append(f"{v['repeated']} dropped frame(s) were replaced by repeats")
         _judge_drops(check)
+        if check.dropped:
+            check.reasons.append(drop_cause(meta.get("cpu")))
         stamps = _stamps(meta, key)
         if stamps is not None:
             _judge_timing(check, stamps, fps)

@@ -54,6 +54,7 @@ from .errors import (
 )
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import MAX_SIDE, raw_format
+from .priority import Priority, Scheduling, check_priority, lower_this_thread, read_scheduling
 from .probe import resolve_config
 from .process import FFmpegProcess, run
 from .ring import END, SlotRing
@@ -65,6 +66,7 @@ DropPolicy = Literal["drop", "repeat", "block"]
 DROP_POLICIES: tuple[DropPolicy, ...] = ("drop", "repeat", "block")
 REMUX_TIMEOUT = 600.0  # seconds a remux may take when close() was given no timeout
 WARN_INTERVAL = 1.0  # seconds between two "queue full" warnings of one writer
+SCHEDULING_CHECK_AT = 15  # frames written before ffmpeg's scheduling is read back
 
 # Raising the pipe buffer so that one write() moves a whole frame was measured with
 # tools/bench_overhead.py; see docs/performance.md for the figures behind this choice.
@@ -95,6 +97,7 @@ class VideoResult:
     cpu: dict[str, Any] | None = None  # CpuMonitor summary of the episode (monitor=)
     depth: dict[str, Any] | None = None  # how to read depth values back (depth streams)
     image_bytes: int | None = None  # disk the images took (non-streaming mode)
+    scheduling: dict[str, Any] | None = None  # how ffmpeg's threads ran (priority.py)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "stats"}
@@ -163,6 +166,7 @@ def remux_fragmented(
     keep_tags: bool,
     timeout: float = REMUX_TIMEOUT,
     started: Callable[[FFmpegProcess], None] | None = None,
+    priority: Priority = "normal",
 ) -> float | None:
     """Fragmented MP4 -> regular MP4 (same frames, index at the front), in place.
 
@@ -175,7 +179,7 @@ def remux_fragmented(
     tmp = Path(tmp_name)
     argv = remux_command(ffmpeg_path, path, tmp, keep_tags)
     try:
-        out = run(argv, timeout, what=f"remuxing {path.name}", started=started)
+        out = run(argv, timeout, what=f"remuxing {path.name}", started=started, priority=priority)
     except (ProcessTimeout, FFstreamError) as exc:
         reason = str(exc)
     else:
@@ -261,8 +265,11 @@ class _Stream:
         stats=None,
         finalize=None,
         phase=0.0,
+        priority: Priority = "low",
     ):
         self.argv = argv
+        self.priority = priority
+        self.scheduling: Scheduling | None = None  # ffmpeg's, read back while it runs
         # seconds after its feed before a frame is written (cameras spread over a period)
         self.phase = phase
         self.hurry = threading.Event()  # set at the end or an abort: no more holding back
@@ -321,6 +328,8 @@ class _Stream:
 
         Any exception here becomes this camera's error: a frame that submit() accepted
         is in the file, or the writer reports why it is not."""
+        if self.priority == "low":
+            lower_this_thread()  # below the caller, like its ffmpeg (priority.py)
         try:
             self._run()
         except BaseException as exc:  # reported, never lost with the thread
@@ -336,7 +345,11 @@ class _Stream:
     def _run(self) -> None:
         try:
             self.proc = FFmpegProcess(
-                self.argv, stdin=True, name=self.name, on_stderr_end=self._stderr_ended
+                self.argv,
+                stdin=True,
+                name=self.name,
+                on_stderr_end=self._stderr_ended,
+                priority=self.priority,
             )
         except (OSError, ValueError, FFstreamError) as exc:
             self.fail(f"cannot start ffmpeg for {self.name}: {exc}")
@@ -346,6 +359,7 @@ class _Stream:
             self._kill()
         if ENLARGE_PIPE:
             _enlarge_pipe(self._stdin_fd(), self.frame_bytes)
+        self.ring.populate(stop=lambda: self.aborted or self.error is not None)
         try:
             self._write_loop()
         finally:
@@ -398,7 +412,10 @@ class _Stream:
                 self._kill()
                 return
             if end:
+                self._read_back_scheduling()
                 return
+            if self.written == SCHEDULING_CHECK_AT:
+                self._read_back_scheduling()
             if self.stats is not None:
                 self._lend_to_stats(self.stats, slot)
             if self.policy == "repeat":
@@ -407,6 +424,20 @@ class _Stream:
                 last = slot
             else:
                 ring.release(slot)
+
+    def _read_back_scheduling(self) -> None:
+        """Read how the kernel schedules ffmpeg's threads (once, while it encodes: its
+        codec threads exist by then) rather than assume the request took."""
+        if self.scheduling is not None or self.proc is None:
+            return
+        self.scheduling = read_scheduling(self.proc.pid)
+        if self.priority == "low" and self.scheduling and not self.scheduling.below_normal:
+            log.warning(
+                "ffmpeg for %s does not run below the capture loop (%s): frames it cannot "
+                "take may slow the loop instead of being dropped; see docs/performance.md",
+                self.name,
+                self.scheduling,
+            )
 
     def _hold_back(self, due: float) -> None:
         """Wait until ``due`` (monotonic) unless the stream is ending or behind. Frames of
@@ -541,6 +572,7 @@ class FFmpegWriter:
         stats_bins: int | None = None,
         crash_safe: bool = True,
         write_phase: float = 0.0,
+        priority: Priority = "low",
     ):
         """``frame_dtype``/``transform``: frames of another dtype are accepted and turned
         into ``input_pix_fmt`` data by ``transform`` on the writer thread (depth maps are
@@ -617,13 +649,20 @@ class FFmpegWriter:
             hint=self._hardware_hint(),
             dtype=frame_dtype if transform is not None else None,
             transform=transform,
-            stats=self._make_stats(compute_stats, stats_transform, stats_bins),
+            stats=self._make_stats(compute_stats, stats_transform, stats_bins, priority),
             finalize=(
-                functools.partial(remux_fragmented, self.ffmpeg.path, self.path, bool(metadata))
+                functools.partial(
+                    remux_fragmented,
+                    self.ffmpeg.path,
+                    self.path,
+                    bool(metadata),
+                    priority=priority,
+                )
                 if self._crash_safe
                 else None
             ),
             phase=self.write_phase,
+            priority=check_priority(priority),
         )
         self._submit_lock = threading.Lock()
         self._ring = self._stream.ring
@@ -638,7 +677,7 @@ class FFmpegWriter:
         self._finalizer.atexit = False
         _starter.start(self._stream)
 
-    def _make_stats(self, wanted: bool, transform, bins: int | None):
+    def _make_stats(self, wanted: bool, transform, bins: int | None, priority: Priority):
         if not wanted:
             return None
         if bins is None:
@@ -650,7 +689,12 @@ class FFmpegWriter:
         # while ffmpeg starts) are absorbed instead of skipped.
         lent = max(4, self.queue_maxsize // 2)
         return BackgroundStats(
-            acc, stride_for(self.width, self.height), transform, self.name, max_lent=lent
+            acc,
+            stride_for(self.width, self.height),
+            transform,
+            self.name,
+            max_lent=lent,
+            lower=priority == "low",
         )
 
     def _hardware_hint(self) -> str:
@@ -736,9 +780,11 @@ class FFmpegWriter:
 
     def _report_drops(self, now: float) -> None:
         log.warning(
-            "Encoder queue full for %s, dropped %d frame(s) (%d in total): the encoder is "
-            "slower than the camera; consider vcodec='auto' (a working hardware encoder), a "
-            "faster preset, or a larger queue_maxsize",
+            "Encoder queue full for %s, dropped %d frame(s) (%d in total): its encoder is "
+            "behind, because it is slower than the camera or the machine has less CPU than "
+            "the encoders need (they run below the capture loop, so what they cannot take is "
+            "dropped here); `ffstream advise` finds a set-up that fits: a faster preset, "
+            "vcodec='auto' (a working hardware encoder), fewer or smaller cameras",
             self.name,
             self._unreported_drops,
             len(self._dropped_indices),
@@ -828,6 +874,7 @@ class FFmpegWriter:
             bytes=self.path.stat().st_size,
             stats=self._stats_result(),
             stats_skipped=self._stream.stats.skipped if self._stream.stats else 0,
+            scheduling=st.scheduling.to_dict() if st.scheduling else None,
         )
 
     def _stats_result(self) -> dict[str, Any] | None:

@@ -7,16 +7,9 @@ import pytest
 
 import ffstream.bench as bench_mod
 from ffstream import CpuMonitor, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
-from ffstream.bench import (
-    BenchRow,
-    advise,
-    core_count_estimate,
-    fits,
-    load_rows,
-    run_bench,
-    save_rows,
-)
+from ffstream.bench import BenchRow, load_rows, run_bench, save_rows
 from ffstream.cameras import SyntheticCamera
+from ffstream.capacity import CostBook, advise, plan
 from ffstream.cli import main
 from ffstream.recorder import Recorder
 from ffstream.verify import verify, verify_episode, verify_video
@@ -206,30 +199,76 @@ def test_bench_measures_and_round_trips(tmp_path, monkeypatch):
         assert png.stat().st_size > 1000
 
 
-def _rows(**fps):
-    return [BenchRow(e, 640, 480, f, 1.8, 100, 2.0) for e, f in fps.items()]
+def _book(svt=None, veryfast=None, ultrafast=None):
+    """Made-up figures per set-up of the ladder: 640x480 frames per second of one stream
+    that keeps 1.8 cores busy."""
+    rows = []
+    for encoder, preset, fps in (
+        ("libsvtav1", "", svt),
+        ("libx264", "veryfast", veryfast),
+        ("libx264", "ultrafast", ultrafast),
+    ):
+        if fps is not None:
+            rows.append(BenchRow(encoder, 640, 480, fps, 1.8, 100, 2.0, preset))
+    return CostBook(rows)
 
 
-def test_advice_follows_the_measurement():
-    comfy = advise(_rows(libsvtav1=200, libx264=300), 2, 640, 480, 30, cores=8)
-    assert (comfy.vcodec, comfy.streaming_encoding, comfy.encoder_threads) == ("libsvtav1", True, 4)
-    assert comfy.encoder_queue_maxsize == 30
-    hw = advise(_rows(libsvtav1=50, libx264=80, h264_nvenc=400), 2, 640, 480, 30, cores=8)
-    assert (hw.vcodec, hw.encoder_threads) == ("h264_nvenc", None)
-    tight = advise(_rows(libsvtav1=50, libx264=80), 2, 640, 480, 30, cores=2)
-    assert tight.vcodec == "libx264" and "little headroom" in tight.reasons[0]
-    assert tight.encoder_queue_maxsize == 60
-    none = advise(_rows(libsvtav1=20, libx264=30), 2, 640, 480, 30, cores=2)
-    assert not none.streaming_encoding and "non-streaming" in none.reasons[0]
-    # capacity scales with pixels when the size was not measured
-    (f,) = fits(_rows(libx264=120), 1, 1280, 960, 30)
-    assert f.capacity_fps == 30 and f.headroom == 1.0 and f.verdict == "does not fit"
+def test_capacity_keeps_the_smallest_files_that_fit():
+    # 2 x 30 fps x 1.8/200 s = 0.54 cores: 27 % of 2 cores
+    p = plan(2, 640, 480, 30, cores=2, book=_book(200, 400))
+    assert (p.vcodec, p.preset, p.encoder_threads, p.fits) == ("libsvtav1", None, 1, True)
+    assert p.verdict.startswith("fits: libsvtav1 preset 12, encoder_threads=1 needs about 27%")
+    assert not p.warnings
+    # threads: 70 % of the cores shared by the cameras
+    assert plan(2, 640, 480, 30, cores=32, book=_book(200)).encoder_threads == 11
 
 
-def test_rule_of_thumb():
-    assert "should work" in core_count_estimate(16, 2, 1280, 720, 30)
-    assert "needs tuning" in core_count_estimate(4, 2, 1280, 720, 30)
-    assert "below every class" in core_count_estimate(2, 2, 640, 480, 30)
+def test_capacity_steps_down_when_the_default_does_not_fit():
+    # libsvtav1: 4 x 30 x 1.8/100 = 2.16 cores (108 %); x264 veryfast 0.54 cores (27 %)
+    p = plan(4, 640, 480, 30, cores=2, book=_book(100, 400))
+    assert (p.vcodec, p.preset, p.fits) == ("libx264", "veryfast", True)
+    assert [c.vcodec for c in p.candidates] == ["libsvtav1", "libx264"]
+    # cost follows pixels: at 1280x960 (4x the pixels) veryfast needs 108 %, ultrafast fits
+    book = _book(100, 400, 1600)
+    assert plan(4, 1280, 960, 30, cores=2, book=book).preset == "ultrafast"
+
+
+def test_capacity_keeps_what_was_named_and_says_what_would_fit():
+    book = _book(100, 400)
+    p = plan(4, 640, 480, 30, vcodec="libsvtav1", encoder_threads=2, cores=2, book=book)
+    assert (p.vcodec, p.encoder_threads, p.fits) == ("libsvtav1", 2, False)
+    assert p.verdict.startswith("does not fit: libsvtav1 preset 12, encoder_threads=2 needs")
+    assert any(
+        "needs about 108% of 2 cores for 4 camera(s) 640x480 @ 30 fps" in w
+        and "libx264 preset veryfast: about 27% of the cores would fit" in w
+        for w in p.warnings
+    ), p.warnings
+    assert any("2 x 4 cameras = 8 encoder threads on 2 cores" in w for w in p.warnings)
+
+
+def test_capacity_when_nothing_fits_advises_non_streaming():
+    book = _book(20, 30, 40)
+    a = advise(2, 640, 480, 30, cores=2, book=book)
+    assert (a.plan.vcodec, a.plan.preset, a.plan.fits) == ("libx264", "ultrafast", False)
+    assert not a.streaming_encoding and a.encoder_queue_maxsize == 60
+    assert any("nothing cheaper fits either" in r for r in a.reasons)
+    assert any("non-streaming mode" in r for r in a.reasons)
+    assert advise(2, 640, 480, 30, cores=2, book=_book(400)).encoder_queue_maxsize == 30
+    # no figure at all, and none may be measured: said so, not guessed
+    unknown = plan(2, 640, 480, 30, cores=2, book=CostBook())
+    assert unknown.fits is None and unknown.verdict.startswith("unknown: no figure for")
+
+
+def test_capacity_measures_what_the_bench_lacks_and_keeps_it(tmp_path):
+    cache = tmp_path / "capacity.csv"
+    book = CostBook(measure_missing=True, cache=cache)
+    p = plan(1, 160, 96, 30, vcodec="libx264", preset="ultrafast", book=book)
+    assert p.load is not None and p.load.source == "measured now" and p.fits
+    (row,) = load_rows(cache)
+    assert (row.encoder, row.preset, row.threads) == ("libx264", "ultrafast", 1)
+    book = CostBook(load_rows(cache))
+    again = plan(1, 160, 96, 30, vcodec="libx264", preset="ultrafast", book=book)
+    assert again.load is not None and again.load.source == "bench"
 
 
 def test_bench_and_advise_cli(tmp_path, capsys, monkeypatch):
@@ -255,10 +294,14 @@ def test_bench_and_advise_cli(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "libx264" in out and f"wrote {csv_path}" in out
     assert (
-        main(["advise", "--cameras", "3", "--resolution", "160x96", "--bench", str(csv_path)]) == 0
+        main(
+            ["advise", "--cameras", "3", "--resolution", "160x96", "--vcodec", "libx264"]
+            + ["--bench", str(csv_path)]
+        )
+        == 0
     )
     out = capsys.readouterr().out
-    assert "3 camera(s) 160x96 @ 30 fps" in out and "recommended: vcodec=libx264" in out
-    assert "by core count alone" in out
+    assert "3 camera(s) 160x96 @ 30 fps" in out and "settings: vcodec=libx264" in out
+    assert out.count("verdict:") == 1 and "verdict: fits: libx264" in out
     assert main(["advise", "--bench", str(tmp_path / "none.csv")]) == 2
     assert "run `ffstream bench` first" in capsys.readouterr().err

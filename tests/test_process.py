@@ -1,4 +1,4 @@
-"""The process layer: own session, dies with its owner, both pipes drained, timeouts kill."""
+"""The process layer: own process group, dies with its owner, both pipes drained, timeouts kill."""
 
 import os
 import signal
@@ -15,11 +15,13 @@ from ffstream.process import MAX_LINE, FFmpegProcess, run
 from .conftest import _children, wait_until
 
 
-def test_children_get_their_own_session_so_terminal_signals_miss_them():
+def test_children_get_their_own_group_so_terminal_signals_miss_them():
+    # a process group of its own (a terminal's Ctrl-C goes to the foreground group only),
+    # in the caller's session: with autogroup scheduling a session is a scheduling group
     p = FFmpegProcess(["sleep", "30"])
     try:
         assert os.getpgid(p.pid) == p.pid != os.getpgid(0)
-        assert os.getsid(p.pid) == p.pid
+        assert os.getsid(p.pid) == os.getsid(0)
     finally:
         p.kill()
         assert p.close() == -signal.SIGKILL

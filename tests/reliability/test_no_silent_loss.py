@@ -117,7 +117,7 @@ def test_any_exception_on_the_writer_thread_becomes_the_camera_error(tmp_path, m
 def test_close_timeout_covers_the_remux_and_says_what_it_stopped(tmp_path, monkeypatch, caplog):
     remuxing = threading.Event()
 
-    def slow_remux(ffmpeg_path, path, keep_tags, timeout=600.0, started=None):
+    def slow_remux(ffmpeg_path, path, keep_tags, timeout=600.0, started=None, priority="low"):
         def running(proc):
             started(proc)
             remuxing.set()

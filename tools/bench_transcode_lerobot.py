@@ -1,0 +1,143 @@
+"""``ffstream transcode`` against LeRobot's own ``reencode_dataset``, on one LeRobot v3
+dataset, in one run.
+
+Records a dataset with LeRobot itself (CAMERAS cameras at 640x480, 30 fps, EPISODES
+episodes of FRAMES frames, LeRobot's default SVT-AV1), then re-encodes it to H.264
+(crf 30, g 2), alternating, ROUNDS times, each from a fresh copy:
+
+- **lerobot**: ``reencode_dataset(..., num_workers=WORKERS)``: in place, PyAV, no check
+  of the result;
+- **ffstream**: ``transcode()`` into a new folder with its defaults (workers and encoder
+  threads from the machine), every file verified (decodes to its end, frame count,
+  duration, codec) before it takes its name, info.json written last.
+
+It reports the median wall time of each and their ratio, and checks that both outputs
+hold every frame. Needs LeRobot (Python >= 3.12), so run it with the venv that
+tools/lerobot-check.sh builds:
+
+    .lerobot-venv/bin/python tools/bench_transcode_lerobot.py [--rounds 3] [--json]
+
+ffstream uses $FFSTREAM_FFMPEG if set, else the bundled static ffmpeg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+from lerobot.configs.video import RGBEncoderConfig
+from lerobot.datasets import reencode_dataset
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+from ffstream import EncoderConfig, find_ffmpeg
+from ffstream.cameras.synthetic import SyntheticCamera
+from ffstream.reader import count_frames
+from ffstream.transcode import transcode
+
+W, H, FPS = 640, 480, 30
+
+
+def make_dataset(root: Path, cameras: int, episodes: int, frames: int) -> None:
+    feats = {
+        f"observation.images.cam{i}": {
+            "dtype": "video",
+            "shape": (H, W, 3),
+            "names": ["height", "width", "channels"],
+        }
+        for i in range(cameras)
+    }
+    feats["action"] = {"dtype": "float32", "shape": (2,), "names": ["a", "b"]}
+    ds = LeRobotDataset.create("bench/transcode", FPS, root=root, features=feats)
+    cams = [SyntheticCamera(f"cam{i}", W, H, FPS, seed=i) for i in range(cameras)]
+    for _ in range(episodes):
+        for _ in range(frames):
+            frame = {"action": np.zeros(2, np.float32), "task": "bench"}
+            for i, cam in enumerate(cams):
+                frame[f"observation.images.cam{i}"] = cam.read()
+            ds.add_frame(frame)
+        ds.save_episode()
+    ds.finalize()
+
+
+def videos(root: Path) -> list[Path]:
+    return sorted((root / "videos").rglob("*.mp4"))
+
+
+def run_lerobot(src: Path, work: Path, workers: int) -> float:
+    shutil.copytree(src, work)
+    ds = LeRobotDataset("bench/transcode", root=work)
+    t = time.monotonic()
+    reencode_dataset(ds, RGBEncoderConfig(vcodec="h264", crf=30, g=2), num_workers=workers)
+    return time.monotonic() - t
+
+
+def run_ffstream(src: Path, dst: Path, ff) -> float:
+    t = time.monotonic()
+    report = transcode(src, dst, EncoderConfig("libx264", crf=30, g=2), ffmpeg=ff)
+    seconds = time.monotonic() - t
+    if not report.ok:
+        raise SystemExit(f"ffstream: {[r.error for r in report.failed]}")
+    return seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cameras", type=int, default=2)
+    ap.add_argument("--episodes", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=300, help="per episode and camera")
+    ap.add_argument("--workers", type=int, default=2, help="LeRobot's num_workers")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    ff = find_ffmpeg(os.environ.get("FFSTREAM_FFMPEG") or imageio_ffmpeg.get_ffmpeg_exe())
+    times: dict[str, list[float]] = {"lerobot": [], "ffstream": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        make_dataset(src, args.cameras, args.episodes, args.frames)
+        want = [count_frames(p, ff) for p in videos(src)]
+        for r in range(args.rounds):
+            for setup in ("lerobot", "ffstream") if r % 2 == 0 else ("ffstream", "lerobot"):
+                out = Path(tmp) / f"{setup}-{r}"
+                if setup == "lerobot":
+                    times[setup].append(run_lerobot(src, out, args.workers))
+                else:
+                    times[setup].append(run_ffstream(src, out, ff))
+                got = [count_frames(p, ff) for p in videos(out)]
+                assert got == want, (setup, got, want)
+                shutil.rmtree(out)
+    lerobot = statistics.median(times["lerobot"])
+    ours = statistics.median(times["ffstream"])
+    summary = {
+        "videos": len(want),
+        "frames_per_video": want,
+        "cores": os.cpu_count(),
+        "seconds": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
+        "median_lerobot": round(lerobot, 2),
+        "median_ffstream": round(ours, 2),
+        "ffstream_vs_lerobot": round(ours / lerobot, 3),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return
+    print(
+        f"{len(want)} videos ({args.cameras} cameras x {args.episodes} episodes x "
+        f"{args.frames} frames, {W}x{H}) -> libx264 crf 30 g 2, {args.rounds} rounds"
+    )
+    for k, vs in summary["seconds"].items():
+        print(f"  {k:<9} " + " ".join(f"{v:6.2f}" for v in vs) + " s")
+    print(
+        f"median: LeRobot {lerobot:.2f} s, ffstream {ours:.2f} s (verified): "
+        f"{ours / lerobot:.2f}x LeRobot's time"
+    )
+
+
+if __name__ == "__main__":
+    main()
