@@ -186,7 +186,7 @@ class Plan:
         verdict = "fits" if self.load.fits else "does not fit"
         return (
             f"{verdict}: {what}{threads} needs about {self.load.share:.0%} of "
-            f"{self.cores} cores (at most {HEADROOM:.0%} leaves the capture loop room)"
+            f"{_cores(self.cores)} (at most {HEADROOM:.0%} leaves the capture loop room)"
         )
 
     def to_dict(self) -> dict:
@@ -269,7 +269,7 @@ def plan(
     elif encoder_threads is not None and software and encoder_threads * cameras > cores:
         result.warnings.append(
             f"encoder_threads={encoder_threads} x {cameras} cameras = "
-            f"{encoder_threads * cameras} encoder threads on {cores} cores: they compete "
+            f"{encoder_threads * cameras} encoder threads on {_cores(cores)}: they compete "
             f"for the cores; encoder_threads={max(1, int(cores * HEADROOM) // cameras)} "
             "would not"
         )
@@ -296,7 +296,7 @@ def _does_not_fit(p: Plan, book: CostBook, named: bool) -> str:
     setup = f"{p.cameras} camera(s) {p.width}x{p.height} @ {p.fps:g} fps"
     assert p.load is not None
     need = (
-        f"{describe(p.vcodec, p.preset)} needs about {p.load.share:.0%} of {p.cores} cores "
+        f"{describe(p.vcodec, p.preset)} needs about {p.load.share:.0%} of {_cores(p.cores)} "
         f"for {setup}, more than the {HEADROOM:.0%} that leaves the capture loop room: "
         "expect dropped frames (counted)"
     )
@@ -313,6 +313,10 @@ def _does_not_fit(p: Plan, book: CostBook, named: bool) -> str:
         f"{need}; nothing cheaper fits either: record fewer cameras, smaller frames or a "
         "lower rate, use a hardware encoder, or non-streaming mode"
     )
+
+
+def _cores(n: int) -> str:
+    return f"{n} core" if n == 1 else f"{n} cores"
 
 
 def _working_hardware(ffmpeg: FFmpeg | str | None) -> str | None:

@@ -634,7 +634,7 @@ def _cmd_advise(args: argparse.Namespace) -> int:
     px = throughput(p.cameras, w, h, p.fps)
     print(
         f"{p.cameras} camera(s) {w}x{h} @ {p.fps:g} fps = {px / 1e6:.0f}M px/s on "
-        f"{p.cores} cores, judged from {source}"
+        f"{p.cores} core(s), judged from {source}"
     )
     for load in p.candidates:
         print(f"  {load.describe()} ({load.source})")

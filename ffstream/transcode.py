@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .batch import FRAME_NAME, IMAGES_DIR
+from .capacity import available_cores
 from .config import DepthEncoderConfig, EncoderConfig
 from .errors import TranscodeError
 from .ffmpeg import FFmpeg, find_ffmpeg
@@ -394,9 +395,10 @@ def transcode(
 ) -> TranscodeReport:
     """Re-encode ``sources`` into ``dst`` (see the module docstring).
 
-    ``workers``: jobs at once (local default: cores // encoder_threads; Ray default: as
-    many as the cluster's CPUs allow). ``encoder_threads``: threads per encoder (default:
-    cores // workers locally, 1 on Ray). ``fps``: the rate of image folders that have no
+    ``workers``: jobs at once (local default: cores // encoder_threads, at most one per
+    video to encode; Ray default: as many as the cluster's CPUs allow). ``encoder_threads``:
+    threads per encoder (default: cores // workers locally, 1 on Ray). Cores are those
+    this process may use (affinity, cgroup quota). ``fps``: the rate of image folders that have no
     episode.json. ``ffmpeg``: a binary path every worker uses (default: each worker finds
     its own). ``progress(result, done, total)`` is called as each job ends.
     """
@@ -412,16 +414,19 @@ def transcode(
     ff = find_ffmpeg(ffmpeg)
     rgb = resolve_config(rgb_encoder if rgb_encoder is not None else EncoderConfig(), ff)
     depth = resolve_config(depth_encoder, ff) if depth_encoder is not None else None
-    cores = os.cpu_count() or 1
+    depth_ext = (depth or DepthEncoderConfig()).extension  # for depth image folders
+    the_plan = plan(sources, dst, (rgb.extension, depth_ext), fps)
     if executor == "local":
+        # the cores this process may use (capacity.py); no more workers than encodes, and
+        # the cores left over go to each encoder as threads
+        cores = available_cores()
         if workers is None:
-            workers = default_workers(encoder_threads, cores)
+            encodes = sum(job.kind != "copy" for job in the_plan.jobs)
+            workers = min(default_workers(encoder_threads, cores), max(1, encodes))
         if encoder_threads is None:
             encoder_threads = max(1, cores // workers)
     elif encoder_threads is None:
         encoder_threads = 1
-    depth_ext = (depth or DepthEncoderConfig()).extension  # for depth image folders
-    the_plan = plan(sources, dst, (rgb.extension, depth_ext), fps)
     out_root = Path(dst).resolve()
     settings = JobSettings(
         rgb.to_dict(), depth.to_dict() if depth else None, encoder_threads,

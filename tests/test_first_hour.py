@@ -172,3 +172,32 @@ def test_every_deliberate_error_is_an_ffstream_error_and_its_builtin(tmp_path):
     with pytest.raises(InvalidSettingError) as err:
         EncoderConfig(crf="high")
     assert isinstance(err.value, ValueError) and isinstance(err.value, FFstreamError)
+
+
+def test_record_fits_the_machine_and_keeps_what_was_named(tmp_path, capsys, monkeypatch):
+    import ffstream.capacity as capacity
+    from ffstream.bench import BenchRow, save_rows
+
+    monkeypatch.setattr(capacity, "available_cores", lambda: 2)
+    # made-up figures: SVT-AV1 would need 4 x 30 x 1.8/100 = 2.16 of 2 cores; x264
+    # veryfast 0.54 (27 %)
+    save_rows(
+        [
+            BenchRow("libsvtav1", 96, 64, 100, 1.8, 100, 1.0),
+            BenchRow("libx264", 96, 64, 400, 1.8, 100, 1.0, "veryfast"),
+        ],
+        capacity.measured_path(),
+    )
+    base = ["record", "--cameras", "4", "--resolution", "96x64", "--seconds", "0.2"]
+    base += ["--episodes", "1", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "chosen")]) in (0, 1)
+    err = capsys.readouterr().err
+    assert "libx264 crf=30 preset=veryfast" in err
+    assert "capacity: fits: libx264 preset veryfast, encoder_threads=1 needs about 27%" in err
+    # named: kept, with a warning that says what would fit
+    named = [*base, "--vcodec", "libsvtav1", "--encoder-threads", "2"]
+    assert main([*named, "--out", str(tmp_path / "named")]) in (0, 1)
+    err = capsys.readouterr().err
+    assert "libsvtav1 crf=30 preset=12" in err and "capacity: does not fit" in err
+    assert "libx264 preset veryfast: about 27% of the cores would fit" in err
+    assert "encoder_threads=2 x 4 cameras = 8 encoder threads on 2 cores" in err

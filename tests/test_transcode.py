@@ -560,8 +560,9 @@ def test_a_stale_partial_file_is_removed(tmp_path, ffmpeg):
     stale.write_bytes(b"left by a killed run")
     dry = transcode(tmp_path / "src", dst, AV1, ffmpeg=ffmpeg, dry_run=True)
     assert stale.exists() and [r.status for r in dry.results] == ["planned"]
-    assert transcode(tmp_path / "src", dst, AV1, ffmpeg=ffmpeg).ok
-    assert not stale.exists() and partials(dst) == []
+    report = transcode(tmp_path / "src", dst, AV1, ffmpeg=ffmpeg)
+    assert report.ok and not stale.exists() and partials(dst) == []
+    assert report.workers == 1  # one video to encode: one worker, with every core
 
 
 def test_a_worker_that_raises_becomes_a_failed_job(tmp_path, ffmpeg):

@@ -19,6 +19,9 @@ Ray's overhead against the 2-worker pool. Every output is verified by transcode 
                                     [--vcodec libsvtav1] [--json]
 
 ffmpeg: $FFSTREAM_FFMPEG if set, else the bundled static build (not the one on PATH).
+
+Against LeRobot's own ``reencode_dataset`` on a LeRobot dataset: see
+tools/bench_transcode_lerobot.py (it needs LeRobot, so it runs in the LeRobot venv).
 """
 
 from __future__ import annotations
