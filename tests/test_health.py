@@ -166,6 +166,25 @@ def test_drop_thresholds(episode, dropped, verdict, words):
     assert words in " ".join(report.videos[0].reasons)
 
 
+def test_verify_shows_where_frames_were_dropped_and_why(episode, capsys):
+    meta_path = episode / "episode.json"
+    meta = json.loads(meta_path.read_text())
+    meta["videos"]["cam0"].update(dropped=4, submitted=64, dropped_indices=[3, 4, 5, 9])
+    meta["cpu"] = {
+        "saturated_seconds": 1.5, "cpu_mean": 98, "ffmpeg_cpu_mean": 90, "recorder_cpu_mean": 6
+    }  # fmt: skip
+    meta_path.write_text(json.dumps(meta))
+    assert main(["verify", str(episode)]) == 1
+    out = capsys.readouterr().out
+    assert "cam0: fail" in out and "4 dropped (6.2%) at 3-5, 9" in out
+    assert "saturated for 1.5 s, mostly by the encoders (ffmpeg 90%" in out
+    # indices that are not a list of frame numbers are not shown
+    meta["videos"]["cam0"]["dropped_indices"] = ["3", -1]
+    meta_path.write_text(json.dumps(meta))
+    main(["verify", str(episode)])
+    assert "4 dropped (6.2%), captured" in capsys.readouterr().out
+
+
 def test_duration_must_match_the_frame_count(tmp_path):
     w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), drop_policy="block")
     cam = SyntheticCamera("c", 64, 48)

@@ -1,0 +1,74 @@
+"""``ffstream`` command line. The only module that prints.
+
+Exit codes of ``ffstream record``: 0 every frame was recorded; 1 frames were dropped
+(the files are valid but incomplete); 2 bad arguments or settings, or an output folder
+that cannot be written; 3 ffmpeg is missing, or an encoder or a camera failed;
+130 interrupted by Ctrl-C, the current episode finished cleanly; 131 a second Ctrl-C
+aborted at once (ffmpeg killed, partial files kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .._version import __version__
+from ..errors import (
+    CameraError,
+    EncoderError,
+    FFmpegNotFoundError,
+    FFstreamError,
+    NoWorkingEncoderError,
+    ProcessTimeout,
+)
+from . import machine, record, transcode, verify
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .record import parse_camera
+
+__all__ = ["build_parser", "main", "parse_camera"]
+FAMILIES = (machine, verify, record, transcode)  # a module per command family
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ffstream", description="Encode camera frames to video while they are captured."
+    )
+    parser.add_argument("--version", action="version", version=f"ffstream {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for family in FAMILIES:
+        family.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    passed_on: list[str] | None = None
+    if "lerobot-record" in argv:  # everything after it is LeRobot's, verbatim
+        cut = argv.index("lerobot-record") + 1
+        argv, passed_on = argv[:cut], argv[cut:]
+    args = parser.parse_args(argv)
+    if passed_on is not None:
+        args.lerobot_args = passed_on
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _command(args.command)(args)
+    except (FFmpegNotFoundError, EncoderError, CameraError, ProcessTimeout) as exc:
+        print(f"ffstream: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, TypeError, KeyError, OSError, NoWorkingEncoderError) as exc:
+        print(f"ffstream: error: {exc}", file=sys.stderr)  # settings, arguments, folders
+        return EXIT_USAGE
+    except FFstreamError as exc:
+        print(f"ffstream: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:  # output piped into `head` and friends
+        sys.stderr.close()
+        return EXIT_OK
+
+
+def _command(name: str):
+    return next(f.COMMANDS[name] for f in FAMILIES if name in f.COMMANDS)

@@ -1,0 +1,322 @@
+"""`ffstream record | lerobot-record`: capture episodes from cameras."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from ..batch import make_encoder
+from ..cameras.opencv import OpenCVCamera
+from ..cameras.realsense import RealSenseCamera
+from ..cameras.synthetic import SyntheticCamera
+from ..capacity import LADDER, plan
+from ..config import DepthEncoderConfig, EncoderConfig
+from ..ffmpeg import find_ffmpeg
+from ..lerobot import run_lerobot_record
+from ..monitor import CpuMonitor
+from ..priority import PRIORITIES
+from ..probe import resolve_config
+from ..recorder import Recorder, throughput
+from .common import (
+    EXIT_ABORTED,
+    EXIT_FAILED,
+    EXIT_FRAMES_LOST,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    crf_value,
+    positive_float,
+    positive_int,
+    preset_value,
+    resolution,
+)
+
+
+def add_parsers(sub) -> None:
+    rec = sub.add_parser("record", help="record episodes from cameras (synthetic by default)")
+    rec.add_argument(
+        "--cameras",
+        type=positive_int,
+        default=2,
+        help="number of synthetic cameras when no --camera is given (2)",
+    )
+    rec.add_argument(
+        "--camera",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a camera, repeatable: synthetic[:NAME][+depth], opencv:INDEX_OR_PATH, "
+        "realsense[:SERIAL][+depth]",
+    )
+    rec.add_argument(
+        "--depth-raw16",
+        action="store_true",
+        help="store depth as lossless 16-bit millimetres (FFV1, .mkv) instead of "
+        "12-bit codes (HEVC)",
+    )
+    rec.add_argument("--resolution", type=resolution, default=(640, 480), help="WxH (640x480)")
+    rec.add_argument("--fps", type=positive_float, default=30.0, help="frames per second (30)")
+    rec.add_argument("--episodes", type=positive_int, default=2, help="episodes to record (2)")
+    rec.add_argument("--seconds", type=positive_float, default=5.0, help="seconds per episode (5)")
+    rec.add_argument("--out", type=Path, default=Path("recordings"), help="output folder")
+    rec.add_argument(
+        "--vcodec",
+        default=None,
+        help="libsvtav1, h264, hevc, a hardware encoder, or auto (a working hardware "
+        "encoder first); default: the smallest files that fit this machine (libsvtav1 "
+        "when it does; `ffstream advise` shows the figures)",
+    )
+    rec.add_argument("--crf", type=crf_value, default=None, help="quality (codec default if unset)")
+    rec.add_argument("--preset", default=None, help="encoder preset (codec default if unset)")
+    rec.add_argument(
+        "--encoder-threads",
+        type=positive_int,
+        default=None,
+        help="threads per encoder (codec decides if unset)",
+    )
+    rec.add_argument(
+        "--encoder-queue-maxsize",
+        type=positive_int,
+        default=30,
+        help="frames buffered per camera before dropping (30)",
+    )
+    rec.add_argument(
+        "--drop-policy",
+        choices=("drop", "repeat", "block"),
+        default="drop",
+        help="what a full queue does: drop (default), repeat the previous frame, "
+        "or block the capture loop",
+    )
+    rec.add_argument(
+        "--no-streaming-encoding",
+        dest="streaming_encoding",
+        action="store_false",
+        help="write images during capture and encode between episodes",
+    )
+    rec.add_argument(
+        "--batch-encoding-size",
+        type=positive_int,
+        default=1,
+        help="with --no-streaming-encoding: encode once N episodes are pending (1)",
+    )
+    rec.add_argument(
+        "--encoder-priority",
+        choices=PRIORITIES,
+        default="low",
+        help="low (default): the encoders run below the capture loop, and what they cannot "
+        "take is dropped and counted; normal: equal priority",
+    )
+    rec.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
+    rec.add_argument("--quiet", action="store_true", help="no live status line")
+
+    lr = sub.add_parser(
+        "lerobot-record",
+        help="LeRobot's lerobot-record, encoding through ffstream (needs lerobot installed)",
+        description="Runs LeRobot's lerobot-record with ffstream's streaming encoder "
+        "installed; every argument after lerobot-record goes to LeRobot unchanged, "
+        "--help included (--dataset.streaming_encoding=true is added).",
+    )
+    lr.add_argument("lerobot_args", nargs="*", help="lerobot-record's arguments")
+
+
+def parse_camera(spec: str, index: int, width: int, height: int, fps: float):
+    """--camera SPEC: synthetic[:NAME][+depth], opencv:INDEX_OR_PATH, realsense[:SERIAL][+depth]."""
+    base, plus, flag = spec.partition("+")
+    if plus and flag != "depth":
+        raise ValueError(f"--camera {spec!r}: the only suffix is '+depth'")
+    kind, _, arg = base.partition(":")
+    depth = bool(plus)
+    if kind == "synthetic":
+        return SyntheticCamera(arg or f"cam{index}", width, height, fps, seed=index, depth=depth)
+    if kind == "opencv":
+        if depth:
+            raise ValueError(f"--camera {spec!r}: OpenCV cameras have no depth")
+        if not arg:
+            raise ValueError("--camera opencv needs a device index or a file: opencv:0")
+
+        source = int(arg) if arg.isdigit() else arg
+        return OpenCVCamera(source, width, height, fps, name=f"cam{index}")
+    if kind == "realsense":
+        return RealSenseCamera(arg or None, width, height, fps, use_depth=depth, name=f"cam{index}")
+    raise ValueError(
+        f"--camera {spec!r}: unknown kind {kind!r}; use synthetic, opencv or realsense"
+    )
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+
+    config = _record_config(args, args.vcodec or LADDER[0][0], preset_value(args.preset))
+    w, h = args.resolution
+    if args.camera:
+        cameras = [parse_camera(spec, i, w, h, args.fps) for i, spec in enumerate(args.camera)]
+    else:
+        cameras = [SyntheticCamera(f"cam{i}", w, h, args.fps, seed=i) for i in range(args.cameras)]
+    depth_config = None
+    if args.depth_raw16:
+        depth_config = DepthEncoderConfig.raw16(ffmpeg=args.ffmpeg)
+    color = sum(1 for c in cameras if c.has_color)
+    fit = None
+    if args.streaming_encoding and color:  # what the encoders will need of this machine
+        fit = plan(
+            color, w, h, args.fps, vcodec=args.vcodec, preset=preset_value(args.preset),
+            encoder_threads=args.encoder_threads, ffmpeg=args.ffmpeg,
+        )  # fmt: skip
+        if (fit.vcodec, fit.preset) != (config.vcodec, preset_value(args.preset)):
+            config = _record_config(args, fit.vcodec, fit.preset)
+        args.encoder_threads = fit.encoder_threads
+    px = throughput(color, w, h, args.fps)
+    print(
+        f"ffstream record: {len(cameras)} camera(s) {w}x{h} @ {args.fps:g} fps = "
+        f"{px / 1e6:.0f}M px/s, {config.vcodec} crf={config.crf} preset={config.preset}, "
+        f"{args.episodes} x {args.seconds:g} s -> {args.out}",
+        file=sys.stderr,
+    )
+    if fit is not None:
+        print(f"  capacity: {fit.verdict}", file=sys.stderr)
+        for warning in fit.warnings:
+            print(f"  warning: {warning}", file=sys.stderr)
+
+    ff = find_ffmpeg(args.ffmpeg)
+    print(f"  ffmpeg: {ff.path} ({ff.version_string.split(' Copyright')[0]})", file=sys.stderr)
+    live = not args.quiet and sys.stderr.isatty()
+
+    def show(st) -> None:
+        queues = " ".join(f"{k}:q{st.queue_depths[k]}/d{st.dropped[k]}" for k in st.queue_depths)
+        print(
+            f"\r  episode {st.episode} frame {st.frame}/{st.frames_total} "
+            f"{st.capture_fps:5.1f} fps  {queues}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    monitor = CpuMonitor()
+    stop = threading.Event()
+
+    def on_sigint(signum, frame) -> None:
+        if not stop.is_set():
+            stop.set()
+            print(
+                "\nCtrl-C: finishing the current episode (Ctrl-C again to abort at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return _record_with(
+            args,
+            cameras,
+            config,
+            depth_config,
+            px,
+            live,
+            show,
+            monitor,
+            stop,
+            make_encoder,
+            Recorder,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _record_config(args: argparse.Namespace, vcodec: str, preset) -> EncoderConfig:
+    """The RGB config of ``record``, checked against the binary before any episode."""
+    opts = {"vcodec": vcodec, "ffmpeg": args.ffmpeg, "preset": preset}
+    if args.crf is not None:
+        opts["crf"] = args.crf
+    return resolve_config(EncoderConfig(**opts), args.ffmpeg)
+
+
+def _record_with(
+    args, cameras, config, depth_config, px, live, show, monitor, stop, make_encoder, Recorder
+) -> int:
+    def progress(done: int, total: int, path) -> None:
+        print(f"  encoded {done}/{total} videos ({path})", file=sys.stderr, flush=True)
+
+    with make_encoder(
+        args.streaming_encoding,
+        monitor=monitor,
+        fps=args.fps,
+        rgb_encoder=config,
+        depth_encoder=depth_config,
+        queue_maxsize=args.encoder_queue_maxsize,
+        encoder_threads=args.encoder_threads,
+        ffmpeg=args.ffmpeg,
+        drop_policy=args.drop_policy,
+        encoder_priority=args.encoder_priority,
+        batch_encoding_size=args.batch_encoding_size,
+        progress=None if args.quiet else progress,
+    ) as encoder:
+        recorder = Recorder(
+            cameras, encoder, args.out, args.fps, on_status=show if live else None, stop=stop
+        )
+        try:
+            outcomes = recorder.record(args.episodes, args.seconds)
+        except KeyboardInterrupt:
+            encoder.abort()
+            print(
+                "aborted: ffmpeg stopped at once; partial files are kept (crash-safe MP4 "
+                "plays up to its last fragment)",
+                file=sys.stderr,
+            )
+            return EXIT_ABORTED
+    if live:
+        print(file=sys.stderr)
+    code = _summary(outcomes)
+    if stop.is_set() and code in (EXIT_OK, EXIT_FRAMES_LOST):
+        print("interrupted: the current episode was finished and saved")
+        code = EXIT_INTERRUPTED
+    cpu = monitor.summary()
+    if cpu.get("samples"):
+        print(
+            f"throughput {px / 1e6:.0f}M px/s; CPU mean {cpu['cpu_mean']:.0f}%, max "
+            f"{cpu['cpu_max']:.0f}% of {cpu['cores']} cores (ffmpeg {cpu['ffmpeg_cpu_mean']:.0f}%, "
+            f"recorder {cpu['recorder_cpu_mean']:.0f}%), saturated {cpu['saturated_seconds']:g} s, "
+            f"peak RSS {cpu['peak_rss_mb']:.0f} MB"
+        )
+    return code
+
+
+def _summary(outcomes) -> int:
+    width = max([10, *(len(k) for o in outcomes for k in o.results)])
+    print(f"{'episode':>7}  {'camera':<{width}} {'frames':>6} {'dropped':>7} {'MB':>7}", end="")
+    print(f" {'save ms':>8}  file")
+    code = EXIT_OK
+    for o in outcomes:
+        if o.error:
+            print(f"{o.index:>7}  ERROR: {o.error}")
+            code = EXIT_FAILED
+        for key, r in o.results.items():
+            print(
+                f"{o.index:>7}  {key:<{width}} {r.frames:>6} {r.dropped:>7} {r.bytes / 1e6:>7.2f} "
+                f"{o.finish_call_ms:>8.2f}  {r.path}"
+            )
+            if r.dropped and code == EXIT_OK:
+                code = EXIT_FRAMES_LOST
+    for o in outcomes:
+        if o.lateness:
+            lt = o.lateness
+            print(
+                f"{o.index:>7}  loop lateness p50 {lt['p50']:.2f} ms, p99 {lt['p99']:.2f} ms, "
+                f"max {lt['max']:.1f} ms, {lt['over_5ms']} of {lt['ticks']} ticks > 5 ms late"
+            )
+    lost = sum(o.frames_lost for o in outcomes)
+    print(
+        f"{len(outcomes)} episode(s), {lost} frame(s) dropped"
+        + ("" if code == EXIT_OK else " - see docs/troubleshooting.md")
+    )
+    return code
+
+
+def _cmd_lerobot_record(args: argparse.Namespace) -> int:
+    run_lerobot_record(args.lerobot_args)
+    return EXIT_OK
+
+
+COMMANDS = {"record": _cmd_record, "lerobot-record": _cmd_lerobot_record}
