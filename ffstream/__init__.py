@@ -21,12 +21,14 @@ from .errors import (
     VideoReadError,
 )
 from .ffmpeg import FFmpeg, find_ffmpeg
+from .formats import FrameConversion
 from .monitor import CpuMonitor
 from .probe import probe_encoders, resolve_config, select_encoder
 from .reader import count_frames, read_depth, read_frames, video_info
+from .result import VideoResult
 from .streaming import StreamingVideoEncoder
 from .verify import verify_episode, verify_video
-from .writer import FFmpegWriter, VideoResult
+from .writer import FFmpegWriter
 
 __all__ = [
     "__version__",
@@ -49,6 +51,7 @@ __all__ = [
     "FFmpeg",
     "FFmpegNotFoundError",
     "FFmpegWriter",
+    "FrameConversion",
     "FFstreamError",
     "StreamingVideoEncoder",
     "VideoReadError",

@@ -45,12 +45,14 @@ from .errors import (
     VideoReadError,
 )
 from .ffmpeg import FFmpeg, find_ffmpeg
+from .formats import FrameConversion
 from .probe import resolve_config
 from .process import run
 from .reader import count_frames
+from .result import VideoResult
 from .stats import StatsAccumulator, stride_for
 from .streaming import StreamingVideoEncoder
-from .writer import FFmpegWriter, VideoResult
+from .writer import FFmpegWriter
 
 log = logging.getLogger("ffstream.batch")
 
@@ -316,8 +318,7 @@ def _encode_through_writer(files, video_path, w, h, fps, config, threads, ff) ->
         ffmpeg=ff,
         drop_policy="block",
         overwrite=True,
-        frame_dtype=np.uint16,
-        transform=depth_transform(config, np.dtype(np.uint16)),
+        conversion=FrameConversion(np.uint16, depth_transform(config, np.dtype(np.uint16))),
         metadata={DEPTH_TAG: json.dumps(depth_metadata(config))},
     )
     try:

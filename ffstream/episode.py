@@ -34,7 +34,8 @@ from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import raw_format
 from .frames import as_color_frame, as_depth_frame, file_stem
 from .probe import resolve_config
-from .writer import DropPolicy, VideoResult, check_encoder_threads
+from .result import VideoResult
+from .stream_settings import DropPolicy, check_encoder_threads
 
 log = logging.getLogger("ffstream.episode")
 

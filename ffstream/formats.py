@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,3 +62,16 @@ def chroma_subsampling(pix_fmt: str) -> tuple[int, int]:
 
 MAX_SIDE = 8192  # 8K: the largest frame side ffstream writes or reads (a larger one is
 # a sign of a wrong shape or stride, or of a file built to exhaust memory)
+
+
+@dataclass(frozen=True)
+class FrameConversion:
+    """How a writer takes frames that are not already in its input format: frames of
+    ``frame_dtype`` become input data through ``transform`` on the writer thread (depth
+    maps are quantized this way), and image statistics read them through
+    ``stats_transform`` into ``stats_bins`` bins (depth codes: 4096)."""
+
+    frame_dtype: Any = None
+    transform: Callable[[np.ndarray], np.ndarray] | None = None
+    stats_transform: Callable[[np.ndarray], np.ndarray] | None = None
+    stats_bins: int | None = None

@@ -34,8 +34,8 @@ from .errors import EpisodeError, FFstreamError, InvalidSettingError, SettingTyp
 from .ffmpeg import FFmpeg
 from .frames import file_stem
 from .stats import stats_from_histogram
+from .stream_settings import check_drop_policy
 from .streaming import StreamingVideoEncoder as _FFstreamEncoder
-from .writer import check_drop_policy
 
 log = logging.getLogger("ffstream.lerobot")
 

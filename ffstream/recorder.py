@@ -27,9 +27,9 @@ from ._version import __version__
 from .cameras.base import Camera
 from .episode import EpisodeEncoder
 from .errors import FFstreamError, InvalidSettingError
+from .result import VideoResult
 from .streaming import EpisodeError
 from .verify import METADATA_FILE
-from .writer import VideoResult
 
 log = logging.getLogger("ffstream.recorder")
 

@@ -31,8 +31,11 @@ from .errors import (
     StateError,
 )
 from .ffmpeg import FFmpeg
+from .formats import FrameConversion
 from .priority import Priority, check_priority
-from .writer import FFmpegWriter, VideoResult, check_stream_settings
+from .result import VideoResult
+from .stream_settings import check_stream_settings
+from .writer import FFmpegWriter
 
 log = logging.getLogger("ffstream.streaming")
 
@@ -186,14 +189,17 @@ class StreamingVideoEncoder(EpisodeEncoder):
         depth: dict[str, Any] = {}
         config = cam.config
         if isinstance(config, DepthEncoderConfig):
+            to_codes = depth_transform(config, frame.dtype)
+            stats = self.compute_stats  # statistics of the stored values: codes or mm
             depth = {
-                "frame_dtype": frame.dtype,
-                "transform": depth_transform(config, frame.dtype),
+                "conversion": FrameConversion(
+                    frame.dtype,
+                    to_codes,
+                    to_codes if stats else None,
+                    (4096 if config.quantize else 65536) if stats else None,
+                ),
                 "metadata": {DEPTH_TAG: json.dumps(depth_metadata(config))},
             }
-            if self.compute_stats:  # statistics of the stored values: codes or mm
-                depth["stats_transform"] = depth["transform"]
-                depth["stats_bins"] = 4096 if config.quantize else 65536
         cam.writer = writer = FFmpegWriter(
             cam.path,
             w,

@@ -22,15 +22,13 @@ import logging
 import os
 import queue
 import sys
-import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +37,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from .command import InputSpec, build_command, fps_fraction, remux_command
+from .command import InputSpec, build_command, fps_fraction
 from .config import EncoderConfig
 from .errors import (
     EncoderError,
@@ -48,61 +46,28 @@ from .errors import (
     InvalidFrameError,
     InvalidSettingError,
     OutputExistsError,
-    ProcessTimeout,
     SettingTypeError,
     StateError,
 )
 from .ffmpeg import FFmpeg, find_ffmpeg
-from .formats import MAX_SIDE, raw_format
+from .formats import MAX_SIDE, FrameConversion, raw_format
 from .priority import Priority, Scheduling, check_priority, lower_this_thread, read_scheduling
 from .probe import resolve_config
-from .process import FFmpegProcess, run
+from .process import FFmpegProcess
+from .remux import remux_fragmented
+from .result import VideoResult
 from .ring import END, SlotRing
 from .stats import BackgroundStats, StatsAccumulator, stride_for
+from .stream_settings import DropPolicy, check_stream_settings, check_write_phase
 
 log = logging.getLogger("ffstream.writer")
 
-DropPolicy = Literal["drop", "repeat", "block"]
-DROP_POLICIES: tuple[DropPolicy, ...] = ("drop", "repeat", "block")
-REMUX_TIMEOUT = 600.0  # seconds a remux may take when close() was given no timeout
 WARN_INTERVAL = 1.0  # seconds between two "queue full" warnings of one writer
 SCHEDULING_CHECK_AT = 15  # frames written before ffmpeg's scheduling is read back
 
 # Raising the pipe buffer so that one write() moves a whole frame was measured with
 # tools/bench_overhead.py; see docs/performance.md for the figures behind this choice.
 ENLARGE_PIPE = sys.platform.startswith("linux")
-
-
-@dataclass
-class VideoResult:
-    """What one writer produced: the file, and what happened to every submitted frame."""
-
-    path: Path
-    frames: int  # frames in the file (repeats included)
-    dropped: int  # submitted frames that were not written as themselves
-    dropped_indices: list[int]
-    width: int
-    height: int
-    fps: float
-    codec: str
-    submitted: int = 0
-    repeated: int = 0
-    rejected: int = 0  # frames refused before the writer (bad shape); see StreamingVideoEncoder
-    drop_policy: DropPolicy = "drop"
-    seconds: float = 0.0  # from the writer's start until ffmpeg exited
-    bytes: int = 0
-    stats: dict[str, Any] | None = None  # per-channel image statistics (compute_stats)
-    stats_skipped: int = 0  # frames the statistics thread was too busy to look at
-    finalize_seconds: float | None = None  # the remux of crash-safe MP4 at the end
-    cpu: dict[str, Any] | None = None  # CpuMonitor summary of the episode (monitor=)
-    depth: dict[str, Any] | None = None  # how to read depth values back (depth streams)
-    image_bytes: int | None = None  # disk the images took (non-streaming mode)
-    scheduling: dict[str, Any] | None = None  # how ffmpeg's threads ran (priority.py)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "stats"}
-        d["path"] = str(self.path)
-        return d
 
 
 def _enlarge_pipe(fd: int, wanted: int) -> int:
@@ -118,81 +83,6 @@ def _enlarge_pipe(fd: int, wanted: int) -> int:
         return fcntl.fcntl(fd, set_sz, max(4096, min(wanted, limit)))
     except OSError:
         return 0
-
-
-def check_encoder_threads(encoder_threads: int | None) -> None:
-    if encoder_threads is not None and (
-        isinstance(encoder_threads, bool)
-        or not isinstance(encoder_threads, int)
-        or encoder_threads < 1
-    ):
-        raise InvalidSettingError(
-            f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}"
-        )
-
-
-def check_stream_settings(
-    queue_maxsize: int, encoder_threads: int | None, drop_policy: str
-) -> None:
-    """Validate the per-stream knobs shared by FFmpegWriter and StreamingVideoEncoder."""
-    if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
-        raise InvalidSettingError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
-    check_encoder_threads(encoder_threads)
-    check_drop_policy(drop_policy)
-
-
-def check_write_phase(phase: Any, fps: Fraction) -> float:
-    """A delay of 0 up to one frame period, in seconds."""
-    if isinstance(phase, bool) or not isinstance(phase, (int, float, np.integer, np.floating)):
-        raise SettingTypeError(f"write_phase must be a number of seconds, got {phase!r}")
-    period = 1 / float(fps)
-    if not 0 <= phase <= period:  # also refuses NaN
-        raise InvalidSettingError(
-            f"write_phase {phase!r} is out of range: use 0..{period:.6g} s (one frame period)"
-        )
-    return float(phase)
-
-
-def check_drop_policy(drop_policy: str) -> None:
-    if drop_policy not in DROP_POLICIES:
-        raise InvalidSettingError(
-            f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}"
-        )
-
-
-def remux_fragmented(
-    ffmpeg_path: str,
-    path: Path,
-    keep_tags: bool,
-    timeout: float = REMUX_TIMEOUT,
-    started: Callable[[FFmpegProcess], None] | None = None,
-    priority: Priority = "normal",
-) -> float | None:
-    """Fragmented MP4 -> regular MP4 (same frames, index at the front), in place.
-
-    Returns the seconds it took, or None if it failed or overran ``timeout`` (the file
-    then stays fragmented, which every decoder still plays). The temporary file gets a
-    unique name starting with '.', which no camera's file can have."""
-    t0 = time.monotonic()
-    fd, tmp_name = tempfile.mkstemp(prefix=".ffstream-remux-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    argv = remux_command(ffmpeg_path, path, tmp, keep_tags)
-    try:
-        out = run(argv, timeout, what=f"remuxing {path.name}", started=started, priority=priority)
-    except (ProcessTimeout, FFstreamError) as exc:
-        reason = str(exc)
-    else:
-        reason = "" if out.returncode == 0 else out.tail[-300:]
-    if reason:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        log.warning(
-            "could not finalize %s (it stays fragmented MP4, still playable): %s", path, reason
-        )
-        return None
-    os.replace(tmp, path)
-    return round(time.monotonic() - t0, 4)
 
 
 class _Starter:
@@ -564,24 +454,21 @@ class FFmpegWriter:
         name: str | None = None,
         drop_policy: DropPolicy = "drop",
         overwrite: bool = False,
-        frame_dtype: Any = None,
-        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        conversion: FrameConversion | None = None,
         metadata: dict[str, str] | None = None,
         compute_stats: bool = False,
-        stats_transform: Callable[[np.ndarray], np.ndarray] | None = None,
-        stats_bins: int | None = None,
         crash_safe: bool = True,
         write_phase: float = 0.0,
         priority: Priority = "low",
     ):
-        """``frame_dtype``/``transform``: frames of another dtype are accepted and turned
-        into ``input_pix_fmt`` data by ``transform`` on the writer thread (depth maps are
+        """``conversion``: frames of another dtype are accepted and turned into
+        ``input_pix_fmt`` data on the writer thread (FrameConversion; depth maps are
         quantized this way). ``metadata`` is stored in the file's container.
 
         ``compute_stats``: per-channel image statistics (see stats.py) on a thread of their
         own, from the ring's slots after they are written (no copy); a frame arriving while
-        that thread is busy is skipped for statistics only. ``stats_transform`` and
-        ``stats_bins`` adapt them to non-uint8 frames (depth codes: 4096 bins).
+        that thread is busy is skipped for statistics only. The conversion's
+        ``stats_transform`` and ``stats_bins`` adapt them to non-uint8 frames.
 
         ``crash_safe`` (MP4 only): the file is written as fragmented MP4, so that if the
         process is killed it still plays up to the frames the encoder had finished; a
@@ -605,13 +492,14 @@ class FFmpegWriter:
         self.write_phase = check_write_phase(write_phase, self.fps)
         self.config = config if config is not None else EncoderConfig()
         self.format = raw_format(input_pix_fmt)
+        conversion = conversion if conversion is not None else FrameConversion()
         if (
-            transform is None
-            and frame_dtype is not None
-            and np.dtype(frame_dtype) != self.format.dtype
+            conversion.transform is None
+            and conversion.frame_dtype is not None
+            and np.dtype(conversion.frame_dtype) != self.format.dtype
         ):
             raise InvalidSettingError(
-                f"frame_dtype {np.dtype(frame_dtype)} differs from {self.format.name}'s "
+                f"frame_dtype {np.dtype(conversion.frame_dtype)} differs from {self.format.name}'s "
                 f"{self.format.dtype}: pass a transform that converts the frames"
             )
         self.config.check_frame_size(self.width, self.height)
@@ -647,9 +535,9 @@ class FFmpegWriter:
             queue_maxsize,
             drop_policy,
             hint=self._hardware_hint(),
-            dtype=frame_dtype if transform is not None else None,
-            transform=transform,
-            stats=self._make_stats(compute_stats, stats_transform, stats_bins, priority),
+            dtype=conversion.frame_dtype if conversion.transform is not None else None,
+            transform=conversion.transform,
+            stats=self._make_stats(compute_stats, conversion, priority),
             finalize=(
                 functools.partial(
                     remux_fragmented,
@@ -677,11 +565,12 @@ class FFmpegWriter:
         self._finalizer.atexit = False
         _starter.start(self._stream)
 
-    def _make_stats(self, wanted: bool, transform, bins: int | None, priority: Priority):
+    def _make_stats(self, wanted: bool, conversion: FrameConversion, priority: Priority):
         if not wanted:
             return None
+        bins = conversion.stats_bins
         if bins is None:
-            if self.format.dtype != np.uint8 or transform is not None:
+            if self.format.dtype != np.uint8 or conversion.stats_transform is not None:
                 raise InvalidSettingError("statistics of non-uint8 frames need stats_bins")
             bins = 256
         acc = StatsAccumulator(self.format.channels, bins)
@@ -691,7 +580,7 @@ class FFmpegWriter:
         return BackgroundStats(
             acc,
             stride_for(self.width, self.height),
-            transform,
+            conversion.stats_transform,
             self.name,
             max_lent=lent,
             lower=priority == "low",

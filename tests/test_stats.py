@@ -7,6 +7,7 @@ import pytest
 from ffstream import BatchVideoEncoder, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
 from ffstream.depth import quantize_depth
+from ffstream.formats import FrameConversion
 from ffstream.stats import (
     StatsAccumulator,
     aggregate_stats,
@@ -180,8 +181,7 @@ def test_failing_statistics_never_cost_a_frame(tmp_path, caplog):
         CFG,
         drop_policy="block",
         compute_stats=True,
-        stats_transform=broken,
-        stats_bins=256,
+        conversion=FrameConversion(stats_transform=broken, stats_bins=256),
     )
     with caplog.at_level("ERROR", logger="ffstream.stats"):
         for _ in range(10):

@@ -29,6 +29,7 @@ from ffstream.batch import FRAME_NAME, encode_png
 from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
 from ffstream.cli import main
 from ffstream.errors import InvalidSettingError, TranscodeError
+from ffstream.formats import FrameConversion
 from ffstream.transcode import LOCK_NAME, depth_keys, plan, transcode
 from ffstream.transcode_executors import LocalExecutor, make_executor
 from ffstream.transcode_job import Job, JobSettings, partial_path
@@ -307,7 +308,7 @@ def make_lerobot_dataset(root: Path, ffmpeg) -> dict:
     config = DepthEncoderConfig(ffmpeg=ffmpeg)
     w = FFmpegWriter(
         dpath, W, H, 30, config, input_pix_fmt="gray12le", ffmpeg=ffmpeg,
-        frame_dtype=np.uint16, drop_policy="block",
+        conversion=FrameConversion(np.uint16), drop_policy="block",
     )  # fmt: skip
     cam = _camera()
     for i in range(51):

@@ -1,0 +1,41 @@
+"""VideoResult: what one camera's video holds, and what happened to every frame fed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .stream_settings import DropPolicy
+
+
+@dataclass
+class VideoResult:
+    """What one writer produced: the file, and what happened to every submitted frame."""
+
+    path: Path
+    frames: int  # frames in the file (repeats included)
+    dropped: int  # submitted frames that were not written as themselves
+    dropped_indices: list[int]
+    width: int
+    height: int
+    fps: float
+    codec: str
+    submitted: int = 0
+    repeated: int = 0
+    rejected: int = 0  # frames refused before the writer (bad shape); see StreamingVideoEncoder
+    drop_policy: DropPolicy = "drop"
+    seconds: float = 0.0  # from the writer's start until ffmpeg exited
+    bytes: int = 0
+    stats: dict[str, Any] | None = None  # per-channel image statistics (compute_stats)
+    stats_skipped: int = 0  # frames the statistics thread was too busy to look at
+    finalize_seconds: float | None = None  # the remux of crash-safe MP4 at the end
+    cpu: dict[str, Any] | None = None  # CpuMonitor summary of the episode (monitor=)
+    depth: dict[str, Any] | None = None  # how to read depth values back (depth streams)
+    image_bytes: int | None = None  # disk the images took (non-streaming mode)
+    scheduling: dict[str, Any] | None = None  # how ffmpeg's threads ran (priority.py)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "stats"}
+        d["path"] = str(self.path)
+        return d

@@ -1,0 +1,54 @@
+"""The per-stream settings of the writers (queue, threads, drop policy, write phase),
+checked alike by FFmpegWriter, StreamingVideoEncoder and the LeRobot drop-in."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import InvalidSettingError, SettingTypeError
+
+DropPolicy = Literal["drop", "repeat", "block"]
+DROP_POLICIES: tuple[DropPolicy, ...] = ("drop", "repeat", "block")
+
+
+def check_encoder_threads(encoder_threads: int | None) -> None:
+    if encoder_threads is not None and (
+        isinstance(encoder_threads, bool)
+        or not isinstance(encoder_threads, int)
+        or encoder_threads < 1
+    ):
+        raise InvalidSettingError(
+            f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}"
+        )
+
+
+def check_stream_settings(
+    queue_maxsize: int, encoder_threads: int | None, drop_policy: str
+) -> None:
+    """Validate the per-stream knobs shared by FFmpegWriter and StreamingVideoEncoder."""
+    if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
+        raise InvalidSettingError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
+    check_encoder_threads(encoder_threads)
+    check_drop_policy(drop_policy)
+
+
+def check_write_phase(phase: Any, fps: Fraction) -> float:
+    """A delay of 0 up to one frame period, in seconds."""
+    if isinstance(phase, bool) or not isinstance(phase, (int, float, np.integer, np.floating)):
+        raise SettingTypeError(f"write_phase must be a number of seconds, got {phase!r}")
+    period = 1 / float(fps)
+    if not 0 <= phase <= period:  # also refuses NaN
+        raise InvalidSettingError(
+            f"write_phase {phase!r} is out of range: use 0..{period:.6g} s (one frame period)"
+        )
+    return float(phase)
+
+
+def check_drop_policy(drop_policy: str) -> None:
+    if drop_policy not in DROP_POLICIES:
+        raise InvalidSettingError(
+            f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}"
+        )
