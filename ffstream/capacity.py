@@ -168,6 +168,7 @@ class Plan:
     encoder_threads: int | None
     load: Load | None  # of the chosen set-up (None: no figure for it)
     candidates: list[Load] = field(default_factory=list)
+    named: bool = False  # the codec or preset was given, not chosen
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -243,7 +244,9 @@ def plan(
         name = ALIASES.get(vcodec or LADDER[0][0], vcodec or LADDER[0][0])
         if name in CODECS and CODECS[name].family in HARDWARE_FAMILIES:
             load = Load(name, preset, 0.0, 0.0, "hardware")
-            return Plan(cameras, width, height, fps, cores, name, preset, None, load, [load])
+            return Plan(
+                cameras, width, height, fps, cores, name, preset, None, load, [load], named=True
+            )
         options: Sequence[tuple[str, str | int | None]] = [(name, preset)]
     else:
         options = LADDER
@@ -261,7 +264,7 @@ def plan(
         name, chosen_preset = chosen.vcodec, chosen.preset
     result = Plan(
         cameras, width, height, fps, cores, name, chosen_preset, encoder_threads, chosen,
-        candidates,
+        candidates, named=named,
     )  # fmt: skip
     software = CODECS.get(name) is None or CODECS[name].family not in HARDWARE_FAMILIES
     if encoder_threads is None and software:
@@ -355,27 +358,11 @@ class Advice:
         }
 
 
-def advise(
-    cameras: int,
-    width: int,
-    height: int,
-    fps: float,
-    *,
-    vcodec: str | None = None,
-    preset: str | int | None = None,
-    encoder_threads: int | None = None,
-    cores: int | None = None,
-    book: CostBook | None = None,
-    ffmpeg: FFmpeg | str | None = None,
-) -> Advice:
-    """One verdict for a set-up, and the settings that go with it. When nothing fits,
-    non-streaming mode (images during capture, encoding between episodes) is advised."""
-    p = plan(
-        cameras, width, height, fps, vcodec=vcodec, preset=preset,
-        encoder_threads=encoder_threads, cores=cores, book=book, ffmpeg=ffmpeg,
-    )  # fmt: skip
+def advise(p: Plan) -> Advice:
+    """The settings that go with a plan. When nothing fits, non-streaming mode (images
+    during capture, encoding between episodes) is advised, unless a codec was named."""
     reasons = list(p.warnings)
-    streaming = p.fits is not False or vcodec is not None or preset is not None
+    streaming = p.fits is not False or p.named
     if not streaming:
         reasons.append(
             "no set-up keeps up in real time here: record with non-streaming mode "
@@ -383,6 +370,6 @@ def advise(
             "lower the resolution, the frame rate or the number of cameras"
         )
     share = p.load.share if p.load is not None else 1.0
-    queue = round(fps) if share <= HEADROOM / 2 else round(2 * fps)
-    ram = queue * width * height * 3 * cameras / 2**20
+    queue = round(p.fps) if share <= HEADROOM / 2 else round(2 * p.fps)
+    ram = queue * p.width * p.height * 3 * p.cameras / 2**20
     return Advice(p, streaming, max(1, queue), round(ram, 1), reasons)

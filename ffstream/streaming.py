@@ -34,6 +34,7 @@ from .ffmpeg import FFmpeg
 from .formats import FrameConversion
 from .priority import Priority, check_priority
 from .result import VideoResult
+from .ring import trim_pool
 from .stream_settings import check_stream_settings
 from .writer import FFmpegWriter
 
@@ -308,6 +309,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
                 first_error = first_error or exc
         self._stop_finisher()
         self._stop_monitor()
+        trim_pool()  # the ring memory kept for this encoder's next episodes
         self._finisher.join()
         if first_error is not None:
             raise first_error

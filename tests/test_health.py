@@ -267,12 +267,12 @@ def test_capacity_keeps_what_was_named_and_says_what_would_fit():
 
 def test_capacity_when_nothing_fits_advises_non_streaming():
     book = _book(20, 30, 40)
-    a = advise(2, 640, 480, 30, cores=2, book=book)
+    a = advise(plan(2, 640, 480, 30, cores=2, book=book))
     assert (a.plan.vcodec, a.plan.preset, a.plan.fits) == ("libx264", "ultrafast", False)
     assert not a.streaming_encoding and a.encoder_queue_maxsize == 60
     assert any("nothing cheaper fits either" in r for r in a.reasons)
     assert any("non-streaming mode" in r for r in a.reasons)
-    assert advise(2, 640, 480, 30, cores=2, book=_book(400)).encoder_queue_maxsize == 30
+    assert advise(plan(2, 640, 480, 30, cores=2, book=_book(400))).encoder_queue_maxsize == 30
     # no figure at all, and none may be measured: said so, not guessed
     unknown = plan(2, 640, 480, 30, cores=2, book=CostBook())
     assert unknown.fits is None and unknown.verdict.startswith("unknown: no figure for")

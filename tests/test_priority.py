@@ -15,7 +15,7 @@ from ffstream.cameras import SyntheticCamera
 from ffstream.errors import InvalidSettingError, SettingTypeError
 from ffstream.monitor import saturation_cause
 from ffstream.priority import LOW_NICE, Scheduling, check_priority, read_scheduling
-from ffstream.ring import SlotRing
+from ffstream.ring import SlotRing, trim_pool
 from ffstream.verify import drop_cause, index_ranges
 
 from .conftest import decode_pyav, stamps, wait_until
@@ -134,6 +134,9 @@ def test_ring_memory_is_mapped_before_the_capture_thread_writes_and_reused_after
     del ring
     again = SlotRing(3, (H, W, 3), np.uint8)
     assert again._populated  # the pages of the ring before: nothing to map again
+    del again
+    trim_pool()  # what StreamingVideoEncoder.close() does: the kept memory is unmapped
+    assert not SlotRing(3, (H, W, 3), np.uint8)._populated
 
 
 def test_saturation_names_the_largest_user():

@@ -219,12 +219,18 @@ def run_control_sync(args, streams: list[Stream], ff, config, tmp: Path) -> dict
         feeder.stdout.close()
         triggers.append(feeder.stdin.fileno())
         procs += [feeder, p2]
-    cpu0 = tree_cpu()
 
     def feed(n: int) -> None:
         for fd in triggers:
             os.write(fd, b"x")
 
+    return _run_fed(args, feed, procs, len(streams))
+
+
+def _run_fed(args, feed, procs: list[subprocess.Popen], cameras: int) -> dict:
+    """The loop for set-ups whose encoders are fed by processes of their own
+    (``procs``: feeder, encoder, feeder, ...): closing a feeder's stdin ends it."""
+    cpu0 = tree_cpu()
     ticks = loop(args.seconds, args.warmup, feed)
     for p in procs[::2]:
         p.stdin.close()
@@ -232,7 +238,7 @@ def run_control_sync(args, streams: list[Stream], ff, config, tmp: Path) -> dict
         p.wait()
     cpu = tree_cpu() - cpu0
     written = len(ticks["feeds"]) + len(ticks["start_feeds"])
-    return {**ticks, "dropped": 0, "frames": written * len(streams), "cpu": cpu}
+    return {**ticks, "dropped": 0, "frames": written * cameras, "cpu": cpu}
 
 
 # A feeder process for "floor": each time the loop has sent it bytes, it writes the frame
@@ -276,25 +282,19 @@ def run_floor(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
         feeder.stdout.close()
         triggers.append(feeder.stdin.fileno())
         procs += [feeder, p2]
-    cpu0 = tree_cpu()
 
     def feed(n: int) -> None:
         for s, view, fd in zip(streams, views, triggers, strict=True):
             np.copyto(view, s.fed[n % POOL])
             os.write(fd, b"x")
 
-    ticks = loop(args.seconds, args.warmup, feed)
-    for p in procs[::2]:
-        p.stdin.close()
-    for p in procs:
-        p.wait()
-    cpu = tree_cpu() - cpu0
-    views.clear()  # no view may outlive its shared memory
-    for shm in shms:
-        shm.close()
-        shm.unlink()
-    written = len(ticks["feeds"]) + len(ticks["start_feeds"])
-    return {**ticks, "dropped": 0, "frames": written * len(streams), "cpu": cpu}
+    try:
+        return _run_fed(args, feed, procs, len(streams))
+    finally:
+        views.clear()  # no view may outlive its shared memory
+        for shm in shms:
+            shm.close()
+            shm.unlink()
 
 
 def run_ffstream(

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..bench import RESOLUTIONS, default_results_path, load_rows, plot_rows, run_bench, save_rows
-from ..capacity import CostBook, advise
+from ..capacity import CostBook, advise, plan
 from ..probe import DEFAULT_PREFERENCE, probe_encoders
 from ..recorder import throughput
 from .common import EXIT_OK, positive_float, positive_int, preset_value, resolution
@@ -148,8 +148,10 @@ def _cmd_advise(args: argparse.Namespace) -> int:
         source = "this machine's figures (`ffstream bench`, and short measurements)"
     w, h = args.resolution
     a = advise(
-        args.cameras, w, h, args.fps, vcodec=args.vcodec, preset=preset_value(args.preset),
-        encoder_threads=args.encoder_threads, book=book, ffmpeg=args.ffmpeg,
+        plan(
+            args.cameras, w, h, args.fps, vcodec=args.vcodec, preset=preset_value(args.preset),
+            encoder_threads=args.encoder_threads, book=book, ffmpeg=args.ffmpeg,
+        )
     )  # fmt: skip
     if args.json:
         print(json.dumps(a.to_dict(), indent=1))
