@@ -38,7 +38,7 @@ import ctypes
 import logging
 import os
 import queue
-import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -325,6 +325,13 @@ class FFmpegProcess:
         return rc
 
 
+def describe_exit(rc: int | None) -> str:
+    """An exit status as words: "exit status 1", "killed by signal 9"."""
+    if rc is None:
+        return "still running"
+    return f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+
+
 @dataclass
 class Completed:
     """The outcome of a one-shot ffmpeg run."""
@@ -398,9 +405,13 @@ def run(
 
 
 def wait_readable(fd: int, timeout: float) -> bool:
-    """True once ``fd`` has data (or EOF) to read; False after ``timeout`` seconds."""
-    ready, _, _ = select.select([fd], [], [], timeout)
-    return bool(ready)
+    """True once ``fd`` has data (or EOF) to read; False after ``timeout`` seconds.
+
+    A selector, not ``select.select``: that one cannot watch a descriptor numbered 1024
+    or more, which a program with many files open hands out."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        return bool(sel.select(timeout))
 
 
 def _feed(proc: FFmpegProcess, data: bytes) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .command import remux_command
 from .errors import FFstreamError, ProcessTimeout
 from .priority import Priority
-from .process import FFmpegProcess, run
+from .process import FFmpegProcess, describe_exit, run
 
 log = logging.getLogger("ffstream.remux")
 
@@ -31,8 +31,10 @@ def remux_fragmented(
     """Fragmented MP4 -> regular MP4 (same frames, index at the front), in place.
 
     Returns the seconds it took, or None if it failed or overran ``timeout`` (the file
-    then stays fragmented, which every decoder still plays). The temporary file gets a
-    unique name starting with '.', which no camera's file can have."""
+    then stays fragmented, which every decoder still plays): a remux that exits with
+    any other status than 0, or writes nothing, never replaces the recording. The
+    temporary file gets a unique name starting with '.', which no camera's file can
+    have, and the result keeps the recording's file mode."""
     t0 = time.monotonic()
     fd, tmp_name = tempfile.mkstemp(prefix=".ffstream-remux-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
@@ -43,7 +45,13 @@ def remux_fragmented(
     except (ProcessTimeout, FFstreamError) as exc:
         reason = str(exc)
     else:
-        reason = "" if out.returncode == 0 else out.tail[-300:]
+        if out.returncode != 0:  # killed, or failed: say so even when it printed nothing
+            how = describe_exit(out.returncode)
+            reason = f"{how}: {out.tail[-300:]}" if out.tail else how
+        elif tmp.stat().st_size == 0:
+            reason = "the remux wrote nothing"
+        else:
+            reason = ""
     if reason:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -51,5 +59,6 @@ def remux_fragmented(
             "could not finalize %s (it stays fragmented MP4, still playable): %s", path, reason
         )
         return None
+    os.chmod(tmp, path.stat().st_mode & 0o7777)  # mkstemp made it 0600
     os.replace(tmp, path)
     return round(time.monotonic() - t0, 4)

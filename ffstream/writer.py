@@ -53,7 +53,7 @@ from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import MAX_SIDE, FrameConversion, raw_format
 from .priority import Priority, Scheduling, check_priority, lower_this_thread, read_scheduling
 from .probe import resolve_config
-from .process import FFmpegProcess
+from .process import FFmpegProcess, describe_exit
 from .remux import remux_fragmented
 from .result import VideoResult
 from .ring import END, SlotRing
@@ -128,12 +128,6 @@ def _remove_if_empty_file(path: Path) -> None:
     with contextlib.suppress(OSError):
         if path.stat().st_size == 0:
             path.unlink()
-
-
-def _describe_exit(rc: int | None) -> str:
-    if rc is None:
-        return "still running"
-    return f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
 
 
 class _Stream:
@@ -369,7 +363,7 @@ class _Stream:
             cause = "ffmpeg stopped reading frames"
         else:
             cause = f"writing to ffmpeg failed ({exc})"
-        self.fail(f"{cause} for {self.name} ({_describe_exit(rc)})", returncode=rc)
+        self.fail(f"{cause} for {self.name} ({describe_exit(rc)})", returncode=rc)
 
     def _wait(self, timeout: float | None) -> int:
         assert self.proc is not None
@@ -390,7 +384,7 @@ class _Stream:
             self.stats.close()
         self.t_end = time.monotonic()
         if rc != 0 and not self.aborted:
-            self.fail(f"ffmpeg failed for {self.name} ({_describe_exit(rc)})", returncode=rc)
+            self.fail(f"ffmpeg failed for {self.name} ({describe_exit(rc)})", returncode=rc)
 
     def _stderr_ended(self, proc: FFmpegProcess) -> None:
         """ffmpeg closed stderr: it exited. If nobody asked it to, say so now rather than
@@ -403,7 +397,7 @@ class _Stream:
                 rc = proc.wait()
             if rc != 0:
                 self.fail(
-                    f"ffmpeg exited unexpectedly for {self.name} ({_describe_exit(rc)})",
+                    f"ffmpeg exited unexpectedly for {self.name} ({describe_exit(rc)})",
                     returncode=rc,
                 )
 

@@ -92,3 +92,23 @@ def test_children_die_with_their_owner(tmp_path):
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def test_pipes_are_read_with_a_thousand_files_open():
+    # select.select() refuses descriptors numbered 1024 or more
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1100:
+        pytest.skip(f"the file limit here ({hard}) is below 1100")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1100), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1030:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        out = run(["sh", "-c", "echo over-1024"], 60)
+        assert out.returncode == 0 and out.stdout == b"over-1024\n"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

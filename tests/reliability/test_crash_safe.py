@@ -123,3 +123,30 @@ def test_crash_safe_false_writes_plain_mp4_at_once(tmp_path):
     assert boxes[b"moof"] == -1 and boxes[b"moov"] >= 0
     assert r.finalize_seconds is None  # nothing was remuxed
     assert stamps(decode_pyav(r.path)) == list(range(20))
+
+
+def test_a_remux_killed_without_a_word_never_replaces_the_recording(tmp_path):
+    from ffstream.remux import remux_fragmented
+
+    recording = tmp_path / "cam.mp4"
+    recording.write_bytes(b"fragmented frames")
+    fake = tmp_path / "ffmpeg"  # a remux that dies at once and prints nothing
+    fake.write_text("#!/bin/sh\nkill -9 $$\n")
+    fake.chmod(0o755)
+    assert remux_fragmented(str(fake), recording, keep_tags=False) is None
+    assert recording.read_bytes() == b"fragmented frames"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.mp4", "ffmpeg"]  # no temp left
+
+
+def test_the_finished_mp4_has_the_mode_a_plain_open_gives(tmp_path):
+    old = os.umask(0o027)
+    try:
+        w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), drop_policy="block")
+        cam = SyntheticCamera("c", 64, 48)
+        for _ in range(5):
+            w.submit(cam.read())
+        r = w.close()
+    finally:
+        os.umask(old)
+    assert r.finalize_seconds is not None  # it was remuxed through a temporary file
+    assert (tmp_path / "v.mp4").stat().st_mode & 0o777 == 0o640
