@@ -19,6 +19,9 @@ from .formats import raw_format
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+MAX_STEM_BYTES = 200  # a file name is at most 255 bytes: room for ".partial.mp4" and such
+
+
 def file_stem(key: str) -> str:
     """A safe file name for a camera key: no separators, no traversal, no NUL, and no
     leading '.', which is kept for ffstream's temporary files (so no camera's file can
@@ -30,6 +33,12 @@ def file_stem(key: str) -> str:
         raise InvalidFrameError(f"camera key {key!r} cannot be used as a file name")
     if stem.startswith("."):
         stem = "_" + stem[1:]
+    if len(stem.encode()) > MAX_STEM_BYTES:
+        raise InvalidFrameError(
+            f"camera key {key[:40]!r}... is {len(stem.encode())} bytes long as a file name; "
+            f"use at most {MAX_STEM_BYTES} (file systems allow 255, with room for the "
+            "extension and ffstream's temporary names)"
+        )
     return stem
 
 

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from . import jsonfile
 from .codecs import ALIASES, CODECS
 from .command import InputSpec, build_command, render_nodes
 from .config import EncoderConfig
@@ -236,7 +237,7 @@ def _cache_path(ffmpeg: FFmpeg) -> Path:
 
 def _load_cache(path: Path) -> ProbeReport | None:
     try:
-        report = ProbeReport.from_dict(json.loads(path.read_text()))
+        report = ProbeReport.from_dict(jsonfile.load(path))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:

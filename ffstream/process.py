@@ -329,7 +329,15 @@ def describe_exit(rc: int | None) -> str:
     """An exit status as words: "exit status 1", "killed by signal 9"."""
     if rc is None:
         return "still running"
-    return f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+    if rc >= 0:
+        return f"exit status {rc}"
+    try:
+        name = signal.Signals(-rc).name
+    except ValueError:
+        return f"killed by signal {-rc}"
+    if name == "SIGXFSZ":  # the file size limit
+        return f"killed by signal {-rc} ({name}: the file size limit was reached, see `ulimit -f`)"
+    return f"killed by signal {-rc} ({name})"
 
 
 @dataclass

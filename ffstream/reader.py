@@ -15,7 +15,6 @@ that size. Calls are bounded: a maximum frame count and timeouts that kill ffmpe
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import jsonfile
 from .command import count_command, decode_command, first_frame_command
 from .depth import DEPTH_TAG, DepthQuantizer
 from .errors import InvalidSettingError, ProcessTimeout, VideoReadError
@@ -279,7 +279,7 @@ def read_depth(path, output_unit: str = "mm", params: dict[str, Any] | None = No
                 f"{path} carries no depth parameters; pass params= (from episode.json)"
             )
         try:
-            params = json.loads(tag)
+            params = jsonfile.loads(tag)
         except ValueError:
             params = None
         if not isinstance(params, dict):

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import jsonfile
 from .batch import FRAME_NAME, IMAGES_DIR
 from .capacity import available_cores
 from .config import DepthEncoderConfig, EncoderConfig
@@ -127,7 +128,7 @@ def _is_link_or_hidden(path: Path) -> bool:
 def _load_info(root: Path) -> dict[str, Any]:
     path = root / INFO_PATH
     try:
-        info = json.loads(path.read_text())
+        info = jsonfile.load(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise TranscodeError(f"{path} is not readable JSON ({exc})") from None
     if not isinstance(info, dict) or not isinstance(info.get("features", {}), dict):
@@ -160,7 +161,7 @@ def _episode_fps(frames_dir: Path) -> float | None:
     parent = frames_dir.parent
     episode = parent.parent if parent.name == IMAGES_DIR else parent
     try:
-        meta = json.loads((episode / EPISODE_FILE).read_text())
+        meta = jsonfile.load(episode / EPISODE_FILE)
         fps = float(meta["fps"])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         return None

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import jsonfile
 from .transcode_job import Job, JobResult
 
 log = logging.getLogger("ffstream.transcode")
@@ -70,7 +71,7 @@ class Manifest:
 
     def _load(self) -> dict[str, dict[str, Any]]:
         try:
-            data = json.loads(self.path.read_text())
+            data = jsonfile.load(self.path)
             ok = isinstance(data, dict) and data.get("format") == FORMAT
             jobs = data.get("jobs") if ok else None
             if isinstance(jobs, dict) and all(isinstance(v, dict) for v in jobs.values()):

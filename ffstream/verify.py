@@ -15,13 +15,13 @@ episode folder (no absolute path, no '..', no sub-folder).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import jsonfile
 from .errors import InvalidEpisodeError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .monitor import saturation_cause
@@ -248,7 +248,7 @@ def verify_episode(
             f"{directory} is not an episode directory written by ffstream (no {METADATA_FILE})"
         )
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = jsonfile.load(meta_path)
         fps = float(meta["fps"])
         rows = int(meta["frames_captured"])
         videos = meta["videos"]

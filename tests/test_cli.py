@@ -163,3 +163,42 @@ def test_lateness_summary_counts_each_tick():
     late = [0.0001] * 98 + [0.006, 0.020]  # seconds
     s = lateness_summary(late)
     assert s == {"p50": 0.1, "p99": 6.14, "max": 20.0, "over_5ms": 2, "ticks": 100}
+
+
+def test_the_command_line_survives_pipes_closed_streams_and_odd_words(tmp_path):
+    video = tmp_path / "v.mp4"
+    assert main(["record", "--episodes", "1", "--seconds", "0.2", "--cameras", "1"]
+                + ["--vcodec", "h264", "--resolution", "96x64", "--out", str(tmp_path / "r"),
+                   "--quiet"]) == 0  # fmt: skip
+    shutil.copy(next((tmp_path / "r").rglob("cam0.mp4")), video)
+    exe = shutil.which("ffstream")
+    argv = [exe] if exe else [sys.executable, "-m", "ffstream"]
+    # output into a reader that leaves at once: no "Broken pipe" message, exit 0
+    piped = subprocess.run(
+        ["sh", "-c", '"$@" | true', "sh", *argv, "verify", str(video)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert piped.returncode == 0 and "Broken pipe" not in piped.stderr, piped.stderr
+    # started with stderr closed (2>&-)
+    closed = subprocess.run(
+        ["sh", "-c", '"$@" 2>&-', "sh", *argv, "record", "--episodes", "1", "--seconds", "0.2",
+         "--cameras", "1", "--vcodec", "h264", "--resolution", "96x64", "--out",
+         str(tmp_path / "closed")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert closed.returncode == 0, closed.stdout
+    assert "1 episode(s), 0 frame(s) dropped" in closed.stdout
+    # "lerobot-record" as a path is a path, not the command that takes the rest verbatim
+    odd = subprocess.run(
+        [*argv, "transcode", str(tmp_path / "nothing"), "lerobot-record"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert odd.returncode == 2 and "nothing" in odd.stderr, odd.stderr
+
+
+def test_an_exit_by_signal_is_named_with_its_cause():
+    from ffstream.process import describe_exit
+
+    assert describe_exit(-9) == "killed by signal 9 (SIGKILL)"
+    assert "file size limit was reached, see `ulimit -f`" in describe_exit(-25)
+    assert describe_exit(3) == "exit status 3" and describe_exit(None) == "still running"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .._version import __version__
@@ -45,9 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if sys.stderr is None:  # started with stderr closed (2>&-): messages go nowhere
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the program
     passed_on: list[str] | None = None
-    if "lerobot-record" in argv:  # everything after it is LeRobot's, verbatim
-        cut = argv.index("lerobot-record") + 1
+    command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if command is not None and argv[command] == "lerobot-record":
+        cut = command + 1  # everything after the command is LeRobot's, verbatim
         argv, passed_on = argv[:cut], argv[cut:]
     args = parser.parse_args(argv)
     if passed_on is not None:
@@ -56,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _command(args.command)(args)
+    except BrokenPipeError:  # output piped into `head`, `true` and friends
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return EXIT_OK
     except (FFmpegNotFoundError, EncoderError, CameraError, ProcessTimeout) as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -65,9 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     except FFstreamError as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except BrokenPipeError:  # output piped into `head` and friends
-        sys.stderr.close()
-        return EXIT_OK
 
 
 def _command(name: str):

@@ -45,12 +45,14 @@ def test_from_dict_accepts_only_known_fields():
         (["x\x00y", "x_y"], "both map to file"),
         ([".."], "cannot be used as a file name"),
         ([""], "non-empty string"),
+        (["k" * 300], "is 300 bytes long as a file name; use at most 200"),
     ],
 )
 def test_camera_keys_cannot_escape_or_collide(tmp_path, keys, message):
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
     with pytest.raises(ValueError, match=message):
         enc.start_episode(keys, tmp_path)
+    assert not enc.episode_active  # refused before the episode opened
     enc.close()
 
 
@@ -61,3 +63,40 @@ def test_absolute_and_traversing_keys_stay_in_the_episode_folder(tmp_path):
     enc.cancel_episode()
     enc.close()
     assert all(p.parent == tmp_path / "ep" for p in plans.values())
+
+
+def test_hostile_json_is_a_clear_error_never_a_hang_or_a_recursion(tmp_path):
+    import os
+    import threading
+
+    from ffstream import jsonfile
+    from ffstream.errors import InvalidEpisodeError
+    from ffstream.transcode_manifest import Manifest
+    from ffstream.verify import verify_episode
+
+    nested = "[" * 100_000 + "]" * 100_000
+    ep = tmp_path / "ep"
+    ep.mkdir()
+    (ep / "episode.json").write_text(nested)
+    with pytest.raises(InvalidEpisodeError, match="not valid episode metadata: JSON nested too"):
+        verify_episode(ep)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "transcode.json").write_text(nested)
+    assert Manifest(dst).entries == {}
+    assert (dst / "transcode.json.unreadable").exists()  # set aside, the run starts afresh
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            jsonfile.load(fifo)
+        except ValueError as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(30)
+    assert not reader.is_alive(), "reading a FIFO blocked"
+    assert "is not a regular file" in str(errors[0])
