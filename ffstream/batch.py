@@ -45,7 +45,7 @@ from .errors import (
     VideoReadError,
 )
 from .ffmpeg import FFmpeg, find_ffmpeg
-from .formats import FrameConversion
+from .formats import MAX_SIDE, FrameConversion
 from .probe import resolve_config
 from .process import run
 from .reader import count_frames
@@ -117,9 +117,18 @@ def decode_png(data: bytes) -> np.ndarray:
     channels = {0: 1, 2: 3}.get(colour)
     if channels is None or interlace or depth not in (8, 16):
         raise VideoReadError("only the PNG files ffstream writes can be read here")
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+        raise VideoReadError(
+            f"the PNG declares {w}x{h} pixels; at most {MAX_SIDE}x{MAX_SIDE} are read "
+            "(the writer's own limit), so it is refused before anything is decompressed"
+        )
     dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
     row = w * channels * dtype.itemsize
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, row + 1)
+    size = h * (row + 1)  # what the header promises: never inflate more than that
+    data = zlib.decompressobj().decompress(b"".join(idat), size)
+    if len(data) != size:
+        raise VideoReadError(f"the PNG holds {len(data)} bytes of pixels, not {size}")
+    raw = np.frombuffer(data, np.uint8).reshape(h, row + 1)
     if raw[:, 0].any():
         raise VideoReadError("filtered PNG rows are not supported (not written by ffstream)")
     pixels = np.ascontiguousarray(raw[:, 1:]).view(dtype).reshape(h, w, channels)
@@ -214,10 +223,17 @@ class ImageWriter:
 
 # ----------------------------------------------------------------------------- encoding
 def _frame_files(frames_dir: Path) -> list[Path]:
+    """The frames, in order: regular files only (a link could point outside the folder,
+    a FIFO would block the encoder)."""
     files = sorted(frames_dir.glob("frame-*.png"))
     for i, f in enumerate(files):
         if f.name != FRAME_NAME.format(i):
             raise EncoderError(f"{frames_dir}: frame {i} is missing ({f.name} found instead)")
+        if f.is_symlink() or not f.is_file():
+            raise EncoderError(
+                f"{f} is a link or a special file, not an image: links and special files "
+                "in image folders are not read"
+            )
     return files
 
 
@@ -293,7 +309,8 @@ def _encode_sequence(frames_dir, video_path, w, h, fps, config, threads, ff, fir
         str(video_path),
         threads,
         metadata=metadata,
-        image_sequence=str(frames_dir / "frame-%06d.png"),
+        # image2 reads '%' as a pattern: a folder named "ep%" must not mean another one
+        image_sequence=str(frames_dir).replace("%", "%%") + "/frame-%06d.png",
     )
     out = run(argv, SEQUENCE_TIMEOUT, what=f"encoding {frames_dir.name}")
     if out.returncode != 0:

@@ -331,6 +331,7 @@ def build_command(
             framerate=str(spec.fps),
             start_number=0,
             protocol_whitelist="file",
+            max_pixels=str(MAX_SIDE * MAX_SIDE),  # an image declaring more is refused
         )
     else:
         stream = ffmpeg_python.input(

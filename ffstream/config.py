@@ -113,6 +113,7 @@ class EncoderConfig:
     def __post_init__(self, ffmpeg: FFmpeg | str | None) -> None:
         self._ffmpeg = ffmpeg  # the binary resolve_config() uses by default
         self._resolved_for: str | None = None  # set by resolve_config()
+        self._resolved_state = ""  # the values resolve_config() checked
         self.vcodec = ALIASES.get(self.vcodec, self.vcodec)
         if self.vcodec == "auto":
             if self.preset is not None:

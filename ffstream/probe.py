@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -373,11 +373,17 @@ def resolve_config(config: _C, ffmpeg: FFmpeg | str | None = None) -> _C:
     "auto" becomes the first encoder that really works here (for VAAPI/QSV with the
     render node the probe found working); the settings are checked against what this
     ffmpeg says of the encoder; a hardware encoder must pass the probe (cached per
-    binary), so a GPU encoder known to fail is refused before any frame. Returns
-    ``config`` itself when it was already resolved for this binary."""
+    binary), so a GPU encoder known to fail is refused before any frame. Returns a
+    checked copy; ``config`` itself when it was resolved for this binary and has not
+    changed since."""
     ff = find_ffmpeg(ffmpeg if ffmpeg is not None else getattr(config, "_ffmpeg", None))
-    if getattr(config, "_resolved_for", None) == ff.path:
+    state = _state(config)
+    if getattr(config, "_resolved_for", None) == ff.path and config._resolved_state == state:
         return config
+    # A config is a mutable dataclass: check again what it holds now, on a copy of its
+    # own, so that what was checked is what the command lines will use (an option added
+    # after construction, or after an earlier resolve, is refused here)
+    config = cast(_C, type(config).from_dict(config.to_dict(), ffmpeg=ff))
     if config.vcodec == "auto":
         name = select_encoder("auto", ff)
         device = config.hw_device
@@ -388,4 +394,10 @@ def resolve_config(config: _C, ffmpeg: FFmpeg | str | None = None) -> _C:
     if config.is_hardware:
         select_encoder(config.vcodec, ff)  # NoWorkingEncoderError with the probe's reason
     config._resolved_for = ff.path
+    config._resolved_state = _state(config)
     return config
+
+
+def _state(config: EncoderConfig) -> str:
+    """Every field's value, to notice a change since the last resolve."""
+    return repr(dataclasses.astuple(config))

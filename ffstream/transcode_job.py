@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import struct
 import time
 from dataclasses import asdict, dataclass
@@ -243,8 +244,12 @@ def _same_frames(a: Path, b: Path, pix_fmt: str, ff: FFmpeg) -> None:
 
 
 def png_is_depth(path: str | os.PathLike) -> bool:
-    """A 16-bit grayscale PNG: how non-streaming mode stores depth (millimetres)."""
-    with open(path, "rb") as f:
+    """A 16-bit grayscale PNG: how non-streaming mode stores depth (millimetres). False
+    for anything but a regular file (a FIFO must not block the planning)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
         head = f.read(_PNG_HEADER.size)
     if len(head) < _PNG_HEADER.size:
         return False

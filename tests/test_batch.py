@@ -254,3 +254,44 @@ def test_record_without_streaming(tmp_path):
             assert meta["videos"][cam]["frames"] == 12
             assert meta["videos"][cam]["image_bytes"] > 0
         assert not (ep / "images").exists()
+
+
+def test_image_folders_are_read_as_hostile(tmp_path):
+    import struct
+    import zlib
+
+    from ffstream.errors import VideoReadError
+
+    cam = SyntheticCamera("cam", 96, 64)
+
+    def folder(name: str, n: int):
+        path = tmp_path / name
+        path.mkdir()
+        for i in range(n):
+            (path / f"frame-{i:06d}.png").write_bytes(encode_png(cam.frame(i)))
+        return path
+
+    # a folder named "ep%" is its own, never a pattern that names "ep%%" or another
+    folder("ep%", 3)
+    twin = folder("ep%%", 2)
+    r = encode_image_dir(twin, tmp_path / "twin.mp4", 30, CFG, delete_images=False)
+    assert r.frames == 2 and stamps(decode_pyav(r.path)) == [0, 1]
+    # a frame that is a link (here to an image outside the folder) is not read
+    linked = folder("linked", 2)
+    (tmp_path / "outside.png").write_bytes(encode_png(cam.frame(7)))
+    (linked / "frame-000002.png").symlink_to(tmp_path / "outside.png")
+    with pytest.raises(EncoderError, match="is a link or a special file, not an image"):
+        encode_image_dir(linked, tmp_path / "linked.mp4", 30, CFG)
+    # a small PNG declaring 24000x24000: refused before anything is inflated
+    row = b"\x00" + b"\x00" * 24000 * 3
+    idat = zlib.compress(row * 200, 9)  # 200 rows given, 24000 promised
+    ihdr = struct.pack(">IIBBBBB", 24000, 24000, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    with pytest.raises(VideoReadError, match="declares 24000x24000 pixels; at most 8192x8192"):
+        decode_png(bomb)

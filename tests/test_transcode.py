@@ -650,3 +650,21 @@ def test_ffmpeg_errors_ignore_encoder_chatter():
     )
     assert ffmpeg_errors(text) == ["[h264 @ 0x55] error while decoding MB 3 4"]
     assert ffmpeg_errors("Svt[error]: bad\n") == ["Svt[error]: bad"]
+
+
+def test_a_fifo_among_the_frames_never_blocks_planning(tmp_path):
+    import threading
+
+    src = tmp_path / "src" / "episode_000000" / "images" / "cam"
+    src.mkdir(parents=True)
+    os.mkfifo(src / "frame-000000.png")
+    done: list[object] = []
+    planner = threading.Thread(
+        target=lambda: done.append(transcode(tmp_path / "src", tmp_path / "dst", AV1, fps=30,
+                                             dry_run=True)),
+        daemon=True,
+    )  # fmt: skip
+    planner.start()
+    planner.join(60)
+    assert not planner.is_alive(), "planning blocked on a FIFO"
+    assert [r.status for r in done[0].results] == ["planned"]

@@ -100,3 +100,21 @@ def test_hostile_json_is_a_clear_error_never_a_hang_or_a_recursion(tmp_path):
     reader.join(30)
     assert not reader.is_alive(), "reading a FIFO blocked"
     assert "is not a regular file" in str(errors[0])
+
+
+def test_a_config_changed_after_its_checks_is_checked_again(tmp_path):
+    from ffstream import FFmpegWriter, resolve_config
+    from ffstream.errors import UnsafeSettingError
+
+    config = EncoderConfig("h264")
+    enc = StreamingVideoEncoder(30, config)
+    # the encoder holds a checked copy: changing the caller's object changes nothing
+    config.extra_options["stats"] = str(tmp_path / "second-output")
+    assert "stats" not in enc.rgb_encoder.extra_options
+    enc.close()
+    # and a resolved config that is changed afterwards is checked again before use
+    resolved = resolve_config(EncoderConfig("h264"))
+    resolved.extra_options["stats"] = str(tmp_path / "second-output")
+    with pytest.raises(UnsafeSettingError, match="stats"):
+        FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, resolved)
+    assert not (tmp_path / "second-output").exists()
