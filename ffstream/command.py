@@ -360,5 +360,8 @@ def build_command(
         out_opts["flush_packets"] = "1"
     if output_format:
         out_opts["f"] = output_format
-    args = ffmpeg_python.output(stream, output, **out_opts).get_args()
+    # a path is always file:ABSOLUTE: a relative folder named "tcp:/host:port/x" (which
+    # ffstream creates as a folder) must never become a protocol for ffmpeg
+    target = output if output == "-" else f"file:{os.path.abspath(output)}"
+    args = ffmpeg_python.output(stream, target, **out_opts).get_args()
     return [exe, *global_options(loglevel), *extra_global, "-y", *device_args, *args]

@@ -113,6 +113,11 @@ SVTAV1_PARAMS = frozenset(
     luminance-qp-bias enable-tpl-la use-fixed-qindex-offsets
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
+# Allowed keys whose value the library reads as a file name unless it is one of a few
+# words: only those words are let through.
+PARAM_VALUES: dict[str, frozenset[str]] = {
+    "cqm": frozenset({"flat", "jvt"}),  # libx264 opens any other value as a matrix file
+}
 PARAMS_OPTIONS: dict[str, frozenset[str]] = {
     "x264-params": X264_PARAMS,
     "x264opts": X264_PARAMS,
@@ -187,5 +192,12 @@ def check_params(option: str, value: str) -> str:
                 f"extra_options[{option!r}]: key {key!r} is not allowed (keys that write or "
                 "read files, such as dump-yuv, csv, stats or analysis-save, are refused; "
                 f"ffstream.safe_options lists the {len(allowed)} allowed keys)"
+            )
+        words = PARAM_VALUES.get(name)
+        given = item.split("=", 1)[1].strip() if "=" in item else ""
+        if words is not None and given not in words:
+            raise UnsafeSettingError(
+                f"extra_options[{option!r}]: {key}={given!r} is refused: {key} takes "
+                f"{' or '.join(sorted(words))}; any other value is opened as a file"
             )
     return value

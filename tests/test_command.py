@@ -1,3 +1,4 @@
+import os
 import subprocess
 from fractions import Fraction
 
@@ -6,6 +7,11 @@ import pytest
 
 from ffstream import EncoderConfig, find_ffmpeg
 from ffstream.command import InputSpec, build_command, fps_fraction
+
+
+def _out() -> str:
+    """What the output "out.mp4" becomes: always file: and an absolute path."""
+    return "file:" + os.path.abspath("out.mp4")
 
 
 def _argv(config, threads=None, pix_fmt="rgb24", ffmpeg="ffmpeg"):
@@ -24,7 +30,7 @@ def test_global_options_come_before_the_input():
     for flag in ("-hide_banner", "-nostdin", "-loglevel", "-y"):
         assert argv.index(flag) < i, flag
     assert argv[i + 1] == "pipe:0"
-    assert argv[-1] == "out.mp4"
+    assert argv[-1] == _out()
     assert argv[:i] == [
         "ffmpeg",
         "-hide_banner",
@@ -192,7 +198,7 @@ def test_nvenc_recipe(hw):
         "constqp",
         "-vf",
         SCALE,
-        "out.mp4",
+        _out(),
     ]  # encoder_threads is ignored for hardware encoders
 
 
@@ -215,7 +221,7 @@ def test_vaapi_recipe(hw):
         "25",
         "-vf",
         f"{SCALE},format=nv12,hwupload",
-        "out.mp4",
+        _out(),
     ]
 
 
@@ -253,7 +259,7 @@ def test_qsv_recipe(hw):
         "veryfast",
         "-vf",
         f"{SCALE},format=nv12,hwupload=extra_hw_frames=64,format=qsv",
-        "out.mp4",
+        _out(),
     ]
 
 
@@ -276,7 +282,7 @@ def test_videotoolbox_recipe(hw):
         "40",
         "-vf",
         SCALE,
-        "out.mp4",
+        _out(),
     ]  # q:v = 100 - 2 crf (LeRobot's scale)
 
 

@@ -88,6 +88,41 @@ def test_no_listener_receives_a_byte(tmp_path):
     assert got == []
 
 
+def test_an_output_folder_named_like_a_protocol_stays_a_folder(tmp_path, monkeypatch):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(2.0)
+    port = server.getsockname()[1]
+    got: list[bytes] = []
+
+    def accept():
+        try:
+            conn, _ = server.accept()
+            got.append(conn.recv(100))
+            conn.close()
+        except OSError:
+            pass
+
+    t = threading.Thread(target=accept)
+    t.start()
+    monkeypatch.chdir(tmp_path)
+    cam = SyntheticCamera(width=64, height=48)
+    try:
+        with StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block") as enc:
+            enc.start_episode(["cam"], f"tcp:/127.0.0.1:{port}/ep")  # a valid relative folder
+            for _ in range(5):
+                enc.feed_frame("cam", cam.read())
+            result = enc.finish_episode()["cam"]
+    finally:
+        t.join()
+        server.close()
+    assert got == []
+    video = tmp_path / "tcp:" / f"127.0.0.1:{port}" / "ep" / "cam.mp4"
+    assert result.frames == 5 and video.is_file()
+    assert stamps(read_frames(video)) == list(range(5))
+
+
 @pytest.mark.parametrize(
     "vcodec, extra, key",
     [
@@ -104,6 +139,14 @@ def test_encoder_library_parameters_cannot_name_files(tmp_path, vcodec, extra, k
     extra = {k: v.format(victim=tmp_path / "victim.txt") for k, v in extra.items()}
     message = _record_with(tmp_path, extra, vcodec)
     assert f"key {key!r} is not allowed" in message
+
+
+def test_a_parameter_that_opens_any_other_value_as_a_file_takes_only_its_words(tmp_path):
+    victim = tmp_path / "matrix.cfg"
+    victim.write_text("INTRA4X4_LUMA = 16")
+    message = _record_with(tmp_path, {"x264-params": f"cqm={victim}"})
+    assert "cqm takes flat or jvt; any other value is opened as a file" in message
+    assert EncoderConfig("h264", extra_options={"x264-params": "cqm=jvt"}).extra_options
 
 
 def test_escapes_in_parameter_lists_are_refused(tmp_path):
