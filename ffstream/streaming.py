@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -136,6 +137,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         self._writers: weakref.WeakSet[FFmpegWriter] = weakref.WeakSet()  # not yet closed
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: set[Future] = set()
+        self._finishing: dict[Future, frozenset[str]] = {}  # files each finish writes
         # Started now so that finish_episode_async() only enqueues: starting a thread
         # while the capture loop and the writers compete for the GIL can take 100 ms.
         self._finisher = threading.Thread(
@@ -151,7 +153,14 @@ class StreamingVideoEncoder(EpisodeEncoder):
         return self._cameras is not None
 
     def _open_episode(self, plans: dict[str, StreamPlan], out_dir: Path) -> None:
-        """Writers start at each camera's first frame (that frame fixes the size)."""
+        """Writers start at each camera's first frame (that frame fixes the size). An
+        earlier episode still finishing into one of the same files (a re-take with
+        ``overwrite=True``) is waited for first: two processes never write one file."""
+        paths = {os.path.abspath(p.path) for p in plans.values()}
+        for fut, theirs in list(self._finishing.items()):
+            if paths & theirs:
+                log.info("waiting for the earlier episode that writes the same files")
+                fut.exception()  # waits; its outcome belongs to its own caller
         period = 1 / float(fps_fraction(self.fps))
         n = len(plans) if self.spread_writes else 0
         self._cameras = {
@@ -246,7 +255,10 @@ class StreamingVideoEncoder(EpisodeEncoder):
         for cam in cams.values():
             cam.end(FFmpegWriter.finish)
         cpu = self.monitor.summary(since=self._episode_t0) if self.monitor else None
-        return self._submit(_collect, cams, timeout, cpu)
+        fut = self._submit(_collect, cams, timeout, cpu)
+        self._finishing[fut] = frozenset(os.path.abspath(c.path) for c in cams.values())
+        fut.add_done_callback(lambda f: self._finishing.pop(f, None))
+        return fut
 
     def cancel_episode(self) -> None:
         """Stop the episode: kill its ffmpeg processes and delete its partial files."""

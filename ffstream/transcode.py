@@ -121,6 +121,16 @@ class Plan:
     datasets: list[_Dataset]
 
 
+def _resolved(path: str | os.PathLike) -> Path:
+    """The real absolute path, or a TranscodeError that says why there is none."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # RuntimeError: a link loop (Python < 3.13)
+        raise TranscodeError(
+            f"{path} cannot be resolved to a real folder ({exc}): a symbolic link loop?"
+        ) from None
+
+
 def _is_link_or_hidden(path: Path) -> bool:
     return path.name.startswith(".") or path.is_symlink()
 
@@ -206,12 +216,12 @@ def plan(
     the new RGB codec and of the depth codec (for depth image folders)."""
     if not sources:
         raise TranscodeError("name at least one source")
-    out_root = Path(dst).resolve()
+    out_root = _resolved(dst)
     roots = [Path(s) for s in sources]
     for s in roots:
         if not s.exists():
             raise TranscodeError(f"{s} does not exist")
-    resolved = [s.resolve() for s in roots]
+    resolved = [_resolved(s) for s in roots]
     for s in resolved:
         if out_root == s or out_root.is_relative_to(s) or s.is_relative_to(out_root):
             raise TranscodeError(
@@ -428,7 +438,7 @@ def transcode(
             encoder_threads = max(1, cores // workers)
     elif encoder_threads is None:
         encoder_threads = 1
-    out_root = Path(dst).resolve()
+    out_root = _resolved(dst)
     settings = JobSettings(
         rgb.to_dict(), depth.to_dict() if depth else None, encoder_threads,
         ff.path if ffmpeg is not None else None,
@@ -503,6 +513,10 @@ def _run(
             finished(_failed(job, str(exc)))
             continue
         todo.append(job)
+    for ds in the_plan.datasets:  # info.json marks a complete dataset: not while it changes
+        if any(Path(job.output).is_relative_to(ds.out) for job in todo):
+            with contextlib.suppress(FileNotFoundError):
+                (ds.out / INFO_PATH).unlink()
     by_name = {job.name: job for job in todo}
     results = runner.map(todo, settings)
     try:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -97,15 +98,14 @@ class Manifest:
                 return None
         except OSError:
             return None
-        fields = {k: entry[k] for k in ("frames", "codec", "pix_fmt", "depth") if k in entry}
-        try:
-            return JobResult(
-                job.name, job.kind, "skipped", job.source, job.output,
-                bytes_in=int(entry.get("bytes_in", 0)), bytes_out=int(entry["bytes_out"]),
-                **fields,
-            )  # fmt: skip
-        except (TypeError, ValueError):
+        if not _well_typed(entry):
+            log.warning("ignoring the manifest's entry for %s: its fields are not valid", job.name)
             return None
+        fields = {k: entry[k] for k in ("frames", "codec", "pix_fmt", "depth") if k in entry}
+        return JobResult(
+            job.name, job.kind, "skipped", job.source, job.output,
+            bytes_in=entry.get("bytes_in", 0), bytes_out=entry["bytes_out"], **fields,
+        )  # fmt: skip
 
     def record(self, job: Job, key: str, stamp: dict[str, Any], result: JobResult) -> None:
         """Note how a job ended; written at most every SAVE_INTERVAL s (and by flush())."""
@@ -127,3 +127,23 @@ class Manifest:
         tmp = self.path.with_name(f".{self.path.name}.partial")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         os.replace(tmp, self.path)
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # a codec or pixel format name
+
+
+def _well_typed(entry: dict[str, Any]) -> bool:
+    """An entry read from disk: counts are whole numbers >= 0, names are names, depth is
+    a flag. Anything else (a count that is text, a codec that is a list) means the job
+    counts as not done, instead of being trusted into the summary and info.json."""
+    if "bytes_out" not in entry:
+        return False
+    for k in ("frames", "bytes_in", "bytes_out"):
+        v = entry.get(k, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            return False
+    for k in ("codec", "pix_fmt"):
+        v = entry.get(k)
+        if v is not None and not (isinstance(v, str) and _NAME.match(v)):
+            return False
+    return isinstance(entry.get("depth"), (bool, type(None)))

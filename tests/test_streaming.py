@@ -243,6 +243,24 @@ def test_existing_episode_is_not_overwritten(tmp_path):
     enc.close()
 
 
+def test_a_retake_into_a_folder_still_finishing_waits_for_it(tmp_path):
+    cam = SyntheticCamera("c", 160, 96)
+    with StreamingVideoEncoder(
+        30, EncoderConfig("h264"), drop_policy="block", overwrite=True
+    ) as enc:
+        enc.start_episode(["cam"], tmp_path / "ep")
+        for i in range(40):
+            enc.feed_frame("cam", cam.frame(i))
+        first = enc.finish_episode_async()
+        enc.start_episode(["cam"], tmp_path / "ep")  # the same file, at once
+        assert first.done()  # it waited for the earlier episode's file to be final
+        for i in range(100, 110):
+            enc.feed_frame("cam", cam.frame(i))
+        second = enc.finish_episode()["cam"]
+    assert first.result()["cam"].frames == 40
+    assert stamps(decode_pyav(second.path)) == list(range(100, 110))
+
+
 def test_constructor_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown vcodec 'mpeg9'"):
         StreamingVideoEncoder(30, EncoderConfig("mpeg9"))

@@ -159,6 +159,28 @@ def test_second_run_skips_what_is_done_and_redoes_what_changed(mixed, tmp_path, 
     assert {r.status for r in crf.results if r.kind != "video" or not r.depth} == {"encoded"}
 
 
+def test_manifest_entries_of_the_wrong_type_are_not_trusted(tmp_path, ffmpeg, capsys):
+    src = tmp_path / "src"
+    make_video(src / "a.mp4", 3, ffmpeg)
+    dst = tmp_path / "dst"
+    assert transcode(src, dst, AV1, ffmpeg=ffmpeg).ok
+    manifest = json.loads((dst / "transcode.json").read_text())
+    manifest["jobs"]["a.mp4"]["frames"] = "many"
+    (dst / "transcode.json").write_text(json.dumps(manifest))
+    again = transcode(src, dst, AV1, ffmpeg=ffmpeg)  # done again, not skipped on its word
+    assert again.ok and [r.status for r in again.results] == ["encoded"]
+    assert again.frames == 3
+    assert main(["transcode", str(src), str(dst), "--ffmpeg", ffmpeg.path]) == 0
+    assert "skipped" in capsys.readouterr().out  # and the summary adds real numbers
+
+
+def test_a_destination_that_is_a_link_loop_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    assert main(["transcode", str(tmp_path / "src"), str(tmp_path / "loop"), "--dry-run"]) == 2
+    assert "cannot be resolved to a real folder" in capsys.readouterr().err
+
+
 def test_a_corrupt_source_fails_alone_with_its_reason(tmp_path, ffmpeg, capsys):
     src = tmp_path / "src"
     make_video(src / "good.mp4", 12, ffmpeg)
@@ -405,6 +427,20 @@ def test_a_dataset_with_a_failed_file_gets_no_info_json(tmp_path, ffmpeg):
     ]
     assert report.datasets == [] and not (dst / "meta" / "info.json").exists()
     assert (dst / "meta" / "stats.json").exists()  # the rest is done and kept
+
+
+def test_a_rerun_that_does_not_finish_leaves_no_stale_info_json(tmp_path, ffmpeg):
+    src = tmp_path / "dataset"
+    make_lerobot_dataset(src, ffmpeg)
+    dst = tmp_path / "out"
+    assert transcode(src, dst, AV1, ffmpeg=ffmpeg, workers=2).ok
+    assert (dst / "meta" / "info.json").exists()
+    # a new codec, and one source that no longer reads: the run does not finish the
+    # dataset, so no info.json may still describe the old codec beside new videos
+    bad = src / "videos" / "observation.images.top" / "chunk-000" / "file-001.mp4"
+    bad.write_bytes(bad.read_bytes()[:3000])
+    report = transcode(src, dst, EncoderConfig("libx264"), ffmpeg=ffmpeg, workers=2)
+    assert not report.ok and not (dst / "meta" / "info.json").exists()
 
 
 def test_depth_keys_reads_current_and_legacy_markers():
