@@ -1,10 +1,17 @@
-"""JSON that ffstream did not write itself (episode.json, info.json, transcode.json, the
-probe cache, depth tags) is read as hostile input: only a regular file, at most
-MAX_JSON_BYTES, and nesting that would exhaust the parser's stack is a ValueError like
-any other malformed JSON, not a RecursionError."""
+"""JSON files in folders ffstream does not own.
+
+Reading (episode.json, info.json, transcode.json, the probe cache, depth tags): only a
+regular file, at most MAX_JSON_BYTES, and nesting that would exhaust the parser's stack
+is a ValueError like any other malformed JSON, not a RecursionError.
+
+Writing (``dump``): through a hidden temporary file beside the target, created afresh
+and exclusively (whatever was at its name, a link included, is removed, never followed),
+then renamed over the target, so a reader never sees half a file and a planted link
+never leads the write elsewhere."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -35,3 +42,16 @@ def load(path: str | os.PathLike) -> Any:
     if len(data) > MAX_JSON_BYTES:
         raise ValueError(f"{path} is larger than {MAX_JSON_BYTES >> 20} MiB")
     return loads(data)
+
+
+def dump(path: str | os.PathLike, data: Any, indent: int = 1) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (see the module docstring)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a link is removed itself, not what it points to
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with open(os.open(tmp, flags, 0o666), "w") as fh:
+        json.dump(data, fh, indent=indent)
+        fh.write("\n")
+    os.replace(tmp, path)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
-import json
 import logging
 import math
 import os
@@ -252,6 +251,11 @@ def plan(
             _plan_folder(src, base, out_root, exts, fps, jobs)
     seen: dict[str, str] = {}
     for job in jobs:
+        if any(part.startswith(".") for part in Path(job.name).parts):
+            raise TranscodeError(
+                f"{job.source} would become the hidden file {out_root / job.name}; names "
+                "starting with '.' are kept for transcode's temporary files: rename it"
+            )
         other = seen.setdefault(job.name, job.source)
         if other != job.source:
             raise TranscodeError(
@@ -354,9 +358,7 @@ def _finish_dataset(ds: _Dataset, results: list[JobResult], rgb: EncoderConfig) 
         ft["info"] = meta
     target = ds.out / INFO_PATH
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(target)
-    tmp.write_text(json.dumps(info, indent=4) + "\n")
-    os.replace(tmp, target)
+    jsonfile.dump(target, info, indent=4)
     return True
 
 

@@ -16,6 +16,7 @@ frame by frame.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -119,7 +120,7 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
     res = JobResult(job.name, job.kind, "failed", job.source, job.output, host=socket.gethostname())
     tmp = partial_path(job.output)
     try:
-        Path(job.output).parent.mkdir(parents=True, exist_ok=True)
+        _prepare_output(job, tmp)
         if job.kind == "copy":
             _copy(job, tmp, res)
         elif job.kind == "images":
@@ -138,6 +139,25 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
             tmp.unlink()
         res.seconds = time.monotonic() - t0
     return res
+
+
+def _prepare_output(job: Job, tmp: Path) -> None:
+    """Make the output's folder, check that it really lies inside the destination (a
+    linked sub-folder would lead outside it), and create the temporary file afresh and
+    exclusively: whatever was at its name (a link, a file of a killed run) is removed
+    first, never followed."""
+    out = Path(job.output)
+    root = out.parents[len(Path(job.name).parts) - 1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.parent.resolve().is_relative_to(root.resolve()):
+        raise TranscodeError(
+            f"{out.parent} leads outside the destination {root} (a symbolic link?); "
+            "nothing is written through it"
+        )
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a link is removed itself, not what it points to
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    os.close(os.open(tmp, flags, 0o666))
 
 
 def _copy(job: Job, tmp: Path, res: JobResult) -> None:

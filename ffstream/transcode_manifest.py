@@ -123,10 +123,7 @@ class Manifest:
     def save(self) -> None:
         self._dirty = False
         self._saved = time.monotonic()
-        data = {"format": FORMAT, "version": VERSION, "jobs": self.entries}
-        tmp = self.path.with_name(f".{self.path.name}.partial")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        jsonfile.dump(self.path, {"format": FORMAT, "version": VERSION, "jobs": self.entries})
 
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # a codec or pixel format name

@@ -7,6 +7,7 @@ import filecmp
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,6 +173,32 @@ def test_manifest_entries_of_the_wrong_type_are_not_trusted(tmp_path, ffmpeg, ca
     assert again.frames == 3
     assert main(["transcode", str(src), str(dst), "--ffmpeg", ffmpeg.path]) == 0
     assert "skipped" in capsys.readouterr().out  # and the summary adds real numbers
+
+
+def test_links_in_the_destination_never_lead_writes_outside_it(tmp_path, ffmpeg):
+    src = tmp_path / "src"
+    make_video(src / "a.mp4", 3, ffmpeg)
+    make_video(src / "sub" / "b.mp4", 3, ffmpeg)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / ".a.partial.mp4").symlink_to(outside / "victim.mp4")  # dangling: would be created
+    (dst / "sub").symlink_to(outside)  # a linked sub-folder
+    report = transcode(src, dst, AV1, ffmpeg=ffmpeg)
+    status = {r.name: r for r in report.results}
+    assert status["a.mp4"].status == "encoded" and (dst / "a.mp4").is_file()
+    assert status["sub/b.mp4"].status == "failed"
+    assert "leads outside the destination" in status["sub/b.mp4"].error
+    assert list(outside.iterdir()) == []  # nothing was written through either link
+
+
+def test_a_source_with_a_hidden_name_is_refused(tmp_path, ffmpeg):
+    # ".a.partial.mp4" is the temporary name of a.mp4's job: both would be lost
+    make_video(tmp_path / "a.mp4", 3, ffmpeg)
+    shutil.copy(tmp_path / "a.mp4", tmp_path / ".a.partial.mp4")
+    with pytest.raises(TranscodeError, match="would become the hidden file"):
+        transcode([tmp_path / "a.mp4", tmp_path / ".a.partial.mp4"], tmp_path / "dst", AV1)
 
 
 def test_a_destination_that_is_a_link_loop_is_a_clear_error(tmp_path, capsys):
