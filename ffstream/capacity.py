@@ -75,8 +75,8 @@ def describe(vcodec: str, preset: str | int | None) -> str:
 
 
 class CostBook:
-    """CPU per frame for each encoder and preset: from bench rows, and (when ``ffmpeg``
-    is given) measured on demand for what they lack, then cached."""
+    """CPU per frame for each encoder and preset: from bench rows, and (with
+    ``measure_missing``) measured with ``ffmpeg`` for what they lack, kept in ``cache``."""
 
     def __init__(
         self,

@@ -1,5 +1,6 @@
 """No setting and no file handed to ffstream reaches outside the folder it was given."""
 
+import contextlib
 import json
 import socket
 import struct
@@ -62,38 +63,13 @@ def test_an_option_ffmpeg_reads_itself_cannot_add_an_output(tmp_path, key):
     assert "ffmpeg's command line reads" in message or "names files" in message
 
 
-def test_no_listener_receives_a_byte(tmp_path):
+@contextlib.contextmanager
+def _listener():
+    """A loopback TCP listener for 2 s: yields (port, what it received)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
     server.settimeout(2.0)
-    port = server.getsockname()[1]
-    got = []
-
-    def accept():
-        try:
-            conn, _ = server.accept()
-            got.append(conn.recv(100))
-            conn.close()
-        except OSError:
-            pass
-
-    t = threading.Thread(target=accept)
-    t.start()
-    try:
-        _record_with(tmp_path, {"stats": f"tcp://127.0.0.1:{port}?f=.mkv"})
-    finally:
-        t.join()
-        server.close()
-    assert got == []
-
-
-def test_an_output_folder_named_like_a_protocol_stays_a_folder(tmp_path, monkeypatch):
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(2.0)
-    port = server.getsockname()[1]
     got: list[bytes] = []
 
     def accept():
@@ -106,17 +82,30 @@ def test_an_output_folder_named_like_a_protocol_stays_a_folder(tmp_path, monkeyp
 
     t = threading.Thread(target=accept)
     t.start()
-    monkeypatch.chdir(tmp_path)
-    cam = SyntheticCamera(width=64, height=48)
     try:
-        with StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block") as enc:
-            enc.start_episode(["cam"], f"tcp:/127.0.0.1:{port}/ep")  # a valid relative folder
-            for _ in range(5):
-                enc.feed_frame("cam", cam.read())
-            result = enc.finish_episode()["cam"]
+        yield server.getsockname()[1], got
     finally:
         t.join()
         server.close()
+
+
+def test_no_listener_receives_a_byte(tmp_path):
+    with _listener() as (port, got):
+        _record_with(tmp_path, {"stats": f"tcp://127.0.0.1:{port}?f=.mkv"})
+    assert got == []
+
+
+def test_an_output_folder_named_like_a_protocol_stays_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cam = SyntheticCamera(width=64, height=48)
+    with (
+        _listener() as (port, got),
+        StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block") as enc,
+    ):
+        enc.start_episode(["cam"], f"tcp:/127.0.0.1:{port}/ep")  # a valid relative folder
+        for _ in range(5):
+            enc.feed_frame("cam", cam.read())
+        result = enc.finish_episode()["cam"]
     assert got == []
     video = tmp_path / "tcp:" / f"127.0.0.1:{port}" / "ep" / "cam.mp4"
     assert result.frames == 5 and video.is_file()
