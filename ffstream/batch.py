@@ -52,6 +52,7 @@ from .reader import count_frames
 from .result import VideoResult
 from .stats import StatsAccumulator, stride_for
 from .streaming import StreamingVideoEncoder
+from .untrusted import NotRegularFileError, read_regular
 from .writer import FFmpegWriter
 
 log = logging.getLogger("ffstream.batch")
@@ -222,6 +223,18 @@ class ImageWriter:
 
 
 # ----------------------------------------------------------------------------- encoding
+# The largest PNG a frame can need: 16-bit RGB at the largest side, stored uncompressed.
+MAX_PNG_BYTES = MAX_SIDE * MAX_SIDE * 6 + (1 << 20)
+
+
+def _read_png(path: Path) -> bytes:
+    """A frame's bytes: a regular file (not a link), at most MAX_PNG_BYTES."""
+    try:
+        return read_regular(path, MAX_PNG_BYTES, follow_links=False)
+    except NotRegularFileError as exc:
+        raise EncoderError(f"{exc}: not read as a frame") from None
+
+
 def _frame_files(frames_dir: Path) -> list[Path]:
     """The frames, in order: regular files only (a link could point outside the folder,
     a FIFO would block the encoder)."""
@@ -260,7 +273,7 @@ def encode_image_dir(
         raise EncoderError(f"{frames_dir} holds no frame-*.png images to encode")
     if video_path.exists() and not overwrite:
         raise OutputExistsError(f"{video_path} already exists; pass overwrite=True")
-    first = decode_png(files[0].read_bytes())
+    first = decode_png(_read_png(files[0]))
     h, w = first.shape[:2]
     t0 = time.monotonic()
     quantized = isinstance(config, DepthEncoderConfig) and config.quantize
@@ -340,7 +353,7 @@ def _encode_through_writer(files, video_path, w, h, fps, config, threads, ff) ->
     )
     try:
         for f in files:
-            writer.submit(decode_png(f.read_bytes()))
+            writer.submit(decode_png(_read_png(f)))
     except BaseException:
         writer.abort()
         raise

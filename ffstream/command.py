@@ -162,6 +162,7 @@ def transcode_command(
     output: str | os.PathLike,
     output_format: str,
     encoder_threads: int | None = None,
+    fps: Fraction | None = None,
 ) -> list[str]:
     """A recorded video -> the same frames re-encoded with ``config``; the decoder gets
     the encoder's thread count, so a job uses the cores it was given and no more.
@@ -176,6 +177,7 @@ def transcode_command(
     out_opts.update({"an": None, "sn": None, "dn": None, "map_metadata": "0", "f": output_format})
     if output_format == "mp4":
         out_opts["movflags"] = "+use_metadata_tags"
+        out_opts.update(mp4_timing(fps))  # ``fps``: the source's, when known
     graph = ffmpeg_python.output(
         safe_input(source, container, encoder_threads)["v:0"],
         f"file:{os.path.abspath(os.fspath(output))}",
@@ -309,6 +311,26 @@ def passthrough_args(ffmpeg: FFmpeg | str) -> list[str]:
     return ["-fps_mode", "passthrough"]
 
 
+def mp4_timescale(fps: Fraction) -> int:
+    """The MP4 track time scale ffmpeg picks for ``fps`` (its numerator, doubled up to
+    10000 or more), used for the movie as well: the movie's default of 1000 rounds an
+    edit list (which B-frames need) to whole milliseconds, and the video then seems a
+    third of a millisecond short, enough for LeRobot's 0.1 ms tolerance to refuse the
+    rows of the next episode once episodes are joined into one file."""
+    scale = max(1, fps.numerator)
+    while scale < 10000:
+        scale *= 2
+    return scale
+
+
+def mp4_timing(fps: Fraction | None) -> dict[str, str]:
+    """Output options that make MP4 durations exact at ``fps`` (nothing if unknown)."""
+    if fps is None or fps <= 0:
+        return {}
+    scale = str(mp4_timescale(fps))
+    return {"movie_timescale": scale, "video_track_timescale": scale}
+
+
 def build_command(
     ffmpeg: FFmpeg | str,
     spec: InputSpec,
@@ -352,6 +374,8 @@ def build_command(
         out_opts["metadata"] = f"{key}={value}"
         if output.endswith((".mp4", ".mov")):
             out_opts["movflags"] = "+use_metadata_tags"  # keep a custom key in MP4
+    if output.endswith((".mp4", ".mov")) or output_format in ("mp4", "mov"):
+        out_opts.update(mp4_timing(spec.fps))
     if fragmented and output.endswith((".mp4", ".mov")):
         # A fragment per keyframe, flushed at once: a killed recording stays playable up
         # to the frames the encoder had finished (the writer remuxes it when it ends).

@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
+
+from .untrusted import read_regular
 
 MAX_JSON_BYTES = 64 << 20
 
@@ -33,15 +34,7 @@ def load(path: str | os.PathLike) -> Any:
     """Parse the JSON file ``path``. OSError if it cannot be opened; ValueError if it is
     not a regular file (a FIFO or a device would block or never end), is larger than
     MAX_JSON_BYTES, or is not JSON."""
-    # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it
-    fd = os.open(Path(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with open(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{path} is not a regular file")
-        data = fh.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
-        raise ValueError(f"{path} is larger than {MAX_JSON_BYTES >> 20} MiB")
-    return loads(data)
+    return loads(read_regular(path, MAX_JSON_BYTES))
 
 
 def dump(path: str | os.PathLike, data: Any, indent: int = 1) -> None:

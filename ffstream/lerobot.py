@@ -4,7 +4,7 @@
 its promises (one MP4 per camera in its own temporary folder under ``temp_dir``,
 LeRobot's statistics, ``close()`` cancels, RuntimeError when a camera's encoder died),
 while the frames go through ffstream: one ffmpeg process per camera, a bounded ring,
-a caller that never waits. ``install()`` makes ``LeRobotDataset`` build this class
+a live caller that never waits. ``install()`` makes ``LeRobotDataset`` build this class
 wherever it builds its own; ``uninstall()`` puts LeRobot's back.
 
 LeRobot's configs (``RGBEncoderConfig``, ``DepthEncoderConfig``) are read by attribute,
@@ -284,12 +284,14 @@ class StreamingVideoEncoder:
     ``drop_policy`` and ``ffmpeg`` (the binary to use); when LeRobot builds the encoder,
     both come from ``install()``.
 
-    ``drop_policy="repeat"`` (the default) never makes the caller wait: a frame that
-    finds the queue full is replaced in the video by the frame before it, so the video
-    keeps one frame per dataset row and LeRobot's timestamps stay valid (a video with a
-    frame missing fails LeRobot's reader at that row). "block" is for offline or
-    simulated recording, where frames come faster than real time; "drop" leaves the
-    frame out. LeRobot's own ``feed_frame`` waits up to 100 ms for room, then drops.
+    ``drop_policy="pace-repeat"`` (the default): a frame that finds the queue full waits
+    for room while the caller is ahead of real time (a simulation, a conversion, any
+    ``add_frame`` loop faster than the dataset's fps), so such a producer keeps every
+    row; a live loop that is on time or late never waits, and its frame is replaced in
+    the video by the frame before it, so the video keeps one frame per dataset row and
+    LeRobot's timestamps stay valid (a video with a frame missing fails LeRobot's reader
+    at that row). "repeat" never waits, "block" always does, "drop" leaves the frame
+    out. LeRobot's own ``feed_frame`` waits up to 100 ms for room, then drops.
     """
 
     def __init__(
@@ -302,7 +304,7 @@ class StreamingVideoEncoder:
         drop_policy: DropPolicy | None = None,
         ffmpeg: FFmpeg | str | None = None,
     ):
-        drop_policy = drop_policy or _install_settings.get("drop_policy") or "repeat"
+        drop_policy = drop_policy or _install_settings.get("drop_policy") or "pace-repeat"
         ffmpeg = ffmpeg or _install_settings.get("ffmpeg")
         self.fps = fps
         self.queue_maxsize = queue_maxsize
@@ -380,9 +382,9 @@ class StreamingVideoEncoder:
     def feed_frame(self, video_key: str, image: np.ndarray) -> None:
         """Hand one frame to the camera's encoder: HWC or CHW, uint8 or float in [0, 1]
         (depth: HxW, HxWx1 or 1xHxW, integer millimetres or float metres). Never waits
-        (with the default drop_policy): a frame that finds the queue full is replaced by
-        the one before it, counted and reported. RuntimeError if the camera's encoder
-        died."""
+        while the caller is on time or late (with the default drop_policy): a frame that
+        finds the queue full is then replaced by the one before it, counted and
+        reported. RuntimeError if the camera's encoder died."""
         if not self._episode_active:
             raise RuntimeError("No active episode. Call start_episode() first.")
         cam = self._threads[video_key]  # KeyError for an unknown key, as in LeRobot
@@ -435,6 +437,8 @@ class StreamingVideoEncoder:
     def _report_drops(self) -> None:
         how = {
             "repeat": " (each replaced by the frame before it: one video frame per row)",
+            "pace-repeat": " (each replaced by the frame before it: one video frame per row)",
+            "pace": " (left out: the video is shorter than the episode)",
             "drop": " (left out: the video is shorter than the episode)",
         }.get(self._encoder.drop_policy, "")
         for key, count in self._dropped_frames.items():
@@ -506,7 +510,8 @@ def install(drop_policy: DropPolicy | None = None, ffmpeg: FFmpeg | str | None =
     encoder (``LeRobotDataset(..., streaming_encoding=True)``, ``lerobot-record``).
 
     ``drop_policy`` and ``ffmpeg`` apply to the encoders LeRobot builds from then on
-    (``drop_policy="block"`` for simulated recording). Calling it again only updates
+    (the default "pace-repeat" already keeps every row of a producer ahead of real
+    time; "block" waits even when it is behind). Calling it again only updates
     them; ``uninstall()`` undoes it."""
     if drop_policy is not None:
         check_drop_policy(drop_policy)

@@ -155,16 +155,28 @@ class SlotRing:
         return self._filled.qsize()
 
     # ------------------------------------------------------------------ producer
-    def take(self, block: bool = False, poll: Callable[[], None] | None = None) -> int | None:
+    def take(
+        self,
+        block: bool = False,
+        poll: Callable[[], None] | None = None,
+        deadline: float | None = None,
+    ) -> int | None:
         """A free slot; None at once if there is none (``block=False``). With ``block``,
-        waits for one, calling ``poll`` every 50 ms (it may raise to stop waiting)."""
+        waits for one; with a ``deadline`` (time.monotonic()), waits for one until then.
+        While waiting, calls ``poll`` every 50 ms (it may raise to stop waiting)."""
         while True:
             with self._freed:
                 if self._free:
                     return self._free.pop()
-                if not block:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    freed = self._freed.wait(min(left, POLL_SECONDS))
+                elif not block:
                     return None
-                freed = self._freed.wait(POLL_SECONDS)
+                else:
+                    freed = self._freed.wait(POLL_SECONDS)
             if not freed and poll is not None:
                 poll()
 

@@ -10,8 +10,24 @@ import numpy as np
 
 from .errors import InvalidSettingError, SettingTypeError
 
-DropPolicy = Literal["drop", "repeat", "block"]
-DROP_POLICIES: tuple[DropPolicy, ...] = ("drop", "repeat", "block")
+DropPolicy = Literal["pace", "pace-repeat", "drop", "repeat", "block"]
+DROP_POLICIES: tuple[DropPolicy, ...] = ("pace", "pace-repeat", "drop", "repeat", "block")
+# What a frame that finds the queue full does:
+#   pace         waits for room while the producer is ahead of real time (frame i fed
+#                before first_feed + i/fps), and is dropped once it is behind;
+#   pace-repeat  the same, but a frame that is behind is replaced by the one before it;
+#   drop         dropped at once;  repeat  replaced by the one before it at once;
+#   block        waits for room however long it takes (offline conversion).
+
+
+def repeats_dropped(drop_policy: str) -> bool:
+    """Whether a dropped frame is written as a repeat of the frame before it."""
+    return drop_policy in ("repeat", "pace-repeat")
+
+
+def waits_when_full(drop_policy: str) -> bool | None:
+    """True: waits however long; None: waits while ahead of real time; False: never."""
+    return {"block": True, "pace": None, "pace-repeat": None}.get(drop_policy, False)
 
 
 def check_encoder_threads(encoder_threads: int | None) -> None:

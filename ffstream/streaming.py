@@ -89,9 +89,11 @@ class _Camera:
 class StreamingVideoEncoder(EpisodeEncoder):
     """Encode every camera of every episode while frames are captured.
 
-    ``feed_frame`` never waits on ffmpeg: when a camera's queue is full the frame is
-    dropped and counted (see ``drop_policy``). ``finish_episode`` returns with the
-    files final; ``finish_episode_async`` returns at once with a Future.
+    ``feed_frame`` never makes a live loop wait on ffmpeg: when a camera's queue is full
+    the frame is dropped and counted, unless the caller is ahead of real time, which then
+    waits for room (``drop_policy="pace"``, the default; see FFmpegWriter).
+    ``finish_episode`` returns with the files final; ``finish_episode_async`` returns at
+    once with a Future.
     """
 
     def __init__(
@@ -102,7 +104,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         queue_maxsize: int = 30,
         encoder_threads: int | None = None,
         ffmpeg: FFmpeg | str | None = None,
-        drop_policy: DropPolicy = "drop",
+        drop_policy: DropPolicy = "pace",
         compute_stats: bool = False,
         monitor: Any = None,
         overwrite: bool = False,
@@ -229,6 +231,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
             priority=self.encoder_priority,
             **depth,
         )
+        writer.pace_clock = self._episode_t0  # frame i is due i/fps after start_episode
         cam.shape = frame.shape
         self._writers.add(writer)
         return writer

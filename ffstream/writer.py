@@ -58,7 +58,13 @@ from .remux import remux_fragmented
 from .result import VideoResult
 from .ring import END, SlotRing
 from .stats import BackgroundStats, StatsAccumulator, stride_for
-from .stream_settings import DropPolicy, check_stream_settings, check_write_phase
+from .stream_settings import (
+    DropPolicy,
+    check_stream_settings,
+    check_write_phase,
+    repeats_dropped,
+    waits_when_full,
+)
 
 log = logging.getLogger("ffstream.writer")
 
@@ -170,7 +176,7 @@ class _Stream:
         self.frame_bytes = fmt.frame_bytes(width, height)
         self.policy = drop_policy
         # "repeat" keeps the last written slot aside to write it again, so it gets one more.
-        n_slots = queue_maxsize + (1 if drop_policy == "repeat" else 0)
+        n_slots = queue_maxsize + (1 if repeats_dropped(drop_policy) else 0)
         self.ring = SlotRing(n_slots, self.shape, self.dtype)
         self.proc: FFmpegProcess | None = None
         self.active: FFmpegProcess | None = None  # what runs now: the encoder or the remux
@@ -302,7 +308,7 @@ class _Stream:
                 self._read_back_scheduling()
             if self.stats is not None:
                 self._lend_to_stats(self.stats, slot)
-            if self.policy == "repeat":
+            if repeats_dropped(self.policy):
                 if last is not None:
                     ring.release(last)
                 last = slot
@@ -430,8 +436,12 @@ class _Stream:
 class FFmpegWriter:
     """Encode frames of one camera to one video file through a long-lived ffmpeg.
 
-    ``submit()`` is meant to be called from one capture thread; it never blocks
-    (except with ``drop_policy="block"``, made for offline conversion).
+    ``submit()`` is meant to be called from one capture thread. With the default
+    ``drop_policy="pace"`` it waits for room only while the caller is ahead of real time
+    (frame i handed over more than a period before ``pace_clock`` + i/fps, where
+    ``pace_clock`` is when the writer was made, or its episode started: a simulation, a
+    conversion), so a live loop that is on time or late never waits and what the
+    encoder cannot take is dropped; "drop" and "repeat" never wait, "block" always does.
     """
 
     def __init__(
@@ -446,7 +456,7 @@ class FFmpegWriter:
         encoder_threads: int | None = None,
         ffmpeg: FFmpeg | str | None = None,
         name: str | None = None,
-        drop_policy: DropPolicy = "drop",
+        drop_policy: DropPolicy = "pace",
         overwrite: bool = False,
         conversion: FrameConversion | None = None,
         metadata: dict[str, str] | None = None,
@@ -550,6 +560,10 @@ class FFmpegWriter:
         self._ring = self._stream.ring
         self._expected_shape = self._stream.shape
         self._submitted = 0
+        # "pace": when frame 0 was due (time.monotonic()); an episode encoder sets its
+        # episode's start, so a live loop, which cannot be ahead of it, never waits
+        self.pace_clock = time.monotonic()
+        self._waited = 0.0  # seconds submit() waited for room ("pace", "block")
         self._dropped_indices: list[int] = []
         self._pending_repeats = 0
         self._unreported_drops = 0
@@ -643,10 +657,10 @@ class FFmpegWriter:
             self._reject(frame)
         index = self._submitted
         self._submitted += 1
-        slot = self._take_slot()
+        slot = self._take_slot(index)
         if slot is None:
             self._dropped_indices.append(index)
-            if self.drop_policy == "repeat":
+            if repeats_dropped(self.drop_policy):
                 self._pending_repeats += 1
             self._unreported_drops += 1
             now = time.monotonic()
@@ -658,8 +672,21 @@ class FFmpegWriter:
         self._pending_repeats = 0
         return True
 
-    def _take_slot(self) -> int | None:
-        return self._ring.take(self.drop_policy == "block", poll=self._raise_if_failed)
+    def _take_slot(self, index: int) -> int | None:
+        wait = waits_when_full(self.drop_policy)
+        due = None
+        if wait is None:  # pace: the episode's clock says how long this frame may wait
+            # One period of slack: a live loop's jitter is never "ahead"; only a producer
+            # a whole period early waits.
+            due = self.pace_clock + (index - 1) / float(self.fps)
+            wait = due > time.monotonic()
+        slot = self._ring.take()
+        if slot is not None or not wait:
+            return slot
+        t = time.monotonic()
+        slot = self._ring.take(True, poll=self._raise_if_failed, deadline=due)
+        self._waited += time.monotonic() - t
+        return slot
 
     def _report_drops(self, now: float) -> None:
         log.warning(
@@ -740,7 +767,7 @@ class FFmpegWriter:
 
     def _make_result(self) -> VideoResult:
         st = self._stream
-        repeated = len(self._dropped_indices) if self.drop_policy == "repeat" else 0
+        repeated = len(self._dropped_indices) if repeats_dropped(self.drop_policy) else 0
         return VideoResult(
             path=self.path,
             frames=st.written,
@@ -753,6 +780,7 @@ class FFmpegWriter:
             submitted=self._submitted,
             repeated=repeated,
             drop_policy=self.drop_policy,
+            waited_seconds=round(self._waited, 6),
             seconds=(st.t_end or time.monotonic()) - st.t_start,
             bytes=self.path.stat().st_size,
             stats=self._stats_result(),

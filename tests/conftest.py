@@ -8,6 +8,7 @@ import stat
 import textwrap
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,15 @@ def decode_pyav(path) -> list[np.ndarray]:
 
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def stream_seconds(path) -> Fraction:
+    """The video stream's duration as PyAV (and so LeRobot) reads it, exactly."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return Fraction(stream.duration) * stream.time_base
 
 
 def stamps(frames) -> list[int]:

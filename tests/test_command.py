@@ -158,6 +158,8 @@ TAGS = [
     "bt709",
 ]
 SCALE = "scale=out_color_matrix=bt709:out_range=tv"
+MOVIE = ["-movie_timescale", "15360"]  # MP4 durations exact at 30 fps (see mp4_timescale)
+TRACK = ["-video_track_timescale", "15360"]
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +190,7 @@ def test_nvenc_recipe(hw):
         "passthrough",
         "-g",
         "2",
+        *MOVIE,
         "-pix_fmt",
         "yuv420p",
         "-preset",
@@ -198,6 +201,7 @@ def test_nvenc_recipe(hw):
         "constqp",
         "-vf",
         SCALE,
+        *TRACK,
         _out(),
     ]  # encoder_threads is ignored for hardware encoders
 
@@ -217,10 +221,12 @@ def test_vaapi_recipe(hw):
         "passthrough",
         "-g",
         "2",
+        *MOVIE,
         "-qp",
         "25",
         "-vf",
         f"{SCALE},format=nv12,hwupload",
+        *TRACK,
         _out(),
     ]
 
@@ -255,10 +261,12 @@ def test_qsv_recipe(hw):
         "2",
         "-global_quality",
         "24",
+        *MOVIE,
         "-preset",
         "veryfast",
         "-vf",
         f"{SCALE},format=nv12,hwupload=extra_hw_frames=64,format=qsv",
+        *TRACK,
         _out(),
     ]
 
@@ -276,12 +284,14 @@ def test_videotoolbox_recipe(hw):
         "passthrough",
         "-g",
         "2",
+        *MOVIE,
         "-pix_fmt",
         "yuv420p",
         "-q:v",
         "40",
         "-vf",
         SCALE,
+        *TRACK,
         _out(),
     ]  # q:v = 100 - 2 crf (LeRobot's scale)
 
@@ -299,3 +309,15 @@ def test_libaom_av1_gets_threads_with_row_multithreading():
     assert _opt(argv, "-c:v") == "libaom-av1" and _opt(argv, "-crf") == "32"
     assert _opt(argv, "-threads") == "3" and _opt(argv, "-row-mt") == "1"
     assert "-row-mt" not in _argv(EncoderConfig("libaom-av1"))  # no threads asked
+
+
+def test_mp4_time_scales_follow_the_frame_rate():
+    """The movie gets the track's time scale (ffmpeg's own choice for the rate), so an
+    edit list is exact; outputs that are not MP4/MOV get no such option."""
+    from ffstream.command import mp4_timescale
+
+    assert [mp4_timescale(fps_fraction(f)) for f in (30, 29.97, 25, 60, 1)] == [
+        15360, 30000, 12800, 15360, 16384,
+    ]  # fmt: skip
+    mkv = build_command("ffmpeg", InputSpec(64, 48, Fraction(30)), EncoderConfig("h264"), "o.mkv")
+    assert "-movie_timescale" not in mkv and "-video_track_timescale" not in mkv

@@ -28,7 +28,7 @@ from ffstream.errors import FFstreamError
 from ffstream.lerobot import StreamingVideoEncoder, codec_options, to_ffstream_config
 from ffstream.reader import read_frames
 
-from .conftest import decode_pyav, stamps, wait_until
+from .conftest import decode_pyav, stamps, stream_seconds, wait_until
 from .test_depth import lerobot_codes, realistic_depth
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "lerobot.md"
@@ -215,11 +215,11 @@ def _flood(tmp_path, drop_policy):
     return dropped, stamps(decode_pyav(path))
 
 
-def test_by_default_a_dropped_frame_is_replaced_by_the_one_before(tmp_path, caplog):
-    """The default never waits and keeps one video frame per dataset row (LeRobot reads
+def test_repeat_replaces_a_dropped_frame_by_the_one_before(tmp_path, caplog):
+    """ "repeat" never waits and keeps one video frame per dataset row (LeRobot reads
     frames by timestamp: a missing frame would fail its reader)."""
     caplog.set_level(logging.WARNING)
-    dropped, seen = _flood(tmp_path, drop_policy=None)
+    dropped, seen = _flood(tmp_path, drop_policy="repeat")
     assert dropped > 0 and len(seen) == 200
     assert len(set(seen)) == 200 - dropped
     assert seen[0] == 0 and seen == sorted(seen)  # in order
@@ -230,6 +230,53 @@ def test_by_default_a_dropped_frame_is_replaced_by_the_one_before(tmp_path, capl
         f"Episode finished with {dropped} dropped frame(s) for cam. (each replaced by the "
         "frame before it: one video frame per row)" in caplog.messages
     )
+
+
+def test_by_default_a_producer_ahead_of_real_time_keeps_every_row(tmp_path):
+    """add_frame in a tight loop (a simulation, a conversion): 3 episodes of 45 rows,
+    RGB and depth. The default ("pace-repeat") waits for room while the caller is ahead
+    of real time, so every row is its own frame in both videos."""
+    cam = SyntheticCamera("cam", 128, 96)
+    depth = [(realistic_depth(96, 128, t) * 1000).astype(np.uint16) for t in range(45)]
+    enc = StreamingVideoEncoder(
+        30, RGBConfig(vcodec="h264", preset="ultrafast"), DepthConfig(preset="ultrafast")
+    )
+    assert enc._encoder.drop_policy == "pace-repeat"
+    with enc:
+        for _ in range(3):
+            enc.start_episode(["rgb", "depth"], tmp_path, depth_video_keys=["depth"])
+            for i in range(45):
+                frame = cam.read()
+                stamp_index(frame, i)
+                enc.feed_frame("rgb", frame)
+                enc.feed_frame("depth", depth[i])
+            res = enc.finish_episode()
+            assert enc._dropped_frames == {}
+            assert stamps(decode_pyav(res["rgb"][0])) == list(range(45))
+            codes = list(read_frames(res["depth"][0], pix_fmt="gray12le"))
+            assert len(codes) == 45
+            for got, d in zip(codes, depth, strict=True):
+                assert np.array_equal(got, lerobot_codes(d))
+
+
+def test_every_video_lasts_exactly_its_frames(tmp_path):
+    """LeRobot joins episodes into one file and finds each by the sum of the durations
+    before it, within 0.1 ms. An MP4 whose edit list is rounded to whole milliseconds
+    (H.265 depth has B-frames) reads 0.3 ms short at 31 frames: the next episode's
+    rows then fail LeRobot's reader. (Seen with the bundled ffmpeg 9; Debian's 5.1
+    writes no such edit list.)"""
+    import imageio_ffmpeg
+
+    static = imageio_ffmpeg.get_ffmpeg_exe()
+    rgb = RGBConfig(vcodec="libx264", preset="ultrafast")
+    with _encoder(rgb_encoder=rgb, ffmpeg=static) as enc:
+        enc.start_episode(["rgb", "depth"], tmp_path, depth_video_keys=["depth"])
+        for i in range(31):
+            enc.feed_frame("rgb", np.full((64, 96, 3), i, np.uint8))
+            enc.feed_frame("depth", np.full((64, 96), 1000 + i, np.uint16))
+        res = enc.finish_episode()
+    for path, _ in res.values():
+        assert stream_seconds(path) == Fraction(31, 30), path.name
 
 
 def test_drop_policy_drop_leaves_frames_out(tmp_path, caplog):

@@ -333,3 +333,18 @@ def test_libaom_av1_round_trip(tmp_path):
         r = enc.finish_episode()["front"]
     assert (r.frames, r.codec) == (6, "libaom-av1")
     assert stamps(decode_pyav(r.path)) == list(range(6))
+
+
+def test_pace_counts_from_the_start_of_the_episode(tmp_path):
+    """A live loop cannot be ahead of start_episode(), so its writers' "pace" clocks start
+    there, not at each camera's first frame: a slow first frame must not make the frames
+    after it look ahead of real time (they would then wait when the queue is full)."""
+    cam = SyntheticCamera("cam", 64, 48)
+    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+        assert enc.drop_policy == "pace"
+        started = time.monotonic()
+        enc.start_episode(["cam"], tmp_path)
+        assert wait_until(lambda: time.monotonic() > started + 0.2)  # a slow first frame
+        enc.feed_frame("cam", cam.read())
+        assert started <= enc._cameras["cam"].writer.pace_clock < started + 0.2
+        assert enc.finish_episode()["cam"].frames == 1

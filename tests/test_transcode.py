@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +33,9 @@ from ffstream.cli import main
 from ffstream.errors import InvalidSettingError, TranscodeError
 from ffstream.formats import FrameConversion
 from ffstream.transcode import LOCK_NAME, depth_keys, plan, transcode
-from ffstream.transcode_executors import LocalExecutor, make_executor
-from ffstream.transcode_job import Job, JobSettings, partial_path
-from ffstream.transcode_manifest import MANIFEST_NAME
+from ffstream.transcode.executors import LocalExecutor, make_executor
+from ffstream.transcode.job import Job, JobSettings, partial_path, run_job
+from ffstream.transcode.manifest import MANIFEST_NAME
 
 from .conftest import wait_until
 
@@ -284,6 +285,32 @@ def test_a_killed_run_finishes_when_run_again_with_no_partial_file(tmp_path, ffm
         assert count_frames(dst / f"clip{n}.mp4", ffmpeg, decode=True) == 150
     manifest = json.loads((dst / MANIFEST_NAME).read_text())["jobs"]
     assert {manifest[f"clip{n}.mp4"]["status"] for n in range(4)} == {"encoded"}
+
+
+def test_a_killed_ray_coordinator_leaves_no_ray_process_running(tmp_path, ffmpeg):
+    """SIGKILL a --executor ray run mid-job: Ray's head processes exit by themselves,
+    but its agents would run on; the run's guard ends every process the run started."""
+    _, dst, argv = slow_run(tmp_path, ffmpeg, 2)
+    proc = subprocess.Popen(
+        [*argv, "--executor", "ray"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        assert wait_until(
+            lambda: partials(dst) or proc.poll() is not None, timeout=120, interval=0.005
+        )
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert any("Agent" in " ".join(p.cmdline()) for p in family)  # what used to stay
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    def alive():
+        return [p for p in family if p.is_running() and p.status() != "zombie"]
+
+    assert wait_until(lambda: not alive(), 30), [(p.pid, p.cmdline()) for p in alive()]
 
 
 def test_ctrl_c_stops_the_workers_removes_partials_and_exits_130(tmp_path, ffmpeg):
@@ -638,6 +665,27 @@ def test_a_worker_that_raises_becomes_a_failed_job(tmp_path, ffmpeg):
     assert partials(tmp_path) == []
 
 
+def test_a_dead_worker_fails_only_the_job_that_killed_it(tmp_path, caplog):
+    """A worker SIGKILLed mid-job (the OOM killer) breaks Python's pool: the jobs not yet
+    started go on in a new pool, the ones that were running are tried again alone, and
+    only the job that kills its worker again fails, named, with the reason."""
+    from .worker_jobs import job_that_may_kill_its_worker
+
+    names = ["victim", "bomb", "c", "d", "e"]
+    jobs = [Job("video", "-", str(tmp_path), name) for name in names]
+    executor = LocalExecutor(2, run=job_that_may_kill_its_worker)
+    with caplog.at_level(logging.WARNING, "ffstream.transcode"):
+        results = {r.name: r for r in executor.map(jobs, JobSettings(rgb={}, depth=None))}
+    assert sorted(results) == sorted(names)  # each job reported exactly once
+    assert results["bomb"].status == "failed"
+    assert "its worker process died while encoding it, twice" in results["bomb"].error
+    assert "out-of-memory killer" in results["bomb"].error
+    assert all(results[n].status == "encoded" for n in names if n != "bomb")
+    assert any(
+        "worker died while encoding" in m and "bomb" in m and "victim" in m for m in caplog.messages
+    )
+
+
 def test_settings_errors_name_the_fix(tmp_path, monkeypatch):
     with pytest.raises(TranscodeError, match="executor must be one of local, ray"):
         transcode(tmp_path, tmp_path / "o", executor="slurm")
@@ -702,7 +750,7 @@ def test_transcode_command_opens_the_source_safely_and_keeps_its_tags(tmp_path, 
 
 
 def test_ffmpeg_errors_ignore_encoder_chatter():
-    from ffstream.transcode_job import ffmpeg_errors
+    from ffstream.transcode.job import ffmpeg_errors
 
     text = (
         "Svt[info]: SVT [config]: preset : 12\n"
@@ -715,19 +763,52 @@ def test_ffmpeg_errors_ignore_encoder_chatter():
     assert ffmpeg_errors("Svt[error]: bad\n") == ["Svt[error]: bad"]
 
 
-def test_a_fifo_among_the_frames_never_blocks_planning(tmp_path):
+def test_special_files_in_a_dataset_are_never_copied_and_reads_are_capped(tmp_path):
+    """A link to /dev/zero, a device node and a FIFO inside a dataset would never end
+    (or block) a copy: planning leaves them out, and a copy job refuses them itself."""
+    from ffstream.untrusted import NotRegularFileError, read_regular
+
+    src = tmp_path / "ds"
+    (src / "meta").mkdir(parents=True)
+    (src / "meta" / "info.json").write_text('{"features": {}}')
+    (src / "meta" / "stats.json").write_text("{}")
+    (src / "meta" / "zero.bin").symlink_to("/dev/zero")
+    os.mkfifo(src / "meta" / "pipe.parquet")
+    device = src / "meta" / "null.parquet"
+    os.mknod(device, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # /dev/null's numbers
+    jobs = plan([src], tmp_path / "dst").jobs
+    assert [j.name for j in jobs] == ["meta/stats.json"]
+    for source in (device, src / "meta" / "zero.bin"):
+        job = Job("copy", str(source), str(tmp_path / "out" / "x.bin"), "x.bin")
+        result = run_job(job, JobSettings(rgb={}, depth=None))
+        assert result.status == "failed" and "only regular files are copied" in result.error
+    with pytest.raises(NotRegularFileError, match="is not a regular file"):
+        read_regular("/dev/zero", 1 << 20)
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 2000)
+    with pytest.raises(NotRegularFileError, match="larger than 1000 bytes"):
+        read_regular(big, 1000)
+
+
+def test_a_fifo_among_the_frames_never_blocks_planning(tmp_path, caplog):
+    """A FIFO as frame 0 is left out, with a warning that names it; planning returns."""
     import threading
 
     src = tmp_path / "src" / "episode_000000" / "images" / "cam"
     src.mkdir(parents=True)
     os.mkfifo(src / "frame-000000.png")
     done: list[object] = []
-    planner = threading.Thread(
-        target=lambda: done.append(transcode(tmp_path / "src", tmp_path / "dst", AV1, fps=30,
-                                             dry_run=True)),
-        daemon=True,
-    )  # fmt: skip
-    planner.start()
-    planner.join(60)
+
+    def run() -> None:
+        try:
+            transcode(tmp_path / "src", tmp_path / "dst", AV1, fps=30, dry_run=True)
+        except TranscodeError as exc:
+            done.append(exc)
+
+    planner = threading.Thread(target=run, daemon=True)
+    with caplog.at_level(logging.WARNING, "ffstream.transcode"):
+        planner.start()
+        planner.join(60)
     assert not planner.is_alive(), "planning blocked on a FIFO"
-    assert [r.status for r in done[0].results] == ["planned"]
+    assert "nothing to transcode" in str(done[0])
+    assert any("frame-000000.png is not a regular file" in m for m in caplog.messages)

@@ -53,7 +53,7 @@ def test_round_trip_every_frame_in_order(tmp_path, no_leaks):
 def test_saturated_writer_never_blocks_and_loses_nothing_it_accepted(tmp_path, no_leaks):
     """SIGSTOP ffmpeg: submit() keeps returning at once while dropping; after SIGCONT the
     file holds exactly the frames that were accepted."""
-    w, cam = _writer(tmp_path, queue_maxsize=8)
+    w, cam = _writer(tmp_path, queue_maxsize=8, drop_policy="drop")
     for _ in range(5):
         w.submit(cam.read())
     latencies = _submit_while_stopped(w, cam, 300)
@@ -66,7 +66,7 @@ def test_saturated_writer_never_blocks_and_loses_nothing_it_accepted(tmp_path, n
 
 
 def test_drop_warning_is_rate_limited(tmp_path, caplog):
-    w, cam = _writer(tmp_path, queue_maxsize=2, name="cam_a.mp4")
+    w, cam = _writer(tmp_path, queue_maxsize=2, name="cam_a.mp4", drop_policy="drop")
     with caplog.at_level("WARNING", logger="ffstream.writer"):
         _submit_while_stopped(w, cam, 100)
     r = w.close()
@@ -100,6 +100,59 @@ def test_repeat_policy_drops_at_the_very_end(tmp_path):
     r = w.close()
     got = stamps(decode_pyav(r.path))
     assert len(got) == 10 and got[-1] == max(set(range(10)) - set(r.dropped_indices))
+
+
+def test_pace_is_the_default_and_keeps_every_frame_of_a_producer_ahead_of_time(tmp_path):
+    """A tight loop is far ahead of real time: instead of dropping while ffmpeg starts
+    (a 4-frame ring), submit() waits for room, and the wait is reported."""
+    cam = SyntheticCamera(width=160, height=96)
+    w = FFmpegWriter(tmp_path / "w.mp4", 160, 96, 1, X264, queue_maxsize=4)
+    assert w.drop_policy == "pace"
+    assert all(w.submit(cam.read()) for _ in range(40))
+    r = w.close()
+    assert (r.dropped, r.frames, r.drop_policy) == (0, 40, "pace")
+    assert r.waited_seconds > 0
+    assert stamps(decode_pyav(r.path)) == list(range(40))
+
+
+def test_pace_never_holds_a_producer_that_is_behind(tmp_path):
+    """A loop behind its clock (frame i handed over after pace_clock + (i-1)/fps, the
+    clock starting when the writer is made) drops at once when the ring is full, as
+    "drop" does: it never waits."""
+    w, cam = _writer(tmp_path, queue_maxsize=2)
+    w.submit(cam.read())
+    assert wait_until(lambda: w.pid is not None)
+    late = time.monotonic() + 0.3  # frames 1..9 are due by then
+    assert wait_until(lambda: time.monotonic() > late)
+    latencies = _submit_while_stopped(w, cam, 8)
+    r = w.close()
+    assert r.dropped >= 5 and r.waited_seconds == 0.0
+    assert r.frames + r.dropped == r.submitted == 9
+    assert stamps(decode_pyav(r.path)) == [i for i in range(9) if i not in r.dropped_indices]
+    assert max(latencies) < 0.5  # generous: it did not wait for the stopped encoder
+
+
+def test_pace_waits_no_longer_than_the_frame_is_due(tmp_path):
+    """Ahead of time but the encoder is stopped: each frame waits until it is due, then
+    it is dropped; the producer ends up at real time, not stuck behind the encoder."""
+    w, cam = _writer(tmp_path, queue_maxsize=2)
+    assert wait_until(lambda: w.pid is not None)
+    os.kill(w.pid, signal.SIGSTOP)
+    t0 = w.pace_clock = time.monotonic()  # frame 0 is due now
+    latencies = []
+    try:
+        for _ in range(13):
+            t = time.monotonic()
+            w.submit(cam.read())
+            latencies.append(time.monotonic() - t)
+    finally:
+        os.kill(w.pid, signal.SIGCONT)
+    spent = time.monotonic() - t0
+    r = w.close()
+    assert r.dropped > 0 and r.waited_seconds > 0
+    assert spent >= 9 / 30  # frame 12 waited until it was due, 11/30 s after frame 0
+    assert r.frames + r.dropped == r.submitted == 13
+    assert max(latencies) < 2  # never stuck on the stopped encoder
 
 
 def test_block_policy_loses_nothing_under_overload(tmp_path):

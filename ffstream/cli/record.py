@@ -20,6 +20,7 @@ from ..monitor import CpuMonitor
 from ..priority import PRIORITIES
 from ..probe import resolve_config
 from ..recorder import Recorder, throughput
+from ..stream_settings import DROP_POLICIES
 from .common import (
     EXIT_ABORTED,
     EXIT_FAILED,
@@ -84,10 +85,10 @@ def add_parsers(sub) -> None:
     )
     rec.add_argument(
         "--drop-policy",
-        choices=("drop", "repeat", "block"),
-        default="drop",
-        help="what a full queue does: drop (default), repeat the previous frame, "
-        "or block the capture loop",
+        choices=DROP_POLICIES,
+        default="pace",
+        help="what a full queue does: pace (default: wait only while ahead of real time, "
+        "else drop), pace-repeat, drop, repeat the previous frame, or block the capture loop",
     )
     rec.add_argument(
         "--no-streaming-encoding",

@@ -11,8 +11,8 @@ from tqdm import tqdm
 from ..codecs import ALIASES, CODECS
 from ..config import DepthEncoderConfig, EncoderConfig
 from ..transcode import TranscodeReport, transcode
-from ..transcode_executors import EXECUTORS
-from ..transcode_job import JobResult
+from ..transcode.executors import EXECUTORS
+from ..transcode.job import JobResult
 from .common import (
     EXIT_FRAMES_LOST,
     EXIT_INTERRUPTED,

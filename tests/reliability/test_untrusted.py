@@ -71,7 +71,7 @@ def test_hostile_json_is_a_clear_error_never_a_hang_or_a_recursion(tmp_path):
 
     from ffstream import jsonfile
     from ffstream.errors import InvalidEpisodeError
-    from ffstream.transcode_manifest import Manifest
+    from ffstream.transcode.manifest import Manifest
     from ffstream.verify import verify_episode
 
     nested = "[" * 100_000 + "]" * 100_000

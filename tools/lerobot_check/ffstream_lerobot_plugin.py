@@ -1,7 +1,7 @@
 """pytest plugin (``-p ffstream_lerobot_plugin``): LeRobot's tests run with ffstream's
 drop-in installed, with its default settings, and the run says so in its header.
 
-$FFSTREAM_LEROBOT_DROP_POLICY (drop, repeat, block) runs them with another drop policy.
+$FFSTREAM_LEROBOT_DROP_POLICY (pace, drop, repeat, block) runs them with another drop policy.
 """
 
 import os
@@ -20,5 +20,5 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    policy = POLICY or "repeat (the default)"
+    policy = POLICY or "pace-repeat (the default)"
     return f"ffstream.lerobot installed, drop_policy={policy}: LeRobot encodes through ffstream"

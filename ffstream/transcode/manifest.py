@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import jsonfile
-from .transcode_job import Job, JobResult
+from .. import jsonfile
+from .job import Job, JobResult
 
 log = logging.getLogger("ffstream.transcode")
 

@@ -20,20 +20,24 @@ destination live on a shared file system.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidSettingError
-from .process import die_with_parent
-from .transcode_job import Job, JobResult, JobSettings, run_job
+from ..errors import InvalidSettingError
+from ..process import die_with_parent
+from .guard import ProcessGuard
+from .job import Job, JobResult, JobSettings, run_job
 
 EXECUTORS = ("local", "ray")
+log = logging.getLogger(__name__)
 
 
 def crashed(job: Job, exc: BaseException) -> JobResult:
@@ -46,38 +50,107 @@ def crashed(job: Job, exc: BaseException) -> JobResult:
     )  # fmt: skip
 
 
-def _worker_init() -> None:
+_started: Any = None  # in a worker: where it says which job it starts (a SimpleQueue)
+
+
+def _worker_init(started: Any = None) -> None:
+    global _started
+    _started = started
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _tracked(
+    run: Callable[[Job, JobSettings], JobResult], index: int, job: Job, settings: JobSettings
+) -> JobResult:
+    """Runs in a worker: say which job starts (written at once, no feeder thread), run it."""
+    if _started is not None:
+        _started.put(index)
+    return run(job, settings)
+
+
+def died_twice(job: Job) -> JobResult:
+    return JobResult(
+        job.name, job.kind, "failed", job.source, job.output,
+        error="its worker process died while encoding it, twice (killed from outside: "
+        "the out-of-memory killer, or a signal); it was not tried again",
+    )  # fmt: skip
+
+
 @dataclass
 class LocalExecutor:
-    """A process pool on this machine."""
+    """A process pool on this machine.
+
+    A worker that dies (the out-of-memory killer, a signal) breaks Python's pool and
+    every job in it. The jobs that had not started go on in a new pool; each job that
+    was running when a worker died is tried again once, alone, so that the job that
+    takes a worker down is named and fails by itself while the others finish."""
 
     workers: int
     name: str = "local"
+    run: Callable[[Job, JobSettings], JobResult] = run_job  # what a worker does with a job
 
     def map(self, jobs: list[Job], settings: JobSettings) -> Iterator[JobResult]:
-        if not jobs:
-            return
+        todo = list(jobs)
+        empty_breaks = 0
+        while todo:
+            suspects, todo = yield from self._pool(todo, settings, min(self.workers, len(todo)))
+            if suspects:
+                log.warning(
+                    "a transcode worker died while encoding %s; trying %s again, alone",
+                    ", ".join(j.name for j in suspects),
+                    "it" if len(suspects) == 1 else "each",
+                )
+            elif todo:
+                empty_breaks += 1  # workers died before any job started
+                if empty_breaks > 1:
+                    for job in todo:
+                        yield crashed(job, RuntimeError("the worker processes keep dying"))
+                    return
+            for job in suspects:
+                again, _ = yield from self._pool([job], settings, 1)
+                if again:
+                    yield died_twice(job)
+
+    def _pool(
+        self, jobs: list[Job], settings: JobSettings, workers: int
+    ) -> Generator[JobResult, None, tuple[list[Job], list[Job]]]:
+        """Run ``jobs`` in a fresh pool, yielding their results. If a worker dies, returns
+        (the jobs that were running, the jobs that had not started); else ([], [])."""
         ctx = multiprocessing.get_context("spawn")
+        started = ctx.SimpleQueue()
         pool = ProcessPoolExecutor(
-            min(self.workers, len(jobs)), mp_context=ctx, initializer=_worker_init
+            workers, mp_context=ctx, initializer=_worker_init, initargs=(started,)
         )
         with _main_script_hidden():  # the workers are started by these submits
-            futures: dict[Future, Job] = {pool.submit(run_job, job, settings): job for job in jobs}
+            futures: dict[Future, int] = {
+                pool.submit(_tracked, self.run, i, job, settings): i for i, job in enumerate(jobs)
+            }
+        unfinished: list[int] = []
         try:
             for fut in as_completed(futures):
                 try:
-                    yield fut.result()
+                    result = fut.result()
+                except BrokenProcessPool:
+                    unfinished.append(futures[fut])
+                    continue
                 except Exception as exc:  # one job's failure, reported as such
-                    yield crashed(futures[fut], exc)
+                    result = crashed(jobs[futures[fut]], exc)
+                yield result
         except BaseException:
             _stop(pool)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+        began = set()
+        while unfinished and not started.empty():
+            began.add(started.get())
+        started.close()
+        unfinished.sort()
+        return (
+            [jobs[i] for i in unfinished if i in began],
+            [jobs[i] for i in unfinished if i not in began],
+        )
 
 
 @contextlib.contextmanager
@@ -130,8 +203,14 @@ class RayExecutor:
         ray = _import_ray()
         t0 = time.monotonic()
         started = not ray.is_initialized()
-        if started:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+        guard = ProcessGuard() if started else None  # Ray ends with this run, however it ends
+        if guard is not None:
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            finally:
+                guard.watch()
+                if not ray.is_initialized():  # it failed: end what it half started
+                    guard.close()
         self.init_seconds = time.monotonic() - t0
         task = ray.remote(run_job).options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries
@@ -145,6 +224,8 @@ class RayExecutor:
                     job = waiting.pop(0)
                     running[task.remote(job, settings)] = job
                 ready, _ = ray.wait(list(running), num_returns=1)
+                if guard is not None:
+                    guard.watch()  # workers Ray started since
                 for ref in ready:
                     job = running.pop(ref)
                     try:
@@ -159,6 +240,8 @@ class RayExecutor:
         finally:
             if started:
                 ray.shutdown()
+            if guard is not None:
+                guard.close()
 
 
 def _import_ray():

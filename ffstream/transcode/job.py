@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import socket
-import stat
 import struct
 import time
 from dataclasses import asdict, dataclass
@@ -30,15 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from .batch import FRAME_NAME, encode_image_dir
-from .command import transcode_command
-from .config import DepthEncoderConfig, EncoderConfig
-from .depth import DEPTH_TAG
-from .errors import EncoderError, FFstreamError, TranscodeError, VideoReadError
-from .ffmpeg import FFmpeg, find_ffmpeg
-from .probe import resolve_config
-from .process import run
-from .reader import VideoInfo, count_frames, read_frames, video_info
+from ..batch import FRAME_NAME, encode_image_dir
+from ..command import fps_fraction, transcode_command
+from ..config import DepthEncoderConfig, EncoderConfig
+from ..depth import DEPTH_TAG
+from ..errors import EncoderError, FFstreamError, TranscodeError, VideoReadError
+from ..ffmpeg import FFmpeg, find_ffmpeg
+from ..probe import resolve_config
+from ..process import run
+from ..reader import VideoInfo, count_frames, read_frames, video_info
+from ..untrusted import NotRegularFileError, open_regular
 
 JOB_TIMEOUT = 24 * 3600.0  # a guard against a hung ffmpeg, not a speed limit
 DEPTH_PIX_FMTS = ("gray10le", "gray12le", "gray14le", "gray16le")
@@ -161,8 +161,14 @@ def _prepare_output(job: Job, tmp: Path) -> None:
 
 
 def _copy(job: Job, tmp: Path, res: JobResult) -> None:
-    res.bytes_in = Path(job.source).stat().st_size
-    shutil.copyfile(job.source, tmp)
+    """Byte for byte, from a regular file only (never a link, a FIFO or a device)."""
+    try:
+        src = open_regular(job.source, follow_links=False)
+    except NotRegularFileError as exc:
+        raise TranscodeError(f"{exc}: only regular files are copied") from None
+    with src, open(tmp, "wb") as out:
+        res.bytes_in = os.fstat(src.fileno()).st_size
+        shutil.copyfileobj(src, out, 1 << 20)
     if tmp.stat().st_size != res.bytes_in:
         raise TranscodeError(f"copying {job.source} gave a file of another size")
     res.status = "copied"
@@ -199,8 +205,9 @@ def _video(job: Job, settings: JobSettings, tmp: Path, res: JobResult) -> None:
         config = EncoderConfig.from_dict(settings.rgb, ff)
     config = resolve_config(config, ff)
     muxer = MUXERS.get(Path(job.output).suffix.lower(), "mp4")
+    rate = fps_fraction(info.fps) if info.fps else None
     argv = transcode_command(
-        ff, src, info.container, info.pix_fmt, config, tmp, muxer, settings.encoder_threads
+        ff, src, info.container, info.pix_fmt, config, tmp, muxer, settings.encoder_threads, rate
     )
     out = run(argv, JOB_TIMEOUT, what=f"transcoding {src.name}")
     said = ffmpeg_errors(out.stderr)
@@ -266,11 +273,11 @@ def _same_frames(a: Path, b: Path, pix_fmt: str, ff: FFmpeg) -> None:
 def png_is_depth(path: str | os.PathLike) -> bool:
     """A 16-bit grayscale PNG: how non-streaming mode stores depth (millimetres). False
     for anything but a regular file (a FIFO must not block the planning)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        head = f.read(_PNG_HEADER.size)
+    try:
+        with open_regular(path) as f:
+            head = f.read(_PNG_HEADER.size)
+    except NotRegularFileError:
+        return False
     if len(head) < _PNG_HEADER.size:
         return False
     _, _, kind, _, _, bits, colour = _PNG_HEADER.unpack(head)

@@ -12,7 +12,7 @@ pool of local processes (default) or as Ray tasks, and returns a TranscodeReport
   ``dst/<source name>``; a video file becomes ``dst/<file name>``. Nothing is written
   outside ``dst`` and sources are never modified. Hidden files and symbolic links
   inside a source folder are left out (a link could lead outside the folder given).
-- Each output is written under a temporary name, checked (see transcode_job.py), then
+- Each output is written under a temporary name, checked (see transcode/job.py), then
   renamed. ``dst/transcode.json`` records what is done, so running the same command
   again skips it and an interrupted run, run again, finishes the rest.
 - Depth videos are copied byte for byte unless a lossless ``depth_encoder`` is given.
@@ -29,22 +29,23 @@ import fcntl
 import logging
 import math
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import jsonfile
-from .batch import FRAME_NAME, IMAGES_DIR
-from .capacity import available_cores
-from .config import DepthEncoderConfig, EncoderConfig
-from .errors import TranscodeError
-from .ffmpeg import FFmpeg, find_ffmpeg
-from .probe import resolve_config
-from .transcode_executors import EXECUTORS, LocalExecutor, RayExecutor, make_executor
-from .transcode_job import MUXERS, Job, JobResult, JobSettings, partial_path, png_is_depth
-from .transcode_manifest import Manifest, settings_key, source_stamp
+from .. import jsonfile
+from ..batch import FRAME_NAME, IMAGES_DIR
+from ..capacity import available_cores
+from ..config import DepthEncoderConfig, EncoderConfig
+from ..errors import TranscodeError
+from ..ffmpeg import FFmpeg, find_ffmpeg
+from ..probe import resolve_config
+from .executors import EXECUTORS, LocalExecutor, RayExecutor, make_executor
+from .job import MUXERS, Job, JobResult, JobSettings, partial_path, png_is_depth
+from .manifest import Manifest, settings_key, source_stamp
 
 log = logging.getLogger("ffstream.transcode")
 
@@ -131,7 +132,19 @@ def _resolved(path: str | os.PathLike) -> Path:
 
 
 def _is_link_or_hidden(path: Path) -> bool:
-    return path.name.startswith(".") or path.is_symlink()
+    """Left out of a source folder: hidden files, links, and anything but a regular file
+    (a FIFO would block the copy, a device such as /dev/zero would never end)."""
+    if path.name.startswith("."):
+        return True
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return True
+    if stat.S_ISREG(mode):
+        return False
+    if not stat.S_ISLNK(mode):
+        log.warning("%s is not a regular file (a FIFO, a device or a socket): left out", path)
+    return True
 
 
 def _load_info(root: Path) -> dict[str, Any]:

@@ -1,0 +1,91 @@
+"""A guard that ends what a transcode coordinator started when the coordinator ends,
+however it ends (SIGKILL included).
+
+A local Ray instance is a tree of processes under the coordinator. When the coordinator
+is killed, Ray's head processes notice and exit, but some of their children (the
+dashboard and runtime-env agents, about 80 MB each) are re-parented and run on for
+good. The guard is a small process of its own, in a session of its own (a terminal's
+signals miss it), reading the coordinator's processes from a pipe. When the pipe ends
+(the coordinator closed it, or died), it kills every process it was told about that is
+still the same process (pid and start time), with its children.
+
+Run as ``python -m ffstream.transcode.guard``; ``ProcessGuard`` starts and feeds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from typing import IO
+
+import psutil
+
+_KILL_WAIT = 10.0  # seconds the guard waits for what it killed
+
+
+class ProcessGuard:
+    """The coordinator's side: ``watch()`` after starting something (it sends every
+    descendant of this process to the guard), ``close()`` at the end."""
+
+    def __init__(self) -> None:
+        self._sent: set[tuple[int, float]] = set()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "ffstream.transcode.guard"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def watch(self) -> None:
+        pipe: IO[bytes] | None = self._proc.stdin
+        if pipe is None or pipe.closed:
+            return
+        lines = []
+        for p in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                key = (p.pid, p.create_time())
+                if p.pid != self._proc.pid and key not in self._sent:
+                    self._sent.add(key)
+                    lines.append(f"{key[0]} {key[1]!r}\n")
+        if lines:
+            with contextlib.suppress(OSError):
+                pipe.write("".join(lines).encode())
+                pipe.flush()
+
+    def close(self) -> None:
+        """The run is over: the guard ends what is left of it, and exits."""
+        if self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(_KILL_WAIT + 5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def _end(known: set[tuple[int, float]]) -> None:
+    procs: list[psutil.Process] = []
+    for pid, started in known:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(pid)
+            if p.create_time() == started:  # not a new process that reuses the pid
+                procs += [p, *p.children(recursive=True)]
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(procs, timeout=_KILL_WAIT)
+
+
+def main() -> None:
+    known: set[tuple[int, float]] = set()
+    for line in sys.stdin.buffer:
+        with contextlib.suppress(ValueError):
+            pid, started = line.split()
+            known.add((int(pid), float(started)))
+    _end(known)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Reading files in folders ffstream does not own (a dataset, an image folder, an
+episode someone sent): only regular files are opened, and every read has a size cap.
+
+A FIFO would block the reader forever, a device such as /dev/zero (or a link to one)
+would never end, and a huge file would fill the memory: each is refused with a clear
+error instead. Opening never waits (O_NONBLOCK, harmless on regular files)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+
+class NotRegularFileError(ValueError):
+    """A path that is not a regular file (or is larger than allowed) where one was wanted."""
+
+
+def open_regular(path: str | os.PathLike, follow_links: bool = True) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file. ``follow_links=False`` also
+    refuses a symbolic link itself. OSError if it cannot be opened."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(Path(path), flags)
+    except OSError as exc:
+        if not follow_links and os.path.islink(path):
+            raise NotRegularFileError(f"{path} is a symbolic link; links are not read") from exc
+        raise
+    fh = open(fd, "rb")  # noqa: SIM115 - returned to the caller
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fh.close()
+        raise NotRegularFileError(f"{path} is not a regular file")
+    return fh
+
+
+def read_regular(path: str | os.PathLike, max_bytes: int, follow_links: bool = True) -> bytes:
+    """The bytes of the regular file ``path``, refused beyond ``max_bytes``."""
+    with open_regular(path, follow_links) as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise NotRegularFileError(f"{path} is larger than {_size(max_bytes)}, the most read")
+    return data
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
