@@ -4,18 +4,24 @@ from ._version import __version__
 from .batch import BatchVideoEncoder, make_encoder
 from .config import DepthEncoderConfig, EncoderConfig
 from .errors import (
+    BatchEncodeError,
     CameraError,
     EncoderError,
     EpisodeError,
     FFmpegNotFoundError,
     FFstreamError,
+    FrameTypeError,
+    ImageWriteError,
+    InvalidEpisodeError,
     InvalidFrameError,
     InvalidSettingError,
     NoWorkingEncoderError,
     OutputExistsError,
     OutputFolderError,
     ProcessTimeout,
+    SettingTypeError,
     StateError,
+    TranscodeError,
     UnknownCameraError,
     UnsafeSettingError,
     VideoReadError,
@@ -25,15 +31,26 @@ from .formats import FrameConversion
 from .monitor import CpuMonitor
 from .probe import probe_encoders, resolve_config, select_encoder
 from .reader import count_frames, read_depth, read_frames, video_info
+from .readers import READERS, check_reader
 from .result import VideoResult
 from .streaming import StreamingVideoEncoder
-from .verify import verify_episode, verify_video
+from .verify import verify, verify_episode, verify_folder, verify_video
 from .writer import FFmpegWriter
 
 __all__ = [
     "__version__",
     "BatchVideoEncoder",
+    "BatchEncodeError",
     "CameraError",
+    "FrameTypeError",
+    "ImageWriteError",
+    "InvalidEpisodeError",
+    "SettingTypeError",
+    "TranscodeError",
+    "READERS",
+    "check_reader",
+    "verify",
+    "verify_folder",
     "InvalidFrameError",
     "InvalidSettingError",
     "NoWorkingEncoderError",

@@ -32,7 +32,13 @@ import numpy as np
 from .command import InputSpec, build_command, fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform, metres_to_mm16
-from .episode import EpisodeEncoder, StreamPlan, episode_error, remove_if_empty
+from .episode import (
+    EpisodeEncoder,
+    StreamPlan,
+    episode_error,
+    remove_if_empty,
+    write_episode_metadata,
+)
 from .errors import (
     BatchEncodeError,
     EncoderError,
@@ -367,7 +373,9 @@ class _Episode:
     plans: dict[str, StreamPlan]
     counts: dict[str, int] = field(default_factory=dict)
     shapes: dict[str, tuple] = field(default_factory=dict)
-    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    future: concurrent.futures.Future[dict[str, VideoResult]] = field(
+        default_factory=concurrent.futures.Future
+    )
     t0: float = field(default_factory=time.monotonic)
     cpu: dict | None = None
     stats: dict[str, Any] = field(default_factory=dict)  # key -> (accumulator, lock)
@@ -497,12 +505,17 @@ class BatchVideoEncoder(EpisodeEncoder):
         ep = self._episode
         return dict.fromkeys(ep.plans, 0) if ep else {}
 
-    def finish_episode_async(self, timeout: float | None = None) -> concurrent.futures.Future:
+    def finish_episode_async(
+        self, timeout: float | None = None
+    ) -> concurrent.futures.Future[dict[str, VideoResult]]:
         """End the episode: wait for its images, then encode now or when the batch is full."""
         ep = self._take()
         if self.monitor is not None:
             ep.cpu = self.monitor.summary(since=ep.t0)
         self.images.wait()
+        # the rate and the frame counts, for `ffstream transcode` and `verify`, even while
+        # the images wait to be encoded (the videos are added when they are)
+        write_episode_metadata(ep.out_dir, self, {}, max(ep.counts.values(), default=0))
         self._pending.append(ep)
         if len(self._pending) >= self.batch_encoding_size:
             with contextlib.suppress(BatchEncodeError):
@@ -581,6 +594,8 @@ class BatchVideoEncoder(EpisodeEncoder):
                 )
             else:
                 remove_if_empty(ep.out_dir / IMAGES_DIR)
+                frames = max(ep.counts.values(), default=0)
+                write_episode_metadata(ep.out_dir, self, results[ep.out_dir], frames)
                 ep.future.set_result(results[ep.out_dir])
         if failures:
             names = ", ".join(str(p) for p in failures)

@@ -291,7 +291,15 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], ffmpeg: FFmpeg | str | None = None) -> EncoderConfig:
-        """Build from metadata (e.g. episode.json); unknown fields are refused."""
+        """Build from metadata: ``episode.json``'s ``encoder`` (or ``depth_encoder``) block
+        as it is, whose stream settings (drop policy, queue, threads, ffmpeg version)
+        are recorded beside the config and left out here; other unknown fields are
+        refused."""
+        if not isinstance(data, dict):
+            raise SettingTypeError(
+                f"{cls.__name__}.from_dict needs a dict, got {type(data).__name__}"
+            )
+        data = {k: v for k, v in data.items() if k not in RECORDED_ALONGSIDE}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -300,6 +308,12 @@ class EncoderConfig:
                 f"known: {', '.join(sorted(known))}"
             )
         return cls(**data, ffmpeg=ffmpeg)
+
+
+# Written next to a config's fields in episode.json's "encoder" block; not config fields.
+RECORDED_ALONGSIDE = frozenset(
+    {"drop_policy", "encoder_queue_maxsize", "encoder_threads", "ffmpeg_version"}
+)
 
 
 @dataclass

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from . import jsonfile
+from ._version import __version__
 from .command import fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .errors import (
@@ -65,7 +67,7 @@ def _make_output_folder(out: Path) -> None:
     except OSError as exc:
         raise OutputFolderError(
             f"cannot write to the output folder {out}: {exc.strerror or exc}; choose a "
-            "folder you can write to (ffstream record --out DIR)"
+            "folder you can write to (start_episode's out_dir; `ffstream record --out DIR`)"
         ) from None
 
 
@@ -145,7 +147,9 @@ class EpisodeEncoder(ABC):
     def feed_frame(self, key: str, image: np.ndarray) -> bool: ...
 
     @abstractmethod
-    def finish_episode_async(self, timeout: float | None = None) -> Future: ...
+    def finish_episode_async(
+        self, timeout: float | None = None
+    ) -> Future[dict[str, VideoResult]]: ...
 
     @abstractmethod
     def finish_episode(self, timeout: float | None = None) -> dict[str, VideoResult]: ...
@@ -229,6 +233,45 @@ class EpisodeEncoder(ABC):
             self.close()
         except Exception:
             log.exception("closing %s after an error failed", type(self).__name__)
+
+
+METADATA_FILE = "episode.json"
+
+
+def write_episode_metadata(
+    folder: Path,
+    encoder: EpisodeEncoder,
+    results: Mapping[str, VideoResult],
+    frames_captured: int,
+) -> None:
+    """episode.json for an episode written through the Python API: the rate, the
+    encoder settings and each video's file and frame counts, which ``ffstream verify``
+    judges a folder by and ``ffstream transcode`` takes an image folder's rate from.
+    (``ffstream record`` writes a fuller one over it, with capture timestamps.) A
+    failure to write it is logged: the videos are what matters."""
+    videos = {}
+    for key, res in results.items():
+        d = res.to_dict()
+        d["file"] = Path(d.pop("path")).name
+        videos[key] = d
+    data = {
+        "ffstream_version": __version__,
+        "written_by": "python-api",
+        "fps": float(encoder.fps),
+        "frames_captured": frames_captured,
+        "encoder": {
+            **encoder.rgb_encoder.to_dict(),
+            "encoder_threads": encoder.encoder_threads,
+            "drop_policy": encoder.drop_policy,
+            "ffmpeg_version": encoder.ffmpeg.version_string,
+        },
+        "depth_encoder": encoder.depth_encoder.to_dict() if encoder.depth_encoder else None,
+        "videos": videos,
+    }
+    try:
+        jsonfile.dump(folder / METADATA_FILE, data)
+    except OSError as exc:
+        log.warning("could not write %s in %s: %s", METADATA_FILE, folder, exc)
 
 
 def episode_error(

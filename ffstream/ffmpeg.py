@@ -74,16 +74,23 @@ class FFmpeg:
 
     @property
     def encoders(self) -> dict[str, EncoderInfo]:
-        return _encoders(*_stamp(self.path))
+        return _encoders(*self._ffmpeg_stamp())
 
     @property
     def own_options(self) -> frozenset[str]:
         """The option names this binary's command line reads itself (``ffmpeg -h long``)."""
-        return _own_options(*_stamp(self.path))
+        return _own_options(*self._ffmpeg_stamp())
 
     def encoder_help(self, name: str) -> EncoderHelp | None:
         """Pixel formats and private options of encoder ``name``; None if unknown."""
-        return _encoder_help(*_stamp(self.path), name)
+        return _encoder_help(*self._ffmpeg_stamp(), name)
+
+    def _ffmpeg_stamp(self) -> tuple[str, int, int]:
+        """The binary's identity, once it answered like ffmpeg to ``-version``: a binary
+        that is not ffmpeg is named as such, never reported as lacking an encoder."""
+        stamp = _stamp(self.path)
+        _version_line(*stamp)
+        return stamp
 
     def __str__(self) -> str:
         return self.path

@@ -22,6 +22,18 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 MAX_STEM_BYTES = 200  # a file name is at most 255 bytes: room for ".partial.mp4" and such
 
 
+def _layout_hint(key: str, shape: tuple[int, ...]) -> str:
+    """The input_pix_fmts declaration that takes a frame of this shape, if one does."""
+    channels = shape[-1] if len(shape) == 3 else 1 if len(shape) == 2 else None
+    if len(shape) == 3 and shape[-1] not in (1, 4) and shape[0] in (1, 4):
+        channels = shape[0]  # channel-first
+    declare = {1: "'gray'", 4: "'rgba' (or 'bgra')"}.get(channels or 0)
+    if declare is None:
+        return ""
+    what = "single-channel" if channels == 1 else "4-channel (with alpha)"
+    return f" (declare input_pix_fmts={{{key!r}: {declare}}} for {what} images)"
+
+
 def file_stem(key: str) -> str:
     """A safe file name for a camera key: no separators, no traversal, no NUL, and no
     leading '.', which is kept for ffstream's temporary files (so no camera's file can
@@ -64,8 +76,7 @@ def as_color_frame(key: str, pix_fmt: str, image: Any) -> np.ndarray:
         if frame.ndim != 3 or frame.shape[-1] != c:
             raise InvalidFrameError(
                 f"frame for {key!r} has shape {image.shape}; {fmt.name} frames must be "
-                f"HxWx{c} or {c}xHxW (declare input_pix_fmts={{{key!r}: 'gray'}} for "
-                "single-channel images)"
+                f"HxWx{c} or {c}xHxW{_layout_hint(key, image.shape)}"
             )
     if frame.dtype == fmt.dtype:
         pass

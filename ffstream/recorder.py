@@ -9,7 +9,6 @@ once; the metadata of an episode is written when its files are final.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
 import re
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from . import jsonfile
 from ._version import __version__
 from .cameras.base import Camera
 from .episode import EpisodeEncoder
@@ -348,7 +348,5 @@ def write_metadata(directory: Path, meta: dict[str, Any], outcome: EpisodeOutcom
     data["cpu"] = next((r.cpu for r in outcome.results.values() if r.cpu is not None), None)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / METADATA_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    jsonfile.dump(path, data)
     return path

@@ -24,7 +24,14 @@ import numpy as np
 from .command import fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .depth import DEPTH_TAG, depth_metadata, depth_transform
-from .episode import DropPolicy, EpisodeEncoder, StreamPlan, episode_error, remove_if_empty
+from .episode import (
+    DropPolicy,
+    EpisodeEncoder,
+    StreamPlan,
+    episode_error,
+    remove_if_empty,
+    write_episode_metadata,
+)
 from .errors import (
     EpisodeError,
     InvalidFrameError,
@@ -249,7 +256,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         """End the episode and return when every file is final."""
         return self.finish_episode_async(timeout).result()
 
-    def finish_episode_async(self, timeout: float | None = None) -> Future:
+    def finish_episode_async(self, timeout: float | None = None) -> Future[dict[str, VideoResult]]:
         """End the episode now; a Future resolves to the results when the files are final.
 
         The next episode may start at once: the old processes finish in the background.
@@ -258,7 +265,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         for cam in cams.values():
             cam.end(FFmpegWriter.finish)
         cpu = self.monitor.summary(since=self._episode_t0) if self.monitor else None
-        fut = self._submit(_collect, cams, timeout, cpu)
+        fut = self._submit(_collect, cams, timeout, cpu, self)
         self._finishing[fut] = frozenset(os.path.abspath(c.path) for c in cams.values())
         fut.add_done_callback(lambda f: self._finishing.pop(f, None))
         return fut
@@ -346,7 +353,10 @@ def _run_jobs(jobs: queue.SimpleQueue) -> None:
 
 
 def _collect(
-    cams: dict[str, _Camera], timeout: float | None, cpu: dict | None = None
+    cams: dict[str, _Camera],
+    timeout: float | None,
+    cpu: dict | None = None,
+    encoder: EpisodeEncoder | None = None,
 ) -> dict[str, VideoResult]:
     """Wait for every writer of an episode; report all cameras even if some failed."""
     results: dict[str, VideoResult] = {}
@@ -377,6 +387,9 @@ def _collect(
     if not results:  # nothing was written (all failed, or no frame): no empty folder
         for folder in {cam.path.parent for cam in cams.values()}:
             remove_if_empty(folder)
+    elif encoder is not None:
+        fed = max(c.writer.submitted + c.rejected for c in cams.values() if c.writer)
+        write_episode_metadata(next(iter(results.values())).path.parent, encoder, results, fed)
     if errors:
         raise episode_error("", results, errors)
     return results

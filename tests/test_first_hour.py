@@ -1,6 +1,8 @@
 """What a new user meets in the first hour: each of these was a stumble once."""
 
+import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -36,8 +38,65 @@ def test_verify_checks_every_episode_of_a_recordings_folder(tmp_path, capsys):
     assert "episode_000001/front: " in capsys.readouterr().out
     empty = tmp_path / "nothing_here"
     (empty / "sub").mkdir(parents=True)
-    with pytest.raises(ValueError, match="not an episode directory written by ffstream"):
+    with pytest.raises(ValueError, match="holds no video .* and no episode written by ffstream"):
         verify(empty)
+
+
+def test_verify_takes_python_api_episodes_transcode_output_and_any_folder(tmp_path, capsys):
+    """Episodes written with the Python API carry an episode.json (rate, frame counts);
+    a transcode output is judged against its transcode.json; any folder of videos is
+    judged by its videos alone."""
+    cam = SyntheticCamera("cam", 96, 64, 30)
+    api = tmp_path / "api"
+    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+        enc.start_episode(["cam"], api)
+        for _ in range(12):
+            enc.feed_frame("cam", cam.read())
+        enc.finish_episode()
+    meta = json.loads((api / "episode.json").read_text())
+    assert meta["written_by"] == "python-api" and meta["videos"]["cam"]["frames"] == 12
+    assert EncoderConfig.from_dict(meta["encoder"]).vcodec == "libx264"  # as it is
+    report = verify(api)
+    assert report.ok and [(c.key, c.frames, c.recorded) for c in report.videos] == [("cam", 12, 12)]
+    out = tmp_path / "out"
+    assert main(["transcode", str(api), str(out), "--vcodec", "libx264"]) == 0
+    report = verify(out)
+    assert report.ok and [(c.key, c.frames, c.recorded) for c in report.videos] == [
+        ("cam.mp4", 12, 12)
+    ]
+    (out / "transcode.json").write_text(
+        (out / "transcode.json").read_text().replace('"frames": 12', '"frames": 13')
+    )
+    assert main(["verify", str(out)]) == 1  # a file short of what transcode wrote fails
+    assert "holds 12 of 13 expected frames" in capsys.readouterr().out
+    loose = tmp_path / "loose" / "sub"
+    loose.mkdir(parents=True)
+    shutil.copy(api / "cam.mp4", loose / "x.mp4")
+    assert verify(tmp_path / "loose").videos[0].key == "sub/x.mp4"
+
+
+def test_every_error_is_importable_from_ffstream():
+    import inspect
+
+    import ffstream
+    import ffstream.errors
+
+    errors = {
+        name
+        for name, cls in inspect.getmembers(ffstream.errors, inspect.isclass)
+        if issubclass(cls, ffstream.errors.FFstreamError)
+    }
+    assert errors <= set(ffstream.__all__), errors - set(ffstream.__all__)
+    assert {"FrameTypeError", "SettingTypeError", "BatchEncodeError", "InvalidEpisodeError"} <= (
+        errors
+    )
+
+
+def test_from_dict_refuses_fields_it_does_not_know(tmp_path):
+    with pytest.raises(ValueError, match="unknown EncoderConfig field"):
+        EncoderConfig.from_dict({"vcodec": "libx264", "bitrate": "9M"})
+    with pytest.raises(TypeError, match="needs a dict"):
+        EncoderConfig.from_dict(["libx264"])  # type: ignore[arg-type]
 
 
 def test_a_probe_timeout_is_not_cached_as_broken(tmp_path):
@@ -70,7 +129,8 @@ def test_an_output_folder_that_cannot_be_written_is_refused_at_start(tmp_path, c
     blocker.write_text("not a folder")
     with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
         with pytest.raises(
-            OutputFolderError, match=r"cannot write to the output folder .*a_file/ep"
+            OutputFolderError,
+            match=r"cannot write to the output folder .*a_file/ep.*start_episode's out_dir",
         ):
             enc.start_episode(["cam"], blocker / "ep")
         assert not enc.episode_active
@@ -201,3 +261,98 @@ def test_record_fits_the_machine_and_keeps_what_was_named(tmp_path, capsys, monk
     assert "libsvtav1 crf=30 preset=12" in err and "capacity: does not fit" in err
     assert "libx264 preset veryfast: about 27% of the cores would fit" in err
     assert "encoder_threads=2 x 4 cameras = 8 encoder threads on 2 cores" in err
+
+
+def test_record_summary_and_exit_status_carry_verifys_verdict(tmp_path, capsys):
+    """A camera slower than the rate: no frame is dropped, but rows come late. record's
+    summary must say what `ffstream verify` says, and exit 1 as verify does."""
+    import time
+
+    from ffstream.cli.common import EXIT_FRAMES_LOST
+    from ffstream.cli.record import _summary
+
+    class SlowCamera(SyntheticCamera):
+        def read(self):
+            time.sleep(0.05)  # the camera's own pace (20 fps), not a wait in the test
+            return super().read()
+
+    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+        outcomes = Recorder([SlowCamera("cam", 64, 48, 30)], enc, tmp_path, 30).record(1, 1.0)
+    assert outcomes[0].frames_lost == 0
+    assert verify(tmp_path / "episode_000000").verdict == "fail"
+    assert _summary(outcomes) == EXIT_FRAMES_LOST
+    out = capsys.readouterr().out
+    assert "cam: FAIL:" in out and "could not keep its rate" in out
+    assert "0 frame(s) dropped; `ffstream verify`: 1 fail" in out
+
+
+def test_record_checks_its_settings_before_any_episode_folder(tmp_path, capsys):
+    """An odd size for yuv420p, or a binary that is not ffmpeg, is refused before the
+    first episode folder exists; --pix-fmt yuv444p takes the odd size."""
+    out = tmp_path / "rec"
+    args = ["record", "--vcodec", "libx264", "--episodes", "1", "--seconds", "0.2", "--quiet"]
+    assert main([*args, "--resolution", "641x480", "--out", str(out)]) == 2
+    assert "width 641 is odd; yuv420p needs even sizes" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*args, "--ffmpeg", "/bin/ls", "--out", str(out)]) == 3
+    assert "does not answer like ffmpeg to -version" in capsys.readouterr().err
+    assert not out.exists()
+    args += ["--cameras", "1", "--resolution", "65x49", "--pix-fmt", "yuv444p", "--out", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert verify(out).ok
+
+
+def test_the_log_can_be_quieted(tmp_path):
+    """-q keeps errors only; --log-level sets any level (a FIFO in a source is warned of)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "src").mkdir()
+    os.mkfifo(tmp_path / "src" / "x.mp4")
+    args = ["transcode", str(tmp_path / "src"), str(tmp_path / "dst"), "--dry-run"]
+    for flags, warned in (([], True), (["-q"], False), (["--log-level", "error"], False)):
+        run = subprocess.run(
+            [sys.executable, "-m", "ffstream", *flags, *args], capture_output=True, text=True
+        )
+        assert run.returncode == 2 and "nothing to transcode" in run.stderr
+        assert ("is not a regular file" in run.stderr) is warned, (flags, run.stderr)
+
+
+def test_a_python_api_image_folder_transcodes_without_fps(tmp_path):
+    """Non-streaming mode keeps its images with an episode.json that gives their rate,
+    so `ffstream transcode` needs no --fps; a run in which every job fails leaves no
+    empty destination behind."""
+    cam = SyntheticCamera("cam", 64, 48, 15)
+    enc = make_encoder(False, fps=15, rgb_encoder=EncoderConfig("h264"), batch_encoding_size=2)
+    enc.start_episode(["cam"], tmp_path / "ep")
+    for _ in range(6):
+        enc.feed_frame("cam", cam.read())
+    assert enc.finish_episode() == {}  # deferred: the images wait
+    enc.abort()
+    assert json.loads((tmp_path / "ep" / "episode.json").read_text())["fps"] == 15
+    assert main(["transcode", str(tmp_path / "ep"), str(tmp_path / "out"), "--vcodec", "h264"]) == 0
+    assert verify(tmp_path / "out").videos[0].frames == 6
+    (tmp_path / "ep" / "episode.json").unlink()
+    assert main(["transcode", str(tmp_path / "ep"), str(tmp_path / "none")]) == 1
+    assert not (tmp_path / "none").exists()
+
+
+def test_finish_episode_async_is_typed_with_its_results():
+    import typing
+
+    hints = typing.get_type_hints(StreamingVideoEncoder.finish_episode_async)
+    assert "VideoResult" in str(hints["return"])
+
+
+def test_a_destination_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):
+    """A read-only folder or a file in the way: the reason and the fix, no bare OSError."""
+    make_video = SyntheticCamera("cam", 64, 48, 30)
+    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+        enc.start_episode(["cam"], tmp_path / "src")
+        enc.feed_frame("cam", make_video.read())
+        enc.finish_episode()
+    (tmp_path / "a_file").write_text("")
+    code = main(["transcode", str(tmp_path / "src"), str(tmp_path / "a_file" / "dst")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write into the destination" in err
+    assert "choose a folder you can write to" in err and "[Errno" not in err

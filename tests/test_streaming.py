@@ -68,6 +68,23 @@ def test_colours_survive(tmp_path, vcodec):
         assert err.max() < 4, (name, err)
 
 
+def test_solid_colours_come_back_from_rgb_and_bgr(tmp_path):
+    """A red of 200 comes back as 200 whether the camera gives RGB or BGR frames (the
+    BGR path once gave 196: swscale's fast BGR conversion rounds poorly)."""
+    red = np.zeros((64, 64, 3), np.uint8)
+    red[..., 0] = 200
+    enc = StreamingVideoEncoder(30, EncoderConfig("h264", crf=0), drop_policy="block")
+    enc.start_episode(["rgb", "bgr"], tmp_path, input_pix_fmts={"bgr": "bgr24"})
+    for _ in range(2):
+        enc.feed_frame("rgb", red)
+        enc.feed_frame("bgr", red[..., ::-1])
+    results = enc.finish_episode()
+    enc.close()
+    for key in ("rgb", "bgr"):
+        pixel = decode_pyav(results[key].path)[1][32, 32]
+        assert np.abs(pixel.astype(int) - (200, 0, 0)).max() <= 1, (key, pixel)
+
+
 def test_chw_float_and_bgr_inputs(tmp_path):
     base = SyntheticCamera("a", 96, 64).frame(7)
     enc = StreamingVideoEncoder(30, EncoderConfig("h264", crf=10), drop_policy="block")

@@ -6,7 +6,15 @@ from pathlib import Path
 import ffstream
 
 PACKAGE = Path(ffstream.__file__).parent
-OPTIONAL = {"cv2", "pyrealsense2", "matplotlib", "imageio_ffmpeg", "ray"}  # imported where used
+OPTIONAL = {
+    "cv2",
+    "pyrealsense2",
+    "matplotlib",
+    "imageio_ffmpeg",
+    "ray",
+    "av",
+    "torchcodec",
+}  # imported where used
 
 
 def _modules() -> dict[str, ast.Module]:

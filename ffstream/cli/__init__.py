@@ -37,6 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ffstream {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        dest="log_quiet",
+        action="count",
+        default=0,
+        help="less log output (-q: errors only)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        default=None,
+        help="the log level (default warning; overrides -v and -q)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for family in FAMILIES:
         family.add_parsers(sub)
@@ -56,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if passed_on is not None:
         args.lerobot_args = passed_on
-    level = logging.WARNING - 10 * args.verbose
+    level = logging.WARNING - 10 * args.verbose + 10 * args.log_quiet
+    if args.log_level is not None:
+        level = getattr(logging, args.log_level.upper())
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # also when a handler was already installed
     try:
         return _command(args.command)(args)
     except BrokenPipeError:  # output piped into `head`, `true` and friends

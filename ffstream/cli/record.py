@@ -14,6 +14,8 @@ from ..cameras.realsense import RealSenseCamera
 from ..cameras.synthetic import SyntheticCamera
 from ..capacity import LADDER, plan
 from ..config import DepthEncoderConfig, EncoderConfig
+from ..episode import METADATA_FILE
+from ..errors import InvalidSettingError
 from ..ffmpeg import find_ffmpeg
 from ..lerobot import run_lerobot_record
 from ..monitor import CpuMonitor
@@ -21,12 +23,14 @@ from ..priority import PRIORITIES
 from ..probe import resolve_config
 from ..recorder import Recorder, throughput
 from ..stream_settings import DROP_POLICIES
+from ..verify import VERDICTS, verify_episode
 from .common import (
     EXIT_ABORTED,
     EXIT_FAILED,
     EXIT_FRAMES_LOST,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    TROUBLESHOOTING,
     crf_value,
     positive_float,
     positive_int,
@@ -70,6 +74,12 @@ def add_parsers(sub) -> None:
         "when it does; `ffstream advise` shows the figures)",
     )
     rec.add_argument("--crf", type=crf_value, default=None, help="quality (codec default if unset)")
+    rec.add_argument(
+        "--pix-fmt",
+        default=None,
+        help="pixel format of the colour videos (yuv420p by default; yuv444p takes odd "
+        "frame sizes and keeps full colour resolution)",
+    )
     rec.add_argument("--preset", default=None, help="encoder preset (codec default if unset)")
     rec.add_argument(
         "--encoder-threads",
@@ -227,11 +237,21 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _record_config(args: argparse.Namespace, vcodec: str, preset) -> EncoderConfig:
-    """The RGB config of ``record``, checked against the binary before any episode."""
+    """The RGB config of ``record``, checked against the binary and the frame size before
+    any episode folder exists."""
     opts = {"vcodec": vcodec, "ffmpeg": args.ffmpeg, "preset": preset}
     if args.crf is not None:
         opts["crf"] = args.crf
-    return resolve_config(EncoderConfig(**opts), args.ffmpeg)
+    if args.pix_fmt is not None:
+        opts["pix_fmt"] = args.pix_fmt
+    config = resolve_config(EncoderConfig(**opts), args.ffmpeg)
+    try:
+        config.check_frame_size(*args.resolution)
+    except ValueError as exc:  # the advice names the CLI's own flag
+        raise InvalidSettingError(
+            str(exc).replace("use pix_fmt='yuv444p'", "pass --pix-fmt yuv444p")
+        ) from None
+    return config
 
 
 def _record_with(
@@ -307,12 +327,34 @@ def _summary(outcomes) -> int:
                 f"{o.index:>7}  loop lateness p50 {lt['p50']:.2f} ms, p99 {lt['p99']:.2f} ms, "
                 f"max {lt['max']:.1f} ms, {lt['over_5ms']} of {lt['ticks']} ticks > 5 ms late"
             )
+    verdicts = _verdicts(outcomes)
+    if "fail" in verdicts and code == EXIT_OK:
+        code = EXIT_FRAMES_LOST
     lost = sum(o.frames_lost for o in outcomes)
+    judged = ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS if v in verdicts)
     print(
-        f"{len(outcomes)} episode(s), {lost} frame(s) dropped"
-        + ("" if code == EXIT_OK else " - see docs/troubleshooting.md")
+        f"{len(outcomes)} episode(s), {lost} frame(s) dropped; `ffstream verify`: {judged}"
+        + ("" if code == EXIT_OK else f" - see {TROUBLESHOOTING}")
     )
     return code
+
+
+def _verdicts(outcomes) -> list[str]:
+    """What ``ffstream verify`` says of each episode (frames counted, not decoded), so
+    that record's summary and exit status never disagree with it."""
+    verdicts = []
+    for o in outcomes:
+        if not (o.directory / METADATA_FILE).is_file():
+            verdicts.append("fail")  # nothing was written: the error is printed above
+            continue
+        report = verify_episode(o.directory, decode=False)
+        verdicts.append(report.verdict)
+        for reason in report.reasons:
+            print(f"{o.index:>7}  {report.verdict.upper()}: {reason}")
+        for check in report.videos:
+            for reason in check.reasons if check.verdict != "ok" else ():
+                print(f"{o.index:>7}  {check.key}: {check.verdict.upper()}: {reason}")
+    return verdicts
 
 
 def _cmd_lerobot_record(args: argparse.Namespace) -> int:

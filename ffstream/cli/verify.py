@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..readers import READERS
 from ..verify import index_ranges, verify
 from .common import EXIT_FRAMES_LOST, EXIT_OK
 
@@ -15,18 +16,26 @@ def add_parsers(sub) -> None:
     ver.add_argument(
         "path",
         type=Path,
-        help="a video file, an episode_NNNNNN folder, or a folder of episodes (--out of record)",
+        help="a video file, an episode folder, a folder of episodes (--out of record), or "
+        "any folder of videos (Python-API episodes, transcode output, a LeRobot dataset)",
     )
     ver.add_argument("--json", action="store_true", help="machine-readable output")
     ver.add_argument(
         "--fast", action="store_true", help="count packets instead of decoding every frame"
     )
     ver.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
+    ver.add_argument(
+        "--reader",
+        choices=READERS,
+        default=None,
+        help="also check that this reader decodes every frame of every video "
+        "(pyav, opencv, torchcodec must be installed; see docs/usage.md#readers)",
+    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
 
-    report = verify(args.path, args.ffmpeg, decode=not args.fast)
+    report = verify(args.path, args.ffmpeg, decode=not args.fast, reader=args.reader)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     else:
@@ -46,6 +55,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                 f"  {name}: {c.verdict}, {frames}{expected} frames{duration}, "
                 f"{c.dropped} dropped ({c.dropped_fraction:.1%}){at}{timing}"
             )
+            if c.reader is not None and c.verdict != "fail":
+                print(f"    - {c.reader}")
             for reason in c.reasons:
                 print(f"    - {reason}")
     return EXIT_FRAMES_LOST if report.verdict == "fail" else EXIT_OK

@@ -45,7 +45,7 @@ from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..probe import resolve_config
 from .executors import EXECUTORS, LocalExecutor, RayExecutor, make_executor
 from .job import MUXERS, Job, JobResult, JobSettings, partial_path, png_is_depth
-from .manifest import Manifest, settings_key, source_stamp
+from .manifest import MANIFEST_NAME, Manifest, settings_key, source_stamp
 
 log = logging.getLogger("ffstream.transcode")
 
@@ -381,9 +381,19 @@ def _in_dataset(r: JobResult, ds: _Dataset) -> bool:
 
 # ----------------------------------------------------------------------------- running
 @contextlib.contextmanager
-def _locked(dst: Path) -> Iterator[None]:
-    dst.mkdir(parents=True, exist_ok=True)
-    with open(dst / LOCK_NAME, "a+") as f:
+def _locked(dst: Path, report: TranscodeReport) -> Iterator[None]:
+    """One run at a time into ``dst``. A destination this run created and left without a
+    single output (every job failed) is removed again: no empty folder stays behind."""
+    created = not dst.exists()
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+        f = open(dst / LOCK_NAME, "a+")  # noqa: SIM115 - closed below, after the run
+    except OSError as exc:
+        raise TranscodeError(
+            f"cannot write into the destination {dst}: {exc.strerror or exc}; choose a folder "
+            "you can write to"
+        ) from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -392,6 +402,19 @@ def _locked(dst: Path) -> Iterator[None]:
                 "destination at a time)"
             ) from None
         yield
+        if created and report.results and all(r.status == "failed" for r in report.results):
+            for name in (LOCK_NAME, MANIFEST_NAME):
+                with contextlib.suppress(OSError):
+                    (dst / name).unlink()
+            with contextlib.suppress(OSError):
+                _remove_empty_folders(dst)
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """``root`` and the folders under it, if they hold nothing (the deepest first)."""
+    for dirpath, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)
 
 
 def default_workers(encoder_threads: int | None, cores: int | None = None) -> int:
@@ -470,7 +493,7 @@ def transcode(
         return report
     gpus = 0.25 if rgb.family == "nvenc" else 0.0  # NVENC: several sessions share a GPU
     runner = make_executor(executor, workers, encoder_threads, ray_address, gpus)
-    with _locked(out_root):
+    with _locked(out_root, report):
         _run(the_plan, out_root, settings, keys, runner, report, progress)
         for ds in the_plan.datasets:
             if _finish_dataset(ds, report.results, rgb):

@@ -17,8 +17,8 @@ GOOD = SyntheticCamera("g", 96, 64)
     [
         (None, TypeError, "must be a numpy array, got NoneType"),
         ([[0, 0, 0]], TypeError, "must be a numpy array, got list"),
-        (np.zeros((64, 96), np.uint8), ValueError, "declare input_pix_fmts"),
-        (np.zeros((64, 96, 4), np.uint8), ValueError, "HxWx3 or 3xHxW"),
+        (np.zeros((64, 96), np.uint8), ValueError, r"declare input_pix_fmts=\{'bad': 'gray'\}"),
+        (np.zeros((64, 96, 4), np.uint8), ValueError, r"HxWx3 or 3xHxW .*'rgba' \(or 'bgra'\)"),
         (np.zeros((64, 96, 3), np.uint16), TypeError, r"dtype uint16; rgb24 frames must be uint8"),
         (np.full((64, 96, 3), np.nan, np.float32), ValueError, "NaN or infinite"),
         (np.zeros((0, 96, 3), np.uint8), ValueError, "empty"),

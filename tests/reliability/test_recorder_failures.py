@@ -99,9 +99,9 @@ def _recorded_episode(tmp_path):
     return tmp_path / "episode_000000"
 
 
-def _restamp(ep, stamps_of):
+def _restamp(ep, stamps_of, n=None):
     meta = _episode(ep)
-    n = len(meta["capture_timestamps"]["cam"])
+    n = n or len(meta["capture_timestamps"]["cam"])
     meta["capture_timestamps"]["cam"] = [stamps_of(i) for i in range(n)]
     (ep / "episode.json").write_text(json.dumps(meta))
 
@@ -110,16 +110,23 @@ def test_verify_flags_capture_lag_even_without_drops(tmp_path):
     ep = _recorded_episode(tmp_path)
     _restamp(ep, lambda i: i / 30)
     assert verify(ep).verdict == "ok"
-    _restamp(ep, lambda i: i / 29.1)  # 3 % slow: rows drift behind
+    _restamp(ep, lambda i: i / 29.1)  # 3 % slow over 30 rows: less than a row behind
+    assert verify(ep).verdict == "ok"  # short episodes need MIN_LATE_ROWS, not a share
+    _restamp(ep, lambda i: i / 30 + {15: 0.04, 16: 0.012}.get(i, 0))  # one row late: 3.3 %
+    assert verify(ep).verdict == "ok" and verify(ep).videos[0].late_rows == 1
+    late = {k + d: v for k in (20, 50, 80) for d, v in ((0, 0.04), (1, 0.012))}
+    _restamp(ep, lambda i: i / 30 + late.get(i, 0), n=100)  # 3 late rows of 100
     check = verify(ep).videos[0]
     assert check.verdict == "warning" and check.dropped == 0
-    assert any("rows came at 29.1 fps instead of 30 (3.0% off)" in r for r in check.reasons)
-    _restamp(ep, lambda i: i / 28.2)  # like 40 s of capture taking 42.5 s
+    assert any("3 of 100 rows (3.0%) were captured more than one frame" in r for r in check.reasons)
+    _restamp(ep, lambda i: i / 28.2, n=120)  # like 40 s of capture taking 42.5 s
     report = verify(ep)
     assert report.verdict == "fail"
     assert any("could not keep its rate" in r for r in report.videos[0].reasons)
     # a 200 ms stall at row 10, then the loop catches up a row every 10 ms
-    _restamp(ep, lambda i: i / 30 + (max(0.0, 0.2 - (i - 10) * (1 / 30 - 0.01)) if i >= 10 else 0))
+    _restamp(
+        ep, lambda i: i / 30 + (max(0.0, 0.2 - (i - 10) * (1 / 30 - 0.01)) if i >= 10 else 0), n=30
+    )
     check = verify(ep).videos[0]
     assert check.capture_fps == 30 and check.max_late_ms == 200.0
     assert check.verdict == "fail" and check.late_rows == 8

@@ -1,0 +1,147 @@
+"""Which readers decode a video, frame by frame: ffstream's own (ffmpeg), PyAV, OpenCV
+and torchcodec.
+
+A file that ffmpeg decodes may still be unreadable for the library a user trains with:
+OpenCV 5's wheels, for one, have no software AV1 decoder, and report the right frame
+count for a file they then read 0 frames of. ``check_reader`` decodes every frame with
+the named reader and counts them; ``ffstream verify --reader NAME`` uses it, and
+docs/usage.md has the table of what each reader decodes.
+
+The file is opened by a third-party library here, so its container is checked first
+(MP4/MOV or Matroska, from its first bytes; reader.container_format): a playlist or a
+list of files is never handed to them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InvalidSettingError, VideoReadError
+from .ffmpeg import FFmpeg
+from .reader import container_format, read_frames, video_info
+
+READERS = ("ffmpeg", "pyav", "opencv", "torchcodec")
+MAX_FRAMES = 500_000  # a reader that never ends is stopped here
+
+
+@dataclass
+class ReaderCheck:
+    """How many of a file's frames a reader decoded."""
+
+    reader: str
+    version: str
+    decoded: int
+    expected: int
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.decoded == self.expected
+
+    def describe(self) -> str:
+        what = f"{self.reader} {self.version} decoded {self.decoded} of {self.expected} frames"
+        return f"{what}: {self.error}" if self.error else what
+
+
+def _ffmpeg(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[object]]:
+    return "(ffstream)", iter(read_frames(path, ffmpeg=ffmpeg, max_frames=MAX_FRAMES))
+
+
+def _pyav(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[object]]:
+    import av
+
+    def frames() -> Iterator[object]:
+        with av.open(str(path)) as container:
+            yield from container.decode(video=0)
+
+    return av.__version__, frames()
+
+
+def _opencv(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[object]]:
+    import cv2
+
+    def frames() -> Iterator[object]:
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            cap.release()
+
+    return cv2.__version__, frames()
+
+
+def _torchcodec(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[object]]:
+    import torchcodec
+    from torchcodec.decoders import VideoDecoder
+
+    def frames() -> Iterator[object]:
+        decoder = VideoDecoder(str(path))
+        for i in range(len(decoder)):
+            yield decoder[i]
+
+    return torchcodec.__version__, frames()
+
+
+_OPENERS: dict[str, Callable[[Path, FFmpeg | str | None], tuple[str, Iterator[object]]]] = {
+    "ffmpeg": _ffmpeg,
+    "pyav": _pyav,
+    "opencv": _opencv,
+    "torchcodec": _torchcodec,
+}
+_INSTALL = {
+    "pyav": "pip install av",
+    "opencv": "pip install opencv-python-headless",
+    "torchcodec": "pip install torchcodec (it needs torch)",
+}
+
+
+def check_reader(
+    reader: str, path: str | os.PathLike, expected: int, ffmpeg: FFmpeg | str | None = None
+) -> ReaderCheck:
+    """Decode every frame of ``path`` with ``reader`` and count them against
+    ``expected``. InvalidSettingError for an unknown or missing reader; VideoReadError
+    for a file that is not a video container ffstream opens."""
+    if reader not in READERS:
+        raise InvalidSettingError(f"reader {reader!r} is unknown; use one of {', '.join(READERS)}")
+    p = Path(path)
+    container_format(p)  # refuses anything but MP4/MOV and Matroska by their bytes
+    try:
+        version, frames = _OPENERS[reader](p, ffmpeg)
+    except ImportError:
+        raise InvalidSettingError(
+            f"the reader {reader} is not installed here: {_INSTALL[reader]}"
+        ) from None
+    decoded, error = 0, ""
+    try:
+        for _ in frames:
+            decoded += 1
+            if decoded >= MAX_FRAMES:
+                break
+    except Exception as exc:  # any library's failure is the finding, not a crash
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    check = ReaderCheck(reader, version, decoded, expected, error)
+    if not check.ok and not check.error:
+        check.error = _why(reader, version, p, ffmpeg)
+    return check
+
+
+def _why(reader: str, version: str, path: Path, ffmpeg: FFmpeg | str | None) -> str:
+    """The known cause of a reader that stops short, with the way out."""
+    try:
+        codec = video_info(path, ffmpeg).codec
+    except VideoReadError:
+        return "the file does not decode"
+    if reader == "opencv" and codec == "av1" and version.startswith("5."):
+        return (
+            "OpenCV 5's wheels have no software AV1 decoder (they ask for hardware AV1 "
+            "decoding and read no frame); record with --vcodec libx264 (vcodec='libx264'), "
+            "or read AV1 with PyAV, torchcodec or OpenCV 4"
+        )
+    return f"{reader} {version} cannot decode every frame of this {codec} video"
