@@ -2,7 +2,7 @@
 and torchcodec.
 
 A file that ffmpeg decodes may still be unreadable for the library a user trains with:
-OpenCV 5's wheels, for one, have no software AV1 decoder, and report the right frame
+OpenCV's pip wheels, for one, have no software AV1 decoder, and report the right frame
 count for a file they then read 0 frames of. ``check_reader`` decodes every frame with
 the named reader and counts them; ``ffstream verify --reader NAME`` uses it, and
 docs/usage.md has the table of what each reader decodes.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidSettingError, VideoReadError
-from .ffmpeg import FFmpeg
+from .ffmpeg import FFmpeg, find_ffmpeg
 from .reader import container_format, read_frames, video_info
 
 READERS = ("ffmpeg", "pyav", "opencv", "torchcodec")
@@ -47,7 +47,8 @@ class ReaderCheck:
 
 
 def _ffmpeg(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[object]]:
-    return "(ffstream)", iter(read_frames(path, ffmpeg=ffmpeg, max_frames=MAX_FRAMES))
+    version = find_ffmpeg(ffmpeg).version_string.split()[2]  # "ffmpeg version X ..."
+    return version, iter(read_frames(path, ffmpeg=ffmpeg, max_frames=MAX_FRAMES))
 
 
 def _pyav(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[object]]:
@@ -138,10 +139,11 @@ def _why(reader: str, version: str, path: Path, ffmpeg: FFmpeg | str | None) -> 
         codec = video_info(path, ffmpeg).codec
     except VideoReadError:
         return "the file does not decode"
-    if reader == "opencv" and codec == "av1" and version.startswith("5."):
+    if reader == "opencv" and codec == "av1":
         return (
-            "OpenCV 5's wheels have no software AV1 decoder (they ask for hardware AV1 "
-            "decoding and read no frame); record with --vcodec libx264 (vcodec='libx264'), "
-            "or read AV1 with PyAV, torchcodec or OpenCV 4"
+            "the FFmpeg inside OpenCV's pip wheels has no software AV1 decoder (it asks for "
+            "hardware AV1 decoding and reads no frame); record with --vcodec libx264 "
+            "(vcodec='libx264'), or read AV1 with PyAV, torchcodec or an OpenCV built on a "
+            "system FFmpeg with dav1d (Debian's python3-opencv)"
         )
     return f"{reader} {version} cannot decode every frame of this {codec} video"

@@ -116,7 +116,8 @@ def main() -> None:
                     row[reader] = f"n/a ({str(exc)[:40]})"
                     continue
                 versions[reader] = check.version
-                bad = "" if "depth" in name else stamps_ok(reader, path, args.frames)
+                plain = "depth" in name or not check.ok
+                bad = "" if plain else stamps_ok(reader, path, args.frames)
                 row[reader] = "yes" if check.ok and not bad else f"no: {check.describe()} {bad}"
             row.update(lerobot_checks(path, args.frames))
     if args.json:
