@@ -113,6 +113,8 @@ class EpisodeEncoder(ABC):
         self.overwrite = overwrite
         self.compute_stats = compute_stats
         self.monitor = monitor
+        if monitor is not None:  # queue depths and each encoder's CPU, over time
+            monitor.watch(self.queue_depths, self.encoder_pids)
         self._own_monitor = monitor is not None and not monitor.running
         if self._own_monitor:
             monitor.start()
@@ -153,6 +155,10 @@ class EpisodeEncoder(ABC):
 
     @abstractmethod
     def finish_episode(self, timeout: float | None = None) -> dict[str, VideoResult]: ...
+
+    def encoder_pids(self) -> dict[str, int]:
+        """The ffmpeg process of each camera of the running episode (none: no process)."""
+        return {}
 
     @abstractmethod
     def cancel_episode(self) -> None: ...
@@ -267,6 +273,8 @@ def write_episode_metadata(
         },
         "depth_encoder": encoder.depth_encoder.to_dict() if encoder.depth_encoder else None,
         "videos": videos,
+        # the monitor's figures and timeline (CPU, queues), when the encoder had one
+        "cpu": next((r.cpu for r in results.values() if r.cpu is not None), None),
     }
     try:
         jsonfile.dump(folder / METADATA_FILE, data)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -55,6 +57,8 @@ class Sample:
     recorder: float  # this process, % of the whole machine
     ffmpeg: float  # all ffmpeg children together, % of the whole machine
     rss: int  # bytes, this process and its children
+    encoders: dict[str, float] = field(default_factory=dict)  # camera -> its ffmpeg's %
+    queues: dict[str, int] = field(default_factory=dict)  # camera -> frames waiting
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class CpuMonitor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watched: list[tuple[Callable[[], dict], Callable[[], dict]]] = []
 
     # ---------------------------------------------------------------- lifetime
     @property
@@ -108,6 +113,13 @@ class CpuMonitor:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def watch(self, queues: Callable[[], dict], encoders: Callable[[], dict]) -> None:
+        """Also sample, with each reading, an encoder's queue depths ({camera: frames})
+        and which ffmpeg encodes each camera ({camera: pid}): the timeline an episode
+        keeps (``summary()["timeline"]``), at the monitor's rate, off the capture loop."""
+        with self._lock:
+            self._watched.append((queues, encoders))
+
     # ---------------------------------------------------------------- sampling
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -116,8 +128,8 @@ class CpuMonitor:
             except psutil.Error as exc:  # a child vanished between two calls
                 log.debug("cpu sample skipped: %s", exc)
 
-    def _child_percent(self) -> tuple[float, int]:
-        ffmpeg, rss = 0.0, 0
+    def _child_percent(self) -> tuple[float, int, dict[int, float]]:
+        ffmpeg, rss, by_pid = 0.0, 0, {}
         alive = set()
         for child in self._me.children(recursive=True):
             pid = child.pid
@@ -132,20 +144,37 @@ class CpuMonitor:
                 rss += proc.memory_info().rss
                 if "ffmpeg" in proc.name().lower():
                     ffmpeg += pct
+                    by_pid[pid] = pct / self.cores
             except psutil.Error:
                 continue
         for pid in set(self._children) - alive:
             del self._children[pid]
-        return ffmpeg / self.cores, rss
+        return ffmpeg / self.cores, rss, by_pid
+
+    def _watched_now(self, by_pid: dict[int, float]) -> tuple[dict[str, float], dict[str, int]]:
+        encoders: dict[str, float] = {}
+        queues: dict[str, int] = {}
+        with self._lock:
+            watched = list(self._watched)
+        for queues_of, pids_of in watched:
+            try:
+                queues.update(queues_of())
+                for key, pid in pids_of().items():
+                    if pid in by_pid:
+                        encoders[key] = round(by_pid[pid], 1)
+            except Exception as exc:  # an encoder between episodes: skip this reading
+                log.debug("queue sample skipped: %s", exc)
+        return encoders, queues
 
     def _sample(self) -> None:
         now = time.monotonic()
         per_core = tuple(psutil.cpu_percent(percpu=True))
         total = sum(per_core) / len(per_core)
         recorder = self._me.cpu_percent() / self.cores
-        ffmpeg, child_rss = self._child_percent()
+        ffmpeg, child_rss, by_pid = self._child_percent()
         rss = self._me.memory_info().rss + child_rss
-        sample = Sample(now, total, per_core, recorder, ffmpeg, rss)
+        encoders, queues = self._watched_now(by_pid)
+        sample = Sample(now, total, per_core, recorder, ffmpeg, rss, encoders, queues)
         with self._lock:
             self._samples.append(sample)
         if total >= self.threshold:
@@ -185,8 +214,9 @@ class CpuMonitor:
                 done.append(SaturationEvent(self._above_since, ongoing))
         return done
 
-    def summary(self, since: float | None = None) -> dict[str, float | int]:
-        """Numbers for the window from ``since`` (a time.monotonic() value) to now."""
+    def summary(self, since: float | None = None) -> dict[str, Any]:
+        """Numbers for the window from ``since`` (a time.monotonic() value) to now, and
+        its ``timeline``: every reading, seconds from ``since``."""
         samples = self.samples(since)
         events = self.events(since)
         if not samples:
@@ -207,4 +237,17 @@ class CpuMonitor:
                 sum(max(0.0, s.total - s.ffmpeg - s.recorder) for s in samples) / n, 1
             ),
             "peak_rss_mb": round(max(s.rss for s in samples) / 2**20, 1),
+            "timeline": timeline(samples, samples[0].t if since is None else since),
         }
+
+
+def timeline(samples: list[Sample], t0: float) -> dict[str, Any]:
+    """Readings as columns, for episode.json and the report's plots."""
+    keys = sorted({k for s in samples for k in (*s.encoders, *s.queues)})
+    return {
+        "t": [round(s.t - t0, 2) for s in samples],
+        "cpu": [round(s.total, 1) for s in samples],
+        "cores": [[round(c, 1) for c in s.per_core] for s in samples],
+        "encoders": {k: [s.encoders.get(k) for s in samples] for k in keys},
+        "queues": {k: [s.queues.get(k) for s in samples] for k in keys},
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class VideoResult:
     depth: dict[str, Any] | None = None  # how to read depth values back (depth streams)
     image_bytes: int | None = None  # disk the images took (non-streaming mode)
     scheduling: dict[str, Any] | None = None  # how ffmpeg's threads ran (priority.py)
+    # [first, last] rows of each stretch where the picture did not change (frozen.py)
+    frozen: list[list[int]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "stats"}

@@ -248,6 +248,10 @@ class StreamingVideoEncoder(EpisodeEncoder):
         cams = self._cameras or {}
         return {k: c.writer.queue_depth if c.writer else 0 for k, c in cams.items()}
 
+    def encoder_pids(self) -> dict[str, int]:
+        cams = self._cameras or {}
+        return {k: pid for k, c in cams.items() if c.writer and (pid := c.writer.pid)}
+
     def dropped_counts(self) -> dict[str, int]:
         cams = self._cameras or {}
         return {k: c.writer.dropped if c.writer else 0 for k, c in cams.items()}

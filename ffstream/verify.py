@@ -27,6 +27,7 @@ from . import jsonfile
 from .episode import METADATA_FILE  # written next to an episode's videos
 from .errors import InvalidEpisodeError
 from .ffmpeg import FFmpeg, find_ffmpeg
+from .frozen import frozen_in_video, picture_format
 from .monitor import saturation_cause
 from .reader import VideoReadError, count_frames, video_info
 from .readers import check_reader
@@ -57,6 +58,7 @@ class VideoCheck:
     late_rows: int = 0  # rows captured more than one frame period late
     max_late_ms: float | None = None
     reader: str | None = None  # what --reader found: "opencv 5.0.0 decoded 150 of 150 frames"
+    frozen: list[list[int]] = field(default_factory=list)  # [first, last] of each stretch
     verdict: str = "ok"
     reasons: list[str] = field(default_factory=list)
 
@@ -214,6 +216,38 @@ def _video_path(directory: Path, key: str, entry: Any) -> Path:
     return directory / name
 
 
+def _judge_frozen(check: VideoCheck, stretches: list[list[int]], unit: str) -> None:
+    """A camera that kept delivering one picture: a warning per stretch, a failure when
+    the frozen frames reach OVERLOADED_DROPS of the video."""
+    check.frozen = stretches
+    total = max(check.rows or check.frames or 1, 1)
+    still = sum(b - a for a, b in stretches)
+    for a, b in stretches:
+        verdict = "fail" if still / total >= OVERLOADED_DROPS else "warning"
+        check.flag(
+            verdict,
+            f"frozen from {unit} {a} to {b} ({b - a} frames repeat the picture of {unit} {a}): "
+            "the camera kept delivering one image (a stalled camera, or a static scene "
+            "without sensor noise)",
+        )
+
+
+def _plain_pix_fmt(path: Path | str | os.PathLike, ff: FFmpeg) -> str:
+    return picture_format(video_info(path, ff).pix_fmt)
+
+
+def _recorded_frozen(value: Any) -> list[list[int]] | None:
+    """episode.json's frozen stretches, if it has valid ones (None: not recorded)."""
+    if not isinstance(value, list):
+        return None
+    out = []
+    for s in value:
+        if not (isinstance(s, list) and len(s) == 2 and all(type(v) is int for v in s)):
+            return None
+        out.append([s[0], s[1]])
+    return out
+
+
 def _check_file(
     check: VideoCheck, fps: float | None, ff: FFmpeg, decode: bool, reader: str | None = None
 ) -> None:
@@ -256,6 +290,11 @@ def verify_video(
     ff = find_ffmpeg(ffmpeg)
     check = VideoCheck(str(path), recorded=expected_frames)
     _check_file(check, fps, ff, decode, reader)
+    if decode and check.frames:  # no record of the pictures: look at them
+        try:
+            _judge_frozen(check, frozen_in_video(path, ff, _plain_pix_fmt(path, ff)), "frame")
+        except VideoReadError as exc:
+            check.flag("fail", str(exc))
     if expected_frames is not None and check.frames is not None and check.frames != expected_frames:
         check.flag("fail", f"holds {check.frames} of {expected_frames} expected frames")
     return Report(str(path), check.verdict, [check])
@@ -326,6 +365,12 @@ def verify_episode(
                     "recorded (cut short or damaged)",
                 )
         check.dropped_indices = _indices(v.get("dropped_indices"))
+        recorded_frozen = _recorded_frozen(v.get("frozen"))
+        if recorded_frozen is not None:
+            _judge_frozen(check, recorded_frozen, "row")
+        elif decode and check.frames and path.is_file():
+            stretches = frozen_in_video(path, ff, _plain_pix_fmt(path, ff))
+            _judge_frozen(check, stretches, "frame")
         if v.get("repeated"):
             check.reasons.append(f"{v['repeated']} dropped frame(s) were replaced by repeats")
         _judge_drops(check)

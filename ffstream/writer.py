@@ -51,6 +51,7 @@ from .errors import (
 )
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import MAX_SIDE, FrameConversion, raw_format
+from .frozen import FrozenTracker, to_rows
 from .priority import Priority, Scheduling, check_priority, lower_this_thread, read_scheduling
 from .probe import resolve_config
 from .process import FFmpegProcess, describe_exit
@@ -167,6 +168,7 @@ class _Stream:
         self.finalize_file: Callable[..., float | None] | None = finalize
         self.finalize_seconds: float | None = None
         self.stats = stats  # a BackgroundStats, lent each written slot when it is idle
+        self.frozen = FrozenTracker()  # stretches of a repeated picture (a stalled camera)
         self.hint = hint
         self.path = path
         self.name = name
@@ -306,6 +308,7 @@ class _Stream:
                 return
             if self.written == SCHEDULING_CHECK_AT:
                 self._read_back_scheduling()
+            self.frozen.add(ring.slots[slot])  # a few µs: a 40x30 grid of the frame
             if self.stats is not None:
                 self._lend_to_stats(self.stats, slot)
             if repeats_dropped(self.policy):
@@ -786,6 +789,7 @@ class FFmpegWriter:
             stats=self._stats_result(),
             stats_skipped=self._stream.stats.skipped if self._stream.stats else 0,
             scheduling=st.scheduling.to_dict() if st.scheduling else None,
+            frozen=to_rows(st.frozen.finish(), self._dropped_indices),
         )
 
     def _stats_result(self) -> dict[str, Any] | None:

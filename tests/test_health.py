@@ -142,8 +142,11 @@ def test_verify_something_that_is_not_a_video(tmp_path, capsys):
     assert "FAIL" in capsys.readouterr().out
     assert main(["verify", str(tmp_path / "missing.mp4")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="not an episode directory written by ffstream"):
-        verify(tmp_path)
+    folder = verify(tmp_path)  # a folder of "videos" without episode.json: each is judged
+    assert folder.verdict == "fail" and folder.videos[0].key == "notes.mp4"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no video"):
+        verify(tmp_path / "empty")
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ OPTIONAL = {
     "ray",
     "av",
     "torchcodec",
+    "pyarrow",
 }  # imported where used
 
 

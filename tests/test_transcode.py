@@ -299,8 +299,19 @@ def test_a_killed_ray_coordinator_leaves_no_ray_process_running(tmp_path, ffmpeg
             lambda: partials(dst) or proc.poll() is not None, timeout=120, interval=0.005
         )
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        family = psutil.Process(proc.pid).children(recursive=True)
-        assert any("Agent" in " ".join(p.cmdline()) for p in family)  # what used to stay
+
+        def named(p: psutil.Process) -> str:
+            try:
+                return " ".join(p.cmdline())
+            except psutil.Error:  # gone meanwhile
+                return ""
+
+        def agents() -> list[psutil.Process]:  # what used to stay; Ray starts them late
+            family = psutil.Process(proc.pid).children(recursive=True)
+            return family if any("Agent" in named(p) for p in family) else []
+
+        assert wait_until(agents, 60)
+        family = agents()
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -656,13 +667,13 @@ def test_a_stale_partial_file_is_removed(tmp_path, ffmpeg):
     assert report.workers == 1  # one video to encode: one worker, with every core
 
 
-def test_a_worker_that_raises_becomes_a_failed_job(tmp_path, ffmpeg):
-    make_video(tmp_path / "a.mp4", 3, ffmpeg)
+def test_a_worker_that_raises_becomes_a_failed_job(tmp_path):
+    from .worker_jobs import job_that_raises
+
     job = Job("video", str(tmp_path / "a.mp4"), str(tmp_path / "o" / "a.mp4"), "a.mp4")
-    results = list(LocalExecutor(1).map([job], JobSettings(rgb=None, depth=None)))  # type: ignore[arg-type]
+    results = list(LocalExecutor(1, run=job_that_raises).map([job], JobSettings({}, None)))
     assert len(results) == 1 and results[0].status == "failed"
-    assert results[0].error.startswith("the worker failed: TypeError")
-    assert partials(tmp_path) == []
+    assert results[0].error == "the worker failed: RuntimeError: a bug in the worker"
 
 
 def test_a_dead_worker_fails_only_the_job_that_killed_it(tmp_path, caplog):

@@ -30,3 +30,7 @@ def job_that_may_kill_its_worker(job: Job, settings: JobSettings) -> JobResult:
     if job.name == "victim" and first:
         _wait_for(folder / "never")
     return JobResult(job.name, job.kind, "encoded", job.source, job.output)
+
+
+def job_that_raises(job: Job, settings: JobSettings) -> JobResult:
+    raise RuntimeError("a bug in the worker")

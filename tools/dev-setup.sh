@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Install what the test suite needs: ffstream with its dev extras (pytest, ruff, PyAV, Ray,
-# OpenCV, pyrealsense2, the static ffmpeg) and, where it is missing, libusb-1.0, which
-# pyrealsense2 loads. On a machine without apt (or without root) the RealSense tests are
-# skipped with a reason instead.
+# OpenCV, pyrealsense2, pyarrow, the static ffmpeg) and, where they are missing and apt
+# and root are there (Debian, Ubuntu): libusb-1.0, which pyrealsense2 loads, and
+# Chromium, which renders `ffstream report`'s page in the browser tests. Elsewhere those
+# tests are skipped, each with its reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
+missing=()
+ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+      echo "dev-setup: could not install ${missing[*]}; the tests that need them will be" \
+           "skipped" >&2
   else
-    echo "dev-setup: libusb-1.0 is missing and cannot be installed here;" \
-         "the RealSense tests will be skipped" >&2
+    echo "dev-setup: ${missing[*]} missing and cannot be installed here (no apt, or not" \
+         "root); the tests that need them will be skipped" >&2
   fi
 fi
 python -m pip install -q -e ".[dev,static]"

@@ -23,12 +23,12 @@ from ..errors import (
     NoWorkingEncoderError,
     ProcessTimeout,
 )
-from . import machine, record, transcode, verify
+from . import machine, record, report, transcode, verify
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .record import parse_camera
 
 __all__ = ["build_parser", "main", "parse_camera"]
-FAMILIES = (machine, verify, record, transcode)  # a module per command family
+FAMILIES = (machine, verify, record, transcode, report)  # a module per command family
 
 
 def build_parser() -> argparse.ArgumentParser:

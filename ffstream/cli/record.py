@@ -22,6 +22,7 @@ from ..monitor import CpuMonitor
 from ..priority import PRIORITIES
 from ..probe import resolve_config
 from ..recorder import Recorder, throughput
+from ..report import write_report
 from ..stream_settings import DROP_POLICIES
 from ..verify import VERDICTS, verify_episode
 from .common import (
@@ -37,6 +38,7 @@ from .common import (
     preset_value,
     resolution,
 )
+from .report import default_output
 
 
 def add_parsers(sub) -> None:
@@ -121,6 +123,11 @@ def add_parsers(sub) -> None:
     )
     rec.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
     rec.add_argument("--quiet", action="store_true", help="no live status line")
+    rec.add_argument(
+        "--report",
+        action="store_true",
+        help="write OUT/report.html at the end: the episodes' health as one page",
+    )
 
     lr = sub.add_parser(
         "lerobot-record",
@@ -203,7 +210,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    monitor = CpuMonitor()
+    monitor = CpuMonitor(interval=0.25)  # 4 Hz: the timeline episode.json keeps
     stop = threading.Event()
 
     def on_sigint(signum, frame) -> None:
@@ -293,6 +300,10 @@ def _record_with(
     if stop.is_set() and code in (EXIT_OK, EXIT_FRAMES_LOST):
         print("interrupted: the current episode was finished and saved")
         code = EXIT_INTERRUPTED
+    if args.report:
+        page = default_output(args.out)
+        write_report(args.out, page, args.ffmpeg)
+        print(f"report: {page}")
     cpu = monitor.summary()
     if cpu.get("samples"):
         print(

@@ -17,27 +17,42 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 from typing import IO
 
 import psutil
 
 _KILL_WAIT = 10.0  # seconds the guard waits for what it killed
+WATCH_INTERVAL = 0.5  # seconds between two looks at the coordinator's processes
 
 
 class ProcessGuard:
-    """The coordinator's side: ``watch()`` after starting something (it sends every
-    descendant of this process to the guard), ``close()`` at the end."""
+    """The coordinator's side: ``watch()`` sends every descendant of this process to the
+    guard; a thread does so every WATCH_INTERVAL s (Ray starts its agents a while after
+    ``ray.init()`` returns); ``close()`` at the end."""
 
     def __init__(self) -> None:
         self._sent: set[tuple[int, float]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "ffstream.transcode.guard"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
+        self._thread = threading.Thread(target=self._watching, name="ffstream-guard", daemon=True)
+        self._thread.start()
+
+    def _watching(self) -> None:
+        while not self._stop.wait(WATCH_INTERVAL):
+            self.watch()
 
     def watch(self) -> None:
+        with self._lock:
+            self._watch()
+
+    def _watch(self) -> None:
         pipe: IO[bytes] | None = self._proc.stdin
         if pipe is None or pipe.closed:
             return
@@ -55,9 +70,13 @@ class ProcessGuard:
 
     def close(self) -> None:
         """The run is over: the guard ends what is left of it, and exits."""
-        if self._proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._proc.stdin.close()
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._lock:
+            if self._proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()
         try:
             self._proc.wait(_KILL_WAIT + 5)
         except subprocess.TimeoutExpired:

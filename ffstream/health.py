@@ -1,0 +1,388 @@
+"""A recording's health, gathered for ``ffstream report``: per episode and camera, the
+frames against the rows, drops, late rows, frozen stretches, decode errors and the
+encoder, plus what the page plots (lateness per row, queue depth and CPU over time) and
+shows (thumbnails).
+
+Sources: episodes of ``ffstream record`` and of the Python API (episode.json), a
+folder of them, any folder of videos (``ffstream transcode`` output), and a LeRobot v3
+dataset (``meta/info.json``, its parquet tables and ``videos/``). Everything read is
+untrusted: the files go through ffstream's reader, JSON through jsonfile, and a
+number that is not a number is left out.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import jsonfile
+from ._version import __version__
+from .depth import DepthQuantizer
+from .episode import METADATA_FILE
+from .errors import InvalidEpisodeError, VideoReadError
+from .ffmpeg import FFmpeg, find_ffmpeg
+from .frozen import FrozenTracker, picture_format
+from .reader import read_frames, video_info
+from .verify import VERDICTS, VideoCheck, verify
+
+THUMB_WIDTH = 128  # px
+GREEN_BELOW, YELLOW_BELOW = 0.01, 0.05  # share of rows affected: the cells' colours
+
+
+@dataclass
+class CameraHealth:
+    """One camera of one episode."""
+
+    key: str
+    path: str | None = None
+    frames: int | None = None  # in the video (or the episode's range of it)
+    rows: int | None = None  # data rows the episode has
+    dropped: list[int] = field(default_factory=list)  # rows not written as themselves
+    late_rows: list[int] = field(default_factory=list)  # captured > one period late
+    lateness_ms: list[float] = field(default_factory=list)  # per row, from episode.json
+    frozen: list[list[int]] = field(default_factory=list)  # [first, last] frame
+    repeated: list[int] = field(default_factory=list)  # single repeats (LeRobot: drops)
+    gaps: list[int] = field(default_factory=list)  # LeRobot rows off i/fps by > a period
+    decode_error: str | None = None
+    encoder: str = ""
+    depth_range_m: tuple[float, float] | None = None
+    thumbnails: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def drift(self) -> int | None:
+        """Video frames minus data rows (0 when every row has its frame)."""
+        if self.frames is None or self.rows is None:
+            return None
+        return self.frames - self.rows
+
+    @property
+    def frozen_frames(self) -> int:
+        """Frames that show a frozen picture (each stretch, its first frame included)."""
+        return sum(last - first + 1 for first, last in self.frozen)
+
+    def share(self, count: int) -> float:
+        return count / max(self.rows or self.frames or 1, 1)
+
+    @property
+    def colour(self) -> str:
+        """green, yellow or red: the worst of its figures against the thresholds."""
+        if self.decode_error or (self.drift not in (None, 0) and not self.dropped):
+            return "red"
+        worst = max(
+            self.share(len(self.dropped) + len(self.repeated)),
+            self.share(len(self.late_rows)),
+            self.share(self.frozen_frames),
+            self.share(len(self.gaps)),
+        )
+        return "green" if worst < GREEN_BELOW else "yellow" if worst < YELLOW_BELOW else "red"
+
+
+@dataclass
+class EpisodeHealth:
+    name: str
+    fps: float | None
+    cameras: dict[str, CameraHealth] = field(default_factory=dict)
+    timeline: dict[str, Any] | None = None  # CpuMonitor's, from episode.json
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def colour(self) -> str:
+        colours = [c.colour for c in self.cameras.values()] or ["red"]
+        return max(colours, key=COLOURS.index)
+
+
+@dataclass
+class Health:
+    path: str
+    kind: str  # "episodes", "videos" or "lerobot"
+    episodes: list[EpisodeHealth]
+    machine: str = ""
+    ffmpeg: str = ""
+    version: str = __version__
+
+
+# ------------------------------------------------------------------------- gathering
+def gather(path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None) -> Health:
+    """Everything the report shows about ``path``; InvalidEpisodeError if it holds none."""
+    p = Path(path)
+    ff = find_ffmpeg(ffmpeg)
+    if (p / "meta" / "info.json").is_file():
+        kind, episodes = "lerobot", _lerobot(p, ff)
+    else:
+        report = verify(p, ff)
+        episodes = _from_verify(p, report.videos, ff)
+        kind = "episodes" if any(ep.fps for ep in episodes) else "videos"
+    machine = f"{platform.node()}: {platform.system()} {platform.machine()}, {os.cpu_count()} cores"
+    return Health(str(p), kind, episodes, machine, ff.version_string.split(" Copyright")[0])
+
+
+def _from_verify(root: Path, checks: list[VideoCheck], ff: FFmpeg) -> list[EpisodeHealth]:
+    episodes: dict[str, EpisodeHealth] = {}
+    for check in checks:
+        video = Path(check.path)
+        folder = video.parent
+        name = folder.name if folder != root else root.name
+        ep = episodes.get(str(folder))
+        if ep is None:
+            meta = _episode_json(folder)
+            fps = _number(meta.get("fps"))
+            ep = episodes[str(folder)] = EpisodeHealth(name, fps)
+            cpu = meta.get("cpu")
+            ep.timeline = cpu.get("timeline") if isinstance(cpu, dict) else None
+            if meta.get("error"):
+                ep.notes.append(f"the recorder reported: {meta['error']}")
+        else:
+            meta = _episode_json(folder)
+        key = check.key.split("/")[-1] if check.key else video.stem
+        cam = CameraHealth(key, str(video), check.frames, check.rows or check.recorded)
+        cam.dropped = list(check.dropped_indices)
+        cam.reasons = list(check.reasons)
+        if check.verdict == "fail" and check.frames in (None, 0):
+            cam.decode_error = "; ".join(check.reasons) or "does not decode"
+        entry = _mapping(_mapping(meta.get("videos")).get(key))
+        cam.encoder = _encoder_text(meta, entry, check)
+        stamps = _mapping(meta.get("capture_timestamps")).get(key)
+        if isinstance(stamps, list) and ep.fps:
+            cam.lateness_ms = [
+                round((float(t) - i / ep.fps) * 1e3, 2)
+                for i, t in enumerate(stamps)
+                if isinstance(t, (int, float)) and math.isfinite(t)
+            ]
+            cam.late_rows = [i for i, ms in enumerate(cam.lateness_ms) if ms > 1e3 / ep.fps]
+        known = entry.get("frozen")
+        recorded = _stretches(known) if known is not None else None
+        wanted = {}
+        for a, _ in (recorded or [])[:2]:  # rows -> frames of the file (drops left out)
+            gone = 0 if entry.get("repeated") else sum(1 for d in cam.dropped if d < a)
+            wanted[a - gone] = f"frozen from {a}"
+        if cam.decode_error is None:
+            _look(cam, video, ff, recorded is None, 0, None, wanted=wanted)
+        if recorded is not None:
+            cam.frozen = recorded
+        ep.cameras[key] = cam
+    return list(episodes.values())
+
+
+def _look(
+    cam: CameraHealth,
+    video: Path,
+    ff: FFmpeg,
+    find_frozen: bool,
+    first: int,
+    count: int | None,
+    depth: DepthQuantizer | None = None,
+    wanted: dict[int, str] | None = None,
+) -> None:
+    """Decode frames ``first`` .. ``first + count`` of ``video`` once: thumbnails (first,
+    middle, last, and where the picture froze), frozen stretches and single repeats
+    when asked, the depth range for depth."""
+    try:
+        info = video_info(video, ff)
+    except VideoReadError as exc:
+        cam.decode_error = str(exc)
+        return
+    pix_fmt = picture_format(info.pix_fmt)
+    tracker = FrozenTracker(decoded=True)
+    kept: dict[int, np.ndarray] = {}  # frames at multiples of 16, for the middle one
+    frozen_at: dict[int, np.ndarray] = {}  # the picture each frozen stretch shows
+    run_frame: np.ndarray | None = None  # the first frame of the current still run
+    last, n = None, 0
+    low, high = math.inf, 0.0
+    try:
+        for i, frame in enumerate(read_frames(video, pix_fmt=pix_fmt, ffmpeg=ff)):
+            if i < first:
+                continue
+            if count is not None and i >= first + count:
+                break
+            k = i - first
+            if k % 16 == 0:
+                kept[k] = frame
+            if wanted and k in wanted:
+                frozen_at[-1 - len(frozen_at)] = frame  # a recorded stretch's picture
+            last = frame
+            before = len(tracker.stretches)
+            still = tracker.add(frame)
+            if len(tracker.stretches) > before and run_frame is not None:
+                frozen_at[tracker.stretches[-1][0]] = run_frame
+            if not still:
+                run_frame = frame
+            if depth is not None:
+                metres = depth.dequantize(frame, output_unit="m")
+                valid = metres[metres > 0]
+                if valid.size:
+                    low, high = min(low, float(valid.min())), max(high, float(valid.max()))
+            n = k + 1
+    except VideoReadError as exc:
+        cam.decode_error = str(exc)
+    if cam.frames is None or count is not None:
+        cam.frames = n
+    before = len(tracker.stretches)
+    stretches = tracker.finish()
+    if len(stretches) > before and run_frame is not None:
+        frozen_at[stretches[-1][0]] = run_frame
+    if find_frozen:  # nothing recorded: what the pictures show
+        cam.frozen, cam.repeated = stretches, tracker.repeats
+    if depth is not None and high > 0:
+        cam.depth_range_m = (round(low, 3), round(high, 3))
+    picks = [("first", kept.get(0)), ("middle", kept.get((n - 1) // 2 // 16 * 16)), ("last", last)]
+    if wanted:
+        picks += [(label, frozen_at.get(-1 - i)) for i, label in enumerate(wanted.values())]
+    else:
+        picks += [(f"frozen from {a}", frozen_at.get(a)) for a, _ in cam.frozen[:2]]
+    cam.thumbnails = [(label, _thumbnail(f)) for label, f in picks if f is not None]
+
+
+def _thumbnail(frame: np.ndarray) -> np.ndarray:
+    step = max(1, frame.shape[1] // THUMB_WIDTH)
+    small = frame[::step, ::step]
+    if small.dtype == np.uint16:  # depth: spread the codes over 8 bits
+        top = int(small.max()) or 1
+        small = (small.astype(np.float32) * (255 / top)).astype(np.uint8)
+    return np.ascontiguousarray(small)
+
+
+def _episode_json(folder: Path) -> dict[str, Any]:
+    try:
+        return _mapping(jsonfile.load(folder / METADATA_FILE))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+
+
+def _encoder_text(meta: dict, entry: dict, check: VideoCheck) -> str:
+    enc = _mapping(meta.get("encoder"))
+    codec = entry.get("codec") or enc.get("vcodec") or ""
+    parts = [str(codec)] if codec else []
+    for name in ("crf", "preset", "pix_fmt"):
+        if enc.get(name) is not None and codec == enc.get("vcodec"):
+            parts.append(f"{name} {enc[name]}")
+    if enc.get("drop_policy"):
+        parts.append(f"drop policy {enc['drop_policy']}")
+    return ", ".join(parts)
+
+
+# ------------------------------------------------------------------------- LeRobot
+def _lerobot(root: Path, ff: FFmpeg) -> list[EpisodeHealth]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InvalidEpisodeError(
+            f"{root} is a LeRobot dataset; reading its tables needs pyarrow: pip install pyarrow"
+        ) from None
+    try:
+        info = _mapping(jsonfile.load(root / "meta" / "info.json"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidEpisodeError(f"{root}/meta/info.json cannot be read: {exc}") from None
+    fps = _number(info.get("fps"))
+    template = info.get("video_path")
+    features = _mapping(info.get("features"))
+    keys = [k for k, f in features.items() if _mapping(f).get("dtype") == "video"]
+    if not fps or not isinstance(template, str) or not keys:
+        raise InvalidEpisodeError(f"{root}/meta/info.json names no fps, video_path or video")
+    episodes = _rows(pq, root / "meta" / "episodes")
+    data = _rows(pq, root / "data", ("timestamp", "frame_index", "episode_index"))
+    stamps: dict[int, list[tuple[int, float]]] = {}
+    for row in data:
+        ep_index = row.get("episode_index")
+        if isinstance(ep_index, int) and isinstance(row.get("frame_index"), int):
+            stamps.setdefault(ep_index, []).append((row["frame_index"], float(row["timestamp"])))
+    out = []
+    for ep in sorted(episodes, key=lambda e: e.get("episode_index", 0)):
+        index, length = ep.get("episode_index"), ep.get("length")
+        if not isinstance(index, int) or not isinstance(length, int):
+            continue
+        health = EpisodeHealth(f"episode {index}", fps)
+        gaps = [i for i, t in sorted(stamps.get(index, [])) if abs(t - i / fps) > 1 / fps]
+        for key in keys:
+            health.cameras[key] = _lerobot_camera(root, template, key, ep, length, fps, info, ff)
+            health.cameras[key].gaps = gaps
+        out.append(health)
+    return out
+
+
+def _lerobot_camera(
+    root: Path, template: str, key: str, ep: dict, length: int, fps: float, info: dict, ff
+) -> CameraHealth:
+    cam = CameraHealth(key, rows=length)
+    try:
+        chunk, file = int(ep[f"videos/{key}/chunk_index"]), int(ep[f"videos/{key}/file_index"])
+        start, end = (
+            float(ep[f"videos/{key}/from_timestamp"]),
+            float(ep[f"videos/{key}/to_timestamp"]),
+        )
+        rel = template.format(video_key=key, chunk_index=chunk, file_index=file)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        cam.decode_error = f"the episode table gives no video for {key}: {exc}"
+        return cam
+    video = (root / rel).resolve()
+    if not video.is_relative_to(root.resolve()) or not video.is_file():
+        cam.decode_error = f"{rel} is missing (or outside the dataset)"
+        return cam
+    cam.path = str(video)
+    feature = _mapping(_mapping(info.get("features")).get(key))
+    meta = _mapping(feature.get("info"))
+    depth = None
+    if meta.get("is_depth_map") or meta.get("video.is_depth_map"):
+        params = {
+            name: float(meta[f"video.{name}"])
+            for name in ("depth_min", "depth_max", "shift")
+            if isinstance(meta.get(f"video.{name}"), (int, float))
+        }
+        try:
+            depth = DepthQuantizer(**params)  # type: ignore[arg-type]
+        except ValueError:
+            depth = DepthQuantizer()
+    cam.encoder = ", ".join(
+        str(meta[k]) for k in ("video.codec", "video.pix_fmt") if meta.get(k) is not None
+    )
+    first = round(start * fps)
+    _look(cam, video, ff, True, first, round((end - start) * fps), depth)
+    # frames the video holds for this episode: the whole range decoded
+    return cam
+
+
+def _rows(pq: Any, folder: Path, columns: tuple[str, ...] | None = None) -> list[dict]:
+    rows: list[dict] = []
+    for path in sorted(folder.rglob("*.parquet")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        table = pq.read_table(path)
+        if columns is not None:
+            table = table.select([c for c in columns if c in table.column_names])
+        rows += table.to_pylist()
+    return rows
+
+
+# ------------------------------------------------------------------------- helpers
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
+def _stretches(value: Any) -> list[list[int]]:
+    if not isinstance(value, list):
+        return []
+    return [
+        [int(a), int(b)]
+        for a, b in (s for s in value if isinstance(s, list) and len(s) == 2)
+        if isinstance(a, int) and isinstance(b, int) and 0 <= a <= b
+    ]
+
+
+COLOURS = ("green", "yellow", "red")  # as VERDICTS: ok, warning, fail
+
+
+def verdict_of(health: Health) -> str:
+    colours = [ep.colour for ep in health.episodes] or ["red"]
+    return VERDICTS[max(COLOURS.index(c) for c in colours)]
