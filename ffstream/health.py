@@ -57,10 +57,12 @@ class CameraHealth:
 
     @property
     def drift(self) -> int | None:
-        """Video frames minus data rows (0 when every row has its frame)."""
+        """Video frames minus data rows that the drops do not explain (0 when every row
+        has its frame, or its drop is recorded)."""
         if self.frames is None or self.rows is None:
             return None
-        return self.frames - self.rows
+        missing = self.rows - self.frames
+        return 0 if missing == len(self.dropped) else self.frames - self.rows
 
     @property
     def frozen_frames(self) -> int:
@@ -73,7 +75,7 @@ class CameraHealth:
     @property
     def colour(self) -> str:
         """green, yellow or red: the worst of its figures against the thresholds."""
-        if self.decode_error or (self.drift not in (None, 0) and not self.dropped):
+        if self.decode_error or self.drift not in (None, 0):
             return "red"
         worst = max(
             self.share(len(self.dropped) + len(self.repeated)),

@@ -327,7 +327,8 @@ class _Stream:
         if self.priority == "low" and self.scheduling and not self.scheduling.below_normal:
             log.warning(
                 "ffmpeg for %s does not run below the capture loop (%s): frames it cannot "
-                "take may slow the loop instead of being dropped; see docs/performance.md",
+                "take may slow the loop instead of being dropped (docs/performance.md in "
+                "ffstream's source)",
                 self.name,
                 self.scheduling,
             )

@@ -29,7 +29,7 @@ def add_parsers(sub) -> None:
         choices=READERS,
         default=None,
         help="also check that this reader decodes every frame of every video "
-        "(pyav, opencv, torchcodec must be installed; see docs/usage.md#readers)",
+        "(pyav, opencv or torchcodec must be installed)",
     )
 
 

@@ -210,7 +210,7 @@ class RayExecutor:
             finally:
                 guard.watch()
                 if not ray.is_initialized():  # it failed: end what it half started
-                    guard.close()
+                    guard.close(kill=True)
         self.init_seconds = time.monotonic() - t0
         task = ray.remote(run_job).options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries

@@ -5,9 +5,12 @@ A local Ray instance is a tree of processes under the coordinator. When the coor
 is killed, Ray's head processes notice and exit, but some of their children (the
 dashboard and runtime-env agents, about 80 MB each) are re-parented and run on for
 good. The guard is a small process of its own, in a session of its own (a terminal's
-signals miss it), reading the coordinator's processes from a pipe. When the pipe ends
-(the coordinator closed it, or died), it kills every process it was told about that is
-still the same process (pid and start time), with its children.
+signals miss it), reading from a pipe the processes the coordinator started since the
+guard did (those that ran before, such as multiprocessing's resource tracker, are not
+the run's). If the pipe ends without the word "done" (the coordinator died), it kills
+every process it was told about that is still the same process (pid and start time),
+with its children. A run that ends normally says "done" first: Ray's own shutdown has
+stopped its processes, and nothing else of the program is touched.
 
 Run as ``python -m ffstream.transcode.guard``; ``ProcessGuard`` starts and feeds it.
 """
@@ -32,7 +35,7 @@ class ProcessGuard:
     ``ray.init()`` returns); ``close()`` at the end."""
 
     def __init__(self) -> None:
-        self._sent: set[tuple[int, float]] = set()
+        self._sent: set[tuple[int, float]] = set(_descendants())  # not the run's
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._proc = subprocess.Popen(
@@ -57,31 +60,41 @@ class ProcessGuard:
         if pipe is None or pipe.closed:
             return
         lines = []
-        for p in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                key = (p.pid, p.create_time())
-                if p.pid != self._proc.pid and key not in self._sent:
-                    self._sent.add(key)
-                    lines.append(f"{key[0]} {key[1]!r}\n")
+        for key in _descendants():
+            if key[0] != self._proc.pid and key not in self._sent:
+                self._sent.add(key)
+                lines.append(f"{key[0]} {key[1]!r}\n")
         if lines:
             with contextlib.suppress(OSError):
                 pipe.write("".join(lines).encode())
                 pipe.flush()
 
-    def close(self) -> None:
-        """The run is over: the guard ends what is left of it, and exits."""
+    def close(self, kill: bool = False) -> None:
+        """The run is over: the guard exits, after ending what is left of the run if
+        ``kill`` (a run that failed to start)."""
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
         with self._lock:
             if self._proc.stdin is not None:
                 with contextlib.suppress(OSError):
+                    if not kill:
+                        self._proc.stdin.write(b"done\n")
                     self._proc.stdin.close()
         try:
             self._proc.wait(_KILL_WAIT + 5)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+
+
+def _descendants() -> list[tuple[int, float]]:
+    """(pid, start time) of every process under this one."""
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            found.append((p.pid, p.create_time()))
+    return found
 
 
 def _end(known: set[tuple[int, float]]) -> None:
@@ -100,6 +113,8 @@ def _end(known: set[tuple[int, float]]) -> None:
 def main() -> None:
     known: set[tuple[int, float]] = set()
     for line in sys.stdin.buffer:
+        if line.strip() == b"done":
+            return  # a normal end: nothing to kill
         with contextlib.suppress(ValueError):
             pid, started = line.split()
             known.add((int(pid), float(started)))

@@ -182,3 +182,46 @@ def test_a_dataset_recorded_through_the_drop_in_reads_back_frame_for_frame(tmp_p
             i,
             float((depth - truth).abs().max()),
         )
+
+
+def test_the_report_shows_a_frozen_camera_and_dropped_frames_at_a_glance(tmp_path):
+    """A dataset recorded through the drop-in: the wrist camera's picture stands still
+    for 20 rows of episode 1, and 3 rows of episode 0 hold the frame before them, which
+    is what the drop-in writes for a frame it had to drop. `ffstream report` shows both
+    in the overview."""
+    import re
+
+    from ffstream.health import gather
+    from ffstream.report import render
+
+    h, w = 96, 128
+    video = {"dtype": "video", "shape": (h, w, 3), "names": ["height", "width", "channels"]}
+    ds = LeRobotDataset.create(
+        repo_id="ffstream/report",
+        fps=30,
+        features={"observation.images.front": video, "observation.images.wrist": video},
+        root=tmp_path / "ds",
+        use_videos=True,
+        streaming_encoding=True,
+    )
+    index = 0
+    for ep, n in enumerate((45, 45)):
+        for i in range(n):
+            shown = index - 1 if (ep, i) in {(0, 10), (0, 20), (0, 30)} else index
+            front = np.full((h, w, 3), (shown * 37) % 200, np.uint8)
+            stamp_index(front, shown)
+            wrist = np.full((h, w, 3), 120, np.uint8)
+            stamp_index(wrist, 1000 if ep == 1 and 10 <= i < 30 else index)
+            ds.add_frame(
+                {"observation.images.front": front, "observation.images.wrist": wrist, "task": "t"}
+            )
+            index += 1
+        ds.save_episode()
+    ds.finalize()
+    health = gather(tmp_path / "ds")
+    ep0, ep1 = health.episodes
+    assert ep0.cameras["observation.images.front"].repeated == [10, 20, 30]
+    assert ep1.cameras["observation.images.wrist"].frozen == [[10, 29]]
+    body = re.sub(r"\s+", " ", render(health))
+    overview = body.split("<h2>Overview</h2>")[1].split("</table>")[0]
+    assert "3 repeated" in overview and "frozen 20 frames" in overview
