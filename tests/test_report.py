@@ -238,3 +238,25 @@ def test_a_lerobot_dataset_shows_frozen_repeats_gaps_and_depth_range(tmp_path, f
     body = re.sub(r"\s+", " ", _browser(page, "--dump-dom").stdout)
     assert "3 repeated" in body and "frozen 20 frames" in body and "1 timestamp gaps" in body
     assert re.search(r"depth range</th>.*\d\.\d+ m to \d+\.\d+ m", body)
+
+
+def test_hostile_names_are_text_on_the_page(episode, tmp_path):
+    """Camera keys and notes come from episode.json, which anyone can write: they are
+    escaped, never markup."""
+    out, _ = episode
+    copy = tmp_path / "ep"
+    shutil.copytree(out, copy)
+    meta = json.loads((copy / "episode.json").read_text())
+    evil = '<img src=x onerror="alert(1)">'
+    meta["videos"][evil] = meta["videos"].pop("wrist")
+    meta["error"] = "</table><script>alert(2)</script>"
+    (copy / "episode.json").write_text(json.dumps(meta))
+    text = render(gather(copy))
+    assert "<img src=x" not in text and "<script>" not in text
+    assert html_escaped(evil) in text
+
+
+def html_escaped(text: str) -> str:
+    import html
+
+    return html.escape(text)
