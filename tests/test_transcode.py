@@ -252,26 +252,47 @@ def slow_run(tmp_path: Path, ffmpeg, clips: int) -> tuple[Path, Path, list[str]]
     return src, dst, argv
 
 
-def test_a_killed_run_finishes_when_run_again_with_no_partial_file(tmp_path, ffmpeg):
-    src, dst, argv = slow_run(tmp_path, ffmpeg, 4)
+def _named(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:  # gone meanwhile
+        return ""
+
+
+def _kill_mid_job(argv: list[str], dst: Path, wanted: str = "") -> list[psutil.Process]:
+    """Start a transcode, SIGKILL it once a job writes its temporary file (and a process
+    whose command line holds ``wanted`` runs), and return the processes it had started."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert wait_until(
             lambda: partials(dst) or proc.poll() is not None, timeout=120, interval=0.002
         )
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        family = psutil.Process(proc.pid).children(recursive=True)
+
+        def family() -> list[psutil.Process]:
+            found = psutil.Process(proc.pid).children(recursive=True)
+            return found if any(wanted in _named(p) for p in found) else []
+
+        assert wait_until(family, 60)  # Ray starts its agents a while after the jobs
+        started = family()
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
+    return started
 
-    # the workers and their ffmpeg die with the coordinator
+
+def _all_end(family: list[psutil.Process], seconds: float) -> None:
     def alive():
         return [p for p in family if p.is_running() and p.status() != "zombie"]
 
-    assert wait_until(lambda: not alive(), 20), [(p.pid, p.cmdline()) for p in alive()]
+    assert wait_until(lambda: not alive(), seconds), [(p.pid, _named(p)) for p in alive()]
+
+
+def test_a_killed_run_finishes_when_run_again_with_no_partial_file(tmp_path, ffmpeg):
+    src, dst, argv = slow_run(tmp_path, ffmpeg, 4)
+    _all_end(_kill_mid_job(argv, dst), 20)  # the workers and their ffmpeg die with it
     done = {
         r.name
         for r in transcode(src, dst, ffmpeg=ffmpeg, dry_run=True).results
@@ -291,37 +312,7 @@ def test_a_killed_ray_coordinator_leaves_no_ray_process_running(tmp_path, ffmpeg
     """SIGKILL a --executor ray run mid-job: Ray's head processes exit by themselves,
     but its agents would run on; the run's guard ends every process the run started."""
     _, dst, argv = slow_run(tmp_path, ffmpeg, 2)
-    proc = subprocess.Popen(
-        [*argv, "--executor", "ray"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        assert wait_until(
-            lambda: partials(dst) or proc.poll() is not None, timeout=120, interval=0.005
-        )
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-
-        def named(p: psutil.Process) -> str:
-            try:
-                return " ".join(p.cmdline())
-            except psutil.Error:  # gone meanwhile
-                return ""
-
-        def agents() -> list[psutil.Process]:  # what used to stay; Ray starts them late
-            family = psutil.Process(proc.pid).children(recursive=True)
-            return family if any("Agent" in named(p) for p in family) else []
-
-        assert wait_until(agents, 60)
-        family = agents()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-    def alive():
-        return [p for p in family if p.is_running() and p.status() != "zombie"]
-
-    assert wait_until(lambda: not alive(), 30), [(p.pid, p.cmdline()) for p in alive()]
+    _all_end(_kill_mid_job([*argv, "--executor", "ray"], dst, wanted="Agent"), 30)
 
 
 def test_ctrl_c_stops_the_workers_removes_partials_and_exits_130(tmp_path, ffmpeg):
