@@ -165,80 +165,109 @@ def _from_verify(root: Path, checks: list[VideoCheck], ff: FFmpeg) -> list[Episo
             gone = 0 if entry.get("repeated") else sum(1 for d in cam.dropped if d < a)
             wanted[a - gone] = f"frozen from {a}"
         if cam.decode_error is None:
-            _look(cam, video, ff, recorded is None, 0, None, wanted=wanted)
+            frames = cam.frames
+            cam.decode_error = _decode(
+                video, ff, [(0, None, _Looker(cam, recorded is None, None, wanted))]
+            )
+            cam.frames = frames if frames is not None else cam.frames  # verify's count stands
         if recorded is not None:
             cam.frozen = recorded
         ep.cameras[key] = cam
     return list(episodes.values())
 
 
-def _look(
-    cam: CameraHealth,
-    video: Path,
-    ff: FFmpeg,
-    find_frozen: bool,
-    first: int,
-    count: int | None,
-    depth: DepthQuantizer | None = None,
-    wanted: dict[int, str] | None = None,
-) -> None:
-    """Decode frames ``first`` .. ``first + count`` of ``video`` once: thumbnails (first,
-    middle, last, and where the picture froze), frozen stretches and single repeats
-    when asked, the depth range for depth."""
+class _Looker:
+    """What one camera's frames show, fed frame by frame (``add``): thumbnails (first,
+    middle, last, and each frozen stretch's picture), frozen stretches and single
+    repeats (when nothing was recorded: ``find_frozen``), the depth range for depth.
+    ``wanted``: frames (numbers from the first one fed) to show as labelled."""
+
+    def __init__(
+        self,
+        cam: CameraHealth,
+        find_frozen: bool,
+        depth: DepthQuantizer | None = None,
+        wanted: dict[int, str] | None = None,
+    ) -> None:
+        self.cam, self.find_frozen, self.depth = cam, find_frozen, depth
+        self.wanted = wanted or {}
+        self.tracker = FrozenTracker(decoded=True)
+        self.singles = True  # single repeats are reported (colour: how a drop looks)
+        self.kept: dict[int, np.ndarray] = {}  # frames at multiples of 16: the middle one
+        self.shown: dict[int, np.ndarray] = {}  # wanted frames
+        self.frozen_at: dict[int, np.ndarray] = {}  # the picture each stretch shows
+        self.run_frame: np.ndarray | None = None  # the first frame of the current run
+        self.last: np.ndarray | None = None
+        self.n = 0
+        self.low, self.high = math.inf, 0.0
+
+    def add(self, frame: np.ndarray) -> None:
+        k = self.n
+        if k == 0 and frame.ndim == 2:
+            # Depth (and gray) is stored losslessly: a repeat is exact, and a quiet scene
+            # may change by less than a code between two frames, so only exact repeats
+            # count, and single ones are not taken for dropped frames.
+            self.tracker = FrozenTracker(decoded=False)
+            self.singles = False
+        if k % 16 == 0:
+            self.kept[k] = frame
+        if k in self.wanted:
+            self.shown[k] = frame
+        self.last = frame
+        before = len(self.tracker.stretches)
+        still = self.tracker.add(frame)
+        if len(self.tracker.stretches) > before and self.run_frame is not None:
+            self.frozen_at[self.tracker.stretches[-1][0]] = self.run_frame
+        if not still:
+            self.run_frame = frame
+        if self.depth is not None:
+            metres = self.depth.dequantize(frame, output_unit="m")
+            valid = metres[metres > 0]
+            if valid.size:
+                self.low = min(self.low, float(valid.min()))
+                self.high = max(self.high, float(valid.max()))
+        self.n += 1
+
+    def finish(self) -> None:
+        cam = self.cam
+        cam.frames = self.n
+        before = len(self.tracker.stretches)
+        stretches = self.tracker.finish()
+        if len(stretches) > before and self.run_frame is not None:
+            self.frozen_at[stretches[-1][0]] = self.run_frame
+        if self.find_frozen:  # nothing recorded: what the pictures show
+            cam.frozen = stretches
+            cam.repeated = self.tracker.repeats if self.singles else []
+        if self.depth is not None and self.high > 0:
+            cam.depth_range_m = (round(self.low, 3), round(self.high, 3))
+        middle = self.kept.get((self.n - 1) // 2 // 16 * 16)
+        picks = [("first", self.kept.get(0)), ("middle", middle), ("last", self.last)]
+        if self.wanted:
+            picks += [(label, self.shown.get(k)) for k, label in self.wanted.items()]
+        else:
+            picks += [(f"frozen from {a}", self.frozen_at.get(a)) for a, _ in cam.frozen[:2]]
+        cam.thumbnails = [(label, _thumbnail(f)) for label, f in picks if f is not None]
+
+
+def _decode(video: Path, ff: FFmpeg, lookers: list[tuple[int, int | None, _Looker]]) -> str | None:
+    """Decode ``video`` once, handing frames ``first .. first + count`` to each looker;
+    the decode error, if any (the lookers are finished either way)."""
+    error = None
     try:
-        info = video_info(video, ff)
-    except VideoReadError as exc:
-        cam.decode_error = str(exc)
-        return
-    pix_fmt = picture_format(info.pix_fmt)
-    tracker = FrozenTracker(decoded=True)
-    kept: dict[int, np.ndarray] = {}  # frames at multiples of 16, for the middle one
-    frozen_at: dict[int, np.ndarray] = {}  # the picture each frozen stretch shows
-    run_frame: np.ndarray | None = None  # the first frame of the current still run
-    last, n = None, 0
-    low, high = math.inf, 0.0
-    try:
+        pix_fmt = picture_format(video_info(video, ff).pix_fmt)
+        ends = [first + count for first, count, _ in lookers if count is not None]
+        end = max(ends) if len(ends) == len(lookers) else None  # read no further
         for i, frame in enumerate(read_frames(video, pix_fmt=pix_fmt, ffmpeg=ff)):
-            if i < first:
-                continue
-            if count is not None and i >= first + count:
+            if end is not None and i >= end:
                 break
-            k = i - first
-            if k % 16 == 0:
-                kept[k] = frame
-            if wanted and k in wanted:
-                frozen_at[-1 - len(frozen_at)] = frame  # a recorded stretch's picture
-            last = frame
-            before = len(tracker.stretches)
-            still = tracker.add(frame)
-            if len(tracker.stretches) > before and run_frame is not None:
-                frozen_at[tracker.stretches[-1][0]] = run_frame
-            if not still:
-                run_frame = frame
-            if depth is not None:
-                metres = depth.dequantize(frame, output_unit="m")
-                valid = metres[metres > 0]
-                if valid.size:
-                    low, high = min(low, float(valid.min())), max(high, float(valid.max()))
-            n = k + 1
+            for first, count, looker in lookers:
+                if i >= first and (count is None or i < first + count):
+                    looker.add(frame)
     except VideoReadError as exc:
-        cam.decode_error = str(exc)
-    if cam.frames is None or count is not None:
-        cam.frames = n
-    before = len(tracker.stretches)
-    stretches = tracker.finish()
-    if len(stretches) > before and run_frame is not None:
-        frozen_at[stretches[-1][0]] = run_frame
-    if find_frozen:  # nothing recorded: what the pictures show
-        cam.frozen, cam.repeated = stretches, tracker.repeats
-    if depth is not None and high > 0:
-        cam.depth_range_m = (round(low, 3), round(high, 3))
-    picks = [("first", kept.get(0)), ("middle", kept.get((n - 1) // 2 // 16 * 16)), ("last", last)]
-    if wanted:
-        picks += [(label, frozen_at.get(-1 - i)) for i, label in enumerate(wanted.values())]
-    else:
-        picks += [(f"frozen from {a}", frozen_at.get(a)) for a, _ in cam.frozen[:2]]
-    cam.thumbnails = [(label, _thumbnail(f)) for label, f in picks if f is not None]
+        error = str(exc)
+    for _, _, looker in lookers:
+        looker.finish()
+    return error
 
 
 def _thumbnail(frame: np.ndarray) -> np.ndarray:
@@ -295,6 +324,7 @@ def _lerobot(root: Path, ff: FFmpeg) -> list[EpisodeHealth]:
         if isinstance(ep_index, int) and isinstance(row.get("frame_index"), int):
             stamps.setdefault(ep_index, []).append((row["frame_index"], float(row["timestamp"])))
     out = []
+    files: dict[Path, list[tuple[int, int | None, _Looker]]] = {}  # each decoded once
     for ep in sorted(episodes, key=lambda e: e.get("episode_index", 0)):
         index, length = ep.get("episode_index"), ep.get("length")
         if not isinstance(index, int) or not isinstance(length, int):
@@ -302,16 +332,24 @@ def _lerobot(root: Path, ff: FFmpeg) -> list[EpisodeHealth]:
         health = EpisodeHealth(f"episode {index}", fps)
         gaps = [i for i, t in sorted(stamps.get(index, [])) if abs(t - i / fps) > 1 / fps]
         for key in keys:
-            health.cameras[key] = _lerobot_camera(root, template, key, ep, length, fps, info, ff)
-            health.cameras[key].gaps = gaps
+            cam = health.cameras[key] = CameraHealth(key, rows=length, gaps=gaps)
+            found = _lerobot_range(root, template, key, ep, fps, info, cam)
+            if found is not None:
+                video, first, count, looker = found
+                files.setdefault(video, []).append((first, count, looker))
         out.append(health)
+    for video, lookers in files.items():
+        error = _decode(video, ff, lookers)
+        for *_, looker in lookers:
+            looker.cam.decode_error = looker.cam.decode_error or error
     return out
 
 
-def _lerobot_camera(
-    root: Path, template: str, key: str, ep: dict, length: int, fps: float, info: dict, ff
-) -> CameraHealth:
-    cam = CameraHealth(key, rows=length)
+def _lerobot_range(
+    root: Path, template: str, key: str, ep: dict, fps: float, info: dict, cam: CameraHealth
+) -> tuple[Path, int, int, _Looker] | None:
+    """The video file of ``key`` in episode ``ep``, the range of its frames, and what
+    looks at them; None (with ``cam.decode_error`` said) if the tables name no file."""
     try:
         chunk, file = int(ep[f"videos/{key}/chunk_index"]), int(ep[f"videos/{key}/file_index"])
         start, end = (
@@ -321,11 +359,11 @@ def _lerobot_camera(
         rel = template.format(video_key=key, chunk_index=chunk, file_index=file)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         cam.decode_error = f"the episode table gives no video for {key}: {exc}"
-        return cam
+        return None
     video = (root / rel).resolve()
     if not video.is_relative_to(root.resolve()) or not video.is_file():
         cam.decode_error = f"{rel} is missing (or outside the dataset)"
-        return cam
+        return None
     cam.path = str(video)
     feature = _mapping(_mapping(info.get("features")).get(key))
     meta = _mapping(feature.get("info"))
@@ -343,10 +381,7 @@ def _lerobot_camera(
     cam.encoder = ", ".join(
         str(meta[k]) for k in ("video.codec", "video.pix_fmt") if meta.get(k) is not None
     )
-    first = round(start * fps)
-    _look(cam, video, ff, True, first, round((end - start) * fps), depth)
-    # frames the video holds for this episode: the whole range decoded
-    return cam
+    return video, round(start * fps), round((end - start) * fps), _Looker(cam, True, depth)
 
 
 def _rows(pq: Any, folder: Path, columns: tuple[str, ...] | None = None) -> list[dict]:
