@@ -72,7 +72,7 @@ def test_lost_frames_give_exit_code_1(tmp_path):
     """An encoder that cannot keep up (x265 at 120 fps, queue of 1) drops frames, and says so."""
     args = (
         "record --episodes 1 --seconds 1 --fps 120 --resolution 1280x720 --vcodec hevc "
-        "--preset medium --encoder-queue-maxsize 1 --quiet"
+        "--preset ultrafast --encoder-queue-maxsize 1 --quiet"
     ).split()
     out = _ffstream(*args, "--out", str(tmp_path))
     assert out.returncode == 1, out.stdout + out.stderr
