@@ -238,7 +238,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
             priority=self.encoder_priority,
             **depth,
         )
-        writer.pace_clock = self._episode_t0  # frame i is due i/fps after start_episode
+        writer.pace_clock = self._episode_t0  # "pace" counts from start_episode()
         cam.shape = frame.shape
         self._writers.add(writer)
         return writer
