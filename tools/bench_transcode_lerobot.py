@@ -33,6 +33,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
+from bench_lerobot import FPS, H, W, features  # tools/ is the script's folder
 from lerobot.configs.video import RGBEncoderConfig
 from lerobot.datasets import reencode_dataset
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -42,24 +43,15 @@ from ffstream.cameras.synthetic import SyntheticCamera
 from ffstream.reader import count_frames
 from ffstream.transcode import transcode
 
-W, H, FPS = 640, 480, 30
-
 
 def make_dataset(root: Path, cameras: int, episodes: int, frames: int) -> None:
-    feats = {
-        f"observation.images.cam{i}": {
-            "dtype": "video",
-            "shape": (H, W, 3),
-            "names": ["height", "width", "channels"],
-        }
-        for i in range(cameras)
-    }
-    feats["action"] = {"dtype": "float32", "shape": (2,), "names": ["a", "b"]}
+    feats = features(cameras, 0)  # bench_lerobot's dataset: RGB cameras and an action
     ds = LeRobotDataset.create("bench/transcode", FPS, root=root, features=feats)
     cams = [SyntheticCamera(f"cam{i}", W, H, FPS, seed=i) for i in range(cameras)]
+    action = np.zeros(feats["action"]["shape"], np.float32)
     for _ in range(episodes):
         for _ in range(frames):
-            frame = {"action": np.zeros(2, np.float32), "task": "bench"}
+            frame = {"action": action, "task": "bench"}
             for i, cam in enumerate(cams):
                 frame[f"observation.images.cam{i}"] = cam.read()
             ds.add_frame(frame)
