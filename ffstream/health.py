@@ -118,7 +118,9 @@ def gather(path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None) -> Healt
     if (p / "meta" / "info.json").is_file():
         kind, episodes = "lerobot", _lerobot(p, ff)
     else:
-        report = verify(p, ff)
+        # frames counted, not decoded: the pictures are decoded once, below, for the
+        # thumbnails and the frozen stretches (and a decode error shows there)
+        report = verify(p, ff, decode=False)
         episodes = _from_verify(p, report.videos, ff)
         kind = "episodes" if any(ep.fps for ep in episodes) else "videos"
     machine = f"{platform.node()}: {platform.system()} {platform.machine()}, {os.cpu_count()} cores"
@@ -149,7 +151,7 @@ def _from_verify(root: Path, checks: list[VideoCheck], ff: FFmpeg) -> list[Episo
         if check.verdict == "fail" and check.frames in (None, 0):
             cam.decode_error = "; ".join(check.reasons) or "does not decode"
         entry = _mapping(_mapping(meta.get("videos")).get(key))
-        cam.encoder = _encoder_text(meta, entry, check)
+        cam.encoder = _encoder_text(meta, entry)
         stamps = _mapping(meta.get("capture_timestamps")).get(key)
         if isinstance(stamps, list) and ep.fps:
             cam.lateness_ms = [
@@ -167,7 +169,7 @@ def _from_verify(root: Path, checks: list[VideoCheck], ff: FFmpeg) -> list[Episo
         if cam.decode_error is None:
             frames = cam.frames
             cam.decode_error = _decode(
-                video, ff, [(0, None, _Looker(cam, recorded is None, None, wanted))]
+                video, ff, [(0, None, _Looker(cam, recorded is None, None, wanted, frames))]
             )
             cam.frames = frames if frames is not None else cam.frames  # verify's count stands
         if recorded is not None:
@@ -180,7 +182,9 @@ class _Looker:
     """What one camera's frames show, fed frame by frame (``add``): thumbnails (first,
     middle, last, and each frozen stretch's picture), frozen stretches and single
     repeats (when nothing was recorded: ``find_frozen``), the depth range for depth.
-    ``wanted``: frames (numbers from the first one fed) to show as labelled."""
+    ``wanted``: frames (numbers from the first one fed) to show as labelled; ``count``:
+    how many frames will come, when known (the middle one is then kept alone).
+    Only thumbnails are kept, a few of them: a long video costs no memory."""
 
     def __init__(
         self,
@@ -188,14 +192,16 @@ class _Looker:
         find_frozen: bool,
         depth: DepthQuantizer | None = None,
         wanted: dict[int, str] | None = None,
+        count: int | None = None,
     ) -> None:
         self.cam, self.find_frozen, self.depth = cam, find_frozen, depth
         self.wanted = wanted or {}
+        self.middle = (count - 1) // 2 if count else None
         self.tracker = FrozenTracker(decoded=True)
         self.singles = True  # single repeats are reported (colour: how a drop looks)
-        self.kept: dict[int, np.ndarray] = {}  # frames at multiples of 16: the middle one
+        self.kept: dict[int, np.ndarray] = {}  # first and middle (every 16th if unknown)
         self.shown: dict[int, np.ndarray] = {}  # wanted frames
-        self.frozen_at: dict[int, np.ndarray] = {}  # the picture each stretch shows
+        self.frozen_at: dict[int, np.ndarray] = {}  # the picture of the first stretches
         self.run_frame: np.ndarray | None = None  # the first frame of the current run
         self.last: np.ndarray | None = None
         self.n = 0
@@ -209,15 +215,14 @@ class _Looker:
             # count, and single ones are not taken for dropped frames.
             self.tracker = FrozenTracker(decoded=False)
             self.singles = False
-        if k % 16 == 0:
-            self.kept[k] = frame
+        if k == 0 or k == self.middle or (self.middle is None and k % 16 == 0):
+            self.kept[k] = _thumbnail(frame)
         if k in self.wanted:
-            self.shown[k] = frame
+            self.shown[k] = _thumbnail(frame)
         self.last = frame
         before = len(self.tracker.stretches)
         still = self.tracker.add(frame)
-        if len(self.tracker.stretches) > before and self.run_frame is not None:
-            self.frozen_at[self.tracker.stretches[-1][0]] = self.run_frame
+        self._stretch_closed(before)
         if not still:
             self.run_frame = frame
         if self.depth is not None:
@@ -228,25 +233,31 @@ class _Looker:
                 self.high = max(self.high, float(valid.max()))
         self.n += 1
 
+    def _stretch_closed(self, before: int) -> None:
+        """Keep the picture of a stretch that just closed (the first two are shown)."""
+        stretches = self.tracker.stretches
+        if len(stretches) > before and self.run_frame is not None and len(self.frozen_at) < 2:
+            self.frozen_at[stretches[-1][0]] = _thumbnail(self.run_frame)
+
     def finish(self) -> None:
         cam = self.cam
         cam.frames = self.n
         before = len(self.tracker.stretches)
         stretches = self.tracker.finish()
-        if len(stretches) > before and self.run_frame is not None:
-            self.frozen_at[stretches[-1][0]] = self.run_frame
+        self._stretch_closed(before)
         if self.find_frozen:  # nothing recorded: what the pictures show
             cam.frozen = stretches
             cam.repeated = self.tracker.repeats if self.singles else []
         if self.depth is not None and self.high > 0:
             cam.depth_range_m = (round(self.low, 3), round(self.high, 3))
-        middle = self.kept.get((self.n - 1) // 2 // 16 * 16)
-        picks = [("first", self.kept.get(0)), ("middle", middle), ("last", self.last)]
+        middle = self.middle if self.middle is not None else (self.n - 1) // 2 // 16 * 16
+        last = _thumbnail(self.last) if self.last is not None else None
+        picks = [("first", self.kept.get(0)), ("middle", self.kept.get(middle)), ("last", last)]
         if self.wanted:
             picks += [(label, self.shown.get(k)) for k, label in self.wanted.items()]
         else:
             picks += [(f"frozen from {a}", self.frozen_at.get(a)) for a, _ in cam.frozen[:2]]
-        cam.thumbnails = [(label, _thumbnail(f)) for label, f in picks if f is not None]
+        cam.thumbnails = [(label, f) for label, f in picks if f is not None]
 
 
 def _decode(video: Path, ff: FFmpeg, lookers: list[tuple[int, int | None, _Looker]]) -> str | None:
@@ -286,7 +297,7 @@ def _episode_json(folder: Path) -> dict[str, Any]:
         return {}
 
 
-def _encoder_text(meta: dict, entry: dict, check: VideoCheck) -> str:
+def _encoder_text(meta: dict, entry: dict) -> str:
     enc = _mapping(meta.get("encoder"))
     codec = entry.get("codec") or enc.get("vcodec") or ""
     parts = [str(codec)] if codec else []
@@ -381,7 +392,8 @@ def _lerobot_range(
     cam.encoder = ", ".join(
         str(meta[k]) for k in ("video.codec", "video.pix_fmt") if meta.get(k) is not None
     )
-    return video, round(start * fps), round((end - start) * fps), _Looker(cam, True, depth)
+    count = round((end - start) * fps)
+    return video, round(start * fps), count, _Looker(cam, True, depth, count=count)
 
 
 def _rows(pq: Any, folder: Path, columns: tuple[str, ...] | None = None) -> list[dict]:
