@@ -43,11 +43,6 @@ def difference(previous: np.ndarray | None, current: np.ndarray) -> float | None
     return float(np.abs(current - previous).mean())
 
 
-def is_still(previous: np.ndarray | None, current: np.ndarray) -> bool:
-    diff = difference(previous, current)
-    return diff is not None and diff < FROZEN_MEAN
-
-
 class _Decoded:
     """Stillness in a decoded lossy video: an encoder codes a repeated picture with a
     small residual, so the first repeat after motion differs by a few levels. A frame
