@@ -11,13 +11,11 @@ never leads the write elsewhere."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from pathlib import Path
 from typing import Any
 
-from .untrusted import read_regular
+from .untrusted import read_regular, write_replacing
 
 MAX_JSON_BYTES = 64 << 20
 
@@ -39,12 +37,4 @@ def load(path: str | os.PathLike) -> Any:
 
 def dump(path: str | os.PathLike, data: Any, indent: int = 1) -> None:
     """Write ``data`` as JSON to ``path`` atomically (see the module docstring)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)  # a link is removed itself, not what it points to
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    with open(os.open(tmp, flags, 0o666), "w") as fh:
-        json.dump(data, fh, indent=indent)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_replacing(path, json.dumps(data, indent=indent) + "\n")

@@ -24,6 +24,7 @@ from . import health as hl
 from .batch import encode_png
 from .ffmpeg import FFmpeg
 from .health import CameraHealth, EpisodeHealth, Health
+from .untrusted import write_replacing
 from .verify import index_ranges
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -45,7 +46,7 @@ def write_report(
 ) -> Health:
     """Gather the health of ``path`` and write the page to ``out``."""
     health = hl.gather(path, ffmpeg)
-    Path(out).write_text(render(health), encoding="utf-8")
+    write_replacing(out, render(health))  # a report.html planted as a link is replaced
     return health
 
 

@@ -1,5 +1,8 @@
-"""Reading files in folders ffstream does not own (a dataset, an image folder, an
-episode someone sent): only regular files are opened, and every read has a size cap.
+"""Files in folders ffstream does not own (a dataset, an image folder, an episode
+someone sent). Reading: only regular files are opened, and every read has a size cap.
+Writing (``write_replacing``): a fresh hidden file, created exclusively without
+following links, renamed over the target, so a link planted at the target's name is
+replaced, never written through, and a reader never sees half a file.
 
 A FIFO would block the reader forever, a device such as /dev/zero (or a link to one)
 would never end, and a huge file would fill the memory: each is refused with a clear
@@ -7,6 +10,7 @@ error instead. Opening never waits (O_NONBLOCK, harmless on regular files)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -47,3 +51,15 @@ def read_regular(path: str | os.PathLike, max_bytes: int, follow_links: bool = T
 
 def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
+def write_replacing(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` (see the module docstring)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a link is removed itself, not what it points to
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with open(os.open(tmp, flags, 0o666), "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)

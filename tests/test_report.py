@@ -260,3 +260,16 @@ def html_escaped(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def test_a_report_html_planted_as_a_link_is_replaced_not_written_through(episode, tmp_path):
+    out, _ = episode
+    copy = tmp_path / "ep"
+    shutil.copytree(out, copy)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (copy / "report.html").symlink_to(victim)
+    assert main(["report", str(copy)]) in (0, 1)
+    assert victim.read_text() == "keep me"
+    page = copy / "report.html"
+    assert not page.is_symlink() and "<!DOCTYPE html>" in page.read_text()
