@@ -8,20 +8,18 @@ turns those figures into the load of a camera set-up.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
 
+from .benchfile import BenchRow, cpu_model, ffmpeg_key, load_rows, save_rows
 from .cameras.synthetic import SyntheticCamera
 from .config import CODECS, HARDWARE_FAMILIES, EncoderConfig
-from .errors import InvalidSettingError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .probe import DEFAULT_PREFERENCE, cache_dir, probe_encoders
 from .writer import FFmpegWriter
@@ -34,29 +32,6 @@ SOFTWARE = ("libsvtav1", "libx264")
 HARDWARE = tuple(e for e in DEFAULT_PREFERENCE if CODECS[e].family in HARDWARE_FAMILIES)
 DISTINCT_FRAMES = 8
 FULL_SECONDS, QUICK_SECONDS = 5.0, 2.0  # per measurement
-
-
-@dataclass
-class BenchRow:
-    encoder: str
-    width: int
-    height: int
-    fps: float  # sustained frames per second, one stream
-    cpu_cores: float  # CPU cores busy while encoding (ffmpeg + the writer)
-    frames: int
-    seconds: float
-    preset: str = ""  # "" : the codec's default in ffstream
-    threads: int = 0  # encoder threads; 0: the codec decides (one stream, every core)
-
-    @property
-    def cpu_per_frame(self) -> float:
-        """CPU seconds one frame of this size costs (the cost model's unit)."""
-        return self.cpu_cores / self.fps if self.fps > 0 else float("inf")
-
-    @property
-    def pixels_per_second(self) -> float:
-        """In the guide's unit: width x height x 3 x fps."""
-        return self.width * self.height * 3 * self.fps
 
 
 def default_results_path() -> Path:
@@ -111,6 +86,8 @@ def measure(
         round(elapsed, 2),
         "" if preset is None else str(preset),
         threads or 0,
+        ffmpeg_key(ffmpeg.path, ffmpeg.version_string),
+        cpu_model(),
     )
 
 
@@ -140,38 +117,6 @@ def run_bench(
                 if progress is not None:
                     progress(row)
     return rows
-
-
-def save_rows(rows: Sequence[BenchRow], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([f.name for f in fields(BenchRow)] + ["pixels_per_second"])
-        for r in rows:
-            writer.writerow([*asdict(r).values(), round(r.pixels_per_second)])
-    return path
-
-
-def load_rows(path: Path) -> list[BenchRow]:
-    with open(path, newline="") as fh:
-        out = []
-        for rec in csv.DictReader(fh):
-            out.append(
-                BenchRow(
-                    rec["encoder"],
-                    int(rec["width"]),
-                    int(rec["height"]),
-                    float(rec["fps"]),
-                    float(rec["cpu_cores"]),
-                    int(rec["frames"]),
-                    float(rec["seconds"]),
-                    rec.get("preset") or "",  # columns added later: older files lack them
-                    int(rec.get("threads") or 0),
-                )
-            )
-    if not out:
-        raise InvalidSettingError(f"{path} holds no benchmark rows")
-    return out
 
 
 def plot_rows(rows: Sequence[BenchRow], path: Path) -> Path | None:
@@ -208,3 +153,6 @@ def plot_rows(rows: Sequence[BenchRow], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+__all__ = ["BenchRow", "load_rows", "measure", "plot_rows", "run_bench", "save_rows"]

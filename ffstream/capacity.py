@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from .bench import BenchRow, default_results_path, load_rows, measure, save_rows
+from .bench import default_results_path, measure
+from .benchfile import BenchRow, add_rows, cpu_model, ffmpeg_key, for_this_machine, read_rows
 from .codecs import ALIASES, CODECS, HARDWARE_FAMILIES
 from .errors import FFstreamError, InvalidSettingError
 from .ffmpeg import FFmpeg, find_ffmpeg
@@ -39,6 +40,7 @@ LADDER: tuple[tuple[str, str | int | None], ...] = (
     ("libx264", "ultrafast"),
 )
 MEASURE_SECONDS = 0.6  # a missing figure: one stream, one thread, this long
+COMPARABLE = 4.0  # a figure is scaled by pixels from at most this many times more or fewer
 
 
 def available_cores() -> int:
@@ -76,7 +78,12 @@ def describe(vcodec: str, preset: str | int | None) -> str:
 
 class CostBook:
     """CPU per frame for each encoder and preset: from bench rows, and (with
-    ``measure_missing``) measured with ``ffmpeg`` for what they lack, kept in ``cache``."""
+    ``measure_missing``) measured with ``ffmpeg`` for what they lack, kept in ``cache``.
+
+    A figure is scaled by pixels only from a row measured at a comparable size (within
+    ``COMPARABLE`` times the pixels): an encoder's fixed costs per frame make a tiny
+    frame a poor guide to a large one. Without such a row the size is measured (when
+    allowed) or there is no figure."""
 
     def __init__(
         self,
@@ -92,22 +99,42 @@ class CostBook:
 
     @classmethod
     def for_machine(cls, ffmpeg: FFmpeg | str | None = None) -> CostBook:
-        """The cached bench results and earlier measurements; measures what is missing."""
+        """The cached bench results and earlier measurements made with this ffmpeg on
+        this CPU (others are ignored); measures what is missing."""
+        ff = find_ffmpeg(ffmpeg)
+        key = (ffmpeg_key(ff.path, ff.version_string), cpu_model())
         rows: list[BenchRow] = []
         for path in (default_results_path(), measured_path()):
-            if path.is_file():
-                try:
-                    rows += load_rows(path)
-                except (OSError, ValueError, KeyError, InvalidSettingError) as exc:
-                    log.warning("ignoring unreadable figures in %s: %s", path, exc)
-        return cls(rows, ffmpeg, measure_missing=True, cache=measured_path())
+            if not path.exists():
+                continue
+            try:
+                found, skipped = read_rows(path)
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable figures in %s: %s", path, exc)
+                continue
+            mine = for_this_machine(found, key)
+            if skipped:
+                log.warning("ignored %d malformed row(s) of %s", skipped, path)
+            if len(mine) < len(found):
+                log.info(
+                    "ignored %d row(s) of %s measured with another ffmpeg or CPU",
+                    len(found) - len(mine),
+                    path,
+                )
+            rows += mine
+        return cls(rows, ff, measure_missing=True, cache=measured_path())
 
     def cost(self, vcodec: str, preset: str | int | None, width: int, height: int):
         """(CPU seconds per frame at width x height, where the figure comes from), or
         None when there is none and none may be measured."""
         key = _preset_key(vcodec, preset)
+        px = width * height
         mine = [
-            r for r in self.rows if r.encoder == vcodec and _preset_key(vcodec, r.preset) == key
+            r
+            for r in self.rows
+            if r.encoder == vcodec
+            and _preset_key(vcodec, r.preset) == key
+            and 1 / COMPARABLE <= r.width * r.height / px <= COMPARABLE
         ]
         source = "bench"
         if not mine:
@@ -115,7 +142,6 @@ class CostBook:
                 return None
             mine = [self._measure(vcodec, preset, width, height)]
             source = "measured now"
-        px = width * height
         near = min(mine, key=lambda r: (abs(r.width * r.height - px), -r.frames))
         return near.cpu_per_frame * px / (near.width * near.height), source
 
@@ -127,9 +153,8 @@ class CostBook:
         self.rows.append(row)
         if self.cache is not None:
             try:
-                previous = load_rows(self.cache) if self.cache.is_file() else []
-                save_rows([*previous, row], self.cache)
-            except (OSError, ValueError, KeyError, InvalidSettingError) as exc:
+                add_rows([row], self.cache)
+            except OSError as exc:
                 log.warning("could not keep the measurement in %s: %s", self.cache, exc)
         return row
 
@@ -257,7 +282,11 @@ def plan(
             candidates.append(found)
             if found.fits:
                 break
-    chosen = candidates[-1] if candidates else None
+    fitting = [c for c in candidates if c.fits]
+    # the first that fits (smallest files); when none does, the cheapest, never a dearer one
+    chosen = (
+        fitting[0] if fitting else min(candidates, key=lambda c: c.share) if candidates else None
+    )
     if chosen is None:
         name, chosen_preset = options[0]
     else:

@@ -246,8 +246,10 @@ def timeline(samples: list[Sample], t0: float) -> dict[str, Any]:
     keys = sorted({k for s in samples for k in (*s.encoders, *s.queues)})
     return {
         "t": [round(s.t - t0, 2) for s in samples],
-        "cpu": [round(s.total, 1) for s in samples],
-        "cores": [[round(c, 1) for c in s.per_core] for s in samples],
+        "cpu": [round(s.total, 1) for s in samples],  # % of the machine, like the next two
+        "ffmpeg": [round(s.ffmpeg, 1) for s in samples],
+        "recorder": [round(s.recorder, 1) for s in samples],
+        "cores": [[round(c, 1) for c in s.per_core] for s in samples],  # % of each core
         "encoders": {k: [s.encoders.get(k) for s in samples] for k in keys},
         "queues": {k: [s.queues.get(k) for s in samples] for k in keys},
     }

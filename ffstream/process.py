@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from .errors import FFmpegNotFoundError, ProcessTimeout
-from .priority import Launch, Priority, launches, lower_this_thread
+from .priority import Launch, Priority, launches, lower_this_thread, settle_shared_thread
 
 log = logging.getLogger("ffstream.process")
 
@@ -106,6 +106,11 @@ def die_with_parent() -> None:
     setup()
 
 
+def live_pids() -> list[int]:
+    """The ffmpeg processes this process started that are still running."""
+    return [p.pid for p in list(_live) if p.returncode is None]
+
+
 def kill_children() -> None:
     """SIGKILL every ffmpeg this process started that is still running."""
     for p in list(_live):
@@ -152,6 +157,7 @@ class _Spawner:
         return subprocess.Popen([*launch.prefix, *argv], **kw)
 
     def _serve(self) -> None:
+        settle_shared_thread()  # ffmpeg inherits neither (reset on fork; its own prefix)
         while True:
             fut, argv, priority, kw = self._jobs.get()
             try:
@@ -237,8 +243,7 @@ class FFmpegProcess:
 
     # ------------------------------------------------------------------ stderr
     def _drain(self, priority: Priority) -> None:
-        if priority == "low":
-            lower_this_thread()
+        lower_this_thread(priority)
         stream = self._stderr
         partial = b""
         try:

@@ -146,7 +146,7 @@ def _episode(i: int, ep: EpisodeHealth, pictures: bool = True) -> str:
         parts.append("<h3>Capture lateness per row</h3>" + _lateness_plot(ep))
     tl = ep.timeline
     if isinstance(tl, dict) and isinstance(tl.get("t"), list) and tl["t"]:
-        parts.append("<h3>CPU per core and per encoder</h3>" + _cpu_plot(tl))
+        parts.append("<h3>CPU: who used the machine, then each core</h3>" + _cpu_plot(tl))
         queues = tl.get("queues")
         if isinstance(queues, dict) and queues:
             parts.append(
@@ -208,16 +208,54 @@ def _lateness_plot(ep: EpisodeHealth) -> str:
     return plot(rows, series, "ms late", marks=marks, bands=bands, limit=limit, x_label="row")
 
 
+def _number(v: Any) -> float | None:
+    return float(v) if _finite(v) else None
+
+
+def _column(tl: dict, key: str, n: int) -> list[float | None]:
+    values = tl.get(key)
+    if not isinstance(values, list):
+        return [None] * n
+    return [_number(v) for v in values[:n]] + [None] * max(0, n - len(values))
+
+
 def _cpu_plot(tl: dict) -> str:
-    series: dict[str, list] = {}
+    """Two plots: who used the machine (% of all its cores: the encoders, this process,
+    and the other programs, which is the rest), then each core (% of that core)."""
+    n = len(tl["t"])
+    machine = _column(tl, "cpu", n)
+    series: dict[str, list] = {"machine": machine}
+    encoders = tl.get("encoders")
+    if isinstance(encoders, dict):
+        series.update(
+            {
+                f"ffmpeg {k}": _column(encoders, k, n)
+                for k, v in encoders.items()
+                if isinstance(v, list)
+            }
+        )
+    ffmpeg = _column(tl, "ffmpeg", n)
+    if all(v is None for v in ffmpeg):  # an older record: the sum of the encoders
+        parts = [v for k, v in series.items() if k.startswith("ffmpeg ")]
+        ffmpeg = [sum(p[i] or 0.0 for p in parts) if parts else None for i in range(n)]
+    recorder = _column(tl, "recorder", n)
+    if any(v is not None for v in recorder):
+        series["this process"] = recorder
+    series["other programs"] = [
+        None if m is None or f is None else max(0.0, m - f - (r or 0.0))
+        for m, f, r in zip(machine, ffmpeg, recorder, strict=True)
+    ]
+    shares = plot(tl["t"], series, "% of the machine", x_label="s")
+    per_core: dict[str, list] = {}
     cores = tl.get("cores")
     if isinstance(cores, list) and cores and isinstance(cores[0], list):
         for c in range(len(cores[0])):
-            series[f"core {c}"] = [row[c] if c < len(row) else None for row in cores]
-    encoders = tl.get("encoders")
-    if isinstance(encoders, dict):
-        series.update({f"ffmpeg {k}": v for k, v in encoders.items() if isinstance(v, list)})
-    return plot(tl["t"], series, "% CPU", x_label="s")
+            per_core[f"core {c}"] = [
+                row[c] if isinstance(row, list) and c < len(row) else None for row in cores
+            ]
+    if not per_core:
+        return shares
+    return shares + plot(tl["t"], per_core, "% of each core", x_label="s")
 
 
 # ------------------------------------------------------------------------- SVG

@@ -107,6 +107,7 @@ class SlotRing:
         dtype = np.dtype(dtype)
         nbytes = n_slots * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         memory, self._populated = _pool.take(nbytes)
+        self._next_populate = 0
         self.slots = np.frombuffer(memory, dtype, count=nbytes // dtype.itemsize).reshape(
             (n_slots, *shape)
         )
@@ -135,19 +136,29 @@ class SlotRing:
         writes of the capture thread then find them mapped. Writes nothing, so it is safe
         while slots are in use; releases the GIL while the kernel works. A no-op for
         reused memory and where the kernel cannot."""
+        while not stop() and self.populate_next():
+            pass
+
+    def populate_next(self) -> bool:
+        """Map the next slot not yet mapped (slots are handed out lowest first); False
+        once every slot is (or the kernel cannot: the faults stay with the first write).
+        A writer calls it while it has nothing to write, so a ring of many slots never
+        delays the frames that are waiting."""
         if self._populated or _madvise is None:
-            return
-        base = self.slots.ctypes.data  # page-aligned: the start of a mapping
+            self._populated = True
+            return False
+        k = self._next_populate
         step = self.slots[0].nbytes
         page = mmap.PAGESIZE
-        for k in range(self.size):
-            if stop():
-                return
-            start = (k * step) // page * page
-            length = (k + 1) * step - start
-            if _madvise(ctypes.c_void_p(base + start), length, _POPULATE_WRITE) != 0:
-                return  # an older kernel: the faults stay with the first write
-        self._populated = True
+        start = (k * step) // page * page
+        length = (k + 1) * step - start
+        base = self.slots.ctypes.data  # page-aligned: the start of a mapping
+        if _madvise(ctypes.c_void_p(base + start), length, _POPULATE_WRITE) != 0:
+            self._populated = True  # an older kernel
+            return False
+        self._next_populate = k + 1
+        self._populated = self._next_populate >= self.size
+        return not self._populated
 
     @property
     def depth(self) -> int:
@@ -199,10 +210,17 @@ class SlotRing:
             self._freed.notify()
 
     # ------------------------------------------------------------------ consumer
-    def pop(self) -> tuple[int, int]:
+    @property
+    def populated(self) -> bool:
+        return self._populated
+
+    def pop(self, block: bool = True) -> tuple[int, int] | None:
         """The next (slot, repeats), in push order; slot is END at the end. The consumer
-        holds a popped slot until it releases it."""
-        slot, repeats = self._filled.get()
+        holds a popped slot until it releases it. ``block=False``: None if nothing waits."""
+        try:
+            slot, repeats = self._filled.get(block)
+        except queue.Empty:
+            return None
         if slot != END:
             with self._lock:
                 self._refs[slot] = 1

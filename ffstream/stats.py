@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidFrameError, InvalidSettingError
-from .priority import lower_this_thread
+from .priority import Priority, lower_this_thread
 
 log = logging.getLogger("ffstream.stats")
 
@@ -174,7 +174,7 @@ class BackgroundStats:
         transform=None,
         name="",
         max_lent=4,
-        lower=False,
+        priority: Priority = "normal",
     ):
         self.accumulator = accumulator
         self.stride = stride
@@ -184,7 +184,7 @@ class BackgroundStats:
         self._slots = threading.Semaphore(max_lent)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(
-            target=self._run, args=(lower,), name=f"ffstream-stats-{name}", daemon=True
+            target=self._run, args=(priority,), name=f"ffstream-stats-{name}", daemon=True
         )
         self._thread.start()
 
@@ -196,9 +196,8 @@ class BackgroundStats:
         self._inbox.put((frame, done))
         return True
 
-    def _run(self, lower: bool) -> None:
-        if lower:  # below the capture thread, like the writer (priority.py)
-            lower_this_thread()
+    def _run(self, priority: Priority) -> None:
+        lower_this_thread(priority)  # like the writer and its ffmpeg (priority.py)
         while True:
             item = self._inbox.get()
             if item is None:

@@ -13,7 +13,8 @@ from .errors import InvalidSettingError, SettingTypeError
 DropPolicy = Literal["pace", "pace-repeat", "drop", "repeat", "block"]
 DROP_POLICIES: tuple[DropPolicy, ...] = ("pace", "pace-repeat", "drop", "repeat", "block")
 # What a frame that finds the queue full does:
-#   pace         waits for room while the producer is ahead of real time (frame i fed
+#   pace         waits for room while the producer is ahead of real time by its own rate
+#                (pace.py) and its frame is not yet due on the episode's clock (frame i fed
 #                before first_feed + i/fps), and is dropped once it is behind;
 #   pace-repeat  the same, but a frame that is behind is replaced by the one before it;
 #   drop         dropped at once;  repeat  replaced by the one before it at once;

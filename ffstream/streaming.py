@@ -34,6 +34,7 @@ from .episode import (
 )
 from .errors import (
     EpisodeError,
+    FrameTypeError,
     InvalidFrameError,
     SettingTypeError,
     StateError,
@@ -184,7 +185,11 @@ class StreamingVideoEncoder(EpisodeEncoder):
         and a call that races with the end of the episode either lands in the episode
         or raises RuntimeError; it is never accepted and then lost."""
         cam: _Camera = self._lookup(self._cameras, key)
-        frame = self._frame(cam.plan, image)
+        try:
+            frame = self._frame(cam.plan, image)
+        except (InvalidFrameError, FrameTypeError):
+            cam.rejected += 1  # refused for its type or shape: counted in the result too
+            raise
         with cam.lock:
             if cam.ended:
                 raise StateError(

@@ -16,6 +16,7 @@ background instead of being leaked.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import logging
@@ -37,8 +38,10 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+from .capture_thread import capture_threads
 from .command import InputSpec, build_command, fps_fraction
 from .config import EncoderConfig
+from .contention import CpuWindow, cause, yield_to_the_loop
 from .errors import (
     EncoderError,
     FFstreamError,
@@ -52,9 +55,19 @@ from .errors import (
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import MAX_SIDE, FrameConversion, raw_format
 from .frozen import FrozenTracker, to_rows
-from .priority import Priority, Scheduling, check_priority, lower_this_thread, read_scheduling
+from .pace import ProducerPace
+from .priority import (
+    Priority,
+    Scheduling,
+    check_priority,
+    lower_this_thread,
+    mode_of,
+    ordinary_thread,
+    read_scheduling,
+    settle_shared_thread,
+)
 from .probe import resolve_config
-from .process import FFmpegProcess, describe_exit
+from .process import FFmpegProcess, describe_exit, live_pids
 from .remux import remux_fragmented
 from .result import VideoResult
 from .ring import END, SlotRing
@@ -69,11 +82,15 @@ from .stream_settings import (
 
 log = logging.getLogger("ffstream.writer")
 
-WARN_INTERVAL = 1.0  # seconds between two "queue full" warnings of one writer
+OVERLOAD_CHECK = 1.0  # seconds between two looks at whether "fallback" encoders overload
+WARN_INTERVAL = 5.0  # seconds between two "queue full" warnings of one writer
 SCHEDULING_CHECK_AT = 15  # frames written before ffmpeg's scheduling is read back
 
-# Raising the pipe buffer so that one write() moves a whole frame was measured with
-# tools/bench_overhead.py; see docs/performance.md for the figures behind this choice.
+# Raising the pipe buffer so that one write() moves a whole frame saves the writer some
+# CPU per frame (tools/bench_overhead.py), but ffmpeg then reads up to a frame per read(),
+# in the kernel, where a kernel without full preemption (the default of most
+# distributions) cannot preempt it: the capture loop's wake-up waited up to 3 ms behind
+# it (docs/performance.md). So the pipe is raised only for a producer ahead of real time.
 ENLARGE_PIPE = sys.platform.startswith("linux")
 
 
@@ -118,6 +135,7 @@ class _Starter:
         self._requests.put(stream)
 
     def _serve(self) -> None:
+        settle_shared_thread()  # raised where the capture thread can be (priority.py)
         while True:
             stream = self._requests.get()
             try:
@@ -161,6 +179,17 @@ class _Stream:
         self.argv = argv
         self.priority = priority
         self.scheduling: Scheduling | None = None  # ffmpeg's, read back while it runs
+        # the capture thread as the kernel applied it when it was raised (priority.py);
+        # the writer thread follows it up, so the loop never waits for it (and the GIL)
+        self.capture: dict[str, Any] | None = None
+        self.raised = False
+        self.watching = False
+        self.offline = False  # the producer is ahead of real time: a frame per write()
+        # "fallback" encoders: does the queue fill because they overload the machine?
+        self.watch_overload = mode_of(priority) == "fallback"
+        self.overload_checked = time.monotonic()
+        self.cpu = CpuWindow()  # started on the writer thread, not the caller's
+        self.big_pipe = False
         # seconds after its feed before a frame is written (cameras spread over a period)
         self.phase = phase
         self.hurry = threading.Event()  # set at the end or an abort: no more holding back
@@ -220,8 +249,10 @@ class _Stream:
 
         Any exception here becomes this camera's error: a frame that submit() accepted
         is in the file, or the writer reports why it is not."""
-        if self.priority == "low":
-            lower_this_thread()  # below the caller, like its ffmpeg (priority.py)
+        # like its ffmpeg, or raised with the capture thread (priority.py)
+        self.raised = lower_this_thread(self.priority) and mode_of(self.priority) == "raised"
+        if self.watch_overload:
+            self.cpu.start(live_pids())
         try:
             self._run()
         except BaseException as exc:  # reported, never lost with the thread
@@ -249,12 +280,12 @@ class _Stream:
         self.active = self.proc
         if self.aborted:
             self._kill()
-        if ENLARGE_PIPE:
-            _enlarge_pipe(self._stdin_fd(), self.frame_bytes)
-        self.ring.populate(stop=lambda: self.aborted or self.error is not None)
         try:
             self._write_loop()
         finally:
+            if self.raised:  # the stream is written: no reason left to outrank anything
+                self.raised = False
+                ordinary_thread()
             self._finish_process()
         if self.error is not None or self.aborted or not self.written:
             return
@@ -284,8 +315,21 @@ class _Stream:
         ring = self.ring
         last: int | None = None
         while True:
-            slot, repeats = ring.pop()
+            item = ring.pop(block=ring.populated)
+            if item is None:  # nothing to write: map the next slot meanwhile (ring.py)
+                if self.aborted or self.error is not None:
+                    return
+                ring.populate_next()
+                continue
+            slot, repeats = item
             end = slot == END
+            if self.capture is not None and not self.watching:
+                self.watching = True
+                capture_threads.ensure_watchdog()  # here, not on the capture thread
+            if self.offline and not self.big_pipe:
+                self.big_pipe = True
+                if ENLARGE_PIPE:
+                    _enlarge_pipe(fd, self.frame_bytes)
             if self.phase and not end:
                 self._hold_back(ring.pushed_at[slot] + self.phase)
             if self.error is not None or self.aborted:
@@ -317,20 +361,45 @@ class _Stream:
                 last = slot
             else:
                 ring.release(slot)
+            if not ring.populated:  # one more slot mapped per frame written: ahead of a
+                ring.populate_next()  # ring that fills, never holding back a waiting frame
+            if self.watch_overload and ring.depth * 4 >= ring.size:
+                self._look_for_overload()
+
+    def _look_for_overload(self) -> None:
+        """ "fallback" encoders whose queue fills: once a second, do the encoders
+        themselves hold the machine? Then they go below the loop (yield_to_the_loop)
+        before the first frame is dropped, not after."""
+        now = time.monotonic()
+        if now - self.overload_checked < OVERLOAD_CHECK:
+            return
+        self.overload_checked = now
+        shares = self.cpu.shares(live_pids())
+        self.cpu.start(live_pids())
+        if shares is not None:
+            machine, encoders, own = shares
+            if cause(machine, encoders, own, self.cpu.cores, "fallback").kind == "encoders":
+                self.watch_overload = False
+                yield_to_the_loop(self.priority)
 
     def _read_back_scheduling(self) -> None:
         """Read how the kernel schedules ffmpeg's threads (once, while it encodes: its
         codec threads exist by then) rather than assume the request took."""
         if self.scheduling is not None or self.proc is None:
             return
-        self.scheduling = read_scheduling(self.proc.pid)
-        if self.priority == "low" and self.scheduling and not self.scheduling.below_normal:
+        found = read_scheduling(self.proc.pid)
+        if found is None:
+            return
+        mode = mode_of(self.priority)
+        self.scheduling = found = dataclasses.replace(found, mode=mode, capture=self.capture)
+        if not found.is_as_meant(os.getpriority(os.PRIO_PROCESS, os.getpid())):
             log.warning(
-                "ffmpeg for %s does not run below the capture loop (%s): frames it cannot "
-                "take may slow the loop instead of being dropped (docs/performance.md in "
-                "ffstream's source)",
+                "ffmpeg for %s does not run as encoder_priority=%r means here (%s): frames "
+                "it cannot take may slow the capture loop instead of being dropped "
+                "(docs/performance.md in ffstream's source)",
                 self.name,
-                self.scheduling,
+                self.priority,
+                found,
             )
 
     def _hold_back(self, due: float) -> None:
@@ -417,6 +486,7 @@ class _Stream:
             if self.closing:
                 return
             self.closing = True
+        capture_threads.release(id(self))  # the capture thread gets its priority back
         self.hurry.set()
         self.ring.push_end(trailing_repeats)
 
@@ -441,11 +511,14 @@ class FFmpegWriter:
     """Encode frames of one camera to one video file through a long-lived ffmpeg.
 
     ``submit()`` is meant to be called from one capture thread. With the default
-    ``drop_policy="pace"`` it waits for room only while the caller is ahead of real time
-    (frame i handed over more than a period before ``pace_clock`` + i/fps, where
-    ``pace_clock`` is when the writer was made, or its episode started: a simulation, a
-    conversion), so a live loop that is on time or late never waits and what the
-    encoder cannot take is dropped; "drop" and "repeat" never wait, "block" always does.
+    ``drop_policy="pace"`` it waits for room only for a producer that is ahead of real
+    time by its own rate (it takes less than 0.8 of a frame period per frame on its own:
+    a simulation, a conversion; pace.py), and then at most until the frame is due on the
+    episode's clock (``pace_clock`` + (i - 1)/fps, ``pace_clock`` being when the writer
+    was made or its episode started). A live loop never waits, whatever the drift of its
+    camera: what the encoder cannot take is dropped. "drop" and "repeat" never wait,
+    "block" always does. With ``priority="low"`` a live producer's thread is raised above
+    the encoders while it feeds (priority.py).
     """
 
     def __init__(
@@ -565,13 +638,20 @@ class FFmpegWriter:
         self._expected_shape = self._stream.shape
         self._submitted = 0
         # "pace": when frame 0 was due (time.monotonic()); an episode encoder sets its
-        # episode's start, so a live loop, which cannot be ahead of it, never waits
-        self.pace_clock = time.monotonic()
+        # episode's start. It only bounds the wait of a producer that is ahead of real
+        # time by its own rate (pace.py): a live loop never waits, whatever the fps says.
+        self._clock = time.monotonic  # of pacing decisions (a test may pass its own)
+        self.pace_clock = self._clock()
+        self._pace = ProducerPace(1 / float(self.fps))
         self._waited = 0.0  # seconds submit() waited for room ("pace", "block")
+        self._raise_capture = self._stream.priority == "low"
+        self._cpu = CpuWindow()  # what the machine did since the last drop warning
+        self._cpu.start(live_pids())
         self._dropped_indices: list[int] = []
         self._pending_repeats = 0
         self._unreported_drops = 0
         self._last_warning = 0.0
+        self._warned = False
         self._result: VideoResult | None = None
         self._finalizer = weakref.finalize(self, _Stream.finish_unclosed, self._stream)
         self._finalizer.atexit = False
@@ -595,7 +675,7 @@ class FFmpegWriter:
             conversion.stats_transform,
             self.name,
             max_lent=lent,
-            lower=priority == "low",
+            priority=priority,
         )
 
     def _hardware_hint(self) -> str:
@@ -661,6 +741,12 @@ class FFmpegWriter:
             self._reject(frame)
         index = self._submitted
         self._submitted += 1
+        self._pace.called(self._clock())
+        if self._pace.live:
+            if self._raise_capture:  # a live loop: above the encoders
+                self._stream.capture = capture_threads.hold(id(self._stream))
+        elif self._pace.ahead:
+            self._stream.offline = True
         slot = self._take_slot(index)
         if slot is None:
             self._dropped_indices.append(index)
@@ -677,34 +763,55 @@ class FFmpegWriter:
         return True
 
     def _take_slot(self, index: int) -> int | None:
+        slot = self._ring.take()
+        if slot is not None:
+            return slot
         wait = waits_when_full(self.drop_policy)
         due = None
-        if wait is None:  # pace: the episode's clock says how long this frame may wait
-            # One period of slack: a live loop's jitter is never "ahead"; only a producer
-            # a whole period early waits.
+        if wait is None:  # pace: only a producer ahead of real time by its own rate waits,
+            # and only until its frame is due on the episode's clock (one period of slack)
             due = self.pace_clock + (index - 1) / float(self.fps)
-            wait = due > time.monotonic()
-        slot = self._ring.take()
-        if slot is not None or not wait:
-            return slot
-        t = time.monotonic()
+            wait = self._pace.ahead and due > self._clock()
+        if not wait:
+            return None
+        t = self._clock()
+        if due is not None:  # the ring's deadline is on the monotonic clock
+            due = time.monotonic() + (due - t)
         slot = self._ring.take(True, poll=self._raise_if_failed, deadline=due)
-        self._waited += time.monotonic() - t
+        waited = self._clock() - t
+        self._waited += waited
+        self._pace.waited(waited)
         return slot
 
     def _report_drops(self, now: float) -> None:
-        log.warning(
-            "Encoder queue full for %s, dropped %d frame(s) (%d in total): its encoder is "
-            "behind, because it is slower than the camera or the machine has less CPU than "
-            "the encoders need (they run below the capture loop, so what they cannot take is "
-            "dropped here); `ffstream advise` finds a set-up that fits: a faster preset, "
-            "vcodec='auto' (a working hardware encoder), fewer or smaller cameras",
-            self.name,
-            self._unreported_drops,
-            len(self._dropped_indices),
-        )
+        """One warning per WARN_INTERVAL: the first says why and what to do, the next
+        ones only how many and the CPU figures (the reason changes with the load)."""
+        pids = live_pids()
+        shares = self._cpu.shares(pids)
+        why = cause(*shares, self._cpu.cores, mode_of(self._stream.priority)) if shares else None
+        if not self._warned:
+            text = str(why) if why else "its encoder is behind (`ffstream advise` finds a set-up)"
+            log.warning(
+                "Encoder queue full for %s, dropped %d frame(s) (%d in total); %s",
+                self.name,
+                self._unreported_drops,
+                len(self._dropped_indices),
+                text,
+            )
+        else:
+            log.warning(
+                "%s: %d more frame(s) dropped (%d in total)%s",
+                self.name,
+                self._unreported_drops,
+                len(self._dropped_indices),
+                f"; {why.detail}: {why.reason}" if why else "",
+            )
+        self._warned = True
         self._unreported_drops = 0
         self._last_warning = now
+        if why is not None and why.kind == "encoders":
+            yield_to_the_loop(self._stream.priority)
+        self._cpu.start(pids)
 
     def _reject(self, frame: Any) -> None:
         want = f"{'x'.join(map(str, self._expected_shape))} {self._stream.dtype}"

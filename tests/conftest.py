@@ -152,3 +152,32 @@ def _private_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own probe cache, so no test sees another's answers."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("FFSTREAM_VAAPI_DEVICE", raising=False)
+
+
+# ----------------------------------------------------------------------------- tiers
+# `pytest -m fast` is the fast tier (under a minute on 2 cores); `.ci/run` runs all. A test
+# is "ray" when it starts Ray, "timing" when it waits for real time to pass (stalls,
+# timeouts, Ctrl-C, pacing), "slow" when it records, transcodes or runs whole commands.
+_TIMING_MODULES = ("reliability/test_stall.py", "reliability/test_interrupt.py")
+_TIMING_NAMES = ("timeout", "hanging", "phase", "spread", "pace", "stopped")
+_SLOW_MODULES = (
+    "test_transcode.py", "test_cli.py", "test_docs.py", "test_health.py",
+    "test_first_hour.py", "test_cameras.py", "test_report.py", "reliability/test_leaks.py",
+    "reliability/test_crash_safe.py", "reliability/test_recorder_failures.py",
+    "reliability/test_security.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        name = item.name.lower()
+        tiers = set()
+        if name.endswith("[ray]") or "_ray_" in name:
+            tiers.add("ray")
+        if path.endswith(_TIMING_MODULES) or any(word in name for word in _TIMING_NAMES):
+            tiers.add("timing")
+        if path.endswith(_SLOW_MODULES):
+            tiers.add("slow")
+        for tier in tiers or {"fast"}:
+            item.add_marker(getattr(pytest.mark, tier))

@@ -17,21 +17,29 @@ def _ffstream(*args, cwd=None, timeout=180):
 
 
 def test_record_with_no_arguments(tmp_path):
-    """The README's first command: defaults, synthetic cameras, bundled or system ffmpeg."""
+    """The README's first command: defaults, synthetic cameras, bundled or system ffmpeg.
+    On a busy machine frames may be dropped: what is checked is that the recording's own
+    record accounts for every frame and that the exit status and summary say so."""
     out = _ffstream("record", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode in (0, 1), out.stderr
     assert "55M px/s" in out.stderr  # 2 cams x 640x480x3 @ 30 fps
+    assert "priority: " in out.stderr
     episodes = sorted((tmp_path / "recordings").glob("episode_*"))
     assert [e.name for e in episodes] == ["episode_000000", "episode_000001"]
+    lost = 0
     for k, ep in enumerate(episodes):
         meta = json.loads((ep / "episode.json").read_text())
         assert meta["episode_index"] == k and meta["frames_captured"] == 150
         for cam in ("cam0", "cam1"):
             v = meta["videos"][cam]
-            assert (v["frames"], v["dropped"], v["dropped_indices"]) == (150, 0, [])
+            assert v["frames"] + v["dropped"] == 150 and len(v["dropped_indices"]) == v["dropped"]
+            lost += v["dropped"]
             assert len(meta["capture_timestamps"][cam]) == 150
-            assert stamps(decode_pyav(ep / v["file"])) == list(range(150 * k, 150 * (k + 1)))
-    assert "0 frame(s) dropped" in out.stdout
+            kept = [150 * k + i for i in range(150) if i not in set(v["dropped_indices"])]
+            assert stamps(decode_pyav(ep / v["file"])) == kept
+    assert f"{lost} frame(s) dropped" in out.stdout
+    verdict = _ffstream("verify", "recordings", cwd=tmp_path)
+    assert out.returncode == verdict.returncode  # record's status is verify's
 
 
 def test_record_options_and_metadata(tmp_path, capsys):
@@ -76,10 +84,14 @@ def test_lost_frames_give_exit_code_1(tmp_path):
     ).split()
     out = _ffstream(*args, "--out", str(tmp_path))
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "Encoder queue full for cam0" in out.stderr
+    # --quiet: no warning while recording; the summary says what was lost, and where next
+    assert "Encoder queue full" not in out.stderr and "more frame(s) dropped" not in out.stderr
     meta = json.loads((tmp_path / "episode_000000" / "episode.json").read_text())
     v = meta["videos"]["cam0"]
     assert v["dropped"] > 0 and v["frames"] + v["dropped"] == 120
+    lost = sum(video["dropped"] for video in meta["videos"].values())
+    assert f"{lost} frame(s) dropped" in out.stdout
+    assert f"`ffstream verify {tmp_path}` says which frames and why" in out.stdout
     assert len(decode_pyav(tmp_path / "episode_000000" / "cam0.mp4")) == v["frames"]
 
 

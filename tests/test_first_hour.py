@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from ffstream import EncoderConfig, EncoderError, StreamingVideoEncoder
+from ffstream import EncoderConfig, EncoderError, StreamingVideoEncoder, find_ffmpeg
 from ffstream.batch import make_encoder
 from ffstream.cameras import SyntheticCamera
 from ffstream.cli import main
@@ -237,14 +237,17 @@ def test_every_deliberate_error_is_an_ffstream_error_and_its_builtin(tmp_path):
 def test_record_fits_the_machine_and_keeps_what_was_named(tmp_path, capsys, monkeypatch):
     import ffstream.capacity as capacity
     from ffstream.bench import BenchRow, save_rows
+    from ffstream.benchfile import cpu_model, ffmpeg_key
 
     monkeypatch.setattr(capacity, "available_cores", lambda: 2)
+    ff = find_ffmpeg()
+    here = (ffmpeg_key(ff.path, ff.version_string), cpu_model())  # this binary, this CPU
     # made-up figures: SVT-AV1 would need 4 x 30 x 1.8/100 = 2.16 of 2 cores; x264
     # veryfast 0.54 (27 %)
     save_rows(
         [
-            BenchRow("libsvtav1", 96, 64, 100, 1.8, 100, 1.0),
-            BenchRow("libx264", 96, 64, 400, 1.8, 100, 1.0, "veryfast"),
+            BenchRow("libsvtav1", 96, 64, 100, 1.8, 100, 1.0, "", 0, *here),
+            BenchRow("libx264", 96, 64, 400, 1.8, 100, 1.0, "veryfast", 0, *here),
         ],
         capacity.measured_path(),
     )
@@ -280,10 +283,12 @@ def test_record_summary_and_exit_status_carry_verifys_verdict(tmp_path, capsys):
         outcomes = Recorder([SlowCamera("cam", 64, 48, 30)], enc, tmp_path, 30).record(1, 1.0)
     assert outcomes[0].frames_lost == 0
     assert verify(tmp_path / "episode_000000").verdict == "fail"
-    assert _summary(outcomes) == EXIT_FRAMES_LOST
+    assert _summary(outcomes, tmp_path) == EXIT_FRAMES_LOST
     out = capsys.readouterr().out
     assert "cam: FAIL:" in out and "could not keep its rate" in out
-    assert "0 frame(s) dropped; `ffstream verify`: 1 fail" in out
+    assert "0 frame(s) dropped; `ffstream verify`: 1 fail. " in out
+    # the next step is a sentence with the folder in it
+    assert f"`ffstream verify {tmp_path}` says which frames and why; `ffstream advise`" in out
 
 
 def test_record_checks_its_settings_before_any_episode_folder(tmp_path, capsys):

@@ -315,6 +315,7 @@ def test_bench_and_advise_cli(tmp_path, capsys, monkeypatch):
     )
     out = capsys.readouterr().out
     assert "libx264" in out and f"wrote {csv_path}" in out
+    assert "preset" in out.splitlines()[0] and "libx264            default" in out
     assert (
         main(
             ["advise", "--cameras", "3", "--resolution", "160x96", "--vcodec", "libx264"]

@@ -5,37 +5,68 @@ the table says it does not; `ffstream verify --reader` says the same."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, check_reader
+from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, check_reader, readers
 from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
 from ffstream.cli import main
 from ffstream.formats import FrameConversion
+from ffstream.readers import OPENCV_WHEELS_AV1, opencv_reads_av1
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "usage.md"
 W, H, FRAMES = 96, 64, 8
 
 
-def _table() -> dict[str, dict[str, bool]]:
-    """{codec: {reader: claimed}} from the table after the readers-table marker."""
-    lines = DOCS.read_text().split("<!-- readers-table", 1)[1].splitlines()[1:]
+def _rows(marker: str) -> list[list[str]]:
+    """The cells of the Markdown table after ``marker`` in docs/usage.md (header first)."""
+    lines = DOCS.read_text().split(f"<!-- {marker}", 1)[1].splitlines()[1:]
     rows = []
     for line in lines:
+        line = line.strip()
         if not line.startswith("|"):
             break
-        rows.append(line)
-    header = [c.strip() for c in rows[0].strip("|").split("|")]
-    table = {}
-    for row in rows[2:]:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        table[cells[0]] = {
-            h: c.startswith("yes") for h, c in zip(header[1:], cells[1:], strict=True)
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return [rows[0], *rows[2:]]
+
+
+def _table() -> dict[str, dict[str, bool | None]]:
+    """{codec: {reader: claimed}}; None where the claim depends on the reader's version."""
+    header, *rows = _rows("readers-table")
+    return {
+        row[0]: {
+            h: None if c.startswith("by version") else c.startswith("yes")
+            for h, c in zip(header[1:], row[1:], strict=True)
         }
-    return table
+        for row in rows
+    }
+
+
+def _claim(codec: str, column: str) -> bool:
+    """What the docs claim of ``column`` for ``codec``, for the version installed here
+    (a wheel nobody measured is named, not failed)."""
+    claimed = _table()[codec][column]
+    if claimed is not None:
+        return claimed
+    import cv2
+
+    reads = opencv_reads_av1(cv2.__version__)
+    if reads is None:
+        pytest.skip(
+            f"opencv {cv2.__version__} was never measured: run tools/reader_matrix.py with "
+            "it and add its row to docs/usage.md and readers.OPENCV_WHEELS_AV1"
+        )
+    return reads
+
+
+def test_the_opencv_wheels_table_is_the_one_ffstream_warns_from():
+    _, *rows = _rows("opencv-wheels-table")
+    documented = {tuple(int(v) for v in r[0].split(".")): r[1] == "yes" for r in rows}
+    assert documented == OPENCV_WHEELS_AV1
 
 
 def _opencv_column() -> str | None:
@@ -104,7 +135,7 @@ def test_the_docs_table_holds_for_every_reader_installed_here(clips, ffmpeg):
         for column in readers:
             reader = "opencv" if column.startswith("opencv") else column
             result = check_reader(reader, path, FRAMES, ffmpeg)
-            assert result.ok == table[codec][column], (codec, column, result.describe())
+            assert result.ok == _claim(codec, column), (codec, column, result.describe())
             if result.ok and reader in ("pyav", "opencv") and codec != "depth":
                 assert _stamps(reader, path) == list(range(FRAMES)), (codec, column)
             checked += 1
@@ -115,7 +146,7 @@ def test_verify_with_a_reader_names_what_it_could_not_read(clips, capsys):
     opencv = _opencv_column()
     if opencv is None:
         pytest.skip("OpenCV is not installed (pip install opencv-python-headless)")
-    av1_readable = _table()["libsvtav1"][opencv]
+    av1_readable = _claim("libsvtav1", opencv)
     code = main(["verify", str(clips["libsvtav1"]), "--reader", "opencv"])
     out = capsys.readouterr().out
     if av1_readable:
@@ -134,3 +165,29 @@ def test_a_reader_that_is_not_installed_is_named_with_its_install_line(clips, ca
     assert "pip install torchcodec" in capsys.readouterr().err
     with pytest.raises(ValueError, match="reader 'vlc' is unknown"):
         check_reader("vlc", clips["libx264"], FRAMES)
+
+
+def test_record_warns_when_the_opencv_beside_it_cannot_read_what_it_records(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(readers, "installed_opencv", lambda: ("4.13.0", True))
+    assert "(4.13.0) reads 0 frames of AV1" in (readers.opencv_warning("libsvtav1") or "")
+    assert readers.opencv_warning("libx264") is None
+    monkeypatch.setattr(readers, "installed_opencv", lambda: ("9.9.1", True))
+    assert "was never checked with AV1" in (readers.opencv_warning("libsvtav1") or "")
+    monkeypatch.setattr(readers, "installed_opencv", lambda: ("5.1.0", True))
+    assert readers.opencv_warning("libsvtav1") is None
+    monkeypatch.setattr(readers, "installed_opencv", lambda: ("4.13.0", True))
+    argv = ["record", "--cameras", "1", "--resolution", "64x48", "--seconds", "0.2"]
+    argv += ["--episodes", "1", "--quiet", "--vcodec", "libsvtav1", "--out", str(tmp_path)]
+    main(argv)
+    assert "warning: the OpenCV wheel installed here (4.13.0) reads 0 frames of AV1" in (
+        capsys.readouterr().err
+    )
+
+
+def test_opencv_messages_stay_off_the_terminal(capfd):
+    with readers._quiet_stderr():
+        os.write(2, b"Your platform doesn't support hardware accelerated AV1 decoding\n")
+    os.write(2, b"ours\n")
+    assert capfd.readouterr().err == "ours\n"

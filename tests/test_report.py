@@ -150,6 +150,10 @@ def test_record_report_gives_a_page_with_the_two_episodes(tmp_path):
     timeline = meta["cpu"]["timeline"]  # what the CPU and queue plots draw
     assert len(timeline["t"]) >= 1 and set(timeline["queues"]) == {"cam0"}
     assert len(timeline["cores"][0]) == os.cpu_count()
+    assert len(timeline["ffmpeg"]) == len(timeline["recorder"]) == len(timeline["t"])
+    # the CPU plots say their unit, and draw the other programs' share
+    assert "% of the machine" in text and "% of each core" in text
+    assert "other programs" in text and "this process" in text and "ffmpeg cam0" in text
 
 
 # ------------------------------------------------------------------------- LeRobot

@@ -208,9 +208,14 @@ def test_shape_change_mid_episode_is_rejected_and_counted(tmp_path):
             ValueError, match=r"shape \(48, 96, 3\), but this episode started at \(64, 96, 3\)"
         ):
             enc.feed_frame("cam", np.zeros((48, 96, 3), np.uint8))
+        # refused for its type or its layout: counted alike
+        with pytest.raises(TypeError):
+            enc.feed_frame("cam", "not a frame")
+        with pytest.raises(ValueError):
+            enc.feed_frame("cam", np.zeros((64, 96, 5), np.uint8))
         enc.feed_frame("cam", cam.read())
         r = enc.finish_episode()["cam"]
-    assert (r.frames, r.rejected) == (2, 1)
+    assert (r.frames, r.rejected) == (2, 3)
 
 
 def test_episode_api_misuse(tmp_path):

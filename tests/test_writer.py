@@ -70,8 +70,10 @@ def test_drop_warning_is_rate_limited(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="ffstream.writer"):
         _submit_while_stopped(w, cam, 100)
     r = w.close()
-    warnings = [m for m in caplog.messages if "Encoder queue full for cam_a" in m]
-    assert 1 <= len(warnings) <= 3
+    warnings = [m for m in caplog.messages if "cam_a" in m]
+    # the first says why and what to do; later ones, one per interval, only how many
+    assert warnings[0].startswith("Encoder queue full for cam_a, dropped")
+    assert 1 <= len(warnings) <= 3 and all(len(m) < 400 for m in warnings[1:])
     assert f"({r.dropped} in total)" in warnings[-1]
 
 
@@ -122,13 +124,14 @@ def test_pace_never_holds_a_producer_that_is_behind(tmp_path):
     w, cam = _writer(tmp_path, queue_maxsize=2)
     w.submit(cam.read())
     assert wait_until(lambda: w.pid is not None)
-    late = time.monotonic() + 0.3  # frames 1..9 are due by then
+    late = time.monotonic() + 0.5  # frames 1..15 are due by then
     assert wait_until(lambda: time.monotonic() > late)
-    latencies = _submit_while_stopped(w, cam, 8)
+    latencies = _submit_while_stopped(w, cam, 12)
     r = w.close()
-    assert r.dropped >= 5 and r.waited_seconds == 0.0
-    assert r.frames + r.dropped == r.submitted == 9
-    assert stamps(decode_pyav(r.path)) == [i for i in range(9) if i not in r.dropped_indices]
+    # the ring (2), the pipe and ffmpeg's own read took a few; the rest dropped at once
+    assert r.dropped >= 12 - 2 - 5 and r.waited_seconds == 0.0
+    assert r.frames + r.dropped == r.submitted == 13
+    assert stamps(decode_pyav(r.path)) == [i for i in range(13) if i not in r.dropped_indices]
     assert max(latencies) < 0.5  # generous: it did not wait for the stopped encoder
 
 

@@ -20,7 +20,7 @@ minutes weighs on every set-up alike (ROUNDS times):
 - ``floor``: the least a recorder can do: the loop copies each frame out (into shared
   memory) and the same encoders, each fed by a process of its own that writes the latest
   frame when the loop tells it to, run at the lowest priority ffstream knows (SCHED_IDLE,
-  no real-time threads; priority.py) in the loop's session;
+  no real-time threads; priority.py, "idle") in the loop's session;
 - ``control``: the same N encoders (the same ffmpeg argv ffstream builds) fed by
   separate processes: per camera, one ffmpeg reading the frames from a raw file at
   their rate (``-re``) and piping them into the encoder. The loop only ticks. The
@@ -30,7 +30,16 @@ minutes weighs on every set-up alike (ROUNDS times):
   encoder at the feed, as a recorder with its encoders outside the process would do;
 - ``ffstream``: the loop feeds a StreamingVideoEncoder with N cameras;
 - ``ffstream-aligned``: the same with ``spread_writes=False``;
-- ``ffstream-normal``: the same with ``encoder_priority="normal"``.
+- ``ffstream-normal``: the same with ``encoder_priority="normal"``;
+- ``ffstream-idle``: the same with ``encoder_priority="idle"`` (the encoders below every
+  other program: how ffstream ran before it raised the capture thread);
+- ``ffstream-fallback``: the default as a process sees it that may not raise its capture
+  thread (not root, no CAP_SYS_NICE, no rtprio limit): the encoders at nice +5.
+
+``--busy N`` (or ``Nn19``) runs N CPU-bound processes (at nice 19) in the loop's session
+during every set-up, as a robot's other work would: then the question is also whether
+the encoders keep their frames. ``--declared-fps F`` declares the episode at F fps while
+the loop feeds at 33.3 (a camera faster than it says; 33 = 1 % fast).
 
 ``--size`` changes the frame size: at 1280x720 a 2-core machine that encodes 640x480
 quickly is over capacity with 4 SVT-AV1 cameras (docs/performance.md).
@@ -44,7 +53,7 @@ millimetres and quantizes them on its writer threads; the controls' encoders get
                                [--setups control,control-sync,ffstream,ffstream-aligned]
                                [--seconds 20] [--blocks 4] [--warmup 1] [--rounds 1]
                                [--stats] [--depth N] [--tick-hz 100] [--size 640x480]
-                               [--json]
+                               [--busy N|Nn19] [--declared-fps F] [--json]
 
 ffmpeg: $FFSTREAM_FFMPEG if set, else the bundled static build (not the one on PATH).
 """
@@ -67,6 +76,8 @@ import numpy as np
 import psutil
 
 from ffstream import DepthEncoderConfig, EncoderConfig, StreamingVideoEncoder, find_ffmpeg
+from ffstream import priority as priority_mod
+from ffstream import process as process_mod
 from ffstream.cameras.synthetic import SyntheticCamera
 from ffstream.command import InputSpec, build_command, fps_fraction
 from ffstream.priority import launches
@@ -263,8 +274,9 @@ shm.close()
 def run_floor(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
     """The least a recorder can do: the loop copies each frame out (into shared memory)
     and the same encoders, fed by processes of their own, run at the lowest priority
-    ffstream knows (priority.py: SCHED_IDLE, no real-time threads), in the loop's session."""
-    low = list(launches(None)["low"].prefix)
+    ffstream knows (priority.py: SCHED_IDLE, no real-time threads), in the loop's session.
+    The loop's thread is not raised: the floor is what lowering the encoders alone gives."""
+    low = list(launches(None)["idle"].prefix)
     triggers, procs, shms, views = [], [], [], []
     for s in streams:
         shm = shared_memory.SharedMemory(create=True, size=s.frame_bytes)
@@ -301,8 +313,9 @@ def run_ffstream(
     args, streams: list[Stream], ff, config, tmp: Path, spread=True, priority="low"
 ) -> dict:
     enc = StreamingVideoEncoder(
-        CAMERA_FPS, config, depth_encoder=DEPTH, ffmpeg=ff, compute_stats=args.stats,
-        queue_maxsize=30, spread_writes=spread, encoder_priority=priority,
+        args.declared_fps or CAMERA_FPS, config, depth_encoder=DEPTH, ffmpeg=ff,
+        compute_stats=args.stats, queue_maxsize=30, spread_writes=spread,
+        encoder_priority=priority,
     )  # fmt: skip
     cpu0 = tree_cpu()
     rgb = [s.key for s in streams if not s.depth]
@@ -313,14 +326,28 @@ def run_ffstream(
             enc.feed_frame(s.key, s.fed[n % POOL])
 
     ticks = loop(args.seconds, args.warmup, feed)
+    t_end = time.perf_counter()
     results = enc.finish_episode()
+    finish = time.perf_counter() - t_end
     enc.close()
     cpu = tree_cpu() - cpu0
     dropped = sum(r.dropped for r in results.values())
     written = sum(r.frames for r in results.values())
     for r in results.values():
         Path(r.path).unlink()
-    return {**ticks, "dropped": dropped, "frames": written, "cpu": cpu}
+    return {**ticks, "dropped": dropped, "frames": written, "cpu": cpu, "finish": [finish]}
+
+
+def start_busy(spec: str) -> list[subprocess.Popen]:
+    """N CPU-bound processes in this session ("N", or "NnK" for nice K): other work."""
+    if not spec:
+        return []
+    n, _, nice = spec.partition("n")
+    argv = [sys.executable, "-c", "while True: pass"]
+    return [
+        subprocess.Popen(argv, preexec_fn=(lambda: os.nice(int(nice))) if nice else None)
+        for _ in range(int(n))
+    ]
 
 
 def run_blocks(block, runners: dict, streams: list[Stream], ff, config, tmp: Path) -> dict:
@@ -346,7 +373,12 @@ def summarize(run: dict) -> dict:
         "ticks_over_5ms": int((late > 5).sum()),
         "feed_p50": round(float(np.percentile(feeds, 50)), 3),
         "feed_p99": round(float(np.percentile(feeds, 99)), 2),
+        "feed_max": round(float(feeds.max()), 1),
         "dropped": run["dropped"],
+        "kept": round(run["frames"] / (run["frames"] + run["dropped"]), 3)
+        if run["frames"]
+        else None,
+        "finish_max": round(max(run.get("finish", [0.0])), 2),
         "cpu_ms_per_frame": round(1000 * run["cpu"] / run["frames"], 1) if run["frames"] else None,
         # the warm-up: the episode's start for ffstream (writers and ffmpeg start at the
         # first frame), the encoders' start for the control
@@ -363,6 +395,24 @@ def run_ffstream_normal(args, streams: list[Stream], ff, config, tmp: Path) -> d
     return run_ffstream(args, streams, ff, config, tmp, priority="normal")
 
 
+def run_ffstream_idle(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
+    return run_ffstream(args, streams, ff, config, tmp, priority="idle")
+
+
+def run_ffstream_fallback(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
+    """The default where the capture thread may not be raised (no root, no CAP_SYS_NICE,
+    no rtprio limit): the encoders and helper threads at nice +5."""
+    allowed = priority_mod.can_raise_threads
+    priority_mod.can_raise_threads = lambda: False  # as an unprivileged user sees it
+    launch = process_mod._spawner._launch
+    process_mod._spawner._launch = priority_mod.launches(None)
+    try:
+        return run_ffstream(args, streams, ff, config, tmp)
+    finally:
+        priority_mod.can_raise_threads = allowed
+        process_mod._spawner._launch = launch
+
+
 RUNNERS = {
     "alone": run_alone,
     "floor": run_floor,
@@ -371,6 +421,8 @@ RUNNERS = {
     "ffstream": run_ffstream,
     "ffstream-aligned": run_ffstream_aligned,
     "ffstream-normal": run_ffstream_normal,
+    "ffstream-idle": run_ffstream_idle,
+    "ffstream-fallback": run_ffstream_fallback,
 }
 
 
@@ -408,6 +460,17 @@ def main() -> None:
         help="the loop's rate: a multiple of 100 (frames are still fed at 33.3 fps)",
     )
     ap.add_argument("--size", default=f"{W}x{H}", help="camera frame size, WxH (640x480)")
+    ap.add_argument(
+        "--busy",
+        default="",
+        help="N or NnK: N CPU-bound processes (at nice K) in the loop's session throughout",
+    )
+    ap.add_argument(
+        "--declared-fps",
+        type=float,
+        default=None,
+        help="the episode's declared rate for ffstream (the loop feeds at 33.3 fps)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     W, H = (int(v) for v in args.size.split("x"))
@@ -419,6 +482,7 @@ def main() -> None:
     if unknown or args.blocks < 1:
         ap.error(f"unknown set-up(s) {unknown}" if unknown else "--blocks must be >= 1")
     ff = find_ffmpeg(os.environ.get("FFSTREAM_FFMPEG") or imageio_ffmpeg.get_ffmpeg_exe())
+    busy = start_busy(args.busy)
     counts = [int(c) for c in args.cameras.split(",")]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -432,7 +496,8 @@ def main() -> None:
             if not args.json:
                 _print(rows[-1], header=r == 0)
             for vcodec in args.vcodec.split(","):
-                config = EncoderConfig(vcodec)
+                name, _, preset = vcodec.partition(":")  # libx264:veryfast
+                config = EncoderConfig(name, preset=preset or None)
                 for n in counts:
                     runners = {k: RUNNERS[k] for k in kinds}
                     runs = run_blocks(block, runners, pools[:n] + depth, ff, config, tmp)
@@ -442,15 +507,19 @@ def main() -> None:
                         rows.append({**row, **summarize(out)})
                         if not args.json:
                             _print(rows[-1], header=False)
+    for p in busy:
+        p.kill()
+        p.wait()
     if args.json:
-        meta = {"ffmpeg": ff.path, "stats": args.stats, "tick_hz": TICK_HZ}
+        meta = {"ffmpeg": ff.path, "stats": args.stats, "tick_hz": TICK_HZ, "busy": args.busy}
         print(json.dumps({**meta, "rows": rows}, indent=1))
     else:
         _compare(rows)
 
 
 COLUMNS = ("late_p50", "late_p99", "late_max", "ticks_over_5ms", "feed_p50", "feed_p99",
-           "dropped", "cpu_ms_per_frame", "start_late_max", "start_feed_max")  # fmt: skip
+           "feed_max", "dropped", "kept", "finish_max", "cpu_ms_per_frame", "start_late_max",
+           "start_feed_max")  # fmt: skip
 
 
 def _print(row: dict, header: bool) -> None:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install what the test suite needs: ffstream with its dev extras (pytest, ruff, PyAV, Ray,
-# OpenCV, pyrealsense2, pyarrow, the static ffmpeg) and, where they are missing and apt
-# and root are there (Debian, Ubuntu): libusb-1.0, which pyrealsense2 loads, and
-# Chromium, which renders `ffstream report`'s page in the browser tests. Elsewhere those
-# tests are skipped, each with its reason.
+# OpenCV, pyrealsense2, pyarrow, the static ffmpeg) at the versions of constraints.txt
+# (the lock: the same suite on every machine) and, where they are missing and apt and
+# root are there (Debian, Ubuntu): libusb-1.0, which pyrealsense2 loads, and Chromium,
+# which renders `ffstream report`'s page in the browser tests. Elsewhere those tests are
+# skipped, each with its reason. `--latest` installs the newest releases instead (what
+# `tools/check.sh --latest` uses to refresh the lock).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -20,4 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
          "root); the tests that need them will be skipped" >&2
   fi
 fi
-python -m pip install -q -e ".[dev,static]"
+if [ "${1:-}" = "--latest" ]; then
+  python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,static]"
+else
+  python -m pip install -q -c constraints.txt -e ".[dev,static]"
+fi

@@ -24,6 +24,8 @@ cd "$src"
 echo "== LeRobot's tests, with ffstream's StreamingVideoEncoder installed"
 "$venv/bin/python" -m pytest -p ffstream_lerobot_plugin -q \
     tests/datasets/test_streaming_video_encoder.py tests/datasets/test_depth.py
+echo "== the docs' LeRobot examples"
+(cd "$here" && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_docs.py -k need_another)
 echo "== ffstream against LeRobot itself"
 "$venv/bin/python" -m pytest -p ffstream_lerobot_plugin -q -p no:cacheprovider \
     "$here/tools/lerobot_check/test_against_lerobot.py"

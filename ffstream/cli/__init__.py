@@ -10,9 +10,11 @@ aborted at once (ffmpeg killed, partial files kept).
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from .._version import __version__
 from ..errors import (
@@ -31,8 +33,46 @@ __all__ = ["build_parser", "main", "parse_camera"]
 FAMILIES = (machine, verify, record, transcode, report)  # a module per command family
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean" for a mistyped option or command."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = _did_you_mean(self, message)
+        super().error(f"{message}{hint}")
+
+
+def _options(parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:
+    """Every option string and command name of a parser and its subcommands."""
+    options, commands = [], []
+    for action in parser._actions:
+        options += [o for o in action.option_strings if o.startswith("--")]
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                commands.append(name)
+                options += _options(sub)[0]
+    return options, commands
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    root = parser
+    while getattr(root, "_ffstream_parent", None) is not None:
+        root = root._ffstream_parent  # type: ignore[attr-defined]
+    options, commands = _options(root)
+    words: list[tuple[str, list[str]]] = []
+    if "unrecognized arguments:" in message:
+        words = [(w.split("=")[0], options) for w in message.split(":", 1)[1].split()]
+    elif "invalid choice:" in message:
+        words = [(message.split("invalid choice:", 1)[1].split("'")[1], commands)]
+    hints = []
+    for word, known in words:
+        close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+        if close and close[0] != word:
+            hints.append(f"{word} -> {close[0]}")
+    return f" (did you mean: {', '.join(hints)}?)" if hints else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ffstream", description="Encode camera frames to video while they are captured."
     )
     parser.add_argument("--version", action="version", version=f"ffstream {__version__}")
@@ -54,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for family in FAMILIES:
         family.add_parsers(sub)
+    for child in sub.choices.values():
+        child._ffstream_parent = parser  # type: ignore[attr-defined]  # for its hints
     return parser
 
 

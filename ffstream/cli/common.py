@@ -6,11 +6,16 @@ import argparse
 
 EXIT_OK, EXIT_FRAMES_LOST, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_ABORTED = 130, 131
-# Where a user goes next. The wheel holds no docs, so the advice is given in full here.
-TROUBLESHOOTING = (
-    "`ffstream verify OUT` says which frames and why, `ffstream advise` finds a set-up that "
-    "fits this machine (more in docs/troubleshooting.md of ffstream's source)"
-)
+
+
+def next_steps(out: object) -> str:
+    """Where a user goes next after a recording that lost frames. The wheel holds no
+    docs, so the advice is given in full here."""
+    return (
+        f"`ffstream verify {out}` says which frames and why; `ffstream advise` finds a "
+        "set-up that fits this machine (more in docs/troubleshooting.md of ffstream's "
+        "source)"
+    )
 
 
 def resolution(text: str) -> tuple[int, int]:

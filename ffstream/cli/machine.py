@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..bench import RESOLUTIONS, default_results_path, load_rows, plot_rows, run_bench, save_rows
 from ..capacity import CostBook, advise, plan
+from ..codecs import CODECS
 from ..probe import DEFAULT_PREFERENCE, probe_encoders
 from ..recorder import throughput
 from .common import EXIT_OK, positive_float, positive_int, preset_value, resolution
@@ -116,11 +117,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     sizes = (
         [resolution(s) for s in args.resolutions.split(",")] if args.resolutions else RESOLUTIONS
     )
-    print(f"{'encoder':<18} {'size':>9} {'fps':>8} {'M px/s':>8} {'CPU cores':>9}")
+    print(f"{'encoder':<18} {'preset':<10} {'size':>9} {'fps':>8} {'M px/s':>8} {'CPU cores':>9}")
 
     def show(r) -> None:
+        spec = CODECS.get(r.encoder)
+        preset = r.preset or (spec.default_preset if spec else None) or "default"
         print(
-            f"{r.encoder:<18} {f'{r.width}x{r.height}':>9} {r.fps:>8.1f} "
+            f"{r.encoder:<18} {preset!s:<10} {f'{r.width}x{r.height}':>9} {r.fps:>8.1f} "
             f"{r.pixels_per_second / 1e6:>8.0f} {r.cpu_cores:>9.2f}",
             flush=True,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -19,8 +20,9 @@ from ..errors import InvalidSettingError
 from ..ffmpeg import find_ffmpeg
 from ..lerobot import run_lerobot_record
 from ..monitor import CpuMonitor
-from ..priority import PRIORITIES
+from ..priority import PRIORITIES, describe_mode
 from ..probe import resolve_config
+from ..readers import opencv_warning
 from ..recorder import Recorder, throughput
 from ..report import write_report
 from ..stream_settings import DROP_POLICIES
@@ -31,8 +33,8 @@ from .common import (
     EXIT_FRAMES_LOST,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    TROUBLESHOOTING,
     crf_value,
+    next_steps,
     positive_float,
     positive_int,
     preset_value,
@@ -118,11 +120,19 @@ def add_parsers(sub) -> None:
         "--encoder-priority",
         choices=PRIORITIES,
         default="low",
-        help="low (default): the encoders run below the capture loop, and what they cannot "
-        "take is dropped and counted; normal: equal priority",
+        help="low (default): the capture loop is raised above the encoders where allowed "
+        "(root, CAP_SYS_NICE, an rtprio limit), else the encoders run at nice +5; they stay "
+        "level with other programs, and what they cannot take is dropped and counted. "
+        "idle: the encoders below every other program (a machine that only records). "
+        "normal: nothing changes",
     )
     rec.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
-    rec.add_argument("--quiet", action="store_true", help="no live status line")
+    rec.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no live status line and no warnings while recording (the summary still says "
+        "what was dropped and why)",
+    )
     rec.add_argument(
         "--report",
         action="store_true",
@@ -187,7 +197,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
     px = throughput(color, w, h, args.fps)
     print(
         f"ffstream record: {len(cameras)} camera(s) {w}x{h} @ {args.fps:g} fps = "
-        f"{px / 1e6:.0f}M px/s, {config.vcodec} crf={config.crf} preset={config.preset}, "
+        f"{px / 1e6:.0f}M px/s, {config.vcodec} crf={config.crf}"
+        f"{f' preset={config.preset}' if config.preset is not None else ''}, "
         f"{args.episodes} x {args.seconds:g} s -> {args.out}",
         file=sys.stderr,
     )
@@ -195,10 +206,18 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print(f"  capacity: {fit.verdict}", file=sys.stderr)
         for warning in fit.warnings:
             print(f"  warning: {warning}", file=sys.stderr)
+    unreadable = opencv_warning(config.vcodec)
+    if unreadable:
+        print(f"  warning: {unreadable}", file=sys.stderr)
 
     ff = find_ffmpeg(args.ffmpeg)
     print(f"  ffmpeg: {ff.path} ({ff.version_string.split(' Copyright')[0]})", file=sys.stderr)
+    print(f"  priority: {describe_mode(args.encoder_priority)}", file=sys.stderr)
     live = not args.quiet and sys.stderr.isatty()
+    library_log = logging.getLogger("ffstream")
+    log_level = library_log.level
+    if args.quiet:  # the warnings while recording; the summary and verify say the rest
+        library_log.setLevel(max(logging.ERROR, logging.getLogger().level))
 
     def show(st) -> None:
         queues = " ".join(f"{k}:q{st.queue_depths[k]}/d{st.dropped[k]}" for k in st.queue_depths)
@@ -241,6 +260,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         )
     finally:
         signal.signal(signal.SIGINT, previous)
+        library_log.setLevel(log_level)
 
 
 def _record_config(args: argparse.Namespace, vcodec: str, preset) -> EncoderConfig:
@@ -296,7 +316,7 @@ def _record_with(
             return EXIT_ABORTED
     if live:
         print(file=sys.stderr)
-    code = _summary(outcomes)
+    code = _summary(outcomes, args.out)
     if stop.is_set() and code in (EXIT_OK, EXIT_FRAMES_LOST):
         print("interrupted: the current episode was finished and saved")
         code = EXIT_INTERRUPTED
@@ -312,10 +332,22 @@ def _record_with(
             f"recorder {cpu['recorder_cpu_mean']:.0f}%), saturated {cpu['saturated_seconds']:g} s, "
             f"peak RSS {cpu['peak_rss_mb']:.0f} MB"
         )
+        if cpu["peak_rss_mb"] >= LARGE_RSS_MB:
+            w, h = args.resolution
+            queues = len(cameras) * (args.encoder_queue_maxsize + 1) * w * h * 3 / 2**20
+            print(
+                f"  memory: peak {cpu['peak_rss_mb'] / 1024:.1f} GiB, of which the encoders' "
+                f"queues reserve up to {queues:.0f} MB ({len(cameras)} camera(s) x "
+                f"{args.encoder_queue_maxsize} frames of {w}x{h}); a smaller "
+                "--encoder-queue-maxsize lowers it"
+            )
     return code
 
 
-def _summary(outcomes) -> int:
+LARGE_RSS_MB = 1024  # a peak memory worth a line of its own
+
+
+def _summary(outcomes, out: Path) -> int:
     width = max([10, *(len(k) for o in outcomes for k in o.results)])
     print(f"{'episode':>7}  {'camera':<{width}} {'frames':>6} {'dropped':>7} {'MB':>7}", end="")
     print(f" {'save ms':>8}  file")
@@ -345,7 +377,7 @@ def _summary(outcomes) -> int:
     judged = ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS if v in verdicts)
     print(
         f"{len(outcomes)} episode(s), {lost} frame(s) dropped; `ffstream verify`: {judged}"
-        + ("" if code == EXIT_OK else f" - see {TROUBLESHOOTING}")
+        + ("" if code == EXIT_OK else f". {next_steps(out)}")
     )
     return code
 

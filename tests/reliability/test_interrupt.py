@@ -59,6 +59,16 @@ def _wait_for_ffmpeg(proc):
     return [c.pid for c in p.children(recursive=True)]
 
 
+def _has_fragment(path) -> bool:
+    """A crash-safe MP4 holds a complete fragment (a moof box followed by its mdat)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    at = data.find(b"moof")
+    return at > 0 and data.find(b"mdat", at) > 0
+
+
 def test_one_ctrl_c_finishes_the_current_episode(tmp_path):
     proc = _start(tmp_path)
     _wait_for_ffmpeg(proc)
@@ -95,9 +105,11 @@ def test_two_ctrl_c_abort_at_once(tmp_path):
         "300",
     )
     pids = _wait_for_ffmpeg(proc)
-    time.sleep(3.0)
+    # the event that makes a partial file worth keeping: its first fragment is on disk
+    # (x265 veryslow takes seconds for it, longer on a busy machine)
+    assert wait_until(lambda: _has_fragment(tmp_path / "episode_000000" / "cam0.mp4"), 120)
     _ctrl_c(proc)
-    time.sleep(0.2)
+    time.sleep(0.2)  # a person pressing Ctrl-C twice
     _ctrl_c(proc)
     t = time.monotonic()
     out, err = _communicate(proc, 30)
