@@ -6,7 +6,9 @@ cached results) or, for an encoder and preset it did not measure, from a short
 single-threaded measurement made here and cached beside them. A set-up of N cameras at
 W x H and F fps then needs ``N x F x cost(W x H)`` cores, and it *fits* when that is at
 most ``HEADROOM`` (70 %) of the cores: the rest is for the capture loop, ffstream's
-writer threads, the robot's other programs and load spikes.
+writer threads, the robot's other programs and load spikes. The figures are read as
+untrusted input, this machine's only (benchfile.py), and a figure is scaled by pixels
+only from a comparable size (``COMPARABLE``).
 
 The encoders run below the capture loop (priority.py), so a set-up that does not fit
 drops frames at the queues instead of slowing the loop; one that fits drops none.
@@ -17,7 +19,6 @@ does not fit, with what would); what was left open is chosen to fit, smallest fi
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from tempfile import TemporaryDirectory
 from .bench import default_results_path, measure
 from .benchfile import BenchRow, add_rows, cpu_model, ffmpeg_key, for_this_machine, read_rows
 from .codecs import ALIASES, CODECS, HARDWARE_FAMILIES
+from .contention import available_cores
 from .errors import FFstreamError, InvalidSettingError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .probe import cache_dir, select_encoder
@@ -41,22 +43,6 @@ LADDER: tuple[tuple[str, str | int | None], ...] = (
 )
 MEASURE_SECONDS = 0.6  # a missing figure: one stream, one thread, this long
 COMPARABLE = 4.0  # a figure is scaled by pixels from at most this many times more or fewer
-
-
-def available_cores() -> int:
-    """The cores this process may use: its CPU affinity (taskset, cpusets) and, on
-    Linux, a cgroup v2 CPU quota (``docker --cpus``), not the machine's count."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
 
 
 def measured_path() -> Path:

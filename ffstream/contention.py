@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -30,11 +31,20 @@ BUSY = 0.85  # share of the cores in use at which the machine counts as saturate
 OTHERS = 0.25  # share of the cores other programs must take to be named the cause
 
 
-def _cores() -> int:
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity (taskset, cpusets) and, on
+    Linux, a cgroup v2 CPU quota (``docker --cpus``), not the machine's count."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -49,7 +59,7 @@ class CpuWindow:
     encoders' (the pids given) and this process's."""
 
     def __init__(self) -> None:
-        self.cores = _cores()
+        self.cores = available_cores()
         self._t = 0.0
         self._busy = 0.0
         self._own = 0.0

@@ -254,6 +254,8 @@ def settle_shared_thread() -> None:
 
 def ordinary_thread() -> None:
     """Make the calling thread an ordinary one (a helper whose work is done)."""
+    if not LINUX:  # nothing made it real-time there
+        return
     with contextlib.suppress(OSError):
         if os.sched_getscheduler(0) & ~getattr(os, "SCHED_RESET_ON_FORK", 0) in (
             os.SCHED_FIFO,
@@ -281,21 +283,36 @@ def raise_this_thread() -> bool:
 def idle_process(pid: int) -> int:
     """Make every thread of process ``pid`` ``SCHED_IDLE`` (Linux; threads it starts
     later inherit it; where that policy is refused, nice 19). Going down needs no
-    privilege, coming back does. Returns how many threads took it."""
+    privilege, coming back does. A thread started by one not yet moved is born at the
+    old level, so the threads are listed again until a pass finds none new. Returns how
+    many threads took it."""
+    seen: set[str] = set()
     done = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tids:
+    for _ in range(_IDLE_PASSES):
         try:
-            os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
-            done += 1
-        except (OSError, ValueError, AttributeError):
-            with contextlib.suppress(OSError, ValueError):
-                os.setpriority(os.PRIO_PROCESS, int(tid), LOW_NICE)
-                done += 1
+            new = [t for t in os.listdir(f"/proc/{pid}/task") if t not in seen]
+        except OSError:
+            break
+        if not new:
+            break
+        seen.update(new)
+        done += sum(_idle_thread(int(tid)) for tid in new)
     return done
+
+
+_IDLE_PASSES = 20  # a process that keeps starting threads cannot hold the caller here
+
+
+def _idle_thread(tid: int) -> bool:
+    try:
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        return True
+    except (OSError, ValueError, AttributeError):
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, LOW_NICE)
+            return True
+        except (OSError, ValueError):
+            return False
 
 
 # ---------------------------------------------------------------------- starting ffmpeg

@@ -9,12 +9,13 @@ queries) is started here, so all of them share five properties:
   the kernel's autogroup scheduling it is in the caller's scheduling group, where its
   priority counts (a session of its own is a group of its own, as heavy as the caller's
   whole program whatever its nice value).
-- **Below the caller.** With ``priority="low"`` (the default of the encoders) ffmpeg
-  runs as SCHED_IDLE on Linux: any ordinary thread that wakes, the capture loop first,
-  takes the core from it at once. Elsewhere it gets nice 19. ffmpeg never runs real-time
-  threads: SVT-AV1 turns its workers into SCHED_FIFO threads when it may (as root), and
-  they then outrank every ordinary thread, the capture loop included; ffmpeg is started
-  without CAP_SYS_NICE, so it may not. See docs/performance.md.
+- **Below the capture loop.** With ``priority="low"`` (the default of the encoders)
+  ffmpeg keeps the caller's level where the capture thread is raised above it, and runs
+  at nice +5 where it cannot be; ``"idle"`` makes it SCHED_IDLE (priority.py says which
+  and why). ffmpeg never runs real-time threads: SVT-AV1 turns its workers into
+  SCHED_FIFO threads when it may (as root), and they then outrank every ordinary
+  thread, the capture loop included; ffmpeg is started without CAP_SYS_NICE, so it may
+  not. See docs/performance.md.
 - **Dies with its owner.** On Linux the child asks the kernel for SIGTERM when ffstream's
   process dies (``PR_SET_PDEATHSIG``; ffmpeg ends its file cleanly on SIGTERM), through
   util-linux's ``setpriv --pdeathsig`` when it is installed (a preexec function
@@ -129,9 +130,10 @@ class _Spawner:
         self._pid = 0
         self._launch: dict[Priority, Launch] = {}
 
-    def popen(self, argv: Sequence[str], priority: Priority, **kw) -> subprocess.Popen:
+    def ready(self) -> None:
+        """Set up on first use in this process (again after a fork)."""
         with self._lock:
-            if self._pid != os.getpid():  # first use, or a forked child process
+            if self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._launch = launches(_death_signal_setup())
                 self._jobs = queue.SimpleQueue()
@@ -139,6 +141,9 @@ class _Spawner:
                     target=self._serve, name="ffstream-spawner", daemon=True
                 )
                 self._thread.start()
+
+    def popen(self, argv: Sequence[str], priority: Priority, **kw) -> subprocess.Popen:
+        self.ready()
         if threading.current_thread() is self._thread or sys.is_finalizing():
             return self._start(argv, priority, kw)
         fut: Future = Future()
@@ -194,7 +199,7 @@ class FFmpegProcess:
     objects); otherwise they are connected to /dev/null. ``on_stderr_end`` is called on
     the stderr thread when ffmpeg closes its stderr (it exited), which lets a writer
     report an unexpected death before its next write. ``priority="low"`` runs ffmpeg
-    below the caller's threads (priority.py), as the recording path does.
+    below the capture loop (priority.py), as the recording path does.
     """
 
     def __init__(

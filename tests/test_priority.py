@@ -123,10 +123,17 @@ def test_low_raises_the_capture_thread_and_keeps_the_encoders_level(tmp_path):
     assert stamps(decode_pyav(result.path)) == list(range(12))
 
 
+def _fallback_launches(monkeypatch) -> None:
+    """Start ffmpeg as an unprivileged program would, for this test only (the spawner is
+    set up first, so that what is put back afterwards is its real table)."""
+    process_mod._spawner.ready()
+    monkeypatch.setattr(process_mod._spawner, "_launch", prio.launches(None))
+
+
 @linux_only
 def test_low_without_the_right_to_raise_runs_the_encoders_at_nice_plus_5(tmp_path, monkeypatch):
     monkeypatch.setattr(prio, "can_raise_threads", lambda: False)
-    monkeypatch.setattr(process_mod._spawner, "_launch", prio.launches(None))
+    _fallback_launches(monkeypatch)
     during, child, sched, writer_thread, result, pid = _live_episode(tmp_path)
     assert during["policy"] == "other"  # nothing raised
     want = min(19, _caller_nice() + FALLBACK_NICE)
@@ -144,7 +151,7 @@ def test_fallback_encoders_over_capacity_go_idle(tmp_path, monkeypatch):
     SCHED_IDLE, every thread of it (read back from /proc), and the frames are all
     accounted for."""
     monkeypatch.setattr(prio, "can_raise_threads", lambda: False)
-    monkeypatch.setattr(process_mod._spawner, "_launch", prio.launches(None))
+    _fallback_launches(monkeypatch)
     cam = SyntheticCamera("c", W, H)
     writers = [
         FFmpegWriter(
@@ -152,22 +159,28 @@ def test_fallback_encoders_over_capacity_go_idle(tmp_path, monkeypatch):
         )
         for k in "ab"
     ]
-    for w in writers:
-        for i in range(5):
-            w.submit(cam.frame(i))
-    assert wait_until(lambda: all(w.pid and w.queue_depth == 0 for w in writers), 30)
-    assert read_scheduling(writers[1].pid).nice == min(19, _caller_nice() + FALLBACK_NICE)
-    first = writers[0]
-    first._cpu.shares = lambda pids: (2.0, 1.9, 0.1)  # the figures of an overloaded machine
-    first._report_drops(time.monotonic())
-    for w in writers:  # both, not only the one that warned
-        threads = [prio._thread_policy(w.pid, t) for t in os.listdir(f"/proc/{w.pid}/task")]
-        assert len(threads) > 1 and {t[0] for t in threads if t is not None} == {"idle"}
-    for w in writers:
-        for i in range(5, 10):
-            w.submit(cam.frame(i))
-        r = w.close()
-        assert r.frames + r.dropped == 10
+    try:
+        for w in writers:
+            for i in range(5):
+                w.submit(cam.frame(i))
+        assert wait_until(lambda: all(w.pid and w.queue_depth == 0 for w in writers), 30)
+        assert read_scheduling(writers[1].pid).nice == min(19, _caller_nice() + FALLBACK_NICE)
+        first = writers[0]
+        first._cpu.shares = lambda pids: (2.0, 1.9, 0.1)  # the figures of an overloaded machine
+        first._report_drops(time.monotonic())
+        for w in writers:  # both, not only the one that warned
+            tids = os.listdir(f"/proc/{w.pid}/task")
+            threads = [prio._thread_policy(w.pid, t) for t in tids]
+            assert len(threads) > 1 and {t[0] for t in threads if t is not None} == {"idle"}
+        for w in writers:
+            for i in range(5, 10):
+                w.submit(cam.frame(i))
+            r = w.close()
+            assert r.frames + r.dropped == 10
+    finally:  # a failure here must not leave encoders running into the next test
+        for w in writers:
+            if not w.closed:
+                w.abort()
 
 
 @linux_only

@@ -38,8 +38,8 @@ from typing import Any
 
 from .. import jsonfile
 from ..batch import FRAME_NAME, IMAGES_DIR
-from ..capacity import available_cores
 from ..config import DepthEncoderConfig, EncoderConfig
+from ..contention import available_cores
 from ..errors import TranscodeError
 from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..probe import resolve_config
