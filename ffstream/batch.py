@@ -22,6 +22,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor  # now: at exit it could not be imported
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -562,10 +563,16 @@ class BatchVideoEncoder(EpisodeEncoder):
         results: dict[Path, dict[str, VideoResult]] = {ep.out_dir: {} for ep in batch}
         failures: dict[Path, dict[str, Exception]] = {}
         done = 0
-        with concurrent.futures.ThreadPoolExecutor(
+        pool: concurrent.futures.Executor = ThreadPoolExecutor(
             self.encode_workers, thread_name_prefix="ffstream-batch"
-        ) as pool:
+        )
+        try:
             futures = {pool.submit(self._encode_one, ep, key): (ep, key) for ep, key in jobs}
+        except RuntimeError:  # the program is ending (at_exit.py): no thread may start
+            pool.shutdown()
+            pool = _Here()
+            futures = {pool.submit(self._encode_one, ep, key): (ep, key) for ep, key in jobs}
+        with pool:
             for fut in concurrent.futures.as_completed(futures):
                 ep, key = futures[fut]
                 done += 1
@@ -633,6 +640,18 @@ class BatchVideoEncoder(EpisodeEncoder):
         self._stop_monitor()
         if error is not None:
             raise error
+
+
+class _Here(concurrent.futures.Executor):
+    """Runs each job at once on the calling thread: at exit, when no thread may start."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            fut.set_exception(exc)
+        return fut
 
 
 def _to_rgb(pix_fmt: str):

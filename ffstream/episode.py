@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
@@ -21,6 +22,7 @@ import numpy as np
 
 from . import jsonfile
 from ._version import __version__
+from .at_exit import run_at_exit
 from .command import fps_fraction
 from .config import DepthEncoderConfig, EncoderConfig
 from .errors import (
@@ -119,6 +121,8 @@ class EpisodeEncoder(ABC):
         if self._own_monitor:
             monitor.start()
         self._closed = False
+        _encoders.add(self)
+        run_at_exit(_finish_at_exit)
 
     # ------------------------------------------------------------------ the contract
     @property
@@ -365,3 +369,28 @@ def plan_episode(
         cameras[key] = StreamPlan(key, path, pix_fmt, config)
     _make_output_folder(out)
     return cameras
+
+
+_encoders: weakref.WeakSet[EpisodeEncoder] = weakref.WeakSet()
+
+
+def _finish_at_exit() -> None:
+    """A program that ends with an episode open (no ``finish_episode()``, no ``close()``)
+    or one still finishing: finish it now, so the files hold every frame fed and
+    episode.json is written (at_exit.py)."""
+    for encoder in list(_encoders):
+        if encoder._closed:
+            continue
+        if encoder.episode_active:
+            log.warning(
+                "the program is ending with an episode open (no finish_episode() or "
+                "close()); finishing it so its frames are kept"
+            )
+        try:
+            encoder.close()
+        except Exception as exc:
+            log.error(
+                "finishing the open episode at exit failed: %s; `ffstream verify` says "
+                "which files are incomplete",
+                exc,
+            )

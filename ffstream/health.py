@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import jsonfile
+from . import lerobot_layout as layout
 from ._version import __version__
 from .depth import DepthQuantizer
 from .episode import METADATA_FILE
@@ -29,10 +30,10 @@ from .errors import InvalidEpisodeError, VideoReadError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .frozen import FrozenTracker, picture_format
 from .reader import read_frames, video_info
-from .verify import VERDICTS, VideoCheck, verify
+from .verdict import colour, of_camera, worst
+from .verify import VideoCheck, episode_folders, repeated_frames, verify, verify_episode
 
 THUMB_WIDTH = 128  # px
-GREEN_BELOW, YELLOW_BELOW = 0.01, 0.05  # share of rows affected: the cells' colours
 
 
 @dataclass
@@ -54,6 +55,7 @@ class CameraHealth:
     depth_range_m: tuple[float, float] | None = None
     thumbnails: list[tuple[str, np.ndarray]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    judged: str = "ok"  # what verify said of the file, where it was asked
 
     @property
     def drift(self) -> int | None:
@@ -73,17 +75,21 @@ class CameraHealth:
         return count / max(self.rows or self.frames or 1, 1)
 
     @property
-    def colour(self) -> str:
-        """green, yellow or red: the worst of its figures against the thresholds."""
-        if self.decode_error or self.drift not in (None, 0):
-            return "red"
-        worst = max(
-            self.share(len(self.dropped) + len(self.repeated)),
-            self.share(len(self.late_rows)),
-            self.share(self.frozen_frames),
-            self.share(len(self.gaps)),
+    def verdict(self) -> str:
+        """ok, warning or fail: its figures judged by verdict.py, and verify's word."""
+        figures = of_camera(
+            rows=self.rows or self.frames or 0,
+            dropped=len(self.dropped) + len(self.repeated),
+            late=max(len(self.late_rows), len(self.gaps)),
+            frozen_stretches=len(self.frozen),
+            frozen_frames=repeated_frames(self.frozen),
+            broken=bool(self.decode_error) or self.drift not in (None, 0),
         )
-        return "green" if worst < GREEN_BELOW else "yellow" if worst < YELLOW_BELOW else "red"
+        return worst((figures, self.judged))
+
+    @property
+    def colour(self) -> str:
+        return colour(self.verdict)
 
 
 @dataclass
@@ -93,11 +99,17 @@ class EpisodeHealth:
     cameras: dict[str, CameraHealth] = field(default_factory=dict)
     timeline: dict[str, Any] | None = None  # CpuMonitor's, from episode.json
     notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # each fails the episode
+
+    @property
+    def verdict(self) -> str:
+        """The worst of its cameras; fail with an error, or with no camera at all."""
+        cameras = [c.verdict for c in self.cameras.values()]
+        return "fail" if self.errors else worst(cameras, empty="fail")
 
     @property
     def colour(self) -> str:
-        colours = [c.colour for c in self.cameras.values()] or ["red"]
-        return max(colours, key=COLOURS.index)
+        return colour(self.verdict)
 
 
 @dataclass
@@ -108,23 +120,48 @@ class Health:
     machine: str = ""
     ffmpeg: str = ""
     version: str = __version__
+    notes: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------- gathering
 def gather(path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None) -> Health:
-    """Everything the report shows about ``path``; InvalidEpisodeError if it holds none."""
+    """Everything the report shows about ``path``; InvalidEpisodeError if it holds none.
+    An episode that cannot be judged (its record is damaged or hostile) is a failed
+    episode with the reason, never the end of the page."""
     p = Path(path)
     ff = find_ffmpeg(ffmpeg)
+    notes: list[str] = []
     if (p / "meta" / "info.json").is_file():
-        kind, episodes = "lerobot", _lerobot(p, ff)
+        kind, episodes = "lerobot", _lerobot(p, ff, notes)
     else:
-        # frames counted, not decoded: the pictures are decoded once, below, for the
-        # thumbnails and the frozen stretches (and a decode error shows there)
-        report = verify(p, ff, decode=False)
-        episodes = _from_verify(p, report.videos, ff)
-        kind = "episodes" if any(ep.fps for ep in episodes) else "videos"
+        folders = episode_folders(p)
+        if folders:
+            episodes = [_episode(p, d, ff) for d in folders]
+        else:
+            episodes = _from_verify(p, verify(p, ff, decode=False).videos, ff)
+        kind = "episodes" if folders else "videos"
     machine = f"{platform.node()}: {platform.system()} {platform.machine()}, {os.cpu_count()} cores"
-    return Health(str(p), kind, episodes, machine, ff.version_string.split(" Copyright")[0])
+    version = ff.version_string.split(" Copyright")[0]
+    return Health(str(p), kind, episodes, machine, version, notes=notes)
+
+
+def _episode(root: Path, folder: Path, ff: FFmpeg) -> EpisodeHealth:
+    """One episode folder, judged by verify (frames counted, not decoded: the pictures
+    are decoded once, for the thumbnails and the frozen stretches)."""
+    name = folder.name if folder != root else root.name
+    try:
+        report = verify_episode(folder, ff, decode=False)
+        found = _from_verify(root, report.videos, ff)
+    except Exception as exc:  # whatever the record holds, the page is written
+        return EpisodeHealth(name, None, errors=[f"cannot be judged: {_said(exc)}"])
+    ep = found[0] if found else EpisodeHealth(name, None)
+    ep.errors += report.reasons  # a recorder error, a missing video: the episode fails
+    return ep
+
+
+def _said(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, InvalidEpisodeError) else f"{type(exc).__name__}: {text}"
 
 
 def _from_verify(root: Path, checks: list[VideoCheck], ff: FFmpeg) -> list[EpisodeHealth]:
@@ -134,20 +171,16 @@ def _from_verify(root: Path, checks: list[VideoCheck], ff: FFmpeg) -> list[Episo
         folder = video.parent
         name = folder.name if folder != root else root.name
         ep = episodes.get(str(folder))
+        meta = _episode_json(folder)
         if ep is None:
-            meta = _episode_json(folder)
-            fps = _number(meta.get("fps"))
-            ep = episodes[str(folder)] = EpisodeHealth(name, fps)
+            ep = episodes[str(folder)] = EpisodeHealth(name, _number(meta.get("fps")))
             cpu = meta.get("cpu")
-            ep.timeline = cpu.get("timeline") if isinstance(cpu, dict) else None
-            if meta.get("error"):
-                ep.notes.append(f"the recorder reported: {meta['error']}")
-        else:
-            meta = _episode_json(folder)
+            ep.timeline = clean_timeline(cpu.get("timeline") if isinstance(cpu, dict) else None)
         key = check.key.split("/")[-1] if check.key else video.stem
         cam = CameraHealth(key, str(video), check.frames, check.rows or check.recorded)
         cam.dropped = list(check.dropped_indices)
         cam.reasons = list(check.reasons)
+        cam.judged = check.verdict
         if check.verdict == "fail" and check.frames in (None, 0):
             cam.decode_error = "; ".join(check.reasons) or "does not decode"
         entry = _mapping(_mapping(meta.get("videos")).get(key))
@@ -290,6 +323,46 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(small)
 
 
+MAX_POINTS = 2000  # samples of a timeline kept for the page (evenly picked)
+MAX_SERIES = 64  # cores, cameras: lines of one plot
+
+
+def clean_timeline(value: Any) -> dict[str, Any] | None:
+    """CpuMonitor's timeline (from episode.json, untrusted) as the page can draw it: a
+    list ``t`` of at most MAX_POINTS samples and, for each series, a list as long as
+    ``t`` of finite numbers or None; at most MAX_SERIES lines of a kind. Anything else
+    is left out, so the page's work is bounded by what it can show."""
+    if not isinstance(value, dict) or not isinstance(value.get("t"), list) or not value["t"]:
+        return None
+    picks = range(0, len(value["t"]), math.ceil(len(value["t"]) / MAX_POINTS))
+
+    def series(v: Any) -> list[float | None] | None:
+        if not isinstance(v, list):
+            return None
+        return [float(v[i]) if i < len(v) and _finite(v[i]) else None for i in picks]
+
+    out: dict[str, Any] = {}
+    for key in ("t", "cpu", "ffmpeg", "recorder"):
+        if (line := series(value.get(key))) is not None:
+            out[key] = line
+    for group in ("encoders", "queues"):
+        lines = _mapping(value.get(group))
+        out[group] = {
+            str(k): line
+            for k, v in list(lines.items())[:MAX_SERIES]
+            if (line := series(v)) is not None
+        }
+    cores = value.get("cores")
+    if isinstance(cores, list):
+        rows = [cores[i] if i < len(cores) and isinstance(cores[i], list) else [] for i in picks]
+        width = min(MAX_SERIES, max(len(r) for r in rows))
+        out["cores"] = [
+            [float(r[c]) if c < len(r) and _finite(r[c]) else None for c in range(width)]
+            for r in rows
+        ]
+    return out
+
+
 def _episode_json(folder: Path) -> dict[str, Any]:
     try:
         return _mapping(jsonfile.load(folder / METADATA_FILE))
@@ -310,45 +383,51 @@ def _encoder_text(meta: dict, entry: dict) -> str:
 
 
 # ------------------------------------------------------------------------- LeRobot
-def _lerobot(root: Path, ff: FFmpeg) -> list[EpisodeHealth]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise InvalidEpisodeError(
-            f"{root} is a LeRobot dataset; reading its tables needs pyarrow: pip install pyarrow"
-        ) from None
+MAX_EPISODES = 10_000  # on one page; a note says how many more the dataset has
+
+
+def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:
     try:
         info = _mapping(jsonfile.load(root / "meta" / "info.json"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidEpisodeError(f"{root}/meta/info.json cannot be read: {exc}") from None
     fps = _number(info.get("fps"))
-    template = info.get("video_path")
     features = _mapping(info.get("features"))
     keys = [k for k, f in features.items() if _mapping(f).get("dtype") == "video"]
-    if not fps or not isinstance(template, str) or not keys:
-        raise InvalidEpisodeError(f"{root}/meta/info.json names no fps, video_path or video")
-    episodes = _rows(pq, root / "meta" / "episodes")
-    data = _rows(pq, root / "data", ("timestamp", "frame_index", "episode_index"))
-    stamps: dict[int, list[tuple[int, float]]] = {}
-    for row in data:
-        ep_index = row.get("episode_index")
-        if isinstance(ep_index, int) and isinstance(row.get("frame_index"), int):
-            stamps.setdefault(ep_index, []).append((row["frame_index"], float(row["timestamp"])))
+    if not fps or not keys:
+        raise InvalidEpisodeError(f"{root}/meta/info.json names no fps or no video")
+    template: str | InvalidEpisodeError
+    try:
+        template = layout.check_video_path(info.get("video_path"))
+    except InvalidEpisodeError as exc:  # every video unfound, with the reason: still a page
+        template = exc
+    wanted = ["episode_index", "length"] + [
+        f"videos/{k}/{c}" for k in keys for c in ("chunk_index", "file_index", *_SPAN)
+    ]
+    table = layout.read_columns(root / "meta" / "episodes", wanted)
+    data = layout.read_columns(root / "data", ["timestamp", "frame_index", "episode_index"])
+    gaps = _gaps(data, fps)
+    indices = table.get("episode_index", np.zeros(0))
+    order = np.argsort(indices, kind="stable")
+    if len(order) > MAX_EPISODES:
+        notes.append(f"the first {MAX_EPISODES} of {len(order)} episodes are shown")
+        order = order[:MAX_EPISODES]
     out = []
     files: dict[Path, list[tuple[int, int | None, _Looker]]] = {}  # each decoded once
-    for ep in sorted(episodes, key=lambda e: e.get("episode_index", 0)):
-        index, length = ep.get("episode_index"), ep.get("length")
-        if not isinstance(index, int) or not isinstance(length, int):
+    for row in order:
+        ep = {c: values[row] for c, values in table.items()}
+        index, length = _whole(ep.get("episode_index")), _whole(ep.get("length"))
+        health = EpisodeHealth(f"episode {index if index is not None else '?'}", fps)
+        out.append(health)
+        if index is None or length is None:
+            health.errors.append("the episode table gives no episode_index or length")
             continue
-        health = EpisodeHealth(f"episode {index}", fps)
-        gaps = [i for i, t in sorted(stamps.get(index, [])) if abs(t - i / fps) > 1 / fps]
         for key in keys:
-            cam = health.cameras[key] = CameraHealth(key, rows=length, gaps=gaps)
+            cam = health.cameras[key] = CameraHealth(key, rows=length, gaps=gaps.get(index, []))
             found = _lerobot_range(root, template, key, ep, fps, info, cam)
             if found is not None:
                 video, first, count, looker = found
                 files.setdefault(video, []).append((first, count, looker))
-        out.append(health)
     for video, lookers in files.items():
         error = _decode(video, ff, lookers)
         for *_, looker in lookers:
@@ -356,21 +435,68 @@ def _lerobot(root: Path, ff: FFmpeg) -> list[EpisodeHealth]:
     return out
 
 
+_SPAN = ("from_timestamp", "to_timestamp")
+MAX_SECONDS = 1e7  # of one video file: a timestamp past it is no timestamp
+
+
+def _gaps(data: dict[str, np.ndarray], fps: float) -> dict[int, list[int]]:
+    """Per episode, the rows whose timestamp is off frame_index / fps by more than a
+    period, or missing (a null or a number that is not finite)."""
+    ts, fi, ei = (data.get(c) for c in ("timestamp", "frame_index", "episode_index"))
+    if ts is None or fi is None or ei is None:
+        return {}
+    with np.errstate(invalid="ignore"):  # in place: one temporary array, not four
+        error = np.divide(fi, fps)
+        np.subtract(ts, error, out=error)
+        np.abs(error, out=error)
+        off = ~(error <= 1 / fps)  # NaN compares False: a gap
+        del error
+    keep = off & np.isfinite(fi) & np.isfinite(ei)
+    out: dict[int, list[int]] = {}
+    episodes, frames = ei[keep].astype(np.int64).tolist(), fi[keep].astype(np.int64).tolist()
+    for e, f in zip(episodes, frames, strict=True):
+        out.setdefault(e, []).append(f)
+    return out
+
+
+def _whole(value: Any) -> int | None:
+    """A count or index from a table: a finite, whole, non-negative number."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        return None
+    v = float(value)
+    return int(v) if math.isfinite(v) and v >= 0 and v == int(v) and v <= layout.MAX_ROWS else None
+
+
 def _lerobot_range(
-    root: Path, template: str, key: str, ep: dict, fps: float, info: dict, cam: CameraHealth
+    root: Path,
+    template: str | InvalidEpisodeError,
+    key: str,
+    ep: dict,
+    fps: float,
+    info: dict,
+    cam: CameraHealth,
 ) -> tuple[Path, int, int, _Looker] | None:
     """The video file of ``key`` in episode ``ep``, the range of its frames, and what
     looks at them; None (with ``cam.decode_error`` said) if the tables name no file."""
-    try:
-        chunk, file = int(ep[f"videos/{key}/chunk_index"]), int(ep[f"videos/{key}/file_index"])
-        start, end = (
-            float(ep[f"videos/{key}/from_timestamp"]),
-            float(ep[f"videos/{key}/to_timestamp"]),
-        )
-        rel = template.format(video_key=key, chunk_index=chunk, file_index=file)
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
-        cam.decode_error = f"the episode table gives no video for {key}: {exc}"
+    if isinstance(template, InvalidEpisodeError):
+        cam.decode_error = str(template)
         return None
+    chunk, file = (_whole(ep.get(f"videos/{key}/{c}")) for c in ("chunk_index", "file_index"))
+    start, end = (ep.get(f"videos/{key}/{c}") for c in _SPAN)
+    if (
+        chunk is None
+        or file is None
+        or not all(
+            isinstance(v, (float, np.floating)) and 0 <= v <= MAX_SECONDS for v in (start, end)
+        )
+    ):
+        cam.decode_error = f"the episode table gives no usable video for {key}"
+        return None
+    assert start is not None and end is not None
+    if end < start:
+        cam.decode_error = f"the episode table gives {key} an end before its start"
+        return None
+    rel = layout.video_path(template, key, chunk, file)
     video = (root / rel).resolve()
     if not video.is_relative_to(root.resolve()) or not video.is_file():
         cam.decode_error = f"{rel} is missing (or outside the dataset)"
@@ -383,7 +509,7 @@ def _lerobot_range(
         params = {
             name: float(meta[f"video.{name}"])
             for name in ("depth_min", "depth_max", "shift")
-            if isinstance(meta.get(f"video.{name}"), (int, float))
+            if _finite(meta.get(f"video.{name}"))
         }
         try:
             depth = DepthQuantizer(**params)  # type: ignore[arg-type]
@@ -392,25 +518,17 @@ def _lerobot_range(
     cam.encoder = ", ".join(
         str(meta[k]) for k in ("video.codec", "video.pix_fmt") if meta.get(k) is not None
     )
-    count = round((end - start) * fps)
-    return video, round(start * fps), count, _Looker(cam, True, depth, count=count)
-
-
-def _rows(pq: Any, folder: Path, columns: tuple[str, ...] | None = None) -> list[dict]:
-    rows: list[dict] = []
-    for path in sorted(folder.rglob("*.parquet")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        table = pq.read_table(path)
-        if columns is not None:
-            table = table.select([c for c in columns if c in table.column_names])
-        rows += table.to_pylist()
-    return rows
+    count = round((float(end) - float(start)) * fps)
+    return video, round(float(start) * fps), count, _Looker(cam, True, depth, count=count)
 
 
 # ------------------------------------------------------------------------- helpers
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number(value: Any) -> float | None:
@@ -429,9 +547,5 @@ def _stretches(value: Any) -> list[list[int]]:
     ]
 
 
-COLOURS = ("green", "yellow", "red")  # as VERDICTS: ok, warning, fail
-
-
 def verdict_of(health: Health) -> str:
-    colours = [ep.colour for ep in health.episodes] or ["red"]
-    return VERDICTS[max(COLOURS.index(c) for c in colours)]
+    return worst((ep.verdict for ep in health.episodes), empty="fail")

@@ -6,8 +6,8 @@ episode's section by anchor). SVG by hand rather than matplotlib: the plots are 
 marks and bands, a few dozen lines of code, and matplotlib would add a dependency and
 seconds of import time to a command that should run anywhere ffstream does.
 
-Colours follow the thresholds of health.py (under 1 % of rows affected green, under
-5 % yellow, above red), stated on the page and in docs/report.md.
+Colours are the verdicts of verdict.py, the rules ``verify`` judges by (ok green,
+warning yellow, fail red), stated on the page and in docs/report.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from . import health as hl
 from .batch import encode_png
 from .ffmpeg import FFmpeg
-from .health import CameraHealth, EpisodeHealth, Health
+from .health import MAX_POINTS, CameraHealth, EpisodeHealth, Health
 from .untrusted import write_replacing
 from .verify import index_ranges
 
@@ -34,6 +34,7 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em;border-top:1px solid #ccc;
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:.3em .5em;
 vertical-align:top;text-align:left}th{background:#f2f2f2}
 td.green{background:#d8f5d0}td.yellow{background:#fff1b8}td.red{background:#ffd0cc}
+p.error{background:#ffd0cc;padding:.3em .5em}
 tr:target,section:target{outline:3px solid #1f77b4}a{color:#0b57a4}
 .thumbs img{margin:0 .4em .4em 0;border:1px solid #999;image-rendering:pixelated}
 .thumbs figure{display:inline-block;margin:0 .6em .6em 0}figcaption{font-size:.85em}
@@ -60,6 +61,7 @@ def render(health: Health) -> str:
         f'<p class="small">{e(health.path)} &middot; {_kind(health)} &middot; '
         f"{len(health.episodes)} episode(s) &middot; verdict: "
         f"<b>{hl.verdict_of(health)}</b></p>",
+        *(f"<p>{e(note)}</p>" for note in health.notes),
         _overview(health),
         *(_episode(i, ep, _with_pictures(i, ep)) for i, ep in enumerate(health.episodes)),
         f'<footer class="small"><hr>ffstream {e(health.version)} &middot; {e(health.ffmpeg)} '
@@ -85,16 +87,21 @@ def _overview(health: Health) -> str:
     rows = []
     for i, ep in enumerate(health.episodes):
         cells = "".join(_cell(ep.cameras.get(k)) for k in keys)
+        said = "<br>".join(html.escape(x) for x in [ep.verdict, *ep.errors])
         rows.append(
-            f'<tr id="row-{i}"><th><a href="#ep-{i}">{html.escape(ep.name)}</a></th>{cells}</tr>'
+            f'<tr id="row-{i}"><th><a href="#ep-{i}">{html.escape(ep.name)}</a></th>'
+            f'<td class="{ep.colour}">{said}</td>{cells}</tr>'
         )
     return (
         "<h2>Overview</h2>"
-        '<p class="small">A cell is green when less than 1 % of the rows are affected '
-        "(dropped or repeated, captured late, frozen, off their timestamp), yellow under "
-        "5 %, red above, and red for a video that does not decode or whose frames do "
-        "not match its rows. Each episode's name links to its details.</p>"
-        f'<table class="overview"><tr><th>episode</th>{head}</tr>{"".join(rows)}</table>'
+        '<p class="small">Colours are the verdicts of <code>ffstream verify</code>: green '
+        "ok; yellow a warning (any frame dropped or repeated, a frozen stretch, or 2-5 % "
+        "of the rows captured late or off their timestamp, counted from 3 rows); red a "
+        "failure (5 % or more of the rows affected, a video that does not decode or whose "
+        "frames do not match its rows, an episode the recorder reported an error for or "
+        "whose record cannot be used). Each episode's name links to its details.</p>"
+        '<table class="overview"><tr><th>episode</th><th>verdict</th>'
+        f"{head}</tr>{''.join(rows)}</table>"
     )
 
 
@@ -140,6 +147,7 @@ def _episode(i: int, ep: EpisodeHealth, pictures: bool = True) -> str:
     if ep.fps:
         parts.append(f" &middot; {ep.fps:g} fps")
     parts.append("</p>")
+    parts += [f'<p class="error">{e(error)}</p>' for error in ep.errors]
     parts += [f"<p>{e(note)}</p>" for note in ep.notes]
     parts.append(_facts(ep))
     if any(c.lateness_ms for c in ep.cameras.values()):
@@ -273,6 +281,11 @@ def plot(
     """A line plot as inline SVG: one line per series, red ticks at ``marks`` (x), blue
     bands over ``bands`` (x ranges), a dashed line at ``limit``. None is a gap."""
     left, right, top, bottom = 48, 44, 22, 28
+    step = math.ceil(len(x) / MAX_POINTS) if len(x) > MAX_POINTS else 1
+    if step > 1:  # a long episode: every step-th reading (the page shows ~700 pixels)
+        x = x[::step]
+        series = {k: v[::step] for k, v in series.items()}
+    marks, bands = marks[:MAX_POINTS], bands[:MAX_POINTS]
     xs = [float(v) for v in x if _finite(v)]
     values = [float(v) for s in series.values() for v in s if _finite(v)]  # numbers only
     if not xs or not values:

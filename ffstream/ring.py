@@ -112,7 +112,8 @@ class SlotRing:
             (n_slots, *shape)
         )
         # back to the pool once nothing refers to the slots any more
-        weakref.finalize(self.slots, _pool.give, memory, nbytes)
+        # (not at exit: a writer closed by an at-exit handler may still be using them)
+        weakref.finalize(self.slots, _pool.give, memory, nbytes).atexit = False
         self._memory = memory
         # Free slots as a stack: the slot released last is taken first. A writer that
         # keeps up then cycles through two or three slots whose memory is mapped and

@@ -1,14 +1,11 @@
 """Is a recording healthy? Checks of one video file or of a whole episode directory.
 
 A video must decode, hold as many frames as were recorded, and last frames / fps
-(within one frame). Dropped frames are judged with the usual rule of thumb: a couple
-of percent come from transient load spikes (often at start-up) and are expected; from
-about 5 % the machine is overloaded for this set-up. Capture timing is judged alike: an
-overloaded machine can also show as rows captured late rather than as drops, so the
-effective rate of the capture timestamps in episode.json and the share of rows more
-than one frame late are held to the same 2 % / 5 % thresholds, once they amount to at
-least MIN_LATE_ROWS rows (one late row is 3 % of a 1-second episode). No ffprobe is needed:
-frames are counted by ffmpeg itself.
+(within one frame). Drops, capture timing (an overloaded machine can show as rows
+captured late rather than as drops: the effective rate of the capture timestamps in
+episode.json and the share of rows more than one frame late) and frozen stretches are
+judged by the rules of verdict.py, which the report's colours share. No ffprobe is
+needed: frames are counted by ffmpeg itself.
 
 episode.json is untrusted input: a video it names must be a plain file name inside the
 episode folder (no absolute path, no '..', no sub-folder).
@@ -33,11 +30,7 @@ from .reader import VideoReadError, count_frames, video_info
 from .readers import check_reader
 from .transcode.manifest import MANIFEST_NAME
 from .transcode.run import VIDEO_SUFFIXES
-
-TRANSIENT_DROPS = 0.02  # up to this fraction: load spikes, usually at start-up
-OVERLOADED_DROPS = 0.05  # from this fraction: the machine cannot keep up
-VERDICTS = ("ok", "warning", "fail")
-MIN_LATE_ROWS = 3  # fewer late rows than this never make a verdict, whatever the share
+from .verdict import TRANSIENT, of_drops, of_frozen, of_rate, worst
 
 
 @dataclass
@@ -64,8 +57,7 @@ class VideoCheck:
 
     def flag(self, verdict: str, reason: str) -> None:
         self.reasons.append(reason)
-        if VERDICTS.index(verdict) > VERDICTS.index(self.verdict):
-            self.verdict = verdict
+        self.verdict = worst((self.verdict, verdict))
 
 
 @dataclass
@@ -76,24 +68,37 @@ class Report:
     verdict: str
     videos: list[VideoCheck]
     reasons: list[str] = field(default_factory=list)
+    record: str = "none"  # what the verdict rests on besides the files: see RECORDS
+
+    @property
+    def judged_from(self) -> str:
+        return RECORDS[self.record]
 
     @property
     def ok(self) -> bool:
         return self.verdict != "fail"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "judged_from": self.judged_from}
+
+
+RECORDS = {
+    "episode.json": "judged against episode.json, the recorder's record of every row",
+    "transcode.json": "judged against transcode.json (the frames each output must hold)",
+    "none": "no record of the capture: only that each video decodes and lasts its frames "
+    "was checked (frames the recorder never wrote cannot be seen)",
+}
 
 
 def _judge_drops(check: VideoCheck) -> None:
     f = check.dropped_fraction
-    if f >= OVERLOADED_DROPS:
+    if of_drops(check.dropped, f) == "fail":
         check.flag(
             "fail",
             f"{f:.1%} of frames dropped: the machine is overloaded for this "
             "set-up (`ffstream advise` finds one that fits)",
         )
-    elif f > TRANSIENT_DROPS:
+    elif f > TRANSIENT:
         check.flag(
             "warning",
             f"{f:.1%} of frames dropped: more than transient load spikes "
@@ -178,11 +183,10 @@ def _judge_timing(check: VideoCheck, stamps: list[float], fps: float) -> None:
             f"late (up to {check.max_late_ms:g} ms)",
         ),
     ):
-        if rows < MIN_LATE_ROWS:
-            continue  # a short episode: a row or two is no trend
-        if value > OVERLOADED_DROPS:
+        verdict = of_rate(rows, value)  # a short episode: a row or two is no trend
+        if verdict == "fail":
             check.flag("fail", f"{what}: the capture loop could not keep its rate")
-        elif value > TRANSIENT_DROPS:
+        elif verdict == "warning":
             check.flag("warning", f"{what}: the capture loop is close to its limit")
 
 
@@ -218,18 +222,22 @@ def _video_path(directory: Path, key: str, entry: Any) -> Path:
 
 def _judge_frozen(check: VideoCheck, stretches: list[list[int]], unit: str) -> None:
     """A camera that kept delivering one picture: a warning per stretch, a failure when
-    the frozen frames reach OVERLOADED_DROPS of the video."""
+    the repeated frames reach the overloaded share of the video."""
     check.frozen = stretches
     total = max(check.rows or check.frames or 1, 1)
-    still = sum(b - a for a, b in stretches)
+    verdict = of_frozen(len(stretches), repeated_frames(stretches) / total)
     for a, b in stretches:
-        verdict = "fail" if still / total >= OVERLOADED_DROPS else "warning"
         check.flag(
             verdict,
             f"frozen from {unit} {a} to {b} ({b - a} frames repeat the picture of {unit} {a}): "
             "the camera kept delivering one image (a stalled camera, or a static scene "
             "without sensor noise)",
         )
+
+
+def repeated_frames(stretches: list[list[int]]) -> int:
+    """Frames that repeat the picture before them, over frozen stretches [first, last]."""
+    return sum(b - a for a, b in stretches)
 
 
 def _plain_pix_fmt(path: Path | str | os.PathLike, ff: FFmpeg) -> str:
@@ -380,14 +388,12 @@ def verify_episode(
         if stamps is not None:
             _judge_timing(check, stamps, fps)
         checks.append(check)
-    verdict = "fail" if reasons else "ok"  # a recorder error or a missing video
-    for c in checks:
-        if VERDICTS.index(c.verdict) > VERDICTS.index(verdict):
-            verdict = c.verdict
+    # a recorder error or a missing video fails the episode
+    verdict = worst([c.verdict for c in checks] + ["fail" if reasons else "ok"])
     if not checks:
         verdict = "fail"
         reasons.append("the episode has no video")
-    return Report(str(directory), verdict, checks, reasons)
+    return Report(str(directory), verdict, checks, reasons, record="episode.json")
 
 
 def verify_recordings(
@@ -399,9 +405,7 @@ def verify_recordings(
     """Every episode folder directly under ``directory`` (what ``ffstream record --out``
     wrote); the verdict is the worst of them."""
     directory = Path(directory)
-    episodes = sorted(
-        d for d in directory.iterdir() if d.is_dir() and (d / METADATA_FILE).is_file()
-    )
+    episodes = episode_folders(directory)
     if not episodes:
         raise InvalidEpisodeError(
             f"{directory} holds no episode written by ffstream (no {METADATA_FILE} in it "
@@ -411,14 +415,30 @@ def verify_recordings(
     reasons: list[str] = []
     verdict = "ok"
     for ep in episodes:
-        report = verify_episode(ep, ffmpeg, decode, reader)
+        try:
+            report = verify_episode(ep, ffmpeg, decode, reader)
+        except InvalidEpisodeError as exc:  # one damaged record fails its episode only
+            report = Report(str(ep), "fail", [], [str(exc)], record="episode.json")
         for check in report.videos:
             check.key = f"{ep.name}/{check.key}"
         videos += report.videos
         reasons += [f"{ep.name}: {r}" for r in report.reasons]
-        if VERDICTS.index(report.verdict) > VERDICTS.index(verdict):
-            verdict = report.verdict
-    return Report(str(directory), verdict, videos, reasons)
+        verdict = worst((verdict, report.verdict))
+    return Report(str(directory), verdict, videos, reasons, record="episode.json")
+
+
+def episode_folders(path: Path) -> list[Path]:
+    """The episode folders ``path`` is (it has an episode.json) or holds (its
+    sub-folders that have one; links to folders are not followed)."""
+    if (path / METADATA_FILE).is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    return sorted(
+        d
+        for d in path.iterdir()
+        if not d.is_symlink() and d.is_dir() and (d / METADATA_FILE).is_file()
+    )
 
 
 def _transcoded_frames(root: Path) -> dict[str, int]:
@@ -479,8 +499,20 @@ def verify_folder(
         report = verify_video(path, expected.get(rel), ffmpeg=ffmpeg, decode=decode, reader=reader)
         report.videos[0].key = rel
         checks += report.videos
-    verdict = max((c.verdict for c in checks), key=VERDICTS.index)
-    return Report(str(directory), verdict, checks)
+    verdict = worst(c.verdict for c in checks)
+    return Report(str(directory), verdict, checks, record="transcode.json" if expected else "none")
+
+
+def _against_transcode(root: Path, report: Report) -> Report:
+    """Episodes that ``ffstream transcode`` wrote (their record carried along) are also
+    held to the frames its transcode.json says each output got."""
+    expected = _transcoded_frames(root)
+    for check in report.videos if expected else ():
+        want = expected.get(Path(check.path).relative_to(root).as_posix())
+        if want is not None and check.frames is not None and check.frames != want:
+            check.flag("fail", f"holds {check.frames} of {want} expected frames")
+    report.verdict = worst([report.verdict, *(c.verdict for c in report.videos)])
+    return report
 
 
 def verify(
@@ -495,9 +527,9 @@ def verify(
     p = Path(path)
     if p.is_dir():
         if (p / METADATA_FILE).is_file():
-            return verify_episode(p, ffmpeg, decode, reader)
-        if any((d / METADATA_FILE).is_file() for d in p.iterdir() if d.is_dir()):
-            return verify_recordings(p, ffmpeg, decode, reader)
+            return _against_transcode(p, verify_episode(p, ffmpeg, decode, reader))
+        if episode_folders(p):
+            return _against_transcode(p, verify_recordings(p, ffmpeg, decode, reader))
         return verify_folder(p, ffmpeg, decode, reader)
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist")

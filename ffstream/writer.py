@@ -38,6 +38,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+from .at_exit import run_at_exit
 from .capture_thread import capture_threads
 from .command import InputSpec, build_command, fps_fraction
 from .config import EncoderConfig
@@ -507,6 +508,25 @@ class _Stream:
             stream.request_end(0)
 
 
+_open_writers: weakref.WeakSet[FFmpegWriter] = weakref.WeakSet()
+
+
+def _close_at_exit() -> None:
+    """A program that ends without closing a writer: close it now, while its thread can
+    still run (daemon threads stop at exit), so every frame it accepted is in the file."""
+    for writer in list(_open_writers):
+        if writer._finalizer.alive:  # neither closed nor aborted
+            log.warning(
+                "FFmpegWriter for %s was not closed before the program ended; closing it "
+                "so its frames are kept",
+                writer.name,
+            )
+            try:
+                writer.close()
+            except Exception as exc:
+                log.error("closing %s at exit failed: %s", writer.name, exc)
+
+
 class FFmpegWriter:
     """Encode frames of one camera to one video file through a long-lived ffmpeg.
 
@@ -655,6 +675,8 @@ class FFmpegWriter:
         self._result: VideoResult | None = None
         self._finalizer = weakref.finalize(self, _Stream.finish_unclosed, self._stream)
         self._finalizer.atexit = False
+        _open_writers.add(self)
+        run_at_exit(_close_at_exit, last=True)
         _starter.start(self._stream)
 
     def _make_stats(self, wanted: bool, conversion: FrameConversion, priority: Priority):

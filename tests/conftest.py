@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import textwrap
 import threading
@@ -166,6 +167,14 @@ _SLOW_MODULES = (
     "reliability/test_crash_safe.py", "reliability/test_recorder_failures.py",
     "reliability/test_security.py",
 )  # fmt: skip
+
+
+def pytest_configure(config):
+    """A suite started as a background job of a script (``cmd &``) inherits SIGINT
+    ignored, and so would every program it starts: the Ctrl-C tests would send a signal
+    nobody hears. Put back Python's own handler; children then start with the default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,9 +2,10 @@
 
 Exit codes of ``ffstream record``: 0 every frame was recorded; 1 frames were dropped
 (the files are valid but incomplete); 2 bad arguments or settings, or an output folder
-that cannot be written; 3 ffmpeg is missing, or an encoder or a camera failed;
+that cannot be written; 3 ffmpeg is missing, or an encoder or a camera failed; 4 an
+error ffstream has no name for (one line; ``--log-level debug`` shows the traceback);
 130 interrupted by Ctrl-C, the current episode finished cleanly; 131 a second Ctrl-C
-aborted at once (ffmpeg killed, partial files kept).
+aborted at once (ffmpeg killed, partial files kept). Every command uses 4, 130 alike.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..errors import (
     ProcessTimeout,
 )
 from . import machine, record, report, transcode, verify
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .common import EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .record import parse_camera
 
 __all__ = ["build_parser", "main", "parse_camera"]
@@ -131,6 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     except FFstreamError as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("ffstream: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # one line, and a code of its own: 1 would say frames were lost
+        logging.getLogger("ffstream").debug("internal error", exc_info=True)
+        print(
+            f"ffstream: internal error: {type(exc).__name__}: {exc} (please report it; "
+            "--log-level debug shows where)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 def _command(name: str):

@@ -26,7 +26,8 @@ from ..readers import opencv_warning
 from ..recorder import Recorder, throughput
 from ..report import write_report
 from ..stream_settings import DROP_POLICIES
-from ..verify import VERDICTS, verify_episode
+from ..verdict import VERDICTS
+from ..verify import verify_episode
 from .common import (
     EXIT_ABORTED,
     EXIT_FAILED,
@@ -100,9 +101,10 @@ def add_parsers(sub) -> None:
     rec.add_argument(
         "--drop-policy",
         choices=DROP_POLICIES,
-        default="pace",
-        help="what a full queue does: pace (default: wait only while ahead of real time, "
-        "else drop), pace-repeat, drop, repeat the previous frame, or block the capture loop",
+        default="pace-repeat",
+        help="what a full queue does: pace-repeat (default: wait only while ahead of real "
+        "time, else write the previous frame again, so frame i stays data row i), pace "
+        "(the same, but drop), drop, repeat, or block the capture loop",
     )
     rec.add_argument(
         "--no-streaming-encoding",
@@ -213,6 +215,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     ff = find_ffmpeg(args.ffmpeg)
     print(f"  ffmpeg: {ff.path} ({ff.version_string.split(' Copyright')[0]})", file=sys.stderr)
     print(f"  priority: {describe_mode(args.encoder_priority)}", file=sys.stderr)
+    print(f"  drop policy: {args.drop_policy} ({DROP_MEANING[args.drop_policy]})", file=sys.stderr)
     live = not args.quiet and sys.stderr.isatty()
     library_log = logging.getLogger("ffstream")
     log_level = library_log.level
@@ -316,6 +319,19 @@ def _record_with(
             return EXIT_ABORTED
     if live:
         print(file=sys.stderr)
+    try:
+        return _after_recording(args, outcomes, stop, monitor, px, len(cameras))
+    except KeyboardInterrupt:  # the second Ctrl-C came during the closing check
+        print(
+            "\naborted: the closing check was stopped; every episode's files were already "
+            f"finished (`ffstream verify {args.out}` judges them)",
+            file=sys.stderr,
+        )
+        return EXIT_ABORTED
+
+
+def _after_recording(args, outcomes, stop, monitor, px: float, cameras: int) -> int:
+    """The summary, verify's verdicts, the report and the CPU figures; the exit code."""
     code = _summary(outcomes, args.out)
     if stop.is_set() and code in (EXIT_OK, EXIT_FRAMES_LOST):
         print("interrupted: the current episode was finished and saved")
@@ -334,16 +350,25 @@ def _record_with(
         )
         if cpu["peak_rss_mb"] >= LARGE_RSS_MB:
             w, h = args.resolution
-            queues = len(cameras) * (args.encoder_queue_maxsize + 1) * w * h * 3 / 2**20
+            queues = cameras * (args.encoder_queue_maxsize + 1) * w * h * 3 / 2**20
             print(
                 f"  memory: peak {cpu['peak_rss_mb'] / 1024:.1f} GiB, of which the encoders' "
-                f"queues reserve up to {queues:.0f} MB ({len(cameras)} camera(s) x "
+                f"queues reserve up to {queues:.0f} MB ({cameras} camera(s) x "
                 f"{args.encoder_queue_maxsize} frames of {w}x{h}); a smaller "
                 "--encoder-queue-maxsize lowers it"
             )
     return code
 
 
+_REPEATS = "a frame with no room in its queue is written as the one before: frame i is row i"
+_LEAVES = "a frame with no room in its queue is left out: a video can be shorter than its rows"
+DROP_MEANING = {  # what `record` prints under its header; dropped rows are in episode.json
+    "pace-repeat": _REPEATS,
+    "repeat": _REPEATS,
+    "pace": _LEAVES,
+    "drop": _LEAVES,
+    "block": "the capture loop waits for the encoder: nothing is dropped, rows come late",
+}
 LARGE_RSS_MB = 1024  # a peak memory worth a line of its own
 
 

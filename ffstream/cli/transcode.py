@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
 from ..codecs import ALIASES, CODECS
 from ..config import DepthEncoderConfig, EncoderConfig
+from ..errors import InvalidEpisodeError
 from ..transcode import TranscodeReport, transcode
 from ..transcode.executors import EXECUTORS
 from ..transcode.job import JobResult
+from ..verify import verify_episode
 from .common import (
     EXIT_FRAMES_LOST,
     EXIT_INTERRUPTED,
@@ -153,6 +156,21 @@ def _print_transcode_summary(report: TranscodeReport) -> None:
         print(f"  {report.frames / report.seconds:.1f} frames/s re-encoded")
     for name in report.datasets:
         print(f"  LeRobot dataset {name}: meta/info.json written")
+    if report.records:
+        print(
+            f"  {len(report.records)} episode record(s) carried (episode.json): `ffstream "
+            "verify` of the output judges each by its source's drops and timing"
+        )
+    for folder in report.records:  # a source that failed stays failed: say so now
+        try:
+            judged = verify_episode(folder, decode=False)
+        except InvalidEpisodeError as exc:
+            print(f"  source episode {Path(folder).name}: its record cannot be used: {exc}")
+            continue
+        if judged.verdict != "ok":
+            print(f"  source episode {Path(folder).name}: {judged.verdict.upper()}")
+            for reason in judged.reasons + [r for c in judged.videos for r in c.reasons]:
+                print(f"    - {reason}")
     if report.failed:
         print(f"failed ({len(report.failed)}); the sources are untouched:")
         for r in report.failed:

@@ -39,7 +39,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     else:
-        print(f"{report.path}: {report.verdict.upper()}")
+        print(f"{report.path}: {report.verdict.upper()} ({report.judged_from})")
         for reason in report.reasons:
             print(f"  {reason}")
         for c in report.videos:

@@ -46,6 +46,7 @@ from ..probe import resolve_config
 from .executors import EXECUTORS, LocalExecutor, RayExecutor, make_executor
 from .job import MUXERS, Job, JobResult, JobSettings, partial_path, png_is_depth
 from .manifest import MANIFEST_NAME, Manifest, settings_key, source_stamp
+from .records import EPISODE_FILE, carry_records
 
 log = logging.getLogger("ffstream.transcode")
 
@@ -53,7 +54,6 @@ VIDEO_SUFFIXES = tuple(MUXERS)
 INFO_PATH = Path("meta") / "info.json"
 VIDEOS_DIR = "videos"
 LOCK_NAME = ".transcode.lock"
-EPISODE_FILE = "episode.json"
 MAX_FPS = 1000.0
 
 
@@ -67,6 +67,7 @@ class TranscodeReport:
     results: list[JobResult] = field(default_factory=list)
     seconds: float = 0.0
     datasets: list[str] = field(default_factory=list)  # info.json written for these
+    records: list[str] = field(default_factory=list)  # output folders given an episode.json
     dry_run: bool = False
     interrupted: bool = False
 
@@ -99,6 +100,7 @@ class TranscodeReport:
             "counts": {s: self.count(s) for s in statuses},
             "frames_encoded": self.frames,
             "datasets": self.datasets,
+            "records": self.records,
             "jobs": [r.to_dict() for r in self.results],
         }
 
@@ -495,6 +497,7 @@ def transcode(
     runner = make_executor(executor, workers, encoder_threads, ray_address, gpus)
     with _locked(out_root, report):
         _run(the_plan, out_root, settings, keys, runner, report, progress)
+        report.records = carry_records(report.results)
         for ds in the_plan.datasets:
             if _finish_dataset(ds, report.results, rgb):
                 report.datasets.append(ds.name or ".")

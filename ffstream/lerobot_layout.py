@@ -1,0 +1,117 @@
+"""What ffstream reads of a LeRobot v3 dataset, checked before it is used: the
+``video_path`` template of ``meta/info.json`` and the columns of its parquet tables.
+
+A dataset is untrusted input. The template goes to ``str.format``, which would obey a
+field width of a billion (a 228-byte info.json asking for a gigabyte path), so only the
+fields LeRobot fills and plain integer widths are allowed. Tables are read a column at a
+time as arrays, only the columns asked for, and refused past MAX_ROWS: a small file of
+run-length-coded rows can hold millions of them, and a Python dict per row costs
+hundreds of bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidEpisodeError
+
+TEMPLATE_FIELDS = frozenset({"video_key", "chunk_index", "file_index"})
+_INT_SPEC = re.compile(r"0?[1-9]?d?")  # "", "d", "03d": a width of at most 9
+MAX_TEMPLATE = 512  # characters
+MAX_ROWS = 20_000_000  # a week of rows at 30 fps: more is not a dataset this reads
+BATCH_ROWS = 65_536
+
+
+def check_video_path(template: Any) -> str:
+    """``template`` if it is a video_path LeRobot could have written; else an
+    InvalidEpisodeError that says what is wrong."""
+    if not isinstance(template, str) or not template or len(template) > MAX_TEMPLATE:
+        raise InvalidEpisodeError(
+            f"meta/info.json: video_path must be a text of 1 to {MAX_TEMPLATE} characters"
+        )
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise InvalidEpisodeError(f"meta/info.json: video_path {template!r}: {exc}") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS or conversion is not None:
+            raise InvalidEpisodeError(
+                f"meta/info.json: video_path {template!r} uses {{{name}}}; only "
+                f"{', '.join(sorted(TEMPLATE_FIELDS))} are filled in"
+            )
+        plain = spec == "" if name == "video_key" else _INT_SPEC.fullmatch(spec or "")
+        if not plain:
+            raise InvalidEpisodeError(
+                f"meta/info.json: video_path {template!r} formats {{{name}}} with "
+                f"{spec!r}; only a plain integer width (like 03d) is allowed"
+            )
+    return template
+
+
+def video_path(template: str, key: str, chunk: int, file: int) -> str:
+    """The relative path of one video file (``template`` checked first)."""
+    return check_video_path(template).format(video_key=key, chunk_index=chunk, file_index=file)
+
+
+def read_columns(folder: Path, columns: list[str]) -> dict[str, np.ndarray]:
+    """The named columns of every parquet file under ``folder`` (links and hidden files
+    skipped), each as one array (missing values as NaN for numbers, None otherwise); a
+    column no file has is left out. InvalidEpisodeError past MAX_ROWS rows."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InvalidEpisodeError(
+            f"{folder.parent} is a LeRobot dataset; reading its tables needs pyarrow: "
+            "pip install pyarrow"
+        ) from None
+    files = []
+    rows = 0
+    for path in sorted(folder.rglob("*.parquet")):
+        if path.is_symlink() or not path.is_file() or path.name.startswith("."):
+            continue
+        try:
+            meta = pq.read_metadata(path)
+        except Exception as exc:  # pyarrow's own errors: a damaged or foreign file
+            raise InvalidEpisodeError(f"{path} is not a readable parquet table: {exc}") from None
+        rows += meta.num_rows
+        if rows > MAX_ROWS:
+            raise InvalidEpisodeError(f"{folder} holds more than {MAX_ROWS} rows; not read")
+        files.append((path, meta.num_rows, [c for c in columns if c in meta.schema.names]))
+    out: dict[str, np.ndarray] = {}
+    at = 0  # where each file's rows go: the arrays are made once, at their full size
+    for path, count, have in files:
+        try:
+            batches = pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=have) if have else []
+            done = 0
+            for batch in batches:
+                n = min(batch.num_rows, count - done)  # a file that holds more than it said
+                for c in have:
+                    values = _array(batch.column(c))[:n]
+                    if c not in out:
+                        out[c] = np.full(rows, np.nan if values.dtype.kind == "f" else None,
+                                         dtype=values.dtype)  # fmt: skip
+                    if out[c].dtype != values.dtype:  # numbers in one file, text in another
+                        out[c] = out[c].astype(object)
+                    out[c][at + done : at + done + n] = values
+                done += n
+        except Exception as exc:  # pyarrow's own errors: a damaged or foreign file
+            raise InvalidEpisodeError(f"{path} is not a readable parquet table: {exc}") from None
+        at += count
+    return out
+
+
+def _array(column: Any) -> np.ndarray:
+    """A pyarrow column as numbers (float64, NaN for a missing value) where it holds
+    numbers, else as objects."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    return np.asarray(column.to_pylist(), dtype=object)
