@@ -27,6 +27,7 @@ from ffstream.transcode import transcode
 from ffstream.verify import verify
 
 from .conftest import read_stamp
+from .test_report import _browser
 
 W, H = 64, 48
 ROWS = 40
@@ -104,6 +105,8 @@ def test_odd_values_give_a_red_row_with_the_reason_and_the_page_is_written(recor
     assert main(["report", str(rec), "-o", str(page)]) == 1  # a failed episode: exit 1
     text = page.read_text()
     assert 'class="red">fail<br>cannot be judged' in text and "not valid episode metadata" in text
+    shown = " ".join(_browser(page, "--dump-dom").stdout.split())  # as a user sees it
+    assert 'episode_000001</a></th><td class="red">fail<br>cannot be judged' in shown
     # verify goes on past the damaged record too, and names it
     report = verify(rec, decode=False)
     assert report.verdict == "fail" and "episode_000000/front" in [c.key for c in report.videos]
