@@ -384,6 +384,7 @@ def _encoder_text(meta: dict, entry: dict) -> str:
 
 # ------------------------------------------------------------------------- LeRobot
 MAX_EPISODES = 10_000  # on one page; a note says how many more the dataset has
+MAX_FPS = 1000.0
 
 
 def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:
@@ -394,8 +395,10 @@ def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:
     fps = _number(info.get("fps"))
     features = _mapping(info.get("features"))
     keys = [k for k, f in features.items() if _mapping(f).get("dtype") == "video"]
-    if not fps or not keys:
-        raise InvalidEpisodeError(f"{root}/meta/info.json names no fps or no video")
+    if not fps or fps > MAX_FPS or not keys:
+        raise InvalidEpisodeError(
+            f"{root}/meta/info.json names no video, or no fps in (0, {MAX_FPS:g}]"
+        )
     template: str | InvalidEpisodeError
     try:
         template = layout.check_video_path(info.get("video_path"))
@@ -424,7 +427,10 @@ def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:
             continue
         for key in keys:
             cam = health.cameras[key] = CameraHealth(key, rows=length, gaps=gaps.get(index, []))
-            found = _lerobot_range(root, template, key, ep, fps, info, cam)
+            try:
+                found = _lerobot_range(root, template, key, ep, fps, info, cam)
+            except Exception as exc:  # whatever the tables hold, the page is written
+                cam.decode_error, found = f"cannot be judged: {_said(exc)}", None
             if found is not None:
                 video, first, count, looker = found
                 files.setdefault(video, []).append((first, count, looker))

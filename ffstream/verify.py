@@ -326,7 +326,7 @@ def verify_episode(
         fps = float(meta["fps"])
         rows = int(meta["frames_captured"])
         videos = meta["videos"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise InvalidEpisodeError(f"{meta_path} is not valid episode metadata: {exc}") from None
     if not (math.isfinite(fps) and fps > 0) or rows < 0:
         raise InvalidEpisodeError(
@@ -354,7 +354,7 @@ def verify_episode(
             recorded = v.get("frames")
             recorded = None if recorded is None else int(recorded)
             submitted = int(v.get("submitted") or rows or 1)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise InvalidEpisodeError(f"{meta_path} is not valid episode metadata: {exc}") from None
         check = VideoCheck(str(path), key=key, recorded=recorded, rows=rows, dropped=dropped)
         check.dropped_fraction = round(check.dropped / max(submitted, 1), 4)

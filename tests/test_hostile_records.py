@@ -110,6 +110,11 @@ def test_odd_values_give_a_red_row_with_the_reason_and_the_page_is_written(recor
     # verify goes on past the damaged record too, and names it
     report = verify(rec, decode=False)
     assert report.verdict == "fail" and "episode_000000/front" in [c.key for c in report.videos]
+    _edit(rec / "episode_000001", lambda m: m.update(fps=30, frames_captured=float("inf")))
+    _edit(rec / "episode_000000", lambda m: m["videos"]["front"].update(dropped=[1]))
+    report = verify(rec, decode=False)  # infinity and a list where a count belongs
+    assert [r.split(":")[0] for r in report.reasons] == ["episode_000000", "episode_000001"]
+    assert [ep.verdict for ep in gather(rec).episodes] == ["fail", "fail"]
 
 
 def test_verify_and_the_report_judge_alike(recorded, tmp_path):
