@@ -163,7 +163,8 @@ _TIMING_MODULES = ("reliability/test_stall.py", "reliability/test_interrupt.py")
 _TIMING_NAMES = ("timeout", "hanging", "phase", "spread", "pace", "stopped")
 _SLOW_MODULES = (
     "test_transcode.py", "test_cli.py", "test_docs.py", "test_health.py",
-    "test_first_hour.py", "test_cameras.py", "test_report.py", "reliability/test_leaks.py",
+    "test_first_hour.py", "test_cameras.py", "test_report.py", "test_hostile_records.py",
+    "reliability/test_leaks.py",
     "reliability/test_crash_safe.py", "reliability/test_recorder_failures.py",
     "reliability/test_security.py",
 )  # fmt: skip
