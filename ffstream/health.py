@@ -395,6 +395,9 @@ def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:
     fps = _number(info.get("fps"))
     features = _mapping(info.get("features"))
     keys = [k for k, f in features.items() if _mapping(f).get("dtype") == "video"]
+    if len(keys) > MAX_SERIES:
+        notes.append(f"the first {MAX_SERIES} of {len(keys)} video keys are shown")
+        keys = keys[:MAX_SERIES]
     if not fps or fps > MAX_FPS or not keys:
         raise InvalidEpisodeError(
             f"{root}/meta/info.json names no video, or no fps in (0, {MAX_FPS:g}]"

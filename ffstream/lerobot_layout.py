@@ -6,7 +6,7 @@ field width of a billion (a 228-byte info.json asking for a gigabyte path), so o
 fields LeRobot fills and plain integer widths are allowed. Tables are read a column at a
 time as arrays, only the columns asked for, and refused past MAX_ROWS: a small file of
 run-length-coded rows can hold millions of them, and a Python dict per row costs
-hundreds of bytes.
+hundreds of bytes; only numbers are kept (8 bytes a value), up to MAX_CELLS values.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ TEMPLATE_FIELDS = frozenset({"video_key", "chunk_index", "file_index"})
 _INT_SPEC = re.compile(r"0?[1-9]?d?")  # "", "d", "03d": a width of at most 9
 MAX_TEMPLATE = 512  # characters
 MAX_ROWS = 20_000_000  # a week of rows at 30 fps: more is not a dataset this reads
+MAX_CELLS = 80_000_000  # values read from one table: 640 MB as float64
 BATCH_ROWS = 65_536
 
 
@@ -62,8 +63,9 @@ def video_path(template: str, key: str, chunk: int, file: int) -> str:
 
 def read_columns(folder: Path, columns: list[str]) -> dict[str, np.ndarray]:
     """The named columns of every parquet file under ``folder`` (links and hidden files
-    skipped), each as one array (missing values as NaN for numbers, None otherwise); a
-    column no file has is left out. InvalidEpisodeError past MAX_ROWS rows."""
+    skipped), each as one float64 array: a missing value, or a column of anything but
+    numbers, is NaN; a column no file has is left out. InvalidEpisodeError past MAX_ROWS
+    rows or MAX_CELLS values (memory: 8 bytes a value, nothing per row besides)."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -81,11 +83,15 @@ def read_columns(folder: Path, columns: list[str]) -> dict[str, np.ndarray]:
         except Exception as exc:  # pyarrow's own errors: a damaged or foreign file
             raise InvalidEpisodeError(f"{path} is not a readable parquet table: {exc}") from None
         rows += meta.num_rows
-        if rows > MAX_ROWS:
-            raise InvalidEpisodeError(f"{folder} holds more than {MAX_ROWS} rows; not read")
         files.append((path, meta.num_rows, [c for c in columns if c in meta.schema.names]))
-    out: dict[str, np.ndarray] = {}
-    at = 0  # where each file's rows go: the arrays are made once, at their full size
+    found = {c for *_, have in files for c in have}
+    if rows > MAX_ROWS or rows * len(found) > MAX_CELLS:
+        raise InvalidEpisodeError(
+            f"{folder} holds {rows} rows of {len(found)} column(s) to read; more than this "
+            f"reader takes ({MAX_ROWS} rows, {MAX_CELLS} values)"
+        )
+    out = {c: np.full(rows, np.nan) for c in sorted(found)}  # made once, at full size
+    at = 0
     for path, count, have in files:
         try:
             batches = pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=have) if have else []
@@ -93,13 +99,9 @@ def read_columns(folder: Path, columns: list[str]) -> dict[str, np.ndarray]:
             for batch in batches:
                 n = min(batch.num_rows, count - done)  # a file that holds more than it said
                 for c in have:
-                    values = _array(batch.column(c))[:n]
-                    if c not in out:
-                        out[c] = np.full(rows, np.nan if values.dtype.kind == "f" else None,
-                                         dtype=values.dtype)  # fmt: skip
-                    if out[c].dtype != values.dtype:  # numbers in one file, text in another
-                        out[c] = out[c].astype(object)
-                    out[c][at + done : at + done + n] = values
+                    values = _numbers(batch.column(c))
+                    if values is not None:
+                        out[c][at + done : at + done + n] = values[:n]
                 done += n
         except Exception as exc:  # pyarrow's own errors: a damaged or foreign file
             raise InvalidEpisodeError(f"{path} is not a readable parquet table: {exc}") from None
@@ -107,11 +109,11 @@ def read_columns(folder: Path, columns: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def _array(column: Any) -> np.ndarray:
-    """A pyarrow column as numbers (float64, NaN for a missing value) where it holds
-    numbers, else as objects."""
+def _numbers(column: Any) -> np.ndarray | None:
+    """A pyarrow column as float64 (NaN for a missing value); None unless it holds
+    numbers (text, lists, booleans are no index, count or timestamp)."""
     import pyarrow as pa
 
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-    return np.asarray(column.to_pylist(), dtype=object)
+    return None

@@ -172,6 +172,18 @@ def test_a_lerobot_episode_with_an_endless_timestamp_is_a_red_row(dataset, tmp_p
     assert "no usable video for observation.images.front" in page.read_text()
 
 
+def test_a_lerobot_table_of_text_where_numbers_belong_gives_red_rows(dataset, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(dataset, ds)
+    _table(
+        ds / "meta/episodes/chunk-000/file-000.parquet",
+        lambda rows: [r.update(length=str(r["length"])) for r in rows],
+    )
+    episodes = gather(ds).episodes
+    assert [ep.verdict for ep in episodes] == ["fail", "fail"]
+    assert episodes[0].errors == ["the episode table gives no episode_index or length"]
+
+
 @pytest.mark.parametrize(
     "template, words",
     [
