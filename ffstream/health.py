@@ -71,9 +71,6 @@ class CameraHealth:
         """Frames that show a frozen picture (each stretch, its first frame included)."""
         return sum(last - first + 1 for first, last in self.frozen)
 
-    def share(self, count: int) -> float:
-        return count / max(self.rows or self.frames or 1, 1)
-
     @property
     def verdict(self) -> str:
         """ok, warning or fail: its figures judged by verdict.py, and verify's word."""
