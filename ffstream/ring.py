@@ -192,6 +192,25 @@ class SlotRing:
             if not freed and poll is not None:
                 poll()
 
+    def wait_all_free(
+        self, deadline: float | None = None, poll: Callable[[], None] | None = None
+    ) -> bool:
+        """Wait until every slot is free: the consumer has written and released all it
+        was given. False if ``deadline`` (time.monotonic()) passed first; ``poll`` as in
+        ``take``."""
+        while True:
+            with self._freed:
+                if len(self._free) == len(self._refs):
+                    return True
+                wait = POLL_SECONDS
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        return False
+                freed = self._freed.wait(wait)
+            if not freed and poll is not None:
+                poll()
+
     def push(self, slot: int, repeats: int = 0) -> None:
         """Hand a filled slot to the consumer; ``repeats``: write the previous frame that
         many times first (frames dropped under the "repeat" policy)."""

@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import queue
+import select
 import sys
 import threading
 import time
@@ -93,6 +94,10 @@ SCHEDULING_CHECK_AT = 15  # frames written before ffmpeg's scheduling is read ba
 # distributions) cannot preempt it: the capture loop's wake-up waited up to 3 ms behind
 # it (docs/performance.md). So the pipe is raised only for a producer ahead of real time.
 ENLARGE_PIPE = sys.platform.startswith("linux")
+# An offline producer may write its frames into ffmpeg's stdin itself (see
+# FFmpegWriter._write_direct); that needs a non-blocking pipe and poll().
+DIRECT_WRITES = hasattr(select, "poll") and hasattr(os, "set_blocking")
+PIPE_POLL = 0.05  # seconds between two looks at an abort while the pipe is full
 
 
 def _enlarge_pipe(fd: int, wanted: int) -> int:
@@ -191,6 +196,11 @@ class _Stream:
         self.overload_checked = time.monotonic()
         self.cpu = CpuWindow()  # started on the writer thread, not the caller's
         self.big_pipe = False
+        # An offline producer's own writes (FFmpegWriter._write_direct): ffmpeg's stdin
+        # once this thread made it non-blocking, and where a frame the producer began
+        # continues (the rest was handed over in a slot).
+        self.direct_fd: int | None = None
+        self.resume_at: dict[int, int] = {}
         # seconds after its feed before a frame is written (cameras spread over a period)
         self.phase = phase
         self.hurry = threading.Event()  # set at the end or an abort: no more holding back
@@ -331,6 +341,9 @@ class _Stream:
                 self.big_pipe = True
                 if ENLARGE_PIPE:
                     _enlarge_pipe(fd, self.frame_bytes)
+                if DIRECT_WRITES:
+                    os.set_blocking(fd, False)
+                    self.direct_fd = fd
             if self.phase and not end:
                 self._hold_back(ring.pushed_at[slot] + self.phase)
             if self.error is not None or self.aborted:
@@ -342,7 +355,7 @@ class _Stream:
                 if not end:
                     self._write(fd, slot)
             except OSError as exc:
-                self._pipe_failed(exc)
+                self.pipe_failed(exc)
                 return
             except Exception as exc:  # a transform failed: report, stop
                 self.fail(f"preparing a frame for {self.name} failed: {exc!r}")
@@ -428,13 +441,33 @@ class _Stream:
             data = np.ascontiguousarray(self.transform(data))
             if data.nbytes != self.frame_bytes:
                 raise ValueError(f"transform gave {data.nbytes} bytes, expected {self.frame_bytes}")
-        view = memoryview(data).cast("B")
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        self.send(fd, memoryview(data).cast("B")[self.resume_at.pop(slot, 0) :])
         self.written += 1
 
-    def _pipe_failed(self, exc: OSError) -> None:
+    def send(self, fd: int, view: memoryview, deadline: float | None = None) -> int:
+        """Write ``view`` into ffmpeg's stdin, blocking or not; the bytes written: all of
+        them, unless ``deadline`` (time.monotonic()) passed while the pipe was full.
+        Raises OSError when ffmpeg stops reading or the stream is stopped meanwhile."""
+        done, total = 0, len(view)
+        while done < total:
+            try:
+                done += os.write(fd, view[done:])
+                continue
+            except BlockingIOError:
+                pass
+            wait = PIPE_POLL
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    break
+            if self.aborted or self.error is not None:
+                raise BrokenPipeError(errno.EPIPE, "the stream was stopped")
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            poller.poll(wait * 1000)
+        return done
+
+    def pipe_failed(self, exc: OSError) -> None:
         if self.aborted or self.proc is None:
             return
         rc = self._wait(5.0)
@@ -665,6 +698,17 @@ class FFmpegWriter:
         self._pace = ProducerPace(1 / float(self.fps))
         self._waited = 0.0  # seconds submit() waited for room ("pace", "block")
         self._raise_capture = self._stream.priority == "low"
+        # frames of an offline producer written by its own thread (_write_direct): for
+        # the policies that may wait, and frames the writer thread has nothing to do for
+        # (no conversion, statistics, repeats or phase)
+        self._direct = (
+            DIRECT_WRITES
+            and waits_when_full(drop_policy) is not False
+            and not repeats_dropped(drop_policy)
+            and conversion.transform is None
+            and not compute_stats
+            and not self.write_phase
+        )
         self._cpu = CpuWindow()  # what the machine did since the last drop warning
         self._cpu.start(live_pids())
         self._dropped_indices: list[int] = []
@@ -769,41 +813,91 @@ class FFmpegWriter:
                 self._stream.capture = capture_threads.hold(id(self._stream))
         elif self._pace.ahead:
             self._stream.offline = True
+            if self._direct and self._stream.direct_fd is not None and frame.flags.c_contiguous:
+                return self._write_direct(frame, index)
         slot = self._take_slot(index)
         if slot is None:
-            self._dropped_indices.append(index)
-            if repeats_dropped(self.drop_policy):
-                self._pending_repeats += 1
-            self._unreported_drops += 1
-            now = time.monotonic()
-            if now - self._last_warning >= WARN_INTERVAL:
-                self._report_drops(now)
-            return False
+            return self._drop(index)
+        self._enqueue(slot, frame)
+        return True
+
+    def _enqueue(self, slot: int, frame: np.ndarray) -> None:
         np.copyto(self._ring.slots[slot], frame, casting="no")
         self._ring.push(slot, self._pending_repeats)
         self._pending_repeats = 0
-        return True
+
+    def _drop(self, index: int) -> bool:
+        self._dropped_indices.append(index)
+        if repeats_dropped(self.drop_policy):
+            self._pending_repeats += 1
+        self._unreported_drops += 1
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_INTERVAL:
+            self._report_drops(now)
+        return False
+
+    def _due(self, index: int) -> float | None:
+        """Until when (time.monotonic()) frame ``index`` may wait for room: under "pace"
+        until it is due on the episode's clock (one period of slack); None: no bound."""
+        if waits_when_full(self.drop_policy):
+            return None
+        due = self.pace_clock + (index - 1) / float(self.fps)
+        return time.monotonic() + (due - self._clock())
+
+    def _waited_for(self, seconds: float) -> None:
+        self._waited += seconds
+        self._pace.waited(seconds)  # not the producer's own time
 
     def _take_slot(self, index: int) -> int | None:
         slot = self._ring.take()
-        if slot is not None:
+        if slot is not None or waits_when_full(self.drop_policy) is False:
             return slot
-        wait = waits_when_full(self.drop_policy)
-        due = None
-        if wait is None:  # pace: only a producer ahead of real time by its own rate waits,
-            # and only until its frame is due on the episode's clock (one period of slack)
-            due = self.pace_clock + (index - 1) / float(self.fps)
-            wait = self._pace.ahead and due > self._clock()
-        if not wait:
+        due = self._due(index)
+        # pace: only a producer ahead of real time by its own rate waits, and only until
+        # its frame is due
+        if due is not None and not (self._pace.ahead and due > time.monotonic()):
             return None
         t = self._clock()
-        if due is not None:  # the ring's deadline is on the monotonic clock
-            due = time.monotonic() + (due - t)
         slot = self._ring.take(True, poll=self._raise_if_failed, deadline=due)
-        waited = self._clock() - t
-        self._waited += waited
-        self._pace.waited(waited)
+        self._waited_for(self._clock() - t)
         return slot
+
+    def _write_direct(self, frame: np.ndarray, index: int) -> bool:
+        """Write a frame of a producer ahead of real time into ffmpeg's stdin from the
+        caller's thread, once the writer thread has written every frame it was given (so
+        the order holds). The caller waits for the pipe as it would wait for room in the
+        ring (under "pace" until its frame is due), and the frame is neither copied into
+        the ring nor handed over: about half of the Python side's CPU per frame
+        (docs/performance.md). A frame that is due before the pipe took all of it goes
+        on through the ring, from where it stopped."""
+        st = self._stream
+        fd = st.direct_fd
+        assert fd is not None
+        due = self._due(index)
+        t = self._clock()
+        done = 0
+        try:
+            if self._ring.wait_all_free(due, poll=self._raise_if_failed):
+                view = frame.data.cast("B")
+                try:
+                    done = st.send(fd, view, due)
+                except OSError as exc:
+                    st.pipe_failed(exc)
+                    self._raise_if_failed()
+                    raise StateError(f"writer for {self.name} was aborted") from None
+                if done == len(view):
+                    st.written += 1
+                    st.frozen.add(frame)
+                    return True
+        finally:
+            self._waited_for(self._clock() - t)
+        slot = self._ring.take()  # every slot is free unless the wait timed out
+        if slot is None:
+            return self._drop(index)
+        if done:
+            st.resume_at[slot] = done
+        self._enqueue(slot, frame)
+        return True
 
     def _report_drops(self, now: float) -> None:
         """One warning per WARN_INTERVAL: the first says why and what to do, the next
