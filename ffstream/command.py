@@ -69,11 +69,15 @@ def global_options(loglevel: str = "warning") -> list[str]:
     return ["-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel]
 
 
-def safe_input(path: str | os.PathLike, container: str, threads: int | None = None) -> Any:
+def safe_input(
+    path: str | os.PathLike, container: str, threads: int | None = None, **decoder: str
+) -> Any:
     """An untrusted file as ffmpeg-python input: the ``file`` protocol only, the named
     demuxer (never a guess, so never a playlist), decoding capped at 8K; ``threads``
-    caps the decoder's threads (default: ffmpeg's, one per core)."""
+    caps the decoder's threads (default: ffmpeg's, one per core); ``decoder``: more
+    decoder options."""
     options = {"threads": str(threads)} if threads else {}
+    options.update(decoder)
     return ffmpeg_python.input(
         f"file:{os.path.abspath(os.fspath(path))}",
         f=container,
@@ -130,10 +134,14 @@ def count_command(
     threads: int | None = None,
 ) -> list[str]:
     """Frames counted by ffmpeg's progress report: packets (``-c copy``) or decoded
-    (with at most ``threads`` decoder threads)."""
+    (with at most ``threads`` decoder threads). A decode to count skips the in-loop
+    deblocking filter: it smooths pictures and can find no error in a stream, and it
+    is about a third of an H.264 decode's CPU (docs/scale-out.md); every packet is still
+    entropy-decoded and reconstructed, so a damaged stream still fails."""
     key, value = passthrough_args(ffmpeg)
     how = {key.lstrip("-"): value} if decode else {"c": "copy"}
-    source = safe_input(path, container, threads if decode else None)
+    skip = {"skip_loop_filter": "all"} if decode else {}
+    source = safe_input(path, container, threads if decode else None, **skip)
     graph = ffmpeg_python.output(source["v:0"], "-", f="null", **how)
     return _argv(ffmpeg.path, "error", graph, ("-progress", "pipe:1"))
 

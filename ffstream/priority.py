@@ -351,11 +351,14 @@ def _niced(step: int) -> Callable[[], None]:
     return lower
 
 
-def launches(death_signal: Callable[[], None] | None) -> dict[Priority, Launch]:
+def launches(
+    death_signal: Callable[[], None] | None, signal_name: str = "TERM"
+) -> dict[Priority, Launch]:
     """How to start children at each priority on this machine (probed once a process).
 
     ``death_signal`` is the preexec function that asks for the parent-death signal, used
-    when util-linux's setpriv is missing."""
+    when util-linux's setpriv is missing; ``signal_name`` is that signal ("TERM", or
+    "KILL" for children whose output nobody keeps)."""
     low_nice = 0 if mode_of("low") == "raised" else FALLBACK_NICE
     if not LINUX:
         nice = shutil.which("nice")
@@ -369,8 +372,8 @@ def launches(death_signal: Callable[[], None] | None) -> dict[Priority, Launch]:
             "normal": Launch((), None),
         }
     setpriv, chrt, nice = shutil.which("setpriv"), shutil.which("chrt"), shutil.which("nice")
-    if setpriv and _works([setpriv, "--pdeathsig", "TERM", "--"]):
-        base = [setpriv, "--pdeathsig", "TERM"]
+    if setpriv and _works([setpriv, "--pdeathsig", signal_name, "--"]):
+        base = [setpriv, "--pdeathsig", signal_name]
         drop = ["--inh-caps", "-sys_nice", "--bounding-set", "-sys_nice"]
         if os.geteuid() == 0 and _works([*base, *drop, "--"]):
             base += drop

@@ -17,7 +17,9 @@ queries) is started here, so all of them share five properties:
   thread, the capture loop included; ffmpeg is started without CAP_SYS_NICE, so it may
   not. See docs/performance.md.
 - **Dies with its owner.** On Linux the child asks the kernel for SIGTERM when ffstream's
-  process dies (``PR_SET_PDEATHSIG``; ffmpeg ends its file cleanly on SIGTERM), through
+  process dies (``PR_SET_PDEATHSIG``; ffmpeg ends its file cleanly on SIGTERM), or for
+  SIGKILL when it runs in a ``ProcessScope`` (its output is a temporary file nobody
+  keeps, and some encoders hang on a SIGTERM before their first frame), through
   util-linux's ``setpriv --pdeathsig`` when it is installed (a preexec function
   otherwise, which holds the GIL ten times longer while forking). The children are
   forked from one long-lived thread, because the kernel ties that signal to the thread
@@ -51,7 +53,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO
 
-from .errors import FFmpegNotFoundError, ProcessTimeout
+from .errors import FFmpegNotFoundError, FFstreamError, ProcessTimeout
 from .priority import Launch, Priority, launches, lower_this_thread, settle_shared_thread
 
 log = logging.getLogger("ffstream.process")
@@ -63,9 +65,11 @@ _CHUNK = 1 << 16
 _PR_SET_PDEATHSIG = 1
 
 
-def _death_signal_setup(parent: int | None = None) -> Callable[[], None] | None:
-    """A function that makes the process calling it die with ``parent`` (by default this
-    process: a preexec function for a child). Linux only."""
+def _death_signal_setup(
+    parent: int | None = None, sig: int = signal.SIGTERM
+) -> Callable[[], None] | None:
+    """A function that makes the process calling it get ``sig`` when ``parent`` dies (by
+    default this process: a preexec function for a child). Linux only."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -76,35 +80,13 @@ def _death_signal_setup(parent: int | None = None) -> Callable[[], None] | None:
     except (OSError, AttributeError):
         return None
     parent = os.getpid() if parent is None else parent
-    sig = int(signal.SIGTERM)
 
     def setup() -> None:
-        prctl(_PR_SET_PDEATHSIG, sig, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0)
         if os.getppid() != parent:  # the parent died before the request took effect
             os._exit(1)
 
     return setup
-
-
-def die_with_parent() -> None:
-    """Make this process (a pool worker) end when the process that started it ends, and
-    its ffmpeg children with it: a killed ``ffstream transcode`` leaves no worker behind
-    still writing files. Linux only; elsewhere a no-op.
-
-    The worker gets SIGTERM and kills its ffmpeg processes at once rather than letting
-    them end their files: what they write is a temporary file nobody will use, and some
-    encoders never return from a SIGTERM that comes before their first frame (SVT-AV1
-    1.4, Debian 12's, waits forever in its shutdown)."""
-    setup = _death_signal_setup(os.getppid())
-    if setup is None:
-        return
-
-    def on_parent_death(signum: int, frame: object) -> None:
-        kill_children()
-        os._exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_parent_death)
-    setup()
 
 
 def live_pids() -> list[int]:
@@ -112,11 +94,47 @@ def live_pids() -> list[int]:
     return [p.pid for p in list(_live) if p.returncode is None]
 
 
-def kill_children() -> None:
-    """SIGKILL every ffmpeg this process started that is still running."""
-    for p in list(_live):
-        if p.returncode is None:
-            p.kill()
+class ProcessScope:
+    """The ffmpeg processes that the threads inside ``with scope:`` start, so that another
+    thread can stop them all (``cancel()``: every one killed, and any later start in the
+    scope refused), and so that they die by SIGKILL with the program: a transcode job on
+    a thread writes a temporary file nobody keeps if the run ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: list[FFmpegProcess] = []
+        self.cancelled = False
+
+    def __enter__(self) -> ProcessScope:
+        _scopes.current = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _scopes.current = None
+
+    def add(self, proc: FFmpegProcess) -> None:
+        with self._lock:
+            if not self.cancelled:
+                self._procs = [p for p in self._procs if p.returncode is None]
+                self._procs.append(proc)
+                return
+        proc.kill()
+        proc.close(5.0)
+        raise Cancelled("the run was stopped")
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            procs, self._procs = self._procs, []
+        for proc in procs:
+            proc.kill()
+
+
+_scopes = threading.local()
+
+
+def _current_scope() -> ProcessScope | None:
+    return getattr(_scopes, "current", None)
 
 
 class _Spawner:
@@ -129,6 +147,7 @@ class _Spawner:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._launch: dict[Priority, Launch] = {}
+        self._disposable: dict[Priority, Launch] | None = None  # SIGKILL at our death
 
     def ready(self) -> None:
         """Set up on first use in this process (again after a fork)."""
@@ -136,22 +155,29 @@ class _Spawner:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._launch = launches(_death_signal_setup())
+                self._disposable = None
                 self._jobs = queue.SimpleQueue()
                 self._thread = threading.Thread(
                     target=self._serve, name="ffstream-spawner", daemon=True
                 )
                 self._thread.start()
 
-    def popen(self, argv: Sequence[str], priority: Priority, **kw) -> subprocess.Popen:
+    def popen(
+        self, argv: Sequence[str], priority: Priority, disposable: bool = False, **kw
+    ) -> subprocess.Popen:
         self.ready()
+        if disposable and self._disposable is None:
+            death = _death_signal_setup(sig=signal.SIGKILL)
+            self._disposable = launches(death, "KILL")
+        table = self._disposable if disposable else self._launch
+        assert table is not None
         if threading.current_thread() is self._thread or sys.is_finalizing():
-            return self._start(argv, priority, kw)
+            return self._start(argv, table[priority], kw)
         fut: Future = Future()
-        self._jobs.put((fut, argv, priority, kw))
+        self._jobs.put((fut, argv, table[priority], kw))
         return fut.result()
 
-    def _start(self, argv: Sequence[str], priority: Priority, kw: dict) -> subprocess.Popen:
-        launch = self._launch[priority]
+    def _start(self, argv: Sequence[str], launch: Launch, kw: dict) -> subprocess.Popen:
         setup = launch.setup
         if sys.version_info >= (3, 11):
             kw["process_group"] = 0  # not a session: see the module's docstring
@@ -164,9 +190,9 @@ class _Spawner:
     def _serve(self) -> None:
         settle_shared_thread()  # ffmpeg inherits neither (reset on fork; its own prefix)
         while True:
-            fut, argv, priority, kw = self._jobs.get()
+            fut, argv, launch, kw = self._jobs.get()
             try:
-                fut.set_result(self._start(argv, priority, kw))
+                fut.set_result(self._start(argv, launch, kw))
             except BaseException as exc:  # handed to the caller
                 fut.set_exception(exc)
 
@@ -178,6 +204,10 @@ def _with_own_group(setup: Callable[[], None] | None) -> Callable[[], None]:
             setup()
 
     return own_group
+
+
+class Cancelled(FFstreamError):
+    """An ffmpeg was to start in a ProcessScope that was cancelled."""
 
 
 _spawner = _Spawner()
@@ -218,10 +248,14 @@ class FFmpegProcess:
         self._head = bytearray()
         self._lines: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self._on_stderr_end = on_stderr_end
+        scope = _current_scope()
+        if scope is not None and scope.cancelled:
+            raise Cancelled("the run was stopped")
         try:
             self.proc = _spawner.popen(
                 self.argv,
                 priority,
+                scope is not None,
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -237,6 +271,8 @@ class FFmpegProcess:
         )
         self._stderr_thread.start()
         _live.add(self)
+        if scope is not None:
+            scope.add(self)
 
     @property
     def pid(self) -> int:

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from ffstream.errors import FFstreamError, ProcessTimeout
-from ffstream.process import MAX_LINE, FFmpegProcess, run
+from ffstream.process import MAX_LINE, Cancelled, FFmpegProcess, ProcessScope, run
 
 from .conftest import _children, wait_until
 
@@ -112,3 +112,51 @@ def test_pipes_are_read_with_a_thousand_files_open():
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _running(argv_path: str) -> list[str]:
+    return [argv_path, "-v", "error", "-f", "lavfi", "-i", "nullsrc", "-f", "null", "-"]
+
+
+def test_a_cancelled_scope_kills_its_own_ffmpeg_only_and_refuses_new_ones(ffmpeg):
+    outside = FFmpegProcess(_running(ffmpeg.path))
+    scope = ProcessScope()
+    try:
+        with scope:
+            inside = FFmpegProcess(_running(ffmpeg.path))
+        scope.cancel()
+        assert inside.wait(10) == -signal.SIGKILL
+        assert outside.returncode is None
+        with scope, pytest.raises(Cancelled, match="the run was stopped"):
+            FFmpegProcess(_running(ffmpeg.path))
+        assert outside.returncode is None
+    finally:
+        outside.kill()
+        outside.close()
+        inside.close()
+
+
+def test_a_scopes_processes_get_sigkill_when_the_program_dies(tmp_path):
+    """A child that ignores SIGTERM (as an encoder hung in its shutdown does) still ends
+    when the program that started it in a scope is killed."""
+    stubborn = tmp_path / "stubborn"
+    stubborn.write_text("#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.05; done\n")
+    stubborn.chmod(0o755)
+    program = textwrap.dedent(
+        f"""
+        import os, sys
+        from ffstream.process import FFmpegProcess, ProcessScope
+        with ProcessScope():
+            p = FFmpegProcess([{str(stubborn)!r}])
+        print(p.pid, flush=True)
+        sys.stdin.read()
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", program], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    child = psutil.Process(int(proc.stdout.readline()))
+    proc.kill()
+    proc.wait(10)
+    assert wait_until(lambda: not child.is_running() or child.status() == "zombie", 10)

@@ -1,8 +1,9 @@
-"""ffstream transcode: real ffmpeg, real worker processes, a real Ray local instance;
+"""ffstream transcode: real ffmpeg, jobs on real threads, a real Ray local instance;
 every output decoded back and compared with its source frame by frame."""
 
 from __future__ import annotations
 
+import _thread
 import filecmp
 import json
 import logging
@@ -12,6 +13,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +34,10 @@ from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
 from ffstream.cli import main
 from ffstream.errors import InvalidSettingError, TranscodeError
 from ffstream.formats import FrameConversion
+from ffstream.process import FFmpegProcess
 from ffstream.transcode import LOCK_NAME, depth_keys, plan, transcode
 from ffstream.transcode.executors import LocalExecutor, make_executor
-from ffstream.transcode.job import Job, JobSettings, partial_path, run_job
+from ffstream.transcode.job import Job, JobResult, JobSettings, partial_path, run_job
 from ffstream.transcode.manifest import MANIFEST_NAME
 
 from .conftest import wait_until
@@ -658,34 +661,66 @@ def test_a_stale_partial_file_is_removed(tmp_path, ffmpeg):
     assert report.workers == 1  # one video to encode: one worker, with every core
 
 
-def test_a_worker_that_raises_becomes_a_failed_job(tmp_path):
-    from .worker_jobs import job_that_raises
+def _job_that_raises(job: Job, settings: JobSettings) -> JobResult:
+    raise RuntimeError("a bug in the worker")
 
+
+def test_a_worker_that_raises_becomes_a_failed_job(tmp_path):
     job = Job("video", str(tmp_path / "a.mp4"), str(tmp_path / "o" / "a.mp4"), "a.mp4")
-    results = list(LocalExecutor(1, run=job_that_raises).map([job], JobSettings({}, None)))
+    results = list(LocalExecutor(1, run=_job_that_raises).map([job], JobSettings({}, None)))
     assert len(results) == 1 and results[0].status == "failed"
     assert results[0].error == "the worker failed: RuntimeError: a bug in the worker"
 
 
-def test_a_dead_worker_fails_only_the_job_that_killed_it(tmp_path, caplog):
-    """A worker SIGKILLed mid-job (the OOM killer) breaks Python's pool: the jobs not yet
-    started go on in a new pool, the ones that were running are tried again alone, and
-    only the job that kills its worker again fails, named, with the reason."""
-    from .worker_jobs import job_that_may_kill_its_worker
+def _encoding(dst: Path, name: str) -> list[psutil.Process]:
+    """The ffmpeg processes of this test writing ``name``'s temporary file."""
+    part = partial_path(dst / name).name
+    return [p for p in psutil.Process().children(recursive=True) if part in _named(p)]
 
-    names = ["victim", "bomb", "c", "d", "e"]
-    jobs = [Job("video", "-", str(tmp_path), name) for name in names]
-    executor = LocalExecutor(2, run=job_that_may_kill_its_worker)
-    with caplog.at_level(logging.WARNING, "ffstream.transcode"):
-        results = {r.name: r for r in executor.map(jobs, JobSettings(rgb={}, depth=None))}
-    assert sorted(results) == sorted(names)  # each job reported exactly once
-    assert results["bomb"].status == "failed"
-    assert "its worker process died while encoding it, twice" in results["bomb"].error
-    assert "out-of-memory killer" in results["bomb"].error
-    assert all(results[n].status == "encoded" for n in names if n != "bomb")
-    assert any(
-        "worker died while encoding" in m and "bomb" in m and "victim" in m for m in caplog.messages
+
+def test_an_encoder_killed_from_outside_fails_only_its_own_job(tmp_path, ffmpeg):
+    """The out-of-memory killer takes one job's ffmpeg: that job fails, with the signal
+    named, and the other job is encoded and verified."""
+    src, dst, _ = slow_run(tmp_path, ffmpeg, 2)
+    config = EncoderConfig("libsvtav1", preset=8)
+    box: dict = {}
+    run = threading.Thread(
+        target=lambda: box.setdefault("r", transcode(src, dst, config, ffmpeg=ffmpeg, workers=2))
     )
+    run.start()
+    assert wait_until(lambda: _encoding(dst, "clip0.mp4") or not run.is_alive(), 120, 0.002)
+    for p in _encoding(dst, "clip0.mp4"):
+        p.send_signal(signal.SIGKILL)
+    run.join(300)
+    results = {r.name: r for r in box["r"].results}
+    assert results["clip0.mp4"].status == "failed", results["clip0.mp4"]
+    assert "killed by signal 9" in results["clip0.mp4"].error
+    assert results["clip1.mp4"].status == "encoded"
+    assert count_frames(dst / "clip1.mp4", ffmpeg, decode=True) == 150
+    assert partials(dst) == []
+
+
+def test_ctrl_c_stops_only_the_runs_own_ffmpeg(tmp_path, ffmpeg):
+    """A program that records while it transcodes: Ctrl-C stops the transcode's jobs and
+    their ffmpeg, and leaves the program's other ffmpeg running."""
+    src, dst, _ = slow_run(tmp_path, ffmpeg, 2)
+    other = FFmpegProcess([ffmpeg.path, "-v", "error", "-re", "-f", "lavfi", "-i", "nullsrc",
+                           "-f", "null", "-"])  # fmt: skip
+    try:
+
+        def interrupt() -> None:
+            if wait_until(lambda: len(partials(dst)) == 2, 120, 0.002):
+                _thread.interrupt_main()  # what a terminal's Ctrl-C does to this program
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            transcode(src, dst, EncoderConfig("libsvtav1", preset=8), ffmpeg=ffmpeg, workers=2)
+        assert partials(dst) == []
+        assert wait_until(lambda: not _encoding(dst, "clip0.mp4") + _encoding(dst, "clip1.mp4"))
+        assert other.returncode is None
+    finally:
+        other.kill()
+        other.close()
 
 
 def test_settings_errors_name_the_fix(tmp_path, monkeypatch):

@@ -5,8 +5,8 @@ frames), then transcodes the folder to AV1 (libsvtav1, ffstream's default settin
 one encoder thread per job, so the speed-up measures the pool and not the encoder's
 own threads) with
 
-- the local process pool, 1 worker;
-- the local process pool, 2 workers;
+- the local executor (jobs on threads), 1 worker;
+- the local executor, 2 workers;
 - Ray tasks on a local instance (2 CPUs, one CPU per task): its start-up is timed
   apart, so both "jobs only" and "with start-up" can be compared with the pool.
 

@@ -63,21 +63,29 @@ def videos(root: Path) -> list[Path]:
     return sorted((root / "videos").rglob("*.mp4"))
 
 
-def run_lerobot(src: Path, work: Path, workers: int) -> float:
+def _cpu() -> float:
+    """CPU seconds of this process and of the children it has waited for (LeRobot's
+    forked workers, ffstream's ffmpeg processes)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def run_lerobot(src: Path, work: Path, workers: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of LeRobot's re-encode, in place in a copy of ``src``."""
     shutil.copytree(src, work)
     ds = LeRobotDataset("bench/transcode", root=work)
-    t = time.monotonic()
+    t, c = time.monotonic(), _cpu()
     reencode_dataset(ds, RGBEncoderConfig(vcodec="h264", crf=30, g=2), num_workers=workers)
-    return time.monotonic() - t
+    return time.monotonic() - t, _cpu() - c
 
 
-def run_ffstream(src: Path, dst: Path, ff) -> float:
-    t = time.monotonic()
+def run_ffstream(src: Path, dst: Path, ff) -> tuple[float, float]:
+    t, c = time.monotonic(), _cpu()
     report = transcode(src, dst, EncoderConfig("libx264", crf=30, g=2), ffmpeg=ff)
-    seconds = time.monotonic() - t
+    seconds, cpu = time.monotonic() - t, _cpu() - c
     if not report.ok:
         raise SystemExit(f"ffstream: {[r.error for r in report.failed]}")
-    return seconds
+    return seconds, cpu
 
 
 def main() -> None:
@@ -91,6 +99,8 @@ def main() -> None:
     args = ap.parse_args()
     ff = find_ffmpeg(os.environ.get("FFSTREAM_FFMPEG") or imageio_ffmpeg.get_ffmpeg_exe())
     times: dict[str, list[float]] = {"lerobot": [], "ffstream": []}
+    cpu: dict[str, list[float]] = {"lerobot": [], "ffstream": []}
+    size: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
         make_dataset(src, args.cameras, args.episodes, args.frames)
@@ -99,11 +109,14 @@ def main() -> None:
             for setup in ("lerobot", "ffstream") if r % 2 == 0 else ("ffstream", "lerobot"):
                 out = Path(tmp) / f"{setup}-{r}"
                 if setup == "lerobot":
-                    times[setup].append(run_lerobot(src, out, args.workers))
+                    wall, used = run_lerobot(src, out, args.workers)
                 else:
-                    times[setup].append(run_ffstream(src, out, ff))
+                    wall, used = run_ffstream(src, out, ff)
+                times[setup].append(wall)
+                cpu[setup].append(used)
                 got = [count_frames(p, ff) for p in videos(out)]
                 assert got == want, (setup, got, want)
+                size[setup] = sum(p.stat().st_size for p in videos(out))
                 shutil.rmtree(out)
     lerobot = statistics.median(times["lerobot"])
     ours = statistics.median(times["ffstream"])
@@ -112,6 +125,12 @@ def main() -> None:
         "frames_per_video": want,
         "cores": os.cpu_count(),
         "seconds": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
+        "cpu_seconds": {k: [round(v, 2) for v in vs] for k, vs in cpu.items()},
+        "bytes": size,
+        # LeRobot's time over ffstream's, round by round (>= 1.0: ffstream is faster)
+        "ratio_per_round": [
+            round(a / b, 3) for a, b in zip(times["lerobot"], times["ffstream"], strict=True)
+        ],
         "median_lerobot": round(lerobot, 2),
         "median_ffstream": round(ours, 2),
         "ffstream_vs_lerobot": round(ours / lerobot, 3),
@@ -124,10 +143,15 @@ def main() -> None:
         f"{args.frames} frames, {W}x{H}) -> libx264 crf 30 g 2, {args.rounds} rounds"
     )
     for k, vs in summary["seconds"].items():
-        print(f"  {k:<9} " + " ".join(f"{v:6.2f}" for v in vs) + " s")
+        used = " ".join(f"{v:5.2f}" for v in summary["cpu_seconds"][k])
+        print(
+            f"  {k:<9} " + " ".join(f"{v:6.2f}" for v in vs) + f" s (CPU {used} s), "
+            f"{size[k] / 1e6:.2f} MB"
+        )
+    rounds = " ".join(f"{v:.2f}" for v in summary["ratio_per_round"])
     print(
         f"median: LeRobot {lerobot:.2f} s, ffstream {ours:.2f} s (verified): "
-        f"{ours / lerobot:.2f}x LeRobot's time"
+        f"{ours / lerobot:.2f}x LeRobot's time; LeRobot/ffstream per round: {rounds}"
     )
 
 

@@ -1,13 +1,18 @@
-"""Where transcode jobs run: a pool of local processes, or Ray tasks on a cluster.
+"""Where transcode jobs run: threads of this process, or Ray tasks on a cluster.
 
 Both take the same jobs and hand back each JobResult as soon as it is ready, in the
-order jobs finish. A job that raises (a bug, a worker that died) becomes a failed result
-with the reason; the others go on. On Ctrl-C or any error in the caller, the workers
-are stopped, and with them their ffmpeg processes, before the exception goes on.
+order jobs finish. A job that raises (a bug) becomes a failed result with the reason;
+the others go on. On Ctrl-C or any error in the caller, the jobs are stopped, and with
+them their ffmpeg processes, before the exception goes on.
 
-Local: worker processes are started fresh ("spawn": nothing of the caller's threads is
-inherited), ignore the terminal's Ctrl-C (the coordinator decides), and die with the
-coordinator, so a killed ``ffstream transcode`` leaves no worker writing files.
+Local: each job runs on a thread that drives its ffmpeg processes (the Python side of a
+job is thin: it starts ffmpeg, waits, checks, renames), inside a ``ProcessScope``
+(process.py): stopping the run kills exactly the ffmpeg processes its jobs started,
+never another of the program's, and a killed ``ffstream transcode`` takes them with it
+(SIGKILL from the kernel: what they write is a temporary file). Threads start in no time
+and share what one job learnt (the ffmpeg binary, probes); spawned worker processes cost
+about 0.4 s of CPU each in imports and probes (docs/scale-out.md). An ffmpeg killed from
+outside (the out-of-memory killer) fails its own job, with the signal named.
 
 Ray: ``ray.init()`` with no address starts a local instance, or attaches to the cluster
 named by ``$RAY_ADDRESS``; an address attaches to that cluster. Each job is a task
@@ -21,18 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
-import signal
-import sys
 import time
-from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidSettingError
-from ..process import die_with_parent
+from ..process import ProcessScope
 from .guard import ProcessGuard
 from .job import Job, JobResult, JobSettings, run_job
 
@@ -50,139 +51,43 @@ def crashed(job: Job, exc: BaseException) -> JobResult:
     )  # fmt: skip
 
 
-_started: Any = None  # in a worker: where it says which job it starts (a SimpleQueue)
-
-
-def _worker_init(started: Any = None) -> None:
-    global _started
-    _started = started
-    die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _tracked(
-    run: Callable[[Job, JobSettings], JobResult], index: int, job: Job, settings: JobSettings
-) -> JobResult:
-    """Runs in a worker: say which job starts (written at once, no feeder thread), run it."""
-    if _started is not None:
-        _started.put(index)
-    return run(job, settings)
-
-
-def died_twice(job: Job) -> JobResult:
-    return JobResult(
-        job.name, job.kind, "failed", job.source, job.output,
-        error="its worker process died while encoding it, twice (killed from outside: "
-        "the out-of-memory killer, or a signal); it was not tried again",
-    )  # fmt: skip
-
-
 @dataclass
 class LocalExecutor:
-    """A process pool on this machine.
-
-    A worker that dies (the out-of-memory killer, a signal) breaks Python's pool and
-    every job in it. The jobs that had not started go on in a new pool; each job that
-    was running when a worker died is tried again once, alone, so that the job that
-    takes a worker down is named and fails by itself while the others finish."""
+    """``workers`` jobs at once, on threads of this process (see the module docstring)."""
 
     workers: int
     name: str = "local"
     run: Callable[[Job, JobSettings], JobResult] = run_job  # what a worker does with a job
 
     def map(self, jobs: list[Job], settings: JobSettings) -> Iterator[JobResult]:
-        todo = list(jobs)
-        empty_breaks = 0
-        while todo:
-            suspects, todo = yield from self._pool(todo, settings, min(self.workers, len(todo)))
-            if suspects:
-                log.warning(
-                    "a transcode worker died while encoding %s; trying %s again, alone",
-                    ", ".join(j.name for j in suspects),
-                    "it" if len(suspects) == 1 else "each",
-                )
-            elif todo:
-                empty_breaks += 1  # workers died before any job started
-                if empty_breaks > 1:
-                    for job in todo:
-                        yield crashed(job, RuntimeError("the worker processes keep dying"))
-                    return
-            for job in suspects:
-                again, _ = yield from self._pool([job], settings, 1)
-                if again:
-                    yield died_twice(job)
-
-    def _pool(
-        self, jobs: list[Job], settings: JobSettings, workers: int
-    ) -> Generator[JobResult, None, tuple[list[Job], list[Job]]]:
-        """Run ``jobs`` in a fresh pool, yielding their results. If a worker dies, returns
-        (the jobs that were running, the jobs that had not started); else ([], [])."""
-        ctx = multiprocessing.get_context("spawn")
-        started = ctx.SimpleQueue()
-        pool = ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_worker_init, initargs=(started,)
-        )
-        with _main_script_hidden():  # the workers are started by these submits
-            futures: dict[Future, int] = {
-                pool.submit(_tracked, self.run, i, job, settings): i for i, job in enumerate(jobs)
-            }
-        unfinished: list[int] = []
+        if not jobs:
+            return
+        scopes: list[ProcessScope] = []
+        pool = ThreadPoolExecutor(min(self.workers, len(jobs)), "ffstream-transcode")
+        futures: dict[Future, Job] = {}
         try:
+            for job in jobs:
+                scope = ProcessScope()
+                scopes.append(scope)
+                futures[pool.submit(self._one, scope, job, settings)] = job
             for fut in as_completed(futures):
                 try:
                     result = fut.result()
-                except BrokenProcessPool:
-                    unfinished.append(futures[fut])
-                    continue
                 except Exception as exc:  # one job's failure, reported as such
-                    result = crashed(jobs[futures[fut]], exc)
+                    result = crashed(futures[fut], exc)
                 yield result
-        except BaseException:
-            _stop(pool)
+        except BaseException:  # Ctrl-C, or the caller stopped reading: stop every job
+            for fut in futures:
+                fut.cancel()
+            for scope in scopes:
+                scope.cancel()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        began = set()
-        while unfinished and not started.empty():
-            began.add(started.get())
-        started.close()
-        unfinished.sort()
-        return (
-            [jobs[i] for i in unfinished if i in began],
-            [jobs[i] for i in unfinished if i not in began],
-        )
 
-
-@contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
-    """Start workers without the caller's main script. A spawned worker runs the main
-    script again unless it cannot find it: a script that calls transcode() with no
-    ``if __name__ == "__main__":`` guard would start pools recursively, and code read
-    from stdin cannot be found at all. The workers need nothing from it."""
-    main = sys.modules.get("__main__")
-    names = ("__file__", "__spec__")
-    saved: dict[str, Any] = {k: main.__dict__[k] for k in names if main and k in main.__dict__}
-    if main is not None:
-        main.__dict__.pop("__file__", None)
-        main.__dict__["__spec__"] = None
-    try:
-        yield
-    finally:
-        if main is not None:
-            main.__dict__.pop("__spec__", None)
-            main.__dict__.update(saved)
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Kill the pool's workers now (their ffmpeg children die with them)."""
-    procs = list(getattr(pool, "_processes", {}).values())  # no public way before 3.14
-    for p in procs:
-        with contextlib.suppress(Exception):
-            p.kill()
-    for p in procs:
-        with contextlib.suppress(Exception):
-            p.join(10)
-    pool.shutdown(wait=False, cancel_futures=True)
+    def _one(self, scope: ProcessScope, job: Job, settings: JobSettings) -> JobResult:
+        with scope:
+            return self.run(job, settings)
 
 
 @dataclass

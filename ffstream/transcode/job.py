@@ -20,6 +20,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import time
@@ -36,7 +37,7 @@ from ..depth import DEPTH_TAG
 from ..errors import EncoderError, FFstreamError, TranscodeError, VideoReadError
 from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..probe import resolve_config
-from ..process import run
+from ..process import describe_exit, run
 from ..reader import VideoInfo, count_frames, read_frames, video_info
 from ..untrusted import NotRegularFileError, open_regular
 
@@ -212,7 +213,9 @@ def _video(job: Job, settings: JobSettings, tmp: Path, res: JobResult) -> None:
     out = run(argv, JOB_TIMEOUT, what=f"transcoding {src.name}")
     said = ffmpeg_errors(out.stderr)
     if out.returncode != 0 or said:  # a source that does not decode cleanly fails too
-        tail = "\n".join(said[-6:]) or f"exit status {out.returncode}"
+        tail = "\n".join(said[-6:]) or describe_exit(out.returncode)
+        if out.returncode == -signal.SIGKILL:  # nothing of ffstream's kills a running job
+            tail += ": killed from outside (the out-of-memory killer, or a signal)"
         raise EncoderError(f"ffmpeg could not transcode {src}: {tail}", out.returncode, tail)
     new = _verify(tmp, ff, frames, info, config, settings.encoder_threads)
     if res.depth:
