@@ -17,10 +17,8 @@ import logging
 import os
 import queue
 import shutil
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor  # now: at exit it could not be imported
 from dataclasses import dataclass, field
@@ -44,22 +42,20 @@ from .errors import (
     BatchEncodeError,
     EncoderError,
     ImageWriteError,
-    InvalidFrameError,
     InvalidSettingError,
     OutputExistsError,
     SettingTypeError,
     StateError,
-    VideoReadError,
 )
 from .ffmpeg import FFmpeg, find_ffmpeg
-from .formats import MAX_SIDE, FrameConversion
+from .files.png import encode_png, read_png
+from .formats import FrameConversion
 from .probe import resolve_config
 from .process import run
 from .reader import count_frames
 from .result import VideoResult
 from .stats import StatsAccumulator, stride_for
 from .streaming import StreamingVideoEncoder
-from .untrusted import NotRegularFileError, read_regular
 from .writer import FFmpegWriter
 
 log = logging.getLogger("ffstream.batch")
@@ -67,81 +63,6 @@ log = logging.getLogger("ffstream.batch")
 IMAGES_DIR = "images"
 FRAME_NAME = "frame-{:06d}.png"
 SEQUENCE_TIMEOUT = 24 * 3600.0  # a guard against a hung ffmpeg, not a speed limit
-PNG_LEVEL = 1  # fastest zlib level: capture-time CPU matters more than disk here
-
-
-# ----------------------------------------------------------------------------- PNG
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data))
-        + kind
-        + data
-        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
-
-
-def encode_png(image: np.ndarray, level: int = PNG_LEVEL) -> bytes:
-    """PNG bytes of an HxWx3 uint8 (RGB), HxW uint8 or HxW uint16 image (no filtering)."""
-    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
-        colour, data = 2, image
-    elif image.ndim == 2 and image.dtype == np.uint8:
-        colour, data = 0, image
-    elif image.ndim == 2 and image.dtype == np.uint16:
-        colour, data = 0, image.astype(">u2")  # PNG stores 16-bit samples big-endian
-    else:
-        raise InvalidFrameError(f"cannot store {image.dtype} {image.shape} as PNG")
-    h, w = image.shape[:2]
-    rows = np.ascontiguousarray(data).reshape(h, -1).view(np.uint8)
-    raw = np.empty((h, rows.shape[1] + 1), np.uint8)
-    raw[:, 0] = 0  # filter type "none" on every row
-    raw[:, 1:] = rows
-    depth = 16 if image.dtype == np.uint16 else 8
-    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
-        + _chunk(b"IEND", b"")
-    )
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """The inverse of encode_png (our own files: unfiltered rows, no interlace)."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise VideoReadError("not a PNG file")
-    pos, idat, header = 8, [], None
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        pos += 12 + length
-    if header is None:
-        raise VideoReadError("PNG without a header")
-    w, h, depth, colour, _, _, interlace = header
-    channels = {0: 1, 2: 3}.get(colour)
-    if channels is None or interlace or depth not in (8, 16):
-        raise VideoReadError("only the PNG files ffstream writes can be read here")
-    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
-        raise VideoReadError(
-            f"the PNG declares {w}x{h} pixels; at most {MAX_SIDE}x{MAX_SIDE} are read "
-            "(the writer's own limit), so it is refused before anything is decompressed"
-        )
-    dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
-    row = w * channels * dtype.itemsize
-    size = h * (row + 1)  # what the header promises: never inflate more than that
-    data = zlib.decompressobj().decompress(b"".join(idat), size)
-    if len(data) != size:
-        raise VideoReadError(f"the PNG holds {len(data)} bytes of pixels, not {size}")
-    raw = np.frombuffer(data, np.uint8).reshape(h, row + 1)
-    if raw[:, 0].any():
-        raise VideoReadError("filtered PNG rows are not supported (not written by ffstream)")
-    pixels = np.ascontiguousarray(raw[:, 1:]).view(dtype).reshape(h, w, channels)
-    pixels = pixels.astype(dtype.newbyteorder("="))
-    return pixels[..., 0] if channels == 1 else pixels
 
 
 # ----------------------------------------------------------------------------- writer pool
@@ -230,18 +151,6 @@ class ImageWriter:
 
 
 # ----------------------------------------------------------------------------- encoding
-# The largest PNG a frame can need: 16-bit RGB at the largest side, stored uncompressed.
-MAX_PNG_BYTES = MAX_SIDE * MAX_SIDE * 6 + (1 << 20)
-
-
-def _read_png(path: Path) -> bytes:
-    """A frame's bytes: a regular file (not a link), at most MAX_PNG_BYTES."""
-    try:
-        return read_regular(path, MAX_PNG_BYTES, follow_links=False)
-    except NotRegularFileError as exc:
-        raise EncoderError(f"{exc}: not read as a frame") from None
-
-
 def _frame_files(frames_dir: Path) -> list[Path]:
     """The frames, in order: regular files only (a link could point outside the folder,
     a FIFO would block the encoder)."""
@@ -280,7 +189,7 @@ def encode_image_dir(
         raise EncoderError(f"{frames_dir} holds no frame-*.png images to encode")
     if video_path.exists() and not overwrite:
         raise OutputExistsError(f"{video_path} already exists; pass overwrite=True")
-    first = decode_png(_read_png(files[0]))
+    first = read_png(files[0])
     h, w = first.shape[:2]
     t0 = time.monotonic()
     quantized = isinstance(config, DepthEncoderConfig) and config.quantize
@@ -360,7 +269,7 @@ def _encode_through_writer(files, video_path, w, h, fps, config, threads, ff) ->
     )
     try:
         for f in files:
-            writer.submit(decode_png(_read_png(f)))
+            writer.submit(read_png(f))
     except BaseException:
         writer.abort()
         raise

@@ -69,6 +69,12 @@ def global_options(loglevel: str = "warning") -> list[str]:
     return ["-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel]
 
 
+# The containers ffstream writes, by file suffix -> ffmpeg muxer; what counts as a video
+# file when a folder is searched for them.
+MUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+VIDEO_SUFFIXES = tuple(MUXERS)
+
+
 def safe_input(
     path: str | os.PathLike, container: str, threads: int | None = None, **decoder: str
 ) -> Any:

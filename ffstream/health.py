@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from . import jsonfile
-from . import lerobot_layout as layout
 from ._version import __version__
 from .depth import DepthQuantizer
 from .episode import METADATA_FILE
 from .errors import InvalidEpisodeError, VideoReadError
 from .ffmpeg import FFmpeg, find_ffmpeg
+from .files import lerobot_layout as layout
 from .frozen import FrozenTracker, picture_format
 from .reader import read_frames, video_info
 from .verdict import colour, of_camera, worst

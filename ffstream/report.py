@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from . import health as hl
-from .batch import encode_png
 from .ffmpeg import FFmpeg
+from .files.png import encode_png
 from .health import MAX_POINTS, CameraHealth, EpisodeHealth, Health
 from .untrusted import write_replacing
 from .verify import index_ranges

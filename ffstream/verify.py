@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from . import jsonfile
+from .command import VIDEO_SUFFIXES
 from .episode import METADATA_FILE  # written next to an episode's videos
 from .errors import InvalidEpisodeError
 from .ffmpeg import FFmpeg, find_ffmpeg
+from .files.transcode_json import frames_by_output
 from .frozen import frozen_in_video, picture_format
 from .monitor import saturation_cause
 from .reader import VideoReadError, count_frames, video_info
 from .readers import check_reader
-from .transcode.manifest import MANIFEST_NAME
-from .transcode.run import VIDEO_SUFFIXES
 from .verdict import TRANSIENT, of_drops, of_frozen, of_rate, worst
 
 
@@ -441,24 +441,6 @@ def episode_folders(path: Path) -> list[Path]:
     )
 
 
-def _transcoded_frames(root: Path) -> dict[str, int]:
-    """Frames each output of ``ffstream transcode`` holds, from DST/transcode.json."""
-    try:
-        jobs = jsonfile.load(root / MANIFEST_NAME).get("jobs")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return {}
-    if not isinstance(jobs, dict):
-        return {}
-    return {
-        name: e["frames"]
-        for name, e in jobs.items()
-        if isinstance(e, dict)
-        and e.get("status") in ("encoded", "copied", "skipped")
-        and type(e.get("frames")) is int
-        and e["frames"] > 0
-    }
-
-
 def _videos_under(root: Path) -> list[Path]:
     """Video files under ``root``: no hidden names, no links, regular files only."""
     found = []
@@ -492,7 +474,7 @@ def verify_folder(
             f"{directory} holds no video (.mp4, .mkv, .mov) and no episode written by "
             f"ffstream ({METADATA_FILE})"
         )
-    expected = _transcoded_frames(directory)
+    expected = frames_by_output(directory)
     checks = []
     for path in videos:
         rel = path.relative_to(directory).as_posix()
@@ -506,7 +488,7 @@ def verify_folder(
 def _against_transcode(root: Path, report: Report) -> Report:
     """Episodes that ``ffstream transcode`` wrote (their record carried along) are also
     held to the frames its transcode.json says each output got."""
-    expected = _transcoded_frames(root)
+    expected = frames_by_output(root)
     for check in report.videos if expected else ():
         want = expected.get(Path(check.path).relative_to(root).as_posix())
         if want is not None and check.frames is not None and check.frames != want:

@@ -13,15 +13,10 @@ from ffstream import (
     make_encoder,
     read_depth,
 )
-from ffstream.batch import (
-    BatchEncodeError,
-    ImageWriteError,
-    decode_png,
-    encode_image_dir,
-    encode_png,
-)
+from ffstream.batch import BatchEncodeError, ImageWriteError, encode_image_dir, encode_png
 from ffstream.cameras import DEPTH_STAMP_MM, SyntheticCamera, read_stamp
 from ffstream.errors import EncoderError
+from ffstream.files.png import decode_png
 from ffstream.streaming import EpisodeError
 
 from .conftest import decode_pyav, psnr, stamps

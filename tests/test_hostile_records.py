@@ -20,8 +20,8 @@ from ffstream import EncoderConfig, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
 from ffstream.cli import main
 from ffstream.errors import InvalidEpisodeError
+from ffstream.files.lerobot_layout import check_video_path
 from ffstream.health import MAX_POINTS, MAX_SERIES, clean_timeline, gather
-from ffstream.lerobot_layout import check_video_path
 from ffstream.report import render
 from ffstream.transcode import transcode
 from ffstream.verify import verify

@@ -22,7 +22,6 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,11 +30,12 @@ from typing import Any
 import numpy as np
 
 from ..batch import FRAME_NAME, encode_image_dir
-from ..command import fps_fraction, transcode_command
+from ..command import MUXERS, fps_fraction, transcode_command
 from ..config import DepthEncoderConfig, EncoderConfig
 from ..depth import DEPTH_TAG
 from ..errors import EncoderError, FFstreamError, TranscodeError, VideoReadError
 from ..ffmpeg import FFmpeg, find_ffmpeg
+from ..files.png import png_is_depth
 from ..probe import resolve_config
 from ..process import describe_exit, run
 from ..reader import VideoInfo, count_frames, read_frames, video_info
@@ -43,11 +43,9 @@ from ..untrusted import NotRegularFileError, open_regular
 
 JOB_TIMEOUT = 24 * 3600.0  # a guard against a hung ffmpeg, not a speed limit
 DEPTH_PIX_FMTS = ("gray10le", "gray12le", "gray14le", "gray16le")
-MUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 _CHATTER = re.compile(
     r"^\s*(Svt\[(info|warn)\]|x265 \[(info|warning)\]:|encoded \d+ frames in [\d.]+s)"
 )
-_PNG_HEADER = struct.Struct(">8sI4sIIBB")  # signature, IHDR length, "IHDR", w, h, depth, colour
 
 
 @dataclass(frozen=True)
@@ -271,20 +269,6 @@ def _same_frames(a: Path, b: Path, pix_fmt: str, ff: FFmpeg) -> None:
     finally:
         left.close()  # type: ignore[attr-defined]
         right.close()  # type: ignore[attr-defined]
-
-
-def png_is_depth(path: str | os.PathLike) -> bool:
-    """A 16-bit grayscale PNG: how non-streaming mode stores depth (millimetres). False
-    for anything but a regular file (a FIFO must not block the planning)."""
-    try:
-        with open_regular(path) as f:
-            head = f.read(_PNG_HEADER.size)
-    except NotRegularFileError:
-        return False
-    if len(head) < _PNG_HEADER.size:
-        return False
-    _, _, kind, _, _, bits, colour = _PNG_HEADER.unpack(head)
-    return kind == b"IHDR" and bits == 16 and colour == 0
 
 
 def _images(job: Job, settings: JobSettings, tmp: Path, res: JobResult) -> None:

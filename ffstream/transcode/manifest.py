@@ -8,9 +8,8 @@ output, an earlier failure) is done again. The file is replaced atomically, at m
 a second and at the end of the run, so a run killed at any point loses at most the jobs
 that were running and those that ended in its last second.
 
-The manifest is read as untrusted data: a file that is not what ffstream writes is set
-aside (renamed) with a warning and the run starts afresh; its keys are only ever looked
-up, never used as paths.
+The file's format lives in files/transcode_json.py. A file that is not a manifest is set
+aside (renamed) with a warning and the run starts afresh.
 """
 
 from __future__ import annotations
@@ -20,20 +19,16 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-from .. import jsonfile
+from ..files.transcode_json import DONE, NAME, load_jobs, save_jobs, well_typed
 from .job import Job, JobResult
 
 log = logging.getLogger("ffstream.transcode")
 
-MANIFEST_NAME = "transcode.json"
-FORMAT = "ffstream-transcode"
-VERSION = 1
-DONE = ("encoded", "copied")
+MANIFEST_NAME = NAME
 # Rewriting the whole file after every job would cost O(jobs) each time: with tens of
 # thousands of files and many workers the coordinator would fall behind. A run killed
 # between two saves only does the last second's jobs again.
@@ -72,13 +67,11 @@ class Manifest:
 
     def _load(self) -> dict[str, dict[str, Any]]:
         try:
-            data = jsonfile.load(self.path)
-            ok = isinstance(data, dict) and data.get("format") == FORMAT
-            jobs = data.get("jobs") if ok else None
-            if isinstance(jobs, dict) and all(isinstance(v, dict) for v in jobs.values()):
-                return jobs
-        except (OSError, UnicodeDecodeError, ValueError):
-            pass
+            jobs = load_jobs(self.path)
+        except OSError:
+            jobs = None
+        if jobs is not None:
+            return jobs
         if not self.readonly:
             aside = self.path.with_name(self.path.name + ".unreadable")
             log.warning("%s is not a transcode manifest; moved to %s", self.path, aside)
@@ -98,7 +91,7 @@ class Manifest:
                 return None
         except OSError:
             return None
-        if not _well_typed(entry):
+        if not well_typed(entry):
             log.warning("ignoring the manifest's entry for %s: its fields are not valid", job.name)
             return None
         fields = {k: entry[k] for k in ("frames", "codec", "pix_fmt", "depth") if k in entry}
@@ -123,24 +116,4 @@ class Manifest:
     def save(self) -> None:
         self._dirty = False
         self._saved = time.monotonic()
-        jsonfile.dump(self.path, {"format": FORMAT, "version": VERSION, "jobs": self.entries})
-
-
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # a codec or pixel format name
-
-
-def _well_typed(entry: dict[str, Any]) -> bool:
-    """An entry read from disk: counts are whole numbers >= 0, names are names, depth is
-    a flag. Anything else (a count that is text, a codec that is a list) means the job
-    counts as not done, instead of being trusted into the summary and info.json."""
-    if "bytes_out" not in entry:
-        return False
-    for k in ("frames", "bytes_in", "bytes_out"):
-        v = entry.get(k, 0)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            return False
-    for k in ("codec", "pix_fmt"):
-        v = entry.get(k)
-        if v is not None and not (isinstance(v, str) and _NAME.match(v)):
-            return False
-    return isinstance(entry.get("depth"), (bool, type(None)))
+        save_jobs(self.path, self.entries)

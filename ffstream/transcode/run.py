@@ -38,19 +38,20 @@ from typing import Any
 
 from .. import jsonfile
 from ..batch import FRAME_NAME, IMAGES_DIR
+from ..command import VIDEO_SUFFIXES
 from ..config import DepthEncoderConfig, EncoderConfig
 from ..contention import available_cores
 from ..errors import TranscodeError
 from ..ffmpeg import FFmpeg, find_ffmpeg
+from ..files.png import png_is_depth
 from ..probe import resolve_config
 from .executors import EXECUTORS, LocalExecutor, RayExecutor, make_executor
-from .job import MUXERS, Job, JobResult, JobSettings, partial_path, png_is_depth
+from .job import Job, JobResult, JobSettings, partial_path
 from .manifest import MANIFEST_NAME, Manifest, settings_key, source_stamp
 from .records import EPISODE_FILE, carry_records
 
 log = logging.getLogger("ffstream.transcode")
 
-VIDEO_SUFFIXES = tuple(MUXERS)
 INFO_PATH = Path("meta") / "info.json"
 VIDEOS_DIR = "videos"
 LOCK_NAME = ".transcode.lock"

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidEpisodeError
+from ..errors import InvalidEpisodeError
 
 TEMPLATE_FIELDS = frozenset({"video_key", "chunk_index", "file_index"})
 _INT_SPEC = re.compile(r"0?[1-9]?d?")  # "", "d", "03d": a width of at most 9
