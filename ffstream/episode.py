@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import jsonfile
 from ._version import __version__
 from .at_exit import run_at_exit
 from .command import fps_fraction
@@ -35,6 +34,7 @@ from .errors import (
     UnknownCameraError,
 )
 from .ffmpeg import FFmpeg, find_ffmpeg
+from .files import episode_json
 from .formats import raw_format
 from .frames import as_color_frame, as_depth_frame, file_stem
 from .probe import resolve_config
@@ -245,7 +245,7 @@ class EpisodeEncoder(ABC):
             log.exception("closing %s after an error failed", type(self).__name__)
 
 
-METADATA_FILE = "episode.json"
+METADATA_FILE = episode_json.NAME
 
 
 def write_episode_metadata(
@@ -259,11 +259,7 @@ def write_episode_metadata(
     judges a folder by and ``ffstream transcode`` takes an image folder's rate from.
     (``ffstream record`` writes a fuller one over it, with capture timestamps.) A
     failure to write it is logged: the videos are what matters."""
-    videos = {}
-    for key, res in results.items():
-        d = res.to_dict()
-        d["file"] = Path(d.pop("path")).name
-        videos[key] = d
+    videos = {key: episode_json.video_entry(res) for key, res in results.items()}
     data = {
         "ffstream_version": __version__,
         "written_by": "python-api",
@@ -281,7 +277,7 @@ def write_episode_metadata(
         "cpu": next((r.cpu for r in results.values() if r.cpu is not None), None),
     }
     try:
-        jsonfile.dump(folder / METADATA_FILE, data)
+        episode_json.write(folder, data)
     except OSError as exc:
         log.warning("could not write %s in %s: %s", METADATA_FILE, folder, exc)
 

@@ -62,6 +62,7 @@ def chroma_subsampling(pix_fmt: str) -> tuple[int, int]:
 
 MAX_SIDE = 8192  # 8K: the largest frame side ffstream writes or reads (a larger one is
 # a sign of a wrong shape or stride, or of a file built to exhaust memory)
+MAX_FPS = 1000.0  # frames per second: above this a rate is not a camera's (refused)
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,11 @@ import numpy as np
 from . import jsonfile
 from ._version import __version__
 from .depth import DepthQuantizer
-from .episode import METADATA_FILE
 from .errors import InvalidEpisodeError, VideoReadError
 from .ffmpeg import FFmpeg, find_ffmpeg
+from .files import episode_json
 from .files import lerobot_layout as layout
+from .formats import MAX_FPS
 from .frozen import FrozenTracker, picture_format
 from .reader import read_frames, video_info
 from .verdict import colour, of_camera, worst
@@ -361,10 +362,7 @@ def clean_timeline(value: Any) -> dict[str, Any] | None:
 
 
 def _episode_json(folder: Path) -> dict[str, Any]:
-    try:
-        return _mapping(jsonfile.load(folder / METADATA_FILE))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return {}
+    return episode_json.read(folder) or {}
 
 
 def _encoder_text(meta: dict, entry: dict) -> str:
@@ -381,7 +379,6 @@ def _encoder_text(meta: dict, entry: dict) -> str:
 
 # ------------------------------------------------------------------------- LeRobot
 MAX_EPISODES = 10_000  # on one page; a note says how many more the dataset has
-MAX_FPS = 1000.0
 
 
 def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:

@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from . import jsonfile
 from ._version import __version__
 from .cameras.base import Camera
 from .episode import EpisodeEncoder
 from .errors import FFstreamError, InvalidSettingError
+from .files import episode_json
+from .files.episode_json import NAME as METADATA_FILE
 from .result import VideoResult
 from .streaming import EpisodeError
-from .verify import METADATA_FILE
 
 log = logging.getLogger("ffstream.recorder")
 
@@ -339,14 +339,8 @@ def write_metadata(directory: Path, meta: dict[str, Any], outcome: EpisodeOutcom
     data["wall"] = dict(meta["wall"])
     if outcome.finalized_after_s is not None:
         data["wall"]["finalized_after_s"] = round(outcome.finalized_after_s, 4)
-    data["videos"] = {}
-    for key, res in outcome.results.items():
-        d = res.to_dict()
-        d["file"] = Path(d.pop("path")).name
-        data["videos"][key] = d
+    data["videos"] = {key: episode_json.video_entry(res) for key, res in outcome.results.items()}
     data["error"] = outcome.error
     data["cpu"] = next((r.cpu for r in outcome.results.values() if r.cpu is not None), None)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / METADATA_FILE
-    jsonfile.dump(path, data)
-    return path
+    return episode_json.write(directory, data)

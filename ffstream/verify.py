@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import jsonfile
 from .command import VIDEO_SUFFIXES
-from .episode import METADATA_FILE  # written next to an episode's videos
 from .errors import InvalidEpisodeError
 from .ffmpeg import FFmpeg, find_ffmpeg
+from .files.episode_json import NAME as METADATA_FILE  # written next to an episode's videos
+from .files.episode_json import EpisodeRecord
 from .files.transcode_json import frames_by_output
 from .frozen import frozen_in_video, picture_format
 from .monitor import saturation_cause
@@ -317,31 +317,14 @@ def verify_episode(
     """Check every video of an episode directory against its episode.json."""
     directory = Path(directory)
     meta_path = directory / METADATA_FILE
-    if not meta_path.is_file():
-        raise InvalidEpisodeError(
-            f"{directory} is not an episode directory written by ffstream (no {METADATA_FILE})"
-        )
-    try:
-        meta = jsonfile.load(meta_path)
-        fps = float(meta["fps"])
-        rows = int(meta["frames_captured"])
-        videos = meta["videos"]
-    except (ValueError, KeyError, TypeError, OverflowError) as exc:
-        raise InvalidEpisodeError(f"{meta_path} is not valid episode metadata: {exc}") from None
-    if not (math.isfinite(fps) and fps > 0) or rows < 0:
-        raise InvalidEpisodeError(
-            f"{meta_path} is not valid episode metadata: fps {fps}, rows {rows}"
-        )
-    if not isinstance(videos, dict) or not isinstance(meta.get("cameras", {}), dict):
-        raise InvalidEpisodeError(
-            f"{meta_path} is not valid episode metadata: videos/cameras are not maps"
-        )
+    record = EpisodeRecord.load(directory)
+    meta, fps, rows, videos = record.data, record.fps, record.rows, record.videos
     ff = find_ffmpeg(ffmpeg)
     checks = []
     reasons = []
     if meta.get("error"):
         reasons.append(f"the recorder reported: {meta['error']}")
-    for name, cam in meta.get("cameras", {}).items():
+    for name, cam in record.cameras.items():
         if not isinstance(cam, dict):
             continue
         expected = [name] if cam.get("color", True) else []

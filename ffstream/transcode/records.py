@@ -15,12 +15,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .. import jsonfile
+from ..files import episode_json
 from .job import JobResult
 
 log = logging.getLogger("ffstream.transcode")
 
-EPISODE_FILE = "episode.json"
+EPISODE_FILE = episode_json.NAME
 
 
 def carry_records(results: list[JobResult]) -> list[str]:
@@ -38,25 +38,17 @@ def carry_records(results: list[JobResult]) -> list[str]:
         out = Path(done[0].output).parent
         if any(Path(r.output).parent != out for r in done):
             continue  # not mirrored as one folder: nothing to carry it to
-        try:
-            meta = jsonfile.load(record)
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            log.warning("%s cannot be read (%s); its outputs carry no record", record, exc)
+        meta = episode_json.read(src)
+        if meta is None:
+            log.warning("%s cannot be read as a record; its outputs carry no record", record)
             continue
         if not _rename_videos(meta, done):
             log.warning("%s names none of the videos transcoded; not carried", record)
             continue
-        if _read(out / EPISODE_FILE) != meta:  # an equal record is left as it is (a second run)
-            jsonfile.dump(out / EPISODE_FILE, meta)
+        if episode_json.read(out) != meta:  # an equal record is left as it is (a second run)
+            episode_json.write(out, meta)
         carried.append(str(out))
     return carried
-
-
-def _read(path: Path) -> Any:
-    try:
-        return jsonfile.load(path)
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
 
 
 def _rename_videos(meta: Any, done: list[JobResult]) -> bool:

@@ -43,19 +43,20 @@ from ..config import DepthEncoderConfig, EncoderConfig
 from ..contention import available_cores
 from ..errors import TranscodeError
 from ..ffmpeg import FFmpeg, find_ffmpeg
+from ..files import episode_json
 from ..files.png import png_is_depth
+from ..formats import MAX_FPS
 from ..probe import resolve_config
 from .executors import EXECUTORS, LocalExecutor, RayExecutor, make_executor
 from .job import Job, JobResult, JobSettings, partial_path
 from .manifest import MANIFEST_NAME, Manifest, settings_key, source_stamp
-from .records import EPISODE_FILE, carry_records
+from .records import carry_records
 
 log = logging.getLogger("ffstream.transcode")
 
 INFO_PATH = Path("meta") / "info.json"
 VIDEOS_DIR = "videos"
 LOCK_NAME = ".transcode.lock"
-MAX_FPS = 1000.0
 
 
 @dataclass
@@ -185,12 +186,7 @@ def _episode_fps(frames_dir: Path) -> float | None:
     """The rate in the episode.json of the episode an image folder belongs to (untrusted)."""
     parent = frames_dir.parent
     episode = parent.parent if parent.name == IMAGES_DIR else parent
-    try:
-        meta = jsonfile.load(episode / EPISODE_FILE)
-        fps = float(meta["fps"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return None
-    return fps if math.isfinite(fps) and 0 < fps <= MAX_FPS else None
+    return episode_json.rate(episode)
 
 
 def _image_output(rel: Path, ext: str) -> Path:
