@@ -27,7 +27,7 @@ from tempfile import TemporaryDirectory
 from .bench import default_results_path, measure
 from .benchfile import BenchRow, add_rows, cpu_model, ffmpeg_key, for_this_machine, read_rows
 from .codecs import ALIASES, CODECS, HARDWARE_FAMILIES
-from .contention import available_cores
+from .cores import available_cores
 from .errors import FFstreamError, InvalidSettingError
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .probe import cache_dir, select_encoder

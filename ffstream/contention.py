@@ -18,10 +18,10 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 
+from .cores import available_cores
 from .priority import Priority, idle_process, mode_of
 from .process import live_pids
 
@@ -29,22 +29,6 @@ log = logging.getLogger("ffstream.contention")
 
 BUSY = 0.85  # share of the cores in use at which the machine counts as saturated
 OTHERS = 0.25  # share of the cores other programs must take to be named the cause
-
-
-def available_cores() -> int:
-    """The cores this process may use: its CPU affinity (taskset, cpusets) and, on
-    Linux, a cgroup v2 CPU quota (``docker --cpus``), not the machine's count."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -110,3 +110,59 @@ def test_importing_ffstream_needs_no_optional_dependency():
         "import ffstream, ffstream.cli, ffstream.lerobot\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# The parts of the package, lowest first. A module may import its own part and the
+# parts below it, never one above: capture and inspection never reach into the dataset
+# tools, the file formats and the ffmpeg layer know nothing of what uses them.
+LAYERS: dict[str, set[str]] = {
+    "foundations": {
+        "_version", "at_exit", "codecs", "cores", "depth", "errors", "files",
+        "files.episode_json", "files.lerobot_layout", "files.png", "files.transcode_json",
+        "formats", "frames", "jsonfile", "monitor", "pace", "result", "ring",
+        "safe_options", "stream_settings", "untrusted", "verdict",
+        "cameras", "cameras.base", "cameras.opencv", "cameras.realsense",
+        "cameras.synthetic",
+    },
+    "ffmpeg": {
+        "capture_thread", "command", "config", "contention", "ffmpeg", "frozen", "priority",
+        "process", "reader", "readers", "remux", "stats",
+    },
+    "encoder choice": {"probe"},
+    "capture": {"batch", "episode", "recorder", "streaming", "writer"},
+    "machine": {"bench", "benchfile", "capacity"},
+    "inspection": {"health", "report", "verify"},
+    "datasets": {
+        "lerobot", "transcode", "transcode.executors", "transcode.guard", "transcode.job",
+        "transcode.manifest", "transcode.records", "transcode.run",
+    },
+    "interface": {
+        "", "__main__", "cli", "cli.common", "cli.machine", "cli.record", "cli.report",
+        "cli.transcode", "cli.verify",
+    },
+}  # fmt: skip
+
+
+def _layer_of() -> dict[str, int]:
+    return {
+        f"ffstream.{m}".rstrip("."): rank for rank, mods in enumerate(LAYERS.values()) for m in mods
+    }
+
+
+def test_every_module_belongs_to_one_part():
+    placed = _layer_of()
+    names = [m for mods in LAYERS.values() for m in mods]
+    assert len(names) == len(set(names)), "a module is in two parts"
+    assert sorted(set(_graph()) - set(placed)) == [], "place the new module in LAYERS"
+    assert sorted(set(placed) - set(_graph())) == [], "LAYERS names a module that is gone"
+
+
+def test_imports_point_down_the_parts():
+    placed, parts = _layer_of(), list(LAYERS)
+    upward = [
+        f"{m} ({parts[placed[m]]}) imports {d} ({parts[placed[d]]})"
+        for m, deps in _graph().items()
+        for d in deps - {"ffstream"}  # `from . import x` names the package, then x
+        if placed[d] > placed[m]
+    ]
+    assert not upward, upward

@@ -40,7 +40,7 @@ from .. import jsonfile
 from ..batch import FRAME_NAME, IMAGES_DIR
 from ..command import VIDEO_SUFFIXES
 from ..config import DepthEncoderConfig, EncoderConfig
-from ..contention import available_cores
+from ..cores import available_cores
 from ..errors import TranscodeError
 from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..files import episode_json
