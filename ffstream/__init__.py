@@ -33,6 +33,7 @@ from .probe import probe_encoders, resolve_config, select_encoder
 from .reader import count_frames, read_depth, read_frames, video_info
 from .readers import READERS, check_reader
 from .result import VideoResult
+from .stream_settings import StreamSettings
 from .streaming import StreamingVideoEncoder
 from .verify import verify, verify_episode, verify_folder, verify_video
 from .writer import FFmpegWriter
@@ -68,6 +69,7 @@ __all__ = [
     "FFmpeg",
     "FFmpegNotFoundError",
     "FFmpegWriter",
+    "StreamSettings",
     "FrameConversion",
     "FFstreamError",
     "StreamingVideoEncoder",

@@ -55,6 +55,7 @@ from .process import run
 from .reader import count_frames
 from .result import VideoResult
 from .stats import StatsAccumulator, stride_for
+from .stream_settings import StreamSettings
 from .streaming import StreamingVideoEncoder
 from .writer import FFmpegWriter
 
@@ -259,11 +260,9 @@ def _encode_through_writer(files, video_path, w, h, fps, config, threads, ff) ->
         h,
         fps,
         config,
+        settings=StreamSettings(drop_policy="block", encoder_threads=threads, overwrite=True),
         input_pix_fmt=config.input_pix_fmt,
-        encoder_threads=threads,
         ffmpeg=ff,
-        drop_policy="block",
-        overwrite=True,
         conversion=FrameConversion(np.uint16, depth_transform(config, np.dtype(np.uint16))),
         metadata={DEPTH_TAG: json.dumps(depth_metadata(config))},
     )

@@ -22,6 +22,7 @@ from .cameras.synthetic import SyntheticCamera
 from .config import CODECS, HARDWARE_FAMILIES, EncoderConfig
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .probe import DEFAULT_PREFERENCE, cache_dir, probe_encoders
+from .stream_settings import StreamSettings
 from .writer import FFmpegWriter
 
 log = logging.getLogger("ffstream.bench")
@@ -59,11 +60,10 @@ def measure(
         height,
         30,
         config,
+        settings=StreamSettings(
+            drop_policy="block", encoder_threads=threads, priority="normal", overwrite=True
+        ),
         ffmpeg=ffmpeg,
-        drop_policy="block",
-        overwrite=True,
-        encoder_threads=threads,
-        priority="normal",
     )
     n = 0
     while time.perf_counter() - t0 < seconds:

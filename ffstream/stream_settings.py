@@ -1,14 +1,19 @@
-"""The per-stream settings of the writers (queue, threads, drop policy, write phase),
-checked alike by FFmpegWriter, StreamingVideoEncoder and the LeRobot drop-in."""
+"""The per-stream settings of the writers (queue, drop policy, threads, priority, crash
+safety, statistics, overwrite, write phase): ``StreamSettings``, checked once when it is
+made, is what FFmpegWriter takes and StreamingVideoEncoder hands each camera's writer;
+the checks are shared with the LeRobot drop-in."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
 import numpy as np
 
 from .errors import InvalidSettingError, SettingTypeError
+from .priority import Priority, check_priority
 
 DropPolicy = Literal["pace", "pace-repeat", "drop", "repeat", "block"]
 DROP_POLICIES: tuple[DropPolicy, ...] = ("pace", "pace-repeat", "drop", "repeat", "block")
@@ -69,3 +74,53 @@ def check_drop_policy(drop_policy: str) -> None:
         raise InvalidSettingError(
             f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}"
         )
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How one camera's stream is written, checked when made (the error names the field).
+
+    ``queue_maxsize``: frames the ring holds for the writer thread. ``drop_policy``: what
+    a frame that finds it full does (DROP_POLICIES). ``encoder_threads``: ffmpeg's
+    encoder threads (None: the encoder's default). ``priority``: where ffmpeg runs
+    against the capture loop (priority.py). ``crash_safe``: MP4 written fragmented and
+    remuxed at the end. ``compute_stats``: per-channel image statistics. ``overwrite``:
+    replace an existing file. ``write_phase``: seconds a frame waits after its feed
+    before it is written (at most one frame period, checked against the stream's rate
+    by the writer)."""
+
+    queue_maxsize: int = 30
+    drop_policy: DropPolicy = "pace"
+    encoder_threads: int | None = None
+    priority: Priority = "low"
+    crash_safe: bool = True
+    compute_stats: bool = False
+    overwrite: bool = False
+    write_phase: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_stream_settings(self.queue_maxsize, self.encoder_threads, self.drop_policy)
+        check_priority(self.priority)
+        for name in ("crash_safe", "compute_stats", "overwrite"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise SettingTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        phase = self.write_phase  # its range, 0 to one frame period, needs the rate
+        if isinstance(phase, bool) or not isinstance(phase, (int, float, np.integer, np.floating)):
+            raise SettingTypeError(f"write_phase must be a number of seconds, got {phase!r}")
+
+    @classmethod
+    def with_keywords(
+        cls, settings: StreamSettings | None, keywords: dict[str, Any], owner: str
+    ) -> StreamSettings:
+        """``settings`` (or the defaults) with the fields given as keyword arguments the
+        way constructors took them before StreamSettings (``priority`` also as
+        ``encoder_priority``); TypeError for a keyword that is none of them."""
+        if settings is not None and not isinstance(settings, cls):
+            raise SettingTypeError(
+                f"settings must be a StreamSettings, got {type(settings).__name__}"
+            )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(keywords) - fields)
+        if unknown:
+            raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
+        return dataclasses.replace(settings or cls(), **keywords)

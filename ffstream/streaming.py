@@ -7,6 +7,7 @@ processes finish in the background while the next episode already records.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -44,7 +45,7 @@ from .formats import FrameConversion
 from .priority import Priority, check_priority
 from .result import VideoResult
 from .ring import trim_pool
-from .stream_settings import check_stream_settings
+from .stream_settings import StreamSettings
 from .writer import FFmpegWriter
 
 log = logging.getLogger("ffstream.streaming")
@@ -124,7 +125,16 @@ class StreamingVideoEncoder(EpisodeEncoder):
         encoders at moments spread over the frame period (camera k of n after k/n of a
         period), so that the encoders do not all compete for the cores right after the
         tick; it does not apply to ``drop_policy="block"``. See docs/performance.md."""
-        check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
+        # checked once here; each camera's writer gets these, with its write phase
+        self.stream_settings = StreamSettings(
+            queue_maxsize=queue_maxsize,
+            drop_policy=drop_policy,
+            encoder_threads=encoder_threads,
+            priority=encoder_priority,
+            crash_safe=crash_safe,
+            compute_stats=compute_stats,
+            overwrite=overwrite,
+        )
         if not isinstance(spread_writes, bool):
             raise SettingTypeError(f"spread_writes must be True or False, got {spread_writes!r}")
         super().__init__(
@@ -230,17 +240,10 @@ class StreamingVideoEncoder(EpisodeEncoder):
             h,
             self.fps,
             cam.config,
+            settings=dataclasses.replace(self.stream_settings, write_phase=cam.phase),
             input_pix_fmt=cam.pix_fmt,
-            queue_maxsize=self.queue_maxsize,
-            encoder_threads=self.encoder_threads,
             ffmpeg=self.ffmpeg,
             name=cam.key,
-            drop_policy=self.drop_policy,
-            overwrite=self.overwrite,
-            compute_stats=self.compute_stats,
-            crash_safe=self.crash_safe,
-            write_phase=cam.phase,
-            priority=self.encoder_priority,
             **depth,
         )
         writer.pace_clock = self._episode_t0  # "pace" counts from start_episode()

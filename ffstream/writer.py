@@ -61,7 +61,6 @@ from .pace import ProducerPace
 from .priority import (
     Priority,
     Scheduling,
-    check_priority,
     lower_this_thread,
     mode_of,
     ordinary_thread,
@@ -75,8 +74,7 @@ from .result import VideoResult
 from .ring import END, SlotRing
 from .stats import BackgroundStats, StatsAccumulator, stride_for
 from .stream_settings import (
-    DropPolicy,
-    check_stream_settings,
+    StreamSettings,
     check_write_phase,
     repeats_dropped,
     waits_when_full,
@@ -166,24 +164,24 @@ class _Stream:
 
     def __init__(
         self,
-        argv,
-        path,
-        name,
-        fmt,
-        width,
-        height,
-        queue_maxsize,
-        drop_policy,
-        hint="",
-        dtype=None,
-        transform=None,
-        stats=None,
-        finalize=None,
-        phase=0.0,
-        priority: Priority = "low",
+        argv: list[str],
+        path: Path,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        frame_bytes: int,
+        settings: StreamSettings,
+        *,
+        hint: str = "",
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        stats: BackgroundStats | None = None,
+        finalize: Callable[..., float | None] | None = None,
+        phase: float = 0.0,
     ):
         self.argv = argv
-        self.priority = priority
+        self.priority: Priority = settings.priority
+        priority = self.priority
+        drop_policy, queue_maxsize = settings.drop_policy, settings.queue_maxsize
         self.scheduling: Scheduling | None = None  # ffmpeg's, read back while it runs
         # the capture thread as the kernel applied it when it was raised (priority.py);
         # the writer thread follows it up, so the loop never waits for it (and the GIL)
@@ -212,10 +210,10 @@ class _Stream:
         self.hint = hint
         self.path = path
         self.name = name
-        self.shape = fmt.frame_shape(width, height)
-        self.dtype = np.dtype(dtype) if dtype is not None else fmt.dtype
+        self.shape = shape
+        self.dtype = dtype
         self.transform = transform
-        self.frame_bytes = fmt.frame_bytes(width, height)
+        self.frame_bytes = frame_bytes
         self.policy = drop_policy
         # "repeat" keeps the last written slot aside to write it again, so it gets one more.
         n_slots = queue_maxsize + (1 if repeats_dropped(drop_policy) else 0)
@@ -581,21 +579,21 @@ class FFmpegWriter:
         height: int,
         fps: float | Fraction,
         config: EncoderConfig | None = None,
+        *,
+        settings: StreamSettings | None = None,
         input_pix_fmt: str = "rgb24",
-        queue_maxsize: int = 30,
-        encoder_threads: int | None = None,
-        ffmpeg: FFmpeg | str | None = None,
-        name: str | None = None,
-        drop_policy: DropPolicy = "pace",
-        overwrite: bool = False,
         conversion: FrameConversion | None = None,
         metadata: dict[str, str] | None = None,
-        compute_stats: bool = False,
-        crash_safe: bool = True,
-        write_phase: float = 0.0,
-        priority: Priority = "low",
+        name: str | None = None,
+        ffmpeg: FFmpeg | str | None = None,
+        **stream_settings: Any,
     ):
-        """``conversion``: frames of another dtype are accepted and turned into
+        """``settings``: how the stream is written (StreamSettings: queue, drop policy,
+        encoder threads, priority, crash safety, statistics, overwrite, write phase).
+        Its fields are also accepted as keyword arguments, as before it existed
+        (``drop_policy="block"``); they apply over ``settings``.
+
+        ``conversion``: frames of another dtype are accepted and turned into
         ``input_pix_fmt`` data on the writer thread (FrameConversion; depth maps are
         quantized this way). ``metadata`` is stored in the file's container.
 
@@ -622,8 +620,9 @@ class FFmpegWriter:
                 )
         self.width, self.height = int(width), int(height)
         self.fps: Fraction = fps_fraction(fps)
-        check_stream_settings(queue_maxsize, encoder_threads, drop_policy)
-        self.write_phase = check_write_phase(write_phase, self.fps)
+        st = StreamSettings.with_keywords(settings, stream_settings, "FFmpegWriter")
+        self.settings = st
+        self.write_phase = check_write_phase(st.write_phase, self.fps)
         self.config = config if config is not None else EncoderConfig()
         self.format = raw_format(input_pix_fmt)
         conversion = conversion if conversion is not None else FrameConversion()
@@ -639,52 +638,50 @@ class FFmpegWriter:
         self.config.check_frame_size(self.width, self.height)
         self.ffmpeg = find_ffmpeg(ffmpeg)
         self.config = resolve_config(self.config, self.ffmpeg)
-        if self.path.exists() and not overwrite:
+        if self.path.exists() and not st.overwrite:
             raise OutputExistsError(
                 f"{self.path} already exists; pass overwrite=True or choose another path"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.drop_policy = drop_policy
-        self.queue_maxsize = queue_maxsize
-        self.encoder_threads = encoder_threads
+        self.drop_policy = st.drop_policy
+        self.queue_maxsize = st.queue_maxsize
+        self.encoder_threads = st.encoder_threads
         spec = InputSpec(self.width, self.height, self.fps, self.format.name)
-        self._crash_safe = crash_safe and self.path.suffix.lower() in (".mp4", ".mov")
+        self._crash_safe = st.crash_safe and self.path.suffix.lower() in (".mp4", ".mov")
         self._metadata = metadata
         argv = build_command(
             self.ffmpeg,
             spec,
             self.config,
             str(self.path),
-            encoder_threads,
+            st.encoder_threads,
             metadata=metadata,
             fragmented=self._crash_safe,
         )
+        converted = conversion.transform is not None
         self._stream = _Stream(
             argv,
             self.path,
             self.name,
-            self.format,
-            self.width,
-            self.height,
-            queue_maxsize,
-            drop_policy,
+            self.format.frame_shape(self.width, self.height),
+            np.dtype(conversion.frame_dtype) if converted else self.format.dtype,
+            self.format.frame_bytes(self.width, self.height),
+            st,
             hint=self._hardware_hint(),
-            dtype=conversion.frame_dtype if conversion.transform is not None else None,
             transform=conversion.transform,
-            stats=self._make_stats(compute_stats, conversion, priority),
+            stats=self._make_stats(st.compute_stats, conversion, st.priority),
             finalize=(
                 functools.partial(
                     remux_fragmented,
                     self.ffmpeg.path,
                     self.path,
                     bool(metadata),
-                    priority=priority,
+                    priority=st.priority,
                 )
                 if self._crash_safe
                 else None
             ),
             phase=self.write_phase,
-            priority=check_priority(priority),
         )
         self._submit_lock = threading.Lock()
         self._ring = self._stream.ring
@@ -703,10 +700,10 @@ class FFmpegWriter:
         # (no conversion, statistics, repeats or phase)
         self._direct = (
             DIRECT_WRITES
-            and waits_when_full(drop_policy) is not False
-            and not repeats_dropped(drop_policy)
+            and waits_when_full(st.drop_policy) is not False
+            and not repeats_dropped(st.drop_policy)
             and conversion.transform is None
-            and not compute_stats
+            and not st.compute_stats
             and not self.write_phase
         )
         self._cpu = CpuWindow()  # what the machine did since the last drop warning

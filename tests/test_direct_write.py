@@ -106,10 +106,12 @@ def test_an_abort_ends_a_write_waiting_on_a_stopped_encoder(tmp_path, monkeypatc
     w = _offline(tmp_path, cam)
     i = _until_direct(w, cam, seen)
     os.kill(w.pid, signal.SIGSTOP)
-    threading.Timer(0.3, w.abort).start()
+    aborting = threading.Timer(0.3, w.abort)
+    aborting.start()
     with pytest.raises(StateError, match=r"writer for v (was aborted|is closed)"):
         for k in range(i, i + 10):  # the pipe fills within three frames: then it waits
             w.submit(cam.frame(k))
+    aborting.join(30)  # abort() removes the file once the writer thread has ended
     assert not (tmp_path / "v.mp4").exists()
 
 

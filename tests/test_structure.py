@@ -119,14 +119,14 @@ LAYERS: dict[str, set[str]] = {
     "foundations": {
         "_version", "at_exit", "codecs", "cores", "depth", "errors", "files",
         "files.episode_json", "files.lerobot_layout", "files.png", "files.transcode_json",
-        "formats", "frames", "jsonfile", "monitor", "pace", "result", "ring",
-        "safe_options", "stream_settings", "untrusted", "verdict",
+        "formats", "frames", "jsonfile", "monitor", "pace", "ring", "safe_options",
+        "untrusted", "verdict",
         "cameras", "cameras.base", "cameras.opencv", "cameras.realsense",
         "cameras.synthetic",
     },
     "ffmpeg": {
         "capture_thread", "command", "config", "contention", "ffmpeg", "frozen", "priority",
-        "process", "reader", "readers", "remux", "stats",
+        "process", "reader", "readers", "remux", "result", "stats", "stream_settings",
     },
     "encoder choice": {"probe"},
     "capture": {"batch", "episode", "recorder", "streaming", "writer"},

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ffstream.writer as wmod
-from ffstream import EncoderConfig, EncoderError, FFmpegWriter
+from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StreamSettings
 from ffstream.cameras import SyntheticCamera
 
 from .conftest import decode_pyav, ffmpeg_children, make_fake_ffmpeg, stamps, wait_until
@@ -297,6 +297,10 @@ def test_submit_rejects_bad_frames(tmp_path, frame, error, message):
         ({"write_phase": float("nan")}, ValueError, r"write_phase nan is out of range"),
         ({"write_phase": "0.01"}, TypeError, r"write_phase must be a number of seconds"),
         ({"write_phase": True}, TypeError, r"write_phase must be a number of seconds"),
+        ({"overwrite": "yes"}, TypeError, r"overwrite must be True or False, got 'yes'"),
+        ({"priority": "high"}, ValueError, r"encoder_priority 'high' is unknown"),
+        ({"settings": {"drop_policy": "block"}}, TypeError, r"settings must be a StreamSettings"),
+        ({"drop_polcy": "block"}, TypeError, r"unexpected keyword argument 'drop_polcy'"),
     ],
 )
 def test_constructor_rejects_bad_settings(tmp_path, kwargs, error, message):
@@ -304,6 +308,23 @@ def test_constructor_rejects_bad_settings(tmp_path, kwargs, error, message):
     args.update(kwargs)
     with pytest.raises(error, match=message):
         FFmpegWriter(**args)
+
+
+def test_settings_are_one_object_and_the_old_keywords_still_apply(tmp_path):
+    settings = StreamSettings(drop_policy="block", queue_maxsize=4, overwrite=True)
+    with pytest.raises(ValueError, match="queue_maxsize must be an integer >= 1"):
+        StreamSettings(queue_maxsize=0)  # checked when made, before any writer
+    cam = SyntheticCamera(width=64, height=48)
+    (tmp_path / "a.mp4").write_bytes(b"old")
+    a = FFmpegWriter(tmp_path / "a.mp4", 64, 48, 30, X264, settings=settings)
+    # a keyword of the old signature applies over the settings object
+    b = FFmpegWriter(tmp_path / "b.mp4", 64, 48, 30, X264, settings=settings, queue_maxsize=9)
+    assert (a.settings, a.drop_policy, a.queue_maxsize) == (settings, "block", 4)
+    assert (b.settings.queue_maxsize, b.settings.drop_policy, b._ring.size) == (9, "block", 9)
+    for w in (a, b):
+        for i in range(5):
+            assert w.submit(cam.frame(i))
+        assert stamps(decode_pyav(w.close().path)) == list(range(5))
 
 
 def test_never_overwrites_by_default(tmp_path):
