@@ -4,14 +4,18 @@ stretches, a frame due part-way through, and the failures a user can meet."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import struct
+import termios
 import threading
 import time
 
 import pytest
 
 import ffstream.writer as wmod
+import ffstream.writer_thread as wt
 from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StateError
 from ffstream.cameras import SyntheticCamera
 
@@ -24,7 +28,7 @@ VGA = (640, 480)  # a frame (900 KiB) near the size of the writer's enlarged pip
 def _spy(monkeypatch):
     """How many frames each side wrote, and the offset each writer-thread write began at."""
     seen: dict[str, list] = {"direct": [], "thread": []}
-    direct, thread_write = wmod.FFmpegWriter._write_direct, wmod._Stream._write
+    direct, thread_write = wmod.FFmpegWriter._write_direct, wt.Stream._write
 
     def write_direct(self, frame, index):
         seen["direct"].append(index)
@@ -35,8 +39,13 @@ def _spy(monkeypatch):
         thread_write(self, fd, slot)
 
     monkeypatch.setattr(wmod.FFmpegWriter, "_write_direct", write_direct)
-    monkeypatch.setattr(wmod._Stream, "_write", write)
+    monkeypatch.setattr(wt.Stream, "_write", write)
     return seen
+
+
+def _in_pipe(fd: int) -> int:
+    """Bytes written into ffmpeg's stdin that it has not read yet."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
 
 
 def _offline(tmp_path, cam, **kw):
@@ -86,8 +95,9 @@ def test_pace_hands_a_frame_due_part_way_through_to_the_writer_thread(tmp_path, 
     cam = SyntheticCamera(width=VGA[0], height=VGA[1])
     w = _offline(tmp_path, cam)
     i = _until_direct(w, cam, seen)
-    assert wait_until(lambda: w.queue_depth == 0 and w.pid is not None, 30)
-    os.kill(w.pid, signal.SIGSTOP)
+    fd = w._stream.direct_fd
+    assert wait_until(lambda: w.queue_depth == 0 and _in_pipe(fd) == 0, 30)
+    os.kill(w.pid, signal.SIGSTOP)  # with an empty pipe: the frames below meet a full one
     try:
         for k in range(i, i + 3):  # three frames: more than a pipe of at most 1 MiB holds
             w.pace_clock = time.monotonic() + 0.2 - (k - 1)  # due 0.2 s from now

@@ -129,7 +129,7 @@ LAYERS: dict[str, set[str]] = {
         "process", "reader", "readers", "remux", "result", "stats", "stream_settings",
     },
     "encoder choice": {"probe"},
-    "capture": {"batch", "episode", "recorder", "streaming", "writer"},
+    "capture": {"batch", "episode", "recorder", "streaming", "writer", "writer_thread"},
     "machine": {"bench", "benchfile", "capacity"},
     "inspection": {"health", "report", "verify"},
     "datasets": {

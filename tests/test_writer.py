@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-import ffstream.writer as wmod
+import ffstream.writer_thread as wt
 from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StreamSettings
 from ffstream.cameras import SyntheticCamera
 
@@ -207,13 +207,13 @@ def test_runtime_failure_carries_stderr(tmp_path, no_leaks):
 def test_broken_pipe_becomes_encoder_error(tmp_path, monkeypatch, no_leaks):
     """A binary that exits without reading stdin: no bare BrokenPipeError reaches the user."""
     fake = make_fake_ffmpeg(tmp_path, "echo \"Unknown encoder 'xyz'\" >&2\nexit 8\n")
-    orig = wmod._Stream.run
+    orig = wt.Stream.run
 
     def run(self):
         self.argv = [str(fake)]  # settings were validated against the real binary
         orig(self)
 
-    monkeypatch.setattr(wmod._Stream, "run", run)
+    monkeypatch.setattr(wt.Stream, "run", run)
     w, cam = _writer(tmp_path)
     with pytest.raises(EncoderError, match=r"(?s)exit status 8.*Unknown encoder 'xyz'"):
         for _ in range(50):
@@ -366,7 +366,7 @@ class _BlockedStart:
 
 def test_the_caller_never_waits_for_the_writer_thread_to_start(tmp_path, ffmpeg):
     blocker = _BlockedStart()
-    wmod._starter.start(blocker)  # the starter is now busy: no writer thread can start
+    wt.starter.start(blocker)  # the starter is now busy: no writer thread can start
     cam = SyntheticCamera("cam", 64, 48)
     try:
         w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), ffmpeg=ffmpeg)
@@ -384,7 +384,7 @@ def test_a_writer_thread_that_cannot_start_is_an_error_not_a_silent_loss(
 ):
     ready = _BlockedStart()
     ready.release.set()
-    wmod._starter.start(ready)  # make sure the starter thread runs before patching
+    wt.starter.start(ready)  # make sure the starter thread runs before patching
     assert wait_until(ready.started.is_set, 10)
     real_start = threading.Thread.start
 
@@ -406,13 +406,13 @@ def test_a_writer_thread_that_cannot_start_is_an_error_not_a_silent_loss(
 def _record_writes(monkeypatch):
     """When the writer thread wrote each frame (monotonic), and whether it was hurried."""
     times: list[tuple[float, bool]] = []
-    real = wmod._Stream._write
+    real = wt.Stream._write
 
     def write(self, fd, slot):
         times.append((time.monotonic(), self.hurry.is_set()))
         real(self, fd, slot)
 
-    monkeypatch.setattr(wmod._Stream, "_write", write)
+    monkeypatch.setattr(wt.Stream, "_write", write)
     return times
 
 

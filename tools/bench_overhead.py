@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ffstream.writer as writer_mod
+import ffstream.writer_thread as writer_mod
 from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, find_ffmpeg
 from ffstream.cameras import SyntheticCamera
 from ffstream.command import InputSpec, build_command, fps_fraction

@@ -8,7 +8,14 @@ import threading
 
 import pytest
 
-from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StreamingVideoEncoder, writer
+from ffstream import (
+    EncoderConfig,
+    EncoderError,
+    FFmpegWriter,
+    StreamingVideoEncoder,
+    writer,
+    writer_thread,
+)
 from ffstream.cameras import SyntheticCamera
 from ffstream.process import run
 from ffstream.streaming import EpisodeError
@@ -105,7 +112,7 @@ def test_any_exception_on_the_writer_thread_becomes_the_camera_error(tmp_path, m
     def broken(*args, **kwargs):
         raise MemoryError("simulated")
 
-    monkeypatch.setattr(writer, "FFmpegProcess", broken)
+    monkeypatch.setattr(writer_thread, "FFmpegProcess", broken)
     w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, H264, drop_policy="block")
     frame = SyntheticCamera(width=64, height=48).read()
     with pytest.raises(EncoderError, match=r"the writer of v failed: MemoryError\('simulated'\)"):
