@@ -91,6 +91,29 @@ def _close_at_exit() -> None:
                 log.error("closing %s at exit failed: %s", writer.name, exc)
 
 
+def _frame_side(label: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SettingTypeError(f"{label} must be an integer, got {value!r}")
+    if not 0 < value <= MAX_SIDE:
+        raise InvalidSettingError(f"{label} {value} is out of range: use 1..{MAX_SIDE} pixels")
+    return int(value)
+
+
+def _checked_conversion(conversion: FrameConversion | None, fmt: Any) -> FrameConversion:
+    """Frames of another dtype than the input format's need a transform to become it."""
+    conversion = conversion if conversion is not None else FrameConversion()
+    if (
+        conversion.transform is None
+        and conversion.frame_dtype is not None
+        and np.dtype(conversion.frame_dtype) != fmt.dtype
+    ):
+        raise InvalidSettingError(
+            f"frame_dtype {np.dtype(conversion.frame_dtype)} differs from {fmt.name}'s "
+            f"{fmt.dtype}: pass a transform that converts the frames"
+        )
+    return conversion
+
+
 class FFmpegWriter:
     """Encode frames of one camera to one video file through a long-lived ffmpeg.
 
@@ -144,30 +167,14 @@ class FFmpegWriter:
         ``StreamingVideoEncoder`` gives its cameras phases spread over the frame period."""
         self.path = Path(path)
         self.name = name or self.path.stem
-        for label, value in (("width", width), ("height", height)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise SettingTypeError(f"{label} must be an integer, got {value!r}")
-            if not 0 < value <= MAX_SIDE:
-                raise InvalidSettingError(
-                    f"{label} {value} is out of range: use 1..{MAX_SIDE} pixels"
-                )
-        self.width, self.height = int(width), int(height)
+        self.width, self.height = _frame_side("width", width), _frame_side("height", height)
         self.fps: Fraction = fps_fraction(fps)
         st = StreamSettings.with_keywords(settings, stream_settings, "FFmpegWriter")
         self.settings = st
         self.write_phase = check_write_phase(st.write_phase, self.fps)
         self.config = config if config is not None else EncoderConfig()
         self.format = raw_format(input_pix_fmt)
-        conversion = conversion if conversion is not None else FrameConversion()
-        if (
-            conversion.transform is None
-            and conversion.frame_dtype is not None
-            and np.dtype(conversion.frame_dtype) != self.format.dtype
-        ):
-            raise InvalidSettingError(
-                f"frame_dtype {np.dtype(conversion.frame_dtype)} differs from {self.format.name}'s "
-                f"{self.format.dtype}: pass a transform that converts the frames"
-            )
+        conversion = _checked_conversion(conversion, self.format)
         self.config.check_frame_size(self.width, self.height)
         self.ffmpeg = find_ffmpeg(ffmpeg)
         self.config = resolve_config(self.config, self.ffmpeg)
@@ -179,9 +186,19 @@ class FFmpegWriter:
         self.drop_policy = st.drop_policy
         self.queue_maxsize = st.queue_maxsize
         self.encoder_threads = st.encoder_threads
-        spec = InputSpec(self.width, self.height, self.fps, self.format.name)
         self._crash_safe = st.crash_safe and self.path.suffix.lower() in (".mp4", ".mov")
         self._metadata = metadata
+        self._stream = self._make_stream(st, conversion, metadata)
+        self._init_caller_side(st, conversion)
+        _open_writers.add(self)
+        run_at_exit(_close_at_exit, last=True)
+        writer_thread.starter.start(self._stream)
+
+    def _make_stream(
+        self, st: StreamSettings, conversion: FrameConversion, metadata: dict[str, str] | None
+    ) -> Stream:
+        """The writer thread's side: the command, the ring, the finalizing remux."""
+        spec = InputSpec(self.width, self.height, self.fps, self.format.name)
         argv = build_command(
             self.ffmpeg,
             spec,
@@ -192,7 +209,7 @@ class FFmpegWriter:
             fragmented=self._crash_safe,
         )
         converted = conversion.transform is not None
-        self._stream = Stream(
+        return Stream(
             argv,
             self.path,
             self.name,
@@ -216,6 +233,9 @@ class FFmpegWriter:
             ),
             phase=self.write_phase,
         )
+
+    def _init_caller_side(self, st: StreamSettings, conversion: FrameConversion) -> None:
+        """What submit() keeps: counters, the pace judge, drops, the CPU window."""
         self._submit_lock = threading.Lock()
         self._ring = self._stream.ring
         self._expected_shape = self._stream.shape
@@ -249,9 +269,6 @@ class FFmpegWriter:
         self._result: VideoResult | None = None
         self._finalizer = weakref.finalize(self, Stream.finish_unclosed, self._stream)
         self._finalizer.atexit = False
-        _open_writers.add(self)
-        run_at_exit(_close_at_exit, last=True)
-        writer_thread.starter.start(self._stream)
 
     def _make_stats(self, wanted: bool, conversion: FrameConversion, priority: Priority):
         if not wanted:
