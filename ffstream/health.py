@@ -129,7 +129,7 @@ def gather(path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None) -> Healt
     p = Path(path)
     ff = find_ffmpeg(ffmpeg)
     notes: list[str] = []
-    if (p / "meta" / "info.json").is_file():
+    if layout.is_dataset(p):
         kind, episodes = "lerobot", _lerobot(p, ff, notes)
     else:
         folders = episode_folders(p)
@@ -181,9 +181,9 @@ def _from_verify(root: Path, checks: list[VideoCheck], ff: FFmpeg) -> list[Episo
         cam.judged = check.verdict
         if check.verdict == "fail" and check.frames in (None, 0):
             cam.decode_error = "; ".join(check.reasons) or "does not decode"
-        entry = _mapping(_mapping(meta.get("videos")).get(key))
+        entry = jsonfile.mapping(jsonfile.mapping(meta.get("videos")).get(key))
         cam.encoder = _encoder_text(meta, entry)
-        stamps = _mapping(meta.get("capture_timestamps")).get(key)
+        stamps = jsonfile.mapping(meta.get("capture_timestamps")).get(key)
         if isinstance(stamps, list) and ep.fps:
             cam.lateness_ms = [
                 round((float(t) - i / ep.fps) * 1e3, 2)
@@ -344,7 +344,7 @@ def clean_timeline(value: Any) -> dict[str, Any] | None:
         if (line := series(value.get(key))) is not None:
             out[key] = line
     for group in ("encoders", "queues"):
-        lines = _mapping(value.get(group))
+        lines = jsonfile.mapping(value.get(group))
         out[group] = {
             str(k): line
             for k, v in list(lines.items())[:MAX_SERIES]
@@ -366,7 +366,7 @@ def _episode_json(folder: Path) -> dict[str, Any]:
 
 
 def _encoder_text(meta: dict, entry: dict) -> str:
-    enc = _mapping(meta.get("encoder"))
+    enc = jsonfile.mapping(meta.get("encoder"))
     codec = entry.get("codec") or enc.get("vcodec") or ""
     parts = [str(codec)] if codec else []
     for name in ("crf", "preset", "pix_fmt"):
@@ -382,13 +382,9 @@ MAX_EPISODES = 10_000  # on one page; a note says how many more the dataset has
 
 
 def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:
-    try:
-        info = _mapping(jsonfile.load(root / "meta" / "info.json"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidEpisodeError(f"{root}/meta/info.json cannot be read: {exc}") from None
+    info = layout.read_info(root)
     fps = _number(info.get("fps"))
-    features = _mapping(info.get("features"))
-    keys = [k for k, f in features.items() if _mapping(f).get("dtype") == "video"]
+    keys = layout.video_keys(info)
     if len(keys) > MAX_SERIES:
         notes.append(f"the first {MAX_SERIES} of {len(keys)} video keys are shown")
         keys = keys[:MAX_SERIES]
@@ -505,8 +501,8 @@ def _lerobot_range(
         cam.decode_error = f"{rel} is missing (or outside the dataset)"
         return None
     cam.path = str(video)
-    feature = _mapping(_mapping(info.get("features")).get(key))
-    meta = _mapping(feature.get("info"))
+    feature = jsonfile.mapping(jsonfile.mapping(info.get("features")).get(key))
+    meta = jsonfile.mapping(feature.get("info"))
     depth = None
     if meta.get("is_depth_map") or meta.get("video.is_depth_map"):
         params = {
@@ -526,10 +522,6 @@ def _lerobot_range(
 
 
 # ------------------------------------------------------------------------- helpers
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

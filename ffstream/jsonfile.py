@@ -38,3 +38,9 @@ def load(path: str | os.PathLike) -> Any:
 def dump(path: str | os.PathLike, data: Any, indent: int = 1) -> None:
     """Write ``data`` as JSON to ``path`` atomically (see the module docstring)."""
     write_replacing(path, json.dumps(data, indent=indent) + "\n")
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """A JSON object read from an untrusted file as it is, anything else as an empty one
+    (a field that should hold an object and holds a list, a number or nothing)."""
+    return value if isinstance(value, dict) else {}

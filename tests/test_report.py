@@ -11,9 +11,11 @@ import re
 import shutil
 import signal
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
@@ -68,6 +70,10 @@ def test_frozen_stretches_are_found_and_mapped_to_rows():
 STALL = range(45, 56)
 
 
+def _is_stopped(pid: int) -> bool:
+    return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+
+
 @pytest.fixture(scope="module")
 def episode(tmp_path_factory, ffmpeg) -> tuple[Path, dict]:
     """A Python-API episode: camera "front" frozen at rows 20-39, frames dropped while its
@@ -85,7 +91,8 @@ def episode(tmp_path_factory, ffmpeg) -> tuple[Path, dict]:
                 writer = enc._cameras["front"].writer
                 assert wait_until(lambda w=writer: w.pid is not None)
                 pid = writer.pid
-                os.kill(pid, signal.SIGSTOP)
+                os.kill(pid, signal.SIGSTOP)  # delivered when ffmpeg next runs: wait for it
+                assert wait_until(partial(_is_stopped, pid))
             if i == STALL.stop:
                 os.kill(pid, signal.SIGCONT)
             if i not in STALL:  # room for this frame: no other drop
@@ -105,7 +112,7 @@ def episode(tmp_path_factory, ffmpeg) -> tuple[Path, dict]:
 def test_the_writer_records_frozen_stretches_in_rows_and_verify_reports_them(episode):
     out, results = episode
     dropped = results["front"]["dropped_indices"]
-    assert dropped and all(i in STALL for i in dropped)
+    assert dropped and all(i in STALL for i in dropped), results["front"]
     assert results["front"]["frozen"] == [[20, 39]] and results["wrist"]["frozen"] == []
     check = next(c for c in verify(out).videos if c.key == "front")
     assert check.frozen == [[20, 39]]

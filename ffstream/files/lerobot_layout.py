@@ -1,5 +1,7 @@
-"""What ffstream reads of a LeRobot v3 dataset, checked before it is used: the
-``video_path`` template of ``meta/info.json`` and the columns of its parquet tables.
+"""What ffstream reads of a LeRobot v3 dataset, checked before it is used:
+``meta/info.json`` (its features, which of them are videos or depth, the ``video_path``
+template) and the columns of its parquet tables. ``report`` judges a dataset by them and
+``transcode`` rewrites info.json with the new codec.
 
 A dataset is untrusted input. The template goes to ``str.format``, which would obey a
 field width of a billion (a 228-byte info.json asking for a gigabyte path), so only the
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import jsonfile
 from ..errors import InvalidEpisodeError
 
 TEMPLATE_FIELDS = frozenset({"video_key", "chunk_index", "file_index"})
@@ -26,6 +29,47 @@ MAX_TEMPLATE = 512  # characters
 MAX_ROWS = 20_000_000  # a week of rows at 30 fps: more is not a dataset this reads
 MAX_CELLS = 80_000_000  # values read from one table: 640 MB as float64
 BATCH_ROWS = 65_536
+INFO_PATH = Path("meta") / "info.json"
+
+
+def is_dataset(path: Path) -> bool:
+    """A folder with LeRobot's ``meta/info.json``."""
+    return (path / INFO_PATH).is_file()
+
+
+def read_info(root: Path) -> dict[str, Any]:
+    """``meta/info.json`` of the dataset at ``root``: a JSON object whose ``features`` (if
+    any) is one too; InvalidEpisodeError saying why otherwise."""
+    path = root / INFO_PATH
+    try:
+        info = jsonfile.load(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidEpisodeError(f"{path} is not readable JSON ({exc})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("features", {}), dict):
+        raise InvalidEpisodeError(f"{path} is not a LeRobot info.json (no 'features' mapping)")
+    return info
+
+
+def video_keys(info: dict[str, Any]) -> list[str]:
+    """The features stored as videos."""
+    features = jsonfile.mapping(info.get("features"))
+    return [k for k, f in features.items() if jsonfile.mapping(f).get("dtype") == "video"]
+
+
+def depth_keys(info: dict[str, Any]) -> set[str]:
+    """The video features marked as depth (current and older markers)."""
+    keys = set()
+    for key, ft in jsonfile.mapping(info.get("features")).items():
+        if not isinstance(ft, dict):
+            continue
+        meta, legacy = jsonfile.mapping(ft.get("info")), jsonfile.mapping(ft.get("video_info"))
+        if (
+            meta.get("is_depth_map")
+            or meta.get("video.is_depth_map")
+            or legacy.get("video.is_depth_map")
+        ):
+            keys.add(key)
+    return keys
 
 
 def check_video_path(template: Any) -> str:

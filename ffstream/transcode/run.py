@@ -41,9 +41,11 @@ from ..batch import FRAME_NAME, IMAGES_DIR
 from ..command import VIDEO_SUFFIXES
 from ..config import DepthEncoderConfig, EncoderConfig
 from ..cores import available_cores
-from ..errors import TranscodeError
+from ..errors import InvalidEpisodeError, TranscodeError
 from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..files import episode_json
+from ..files import lerobot_layout as layout
+from ..files.lerobot_layout import INFO_PATH, depth_keys
 from ..files.png import png_is_depth
 from ..formats import MAX_FPS
 from ..probe import resolve_config
@@ -54,7 +56,6 @@ from .records import carry_records
 
 log = logging.getLogger("ffstream.transcode")
 
-INFO_PATH = Path("meta") / "info.json"
 VIDEOS_DIR = "videos"
 LOCK_NAME = ".transcode.lock"
 
@@ -152,34 +153,10 @@ def _is_link_or_hidden(path: Path) -> bool:
 
 
 def _load_info(root: Path) -> dict[str, Any]:
-    path = root / INFO_PATH
     try:
-        info = jsonfile.load(path)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise TranscodeError(f"{path} is not readable JSON ({exc})") from None
-    if not isinstance(info, dict) or not isinstance(info.get("features", {}), dict):
-        raise TranscodeError(f"{path} is not a LeRobot info.json (no 'features' mapping)")
-    return info
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def depth_keys(info: dict[str, Any]) -> set[str]:
-    """The video features a LeRobot info.json marks as depth (current and older markers)."""
-    keys = set()
-    for key, ft in info.get("features", {}).items():
-        if not isinstance(ft, dict):
-            continue
-        meta, legacy = _mapping(ft.get("info")), _mapping(ft.get("video_info"))
-        if (
-            meta.get("is_depth_map")
-            or meta.get("video.is_depth_map")
-            or legacy.get("video.is_depth_map")
-        ):
-            keys.add(key)
-    return keys
+        return layout.read_info(root)
+    except InvalidEpisodeError as exc:
+        raise TranscodeError(str(exc)) from None
 
 
 def _episode_fps(frames_dir: Path) -> float | None:
@@ -355,7 +332,7 @@ def _finish_dataset(ds: _Dataset, results: list[JobResult], rgb: EncoderConfig) 
         ft = features.get(key) if key else None
         if not isinstance(ft, dict):
             continue
-        meta = _mapping(ft.get("info"))
+        meta = jsonfile.mapping(ft.get("info"))
         meta.update(
             {
                 "video.codec": r.codec,
