@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..batch import make_encoder
@@ -175,8 +176,21 @@ def parse_camera(spec: str, index: int, width: int, height: int, fps: float):
     )
 
 
-def _cmd_record(args: argparse.Namespace) -> int:
+@dataclass
+class _Session:
+    """One ``ffstream record`` run: what was asked, and what was set up for it."""
 
+    args: argparse.Namespace
+    cameras: list
+    config: EncoderConfig
+    depth_config: DepthEncoderConfig | None
+    px: float  # pixels per second of the colour cameras
+    live: bool  # a status line on the terminal
+    monitor: CpuMonitor
+    stop: threading.Event  # set by the first Ctrl-C: finish the current episode
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
     config = _record_config(args, args.vcodec or LADDER[0][0], preset_value(args.preset))
     w, h = args.resolution
     if args.camera:
@@ -197,6 +211,39 @@ def _cmd_record(args: argparse.Namespace) -> int:
             config = _record_config(args, fit.vcodec, fit.preset)
         args.encoder_threads = fit.encoder_threads
     px = throughput(color, w, h, args.fps)
+    _print_header(args, cameras, config, px, fit)
+    library_log = logging.getLogger("ffstream")
+    log_level = library_log.level
+    if args.quiet:  # the warnings while recording; the summary and verify say the rest
+        library_log.setLevel(max(logging.ERROR, logging.getLogger().level))
+    session = _Session(
+        args, cameras, config, depth_config, px,
+        live=not args.quiet and sys.stderr.isatty(),
+        monitor=CpuMonitor(interval=0.25),  # 4 Hz: the timeline episode.json keeps
+        stop=threading.Event(),
+    )  # fmt: skip
+
+    def on_sigint(signum, frame) -> None:
+        if not session.stop.is_set():
+            session.stop.set()
+            print(
+                "\nCtrl-C: finishing the current episode (Ctrl-C again to abort at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return _record_with(session)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        library_log.setLevel(log_level)
+
+
+def _print_header(args: argparse.Namespace, cameras: list, config, px: float, fit) -> None:
+    w, h = args.resolution
     print(
         f"ffstream record: {len(cameras)} camera(s) {w}x{h} @ {args.fps:g} fps = "
         f"{px / 1e6:.0f}M px/s, {config.vcodec} crf={config.crf}"
@@ -211,59 +258,21 @@ def _cmd_record(args: argparse.Namespace) -> int:
     unreadable = opencv_warning(config.vcodec)
     if unreadable:
         print(f"  warning: {unreadable}", file=sys.stderr)
-
     ff = find_ffmpeg(args.ffmpeg)
     print(f"  ffmpeg: {ff.path} ({ff.version_string.split(' Copyright')[0]})", file=sys.stderr)
     print(f"  priority: {describe_mode(args.encoder_priority)}", file=sys.stderr)
     print(f"  drop policy: {args.drop_policy} ({DROP_MEANING[args.drop_policy]})", file=sys.stderr)
-    live = not args.quiet and sys.stderr.isatty()
-    library_log = logging.getLogger("ffstream")
-    log_level = library_log.level
-    if args.quiet:  # the warnings while recording; the summary and verify say the rest
-        library_log.setLevel(max(logging.ERROR, logging.getLogger().level))
 
-    def show(st) -> None:
-        queues = " ".join(f"{k}:q{st.queue_depths[k]}/d{st.dropped[k]}" for k in st.queue_depths)
-        print(
-            f"\r  episode {st.episode} frame {st.frame}/{st.frames_total} "
-            f"{st.capture_fps:5.1f} fps  {queues}   ",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
 
-    monitor = CpuMonitor(interval=0.25)  # 4 Hz: the timeline episode.json keeps
-    stop = threading.Event()
-
-    def on_sigint(signum, frame) -> None:
-        if not stop.is_set():
-            stop.set()
-            print(
-                "\nCtrl-C: finishing the current episode (Ctrl-C again to abort at once)",
-                file=sys.stderr,
-                flush=True,
-            )
-        else:
-            raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        return _record_with(
-            args,
-            cameras,
-            config,
-            depth_config,
-            px,
-            live,
-            show,
-            monitor,
-            stop,
-            make_encoder,
-            Recorder,
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        library_log.setLevel(log_level)
+def _show_status(st) -> None:
+    queues = " ".join(f"{k}:q{st.queue_depths[k]}/d{st.dropped[k]}" for k in st.queue_depths)
+    print(
+        f"\r  episode {st.episode} frame {st.frame}/{st.frames_total} "
+        f"{st.capture_fps:5.1f} fps  {queues}   ",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _record_config(args: argparse.Namespace, vcodec: str, preset) -> EncoderConfig:
@@ -284,9 +293,9 @@ def _record_config(args: argparse.Namespace, vcodec: str, preset) -> EncoderConf
     return config
 
 
-def _record_with(
-    args, cameras, config, depth_config, px, live, show, monitor, stop, make_encoder, Recorder
-) -> int:
+def _record_with(session: _Session) -> int:
+    args, monitor, stop = session.args, session.monitor, session.stop
+
     def progress(done: int, total: int, path) -> None:
         print(f"  encoded {done}/{total} videos ({path})", file=sys.stderr, flush=True)
 
@@ -294,8 +303,8 @@ def _record_with(
         args.streaming_encoding,
         monitor=monitor,
         fps=args.fps,
-        rgb_encoder=config,
-        depth_encoder=depth_config,
+        rgb_encoder=session.config,
+        depth_encoder=session.depth_config,
         queue_maxsize=args.encoder_queue_maxsize,
         encoder_threads=args.encoder_threads,
         ffmpeg=args.ffmpeg,
@@ -305,7 +314,12 @@ def _record_with(
         progress=None if args.quiet else progress,
     ) as encoder:
         recorder = Recorder(
-            cameras, encoder, args.out, args.fps, on_status=show if live else None, stop=stop
+            session.cameras,
+            encoder,
+            args.out,
+            args.fps,
+            on_status=_show_status if session.live else None,
+            stop=stop,
         )
         try:
             outcomes = recorder.record(args.episodes, args.seconds)
@@ -317,10 +331,10 @@ def _record_with(
                 file=sys.stderr,
             )
             return EXIT_ABORTED
-    if live:
+    if session.live:
         print(file=sys.stderr)
     try:
-        return _after_recording(args, outcomes, stop, monitor, px, len(cameras))
+        return _after_recording(args, outcomes, stop, monitor, session.px, len(session.cameras))
     except KeyboardInterrupt:  # the second Ctrl-C came during the closing check
         print(
             "\naborted: the closing check was stopped; every episode's files were already "
