@@ -254,16 +254,7 @@ class Recorder:
             now = time.perf_counter()
             if self.on_status is not None and now >= next_status:
                 next_status = now + self.status_interval
-                self.on_status(
-                    Status(
-                        index,
-                        i + 1,
-                        n_frames,
-                        (i + 1) / max(now - t0, 1e-9),
-                        self.encoder.queue_depths(),
-                        self.encoder.dropped_counts(),
-                    )
-                )
+                self._status(index, i + 1, n_frames, (i + 1) / max(now - t0, 1e-9))
         capture_end = time.perf_counter()
         fut = self.encoder.finish_episode_async()
         finish_call_ms = (time.perf_counter() - capture_end) * 1e3
@@ -295,6 +286,13 @@ class Recorder:
         fut.add_done_callback(done)
         self._pending.append(written)
         return outcome
+
+    def _status(self, episode: int, frame: int, frames: int, fps: float) -> None:
+        assert self.on_status is not None
+        enc = self.encoder
+        self.on_status(
+            Status(episode, frame, frames, fps, enc.queue_depths(), enc.dropped_counts())
+        )
 
     def _metadata(self, outcome: EpisodeOutcome, stamps: dict, wall_start: float) -> dict:
         enc = self.encoder

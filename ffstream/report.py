@@ -345,6 +345,10 @@ def plot(
         out.append(f'<text x="{px(v):.1f}" y="{axis + 16}" text-anchor="middle" font-size="11">'
                    f"{v:.4g} {html.escape(x_label)}</text>")  # fmt: skip
     out.append(f'<text x="4" y="{top - 8}" font-size="11">{html.escape(y_label)}</text></svg>')
+    return "".join(out) + _legend(series, bool(marks), bool(bands))
+
+
+def _legend(series: Mapping[str, Any], marks: bool, bands: bool) -> str:
     legend = "".join(
         f'<span style="color:{PALETTE[i % len(PALETTE)]}">&#9644; {html.escape(n)}</span>'
         for i, n in enumerate(series)
@@ -353,7 +357,7 @@ def plot(
         legend += '<span style="color:#d62728">| dropped</span>'
     if bands:
         legend += '<span style="color:#3182bd">&#9608; frozen</span>'
-    return "".join(out) + f'<div class="legend small">{legend}</div>'
+    return f'<div class="legend small">{legend}</div>'
 
 
 def _segments(x: Sequence[float], y: Sequence[float | None]) -> list[list[tuple[float, float]]]:

@@ -133,3 +133,17 @@ def test_verify_flags_capture_lag_even_without_drops(tmp_path):
     assert any(
         "8 of 30 rows (26.7%) were captured more than one frame late" in r for r in check.reasons
     )
+
+
+def test_the_live_status_reports_each_episode_as_it_records(tmp_path):
+    """What `ffstream record` shows on a terminal: episode, frame, rate, queues, drops."""
+    seen = []
+    cam = SyntheticCamera("cam", 160, 120, 30)
+    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+        recorder = Recorder([cam], enc, tmp_path, 30, on_status=seen.append, status_interval=0)
+        outcomes = recorder.record(2, 0.5)
+    assert [o.frames_captured for o in outcomes] == [15, 15]
+    assert [s.frame for s in seen if s.episode == 0] == list(range(1, 16))
+    assert {s.episode for s in seen} == {0, 1} and all(s.frames_total == 15 for s in seen)
+    assert all(s.capture_fps > 0 and set(s.queue_depths) == {"cam"} for s in seen)
+    assert all(set(s.dropped) == {"cam"} for s in seen)
