@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -58,6 +59,24 @@ def wait_until(predicate, timeout=10.0, interval=0.01) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def stop_process(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until every one of its threads is stopped. kill() returns
+    before that: a thread that was inside read() on a pipe, and was not scheduled yet on
+    a busy machine, still finishes that read (taking up to the pipe's whole content)
+    before it stops, so a test that fills the pipe at once would find it drained."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def all_stopped() -> bool:
+        tasks = Path(f"/proc/{pid}/task")
+        states = []
+        for task in tasks.iterdir():
+            with contextlib.suppress(OSError):
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        return bool(states) and all(state in ("T", "t") for state in states)
+
+    assert wait_until(all_stopped, 30), f"ffmpeg {pid} did not stop"
 
 
 def ffmpeg_children() -> list[psutil.Process]:

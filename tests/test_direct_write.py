@@ -19,7 +19,7 @@ import ffstream.writer_thread as wt
 from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StateError
 from ffstream.cameras import SyntheticCamera
 
-from .conftest import decode_pyav, stamps, wait_until
+from .conftest import decode_pyav, stamps, stop_process, wait_until
 
 X264 = EncoderConfig("libx264", preset="ultrafast")
 VGA = (640, 480)  # a frame (900 KiB) near the size of the writer's enlarged pipe
@@ -97,7 +97,7 @@ def test_pace_hands_a_frame_due_part_way_through_to_the_writer_thread(tmp_path, 
     i = _until_direct(w, cam, seen)
     fd = w._stream.direct_fd
     assert wait_until(lambda: w.queue_depth == 0 and _in_pipe(fd) == 0, 30)
-    os.kill(w.pid, signal.SIGSTOP)  # with an empty pipe: the frames below meet a full one
+    stop_process(w.pid)  # with an empty pipe: the frames below meet a full one
     try:
         for k in range(i, i + 3):  # three frames: more than a pipe of at most 1 MiB holds
             w.pace_clock = time.monotonic() + 0.2 - (k - 1)  # due 0.2 s from now

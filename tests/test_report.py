@@ -11,11 +11,9 @@ import re
 import shutil
 import signal
 import subprocess
-from functools import partial
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 
 from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
@@ -27,7 +25,7 @@ from ffstream.health import gather
 from ffstream.report import render
 from ffstream.verify import verify
 
-from .conftest import wait_until
+from .conftest import stop_process, wait_until
 
 W, H = 96, 64
 
@@ -70,10 +68,6 @@ def test_frozen_stretches_are_found_and_mapped_to_rows():
 STALL = range(45, 56)
 
 
-def _is_stopped(pid: int) -> bool:
-    return psutil.Process(pid).status() == psutil.STATUS_STOPPED
-
-
 @pytest.fixture(scope="module")
 def episode(tmp_path_factory, ffmpeg) -> tuple[Path, dict]:
     """A Python-API episode: camera "front" frozen at rows 20-39, frames dropped while its
@@ -91,8 +85,7 @@ def episode(tmp_path_factory, ffmpeg) -> tuple[Path, dict]:
                 writer = enc._cameras["front"].writer
                 assert wait_until(lambda w=writer: w.pid is not None)
                 pid = writer.pid
-                os.kill(pid, signal.SIGSTOP)  # delivered when ffmpeg next runs: wait for it
-                assert wait_until(partial(_is_stopped, pid))
+                stop_process(pid)
             if i == STALL.stop:
                 os.kill(pid, signal.SIGCONT)
             if i not in STALL:  # room for this frame: no other drop
