@@ -327,9 +327,15 @@ class BatchVideoEncoder(EpisodeEncoder):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidSettingError(f"{name} must be an integer >= 1, got {value!r}")
         super().__init__(
-            fps, rgb_encoder, depth_encoder, encoder_threads, ffmpeg, overwrite, compute_stats,
-            monitor,
-        )  # fmt: skip
+            fps,
+            rgb_encoder=rgb_encoder,
+            depth_encoder=depth_encoder,
+            encoder_threads=encoder_threads,
+            ffmpeg=ffmpeg,
+            overwrite=overwrite,
+            compute_stats=compute_stats,
+            monitor=monitor,
+        )
         self.batch_encoding_size = batch_encoding_size
         self.encode_workers = encode_workers
         self.progress = progress

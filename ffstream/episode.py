@@ -89,6 +89,7 @@ class EpisodeEncoder(ABC):
     def __init__(
         self,
         fps: float | Fraction,
+        *,
         rgb_encoder: EncoderConfig | None,
         depth_encoder: DepthEncoderConfig | None,
         encoder_threads: int | None,

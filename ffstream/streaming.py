@@ -139,13 +139,13 @@ class StreamingVideoEncoder(EpisodeEncoder):
             raise SettingTypeError(f"spread_writes must be True or False, got {spread_writes!r}")
         super().__init__(
             fps,
-            rgb_encoder,
-            depth_encoder,
-            encoder_threads,
-            ffmpeg,
-            overwrite,
-            compute_stats,
-            monitor,
+            rgb_encoder=rgb_encoder,
+            depth_encoder=depth_encoder,
+            encoder_threads=encoder_threads,
+            ffmpeg=ffmpeg,
+            overwrite=overwrite,
+            compute_stats=compute_stats,
+            monitor=monitor,
         )
         self.queue_maxsize = queue_maxsize
         self.drop_policy = drop_policy
