@@ -65,11 +65,9 @@ _CHUNK = 1 << 16
 _PR_SET_PDEATHSIG = 1
 
 
-def _death_signal_setup(
-    parent: int | None = None, sig: int = signal.SIGTERM
-) -> Callable[[], None] | None:
-    """A function that makes the process calling it get ``sig`` when ``parent`` dies (by
-    default this process: a preexec function for a child). Linux only."""
+def _death_signal_setup(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A preexec function that makes a child of this process get ``sig`` when this
+    process dies. Linux only."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -79,7 +77,7 @@ def _death_signal_setup(
         prctl.restype = ctypes.c_int
     except (OSError, AttributeError):
         return None
-    parent = os.getpid() if parent is None else parent
+    parent = os.getpid()
 
     def setup() -> None:
         prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0)

@@ -259,6 +259,7 @@ class FFmpegWriter:
             and not st.compute_stats
             and not self.write_phase
         )
+        self._stream.allow_direct = self._direct
         self._cpu = CpuWindow()  # what the machine did since the last drop warning
         self._cpu.start(live_pids())
         self._dropped_indices: list[int] = []

@@ -40,7 +40,6 @@ from .errors import (
 )
 from .frozen import FrozenTracker
 from .priority import (
-    Priority,
     Scheduling,
     lower_this_thread,
     mode_of,
@@ -148,8 +147,7 @@ class Stream:
         phase: float = 0.0,
     ):
         self.argv = argv
-        self.priority: Priority = settings.priority
-        priority = self.priority
+        priority = self.priority = settings.priority
         drop_policy, queue_maxsize = settings.drop_policy, settings.queue_maxsize
         self.scheduling: Scheduling | None = None  # ffmpeg's, read back while it runs
         # the capture thread as the kernel applied it when it was raised (priority.py);
@@ -167,6 +165,7 @@ class Stream:
         # once this thread made it non-blocking, and where a frame the producer began
         # continues (the rest was handed over in a slot).
         self.direct_fd: int | None = None
+        self.allow_direct = False  # set by the writer when its producer may write itself
         self.resume_at: dict[int, int] = {}
         # seconds after its feed before a frame is written (cameras spread over a period)
         self.phase = phase
@@ -308,7 +307,7 @@ class Stream:
                 self.big_pipe = True
                 if ENLARGE_PIPE:
                     _enlarge_pipe(fd, self.frame_bytes)
-                if DIRECT_WRITES:
+                if self.allow_direct:  # only then may the pipe be full under a write
                     os.set_blocking(fd, False)
                     self.direct_fd = fd
             if self.phase and not end:

@@ -55,10 +55,9 @@ def read(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 def rate(folder: str | os.PathLike) -> float | None:
     """The record's frame rate if it is a usable one (finite, 0 < fps <= MAX_FPS)."""
-    data = read(folder)
     try:
-        fps = float(data["fps"]) if data is not None else math.nan
-    except (KeyError, TypeError, ValueError, OverflowError):
+        fps = float(read(folder)["fps"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError, OverflowError):  # TypeError: no record
         return None
     return fps if math.isfinite(fps) and 0 < fps <= MAX_FPS else None
 
