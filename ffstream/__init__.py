@@ -1,8 +1,16 @@
 """ffstream: encode camera frames to video while they are captured."""
 
+from . import verify as _legacy_verify_path  # noqa: F401  (before the function takes the name)
 from ._version import __version__
-from .batch import BatchVideoEncoder, make_encoder
-from .config import DepthEncoderConfig, EncoderConfig
+from .capture.batch import BatchVideoEncoder, make_encoder
+from .capture.result import VideoResult
+from .capture.stream_settings import StreamSettings
+from .capture.streaming import StreamingVideoEncoder
+from .capture.writer import FFmpegWriter
+from .codec.config import DepthEncoderConfig, EncoderConfig
+from .codec.probe import probe_encoders, resolve_config, select_encoder
+from .codec.reader import count_frames, read_depth, read_frames, video_info
+from .codec.reader_check import READERS, check_reader
 from .errors import (
     BatchEncodeError,
     CameraError,
@@ -28,15 +36,8 @@ from .errors import (
 )
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import FrameConversion
+from .inspection.verify import verify, verify_episode, verify_folder, verify_video
 from .monitor import CpuMonitor
-from .probe import probe_encoders, resolve_config, select_encoder
-from .reader import count_frames, read_depth, read_frames, video_info
-from .readers import READERS, check_reader
-from .result import VideoResult
-from .stream_settings import StreamSettings
-from .streaming import StreamingVideoEncoder
-from .verify import verify, verify_episode, verify_folder, verify_video
-from .writer import FFmpegWriter
 
 __all__ = [
     "__version__",

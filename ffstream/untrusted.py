@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,3 +64,28 @@ def write_replacing(path: str | os.PathLike, text: str) -> None:
     with open(os.open(tmp, flags, 0o666), "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+def visible_files(
+    root: Path, odd: Callable[[Path], None] | None = None
+) -> Iterator[tuple[Path, list[str]]]:
+    """Every folder under ``root`` with the names of its regular files, both sorted:
+    hidden names (a dot first) are left out, links are never followed nor listed, and
+    ``odd`` hears of each FIFO, device or socket left out (reading one would block or
+    never end)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        files = []
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            try:
+                mode = (folder / name).lstat().st_mode
+            except OSError:  # gone since the folder was listed
+                continue
+            if stat.S_ISREG(mode):
+                files.append(name)
+            elif odd is not None and not stat.S_ISLNK(mode):
+                odd(folder / name)
+        yield folder, files

@@ -5,19 +5,22 @@ import time
 import numpy as np
 import pytest
 
-import ffstream.batch as batch_mod
+import ffstream.capture.batch as batch_mod
+import ffstream.capture.image_folder as image_folder
 from ffstream import (
     BatchVideoEncoder,
     EncoderConfig,
     StreamingVideoEncoder,
+    StreamSettings,
     make_encoder,
     read_depth,
 )
-from ffstream.batch import BatchEncodeError, ImageWriteError, encode_image_dir, encode_png
 from ffstream.cameras import DEPTH_STAMP_MM, SyntheticCamera, read_stamp
-from ffstream.errors import EncoderError
+from ffstream.capture.batch import BatchEncodeError, encode_png
+from ffstream.capture.image_folder import encode_image_dir
+from ffstream.capture.streaming import EpisodeError
+from ffstream.errors import EncoderError, ImageWriteError
 from ffstream.files.png import decode_png
-from ffstream.streaming import EpisodeError
 
 from .conftest import decode_pyav, psnr, stamps
 
@@ -135,7 +138,7 @@ def test_images_are_kept_when_the_video_does_not_verify(tmp_path, monkeypatch):
     frames.mkdir()
     for i in range(6):
         (frames / f"frame-{i:06d}.png").write_bytes(encode_png(cam.read()))
-    monkeypatch.setattr(batch_mod, "count_frames", lambda path, ff=None: 5)
+    monkeypatch.setattr(image_folder, "count_frames", lambda path, ff=None: 5)
     with pytest.raises(EncoderError, match="holds 5 of 6 frames; the images are kept"):
         encode_image_dir(frames, tmp_path / "v.mp4", 30, CFG)
     assert len(list(frames.glob("*.png"))) == 6
@@ -290,3 +293,51 @@ def test_image_folders_are_read_as_hostile(tmp_path):
     bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     with pytest.raises(VideoReadError, match="declares 24000x24000 pixels; at most 8192x8192"):
         decode_png(bomb)
+
+
+def test_the_encoders_take_one_settings_object_and_the_keywords_of_before(tmp_path):
+    """StreamSettings is checked once and reaches every camera's writer, with the old
+    keywords applied over it; batch mode takes the fields it applies and names any other."""
+    settings = StreamSettings(queue_maxsize=3, drop_policy="block", encoder_threads=2)
+    with StreamingVideoEncoder(30, CFG, settings=settings, encoder_priority="normal") as enc:
+        assert (enc.queue_maxsize, enc.drop_policy, enc.encoder_threads) == (3, "block", 2)
+        enc.start_episode(["cam"], tmp_path / "s")
+        enc.feed_frame("cam", np.zeros((48, 64, 3), np.uint8))
+        got = enc._cameras["cam"].writer.settings
+        enc.finish_episode()
+    assert (got.queue_maxsize, got.drop_policy, got.priority, got.encoder_threads) == (
+        3, "block", "normal", 2,
+    )  # fmt: skip
+    with pytest.raises(TypeError, match="unexpected keyword argument 'queue_max_size'"):
+        StreamingVideoEncoder(30, CFG, queue_max_size=3)
+    with pytest.raises(TypeError, match="both priority and encoder_priority"):
+        StreamingVideoEncoder(30, CFG, priority="low", encoder_priority="normal")
+    b = BatchVideoEncoder(30, CFG, settings=settings, overwrite=True)
+    assert (b.encoder_threads, b.overwrite, b.drop_policy) == (2, True, "block")
+    b.close()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'queue_maxsize'"):
+        BatchVideoEncoder(30, CFG, queue_maxsize=5)
+
+
+def test_make_encoder_knows_what_each_encoder_takes():
+    """Every argument make_encoder hands on is one the chosen encoder takes, and each
+    streaming-only one would be refused by the batch encoder (the lists cannot drift)."""
+    shared = {"fps": 30, "rgb_encoder": CFG, "settings": None, "monitor": None}
+    values = {
+        "queue_maxsize": 4, "drop_policy": "drop", "priority": "normal", "crash_safe": False,
+        "write_phase": 0.0, "spread_writes": False, "encoder_threads": 1, "overwrite": True,
+        "compute_stats": False, "num_image_threads": 2, "batch_encoding_size": 2,
+        "encode_workers": 1, "progress": None,
+    }  # fmt: skip
+    assert set(values) | {"encoder_priority"} | set(shared) | {"depth_encoder", "ffmpeg"} == (
+        batch_mod.COMMON | batch_mod.BATCH_STREAM_FIELDS | batch_mod.STREAMING_ONLY
+        | batch_mod.BATCH_ONLY
+    )  # fmt: skip
+    for streaming in (True, False):
+        make_encoder(streaming, **shared, **values).close()
+    for name in sorted(batch_mod.STREAMING_ONLY - {"encoder_priority"}):
+        with pytest.raises(TypeError, match=name):
+            BatchVideoEncoder(30, CFG, **{name: values[name]})
+    for name in sorted(batch_mod.BATCH_ONLY):
+        with pytest.raises(TypeError, match=name):
+            StreamingVideoEncoder(30, CFG, **{name: values[name]})

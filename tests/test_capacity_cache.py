@@ -10,9 +10,16 @@ import os
 import pytest
 
 from ffstream import find_ffmpeg
-from ffstream.benchfile import BenchRow, add_rows, cpu_model, ffmpeg_key, read_rows, save_rows
-from ffstream.capacity import CostBook, advise, measured_path, plan
 from ffstream.cli import main
+from ffstream.machine.benchfile import (
+    BenchRow,
+    add_rows,
+    cpu_model,
+    ffmpeg_key,
+    read_rows,
+    save_rows,
+)
+from ffstream.machine.capacity import CostBook, advise, measured_path, plan
 
 HEADER = "encoder,width,height,fps,cpu_cores,frames,seconds,preset,threads,ffmpeg,cpu\n"
 

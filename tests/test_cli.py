@@ -170,7 +170,7 @@ def test_bad_camera_specs(tmp_path, capsys, spec, message):
 
 
 def test_lateness_summary_counts_each_tick():
-    from ffstream.recorder import lateness_summary
+    from ffstream.capture.recorder import lateness_summary
 
     assert lateness_summary([]) is None
     late = [0.0001] * 98 + [0.006, 0.020]  # seconds

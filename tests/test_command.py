@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ffstream import EncoderConfig, find_ffmpeg
-from ffstream.command import InputSpec, build_command, fps_fraction
+from ffstream.codec.command import InputSpec, build_command, fps_fraction
 
 
 def _out() -> str:
@@ -233,11 +233,11 @@ def test_vaapi_recipe(hw):
 
 def test_vaapi_picks_the_first_render_node(hw, monkeypatch):
     monkeypatch.setattr(
-        "ffstream.command.glob.glob", lambda p: ["/dev/dri/renderD129", "/dev/dri/renderD128"]
+        "ffstream.codec.command.glob.glob", lambda p: ["/dev/dri/renderD129", "/dev/dri/renderD128"]
     )
     argv = _argv(hw("h264_vaapi"))
     assert argv[argv.index("-vaapi_device") + 1] == "/dev/dri/renderD128"
-    monkeypatch.setattr("ffstream.command.glob.glob", lambda p: [])
+    monkeypatch.setattr("ffstream.codec.command.glob.glob", lambda p: [])
     with pytest.raises(ValueError, match=r"needs a GPU render node .*groups video/render"):
         _argv(hw("h264_vaapi"))
 
@@ -314,7 +314,7 @@ def test_libaom_av1_gets_threads_with_row_multithreading():
 def test_mp4_time_scales_follow_the_frame_rate():
     """The movie gets the track's time scale (ffmpeg's own choice for the rate), so an
     edit list is exact; outputs that are not MP4/MOV get no such option."""
-    from ffstream.command import mp4_timescale
+    from ffstream.codec.command import mp4_timescale
 
     assert [mp4_timescale(fps_fraction(f)) for f in (30, 29.97, 25, 60, 1)] == [
         15360, 30000, 12800, 15360, 16384,

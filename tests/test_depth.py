@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, read_depth
-from ffstream.config import DepthEncoderConfig
+from ffstream.codec.config import DepthEncoderConfig
+from ffstream.codec.reader import read_frames, video_info
 from ffstream.depth import DepthQuantizer, dequantize_depth, quantize_depth
-from ffstream.reader import read_frames, video_info
 
 Q = DepthQuantizer()
 

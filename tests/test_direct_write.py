@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-import ffstream.writer as wmod
-import ffstream.writer_thread as wt
+import ffstream.capture.writer as wmod
+import ffstream.capture.writer_thread as wt
 from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StateError
 from ffstream.cameras import SyntheticCamera
 

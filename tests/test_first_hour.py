@@ -8,13 +8,13 @@ import signal
 import pytest
 
 from ffstream import EncoderConfig, EncoderError, StreamingVideoEncoder, find_ffmpeg
-from ffstream.batch import make_encoder
 from ffstream.cameras import SyntheticCamera
+from ffstream.capture.batch import make_encoder
+from ffstream.capture.recorder import Recorder
 from ffstream.cli import main
+from ffstream.codec.probe import NoWorkingEncoderError, probe_encoders
 from ffstream.errors import OutputFolderError
-from ffstream.probe import NoWorkingEncoderError, probe_encoders
-from ffstream.recorder import Recorder
-from ffstream.verify import verify
+from ffstream.inspection.verify import verify
 
 from .conftest import on_schedule, wait_until
 from .fake_ffmpeg import calls, make_fake
@@ -233,9 +233,9 @@ def test_every_deliberate_error_is_an_ffstream_error_and_its_builtin(tmp_path):
 
 
 def test_record_fits_the_machine_and_keeps_what_was_named(tmp_path, capsys, monkeypatch):
-    import ffstream.capacity as capacity
-    from ffstream.bench import BenchRow, save_rows
-    from ffstream.benchfile import cpu_model, ffmpeg_key
+    import ffstream.machine.capacity as capacity
+    from ffstream.machine.bench import BenchRow, save_rows
+    from ffstream.machine.benchfile import cpu_model, ffmpeg_key
 
     monkeypatch.setattr(capacity, "available_cores", lambda: 2)
     ff = find_ffmpeg()

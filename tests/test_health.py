@@ -5,14 +5,14 @@ import time
 
 import pytest
 
-import ffstream.bench as bench_mod
+import ffstream.machine.bench as bench_mod
 from ffstream import CpuMonitor, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
-from ffstream.bench import BenchRow, load_rows, run_bench, save_rows
 from ffstream.cameras import SyntheticCamera
-from ffstream.capacity import CostBook, advise, plan
+from ffstream.capture.recorder import Recorder
 from ffstream.cli import main
-from ffstream.recorder import Recorder
-from ffstream.verify import verify, verify_episode, verify_video
+from ffstream.inspection.verify import verify, verify_episode, verify_video
+from ffstream.machine.bench import BenchRow, load_rows, run_bench, save_rows
+from ffstream.machine.capacity import CostBook, advise, plan
 
 from .conftest import on_schedule
 

@@ -19,12 +19,12 @@ import ffstream.cli.record as record_cli
 from ffstream import EncoderConfig, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
 from ffstream.cli import main
+from ffstream.datasets.transcode import transcode
 from ffstream.errors import InvalidEpisodeError
 from ffstream.files.lerobot_layout import check_video_path
-from ffstream.health import MAX_POINTS, MAX_SERIES, clean_timeline, gather
-from ffstream.report import render
-from ffstream.transcode import transcode
-from ffstream.verify import verify
+from ffstream.inspection.health import MAX_POINTS, MAX_SERIES, clean_timeline, gather
+from ffstream.inspection.report import render
+from ffstream.inspection.verify import verify
 
 from .conftest import read_stamp
 from .test_report import _browser
@@ -229,7 +229,7 @@ def test_a_table_of_millions_of_rows_is_read_as_columns(dataset, tmp_path):
     probe = textwrap.dedent(
         f"""
         import resource, sys
-        from ffstream.health import gather
+        from ffstream.inspection.health import gather
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         health = gather({str(ds)!r})
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -1,4 +1,4 @@
-"""ffstream.lerobot: LeRobot's StreamingVideoEncoder contract, without LeRobot installed.
+"""ffstream.datasets.lerobot: LeRobot's StreamingVideoEncoder contract, without LeRobot installed.
 
 LeRobot's config objects are stood in for by dataclasses with the same fields (the
 adapter reads them by attribute). tools/lerobot-check.sh runs LeRobot's own tests and
@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-import ffstream.lerobot as adapter
+import ffstream.datasets.lerobot as adapter
 from ffstream.cameras.synthetic import SyntheticCamera, stamp_index
-from ffstream.command import InputSpec, build_command
+from ffstream.codec.command import InputSpec, build_command
+from ffstream.codec.reader import read_frames
+from ffstream.datasets.lerobot import StreamingVideoEncoder, codec_options, to_ffstream_config
 from ffstream.errors import FFstreamError
-from ffstream.lerobot import StreamingVideoEncoder, codec_options, to_ffstream_config
-from ffstream.reader import read_frames
 
 from .conftest import decode_pyav, stamps, stream_seconds, wait_until
 from .test_depth import lerobot_codes, realistic_depth
@@ -516,7 +516,7 @@ def test_lerobot_record_runs_lerobots_entry_point_with_ffstream(stub_lerobot, tm
     proc = _cli(["lerobot-record", "--robot.type=so101_follower", "--dataset.repo_id=me/demo"], env)
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(out.read_text())
-    assert seen["cls"] == "ffstream.lerobot"
+    assert seen["cls"] == "ffstream.datasets.lerobot"
     assert seen["argv"] == [
         "lerobot-record",
         "--robot.type=so101_follower",

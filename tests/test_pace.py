@@ -12,8 +12,8 @@ import pytest
 
 from ffstream import EncoderConfig, FFmpegWriter
 from ffstream.cameras import SyntheticCamera
+from ffstream.capture.pace import FAST, WINDOW, ProducerPace
 from ffstream.contention import CpuWindow, cause
-from ffstream.pace import FAST, WINDOW, ProducerPace
 
 from .conftest import decode_pyav, stamps, wait_until
 

@@ -12,11 +12,14 @@ import time
 import numpy as np
 import pytest
 
-from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, capture_thread
+from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder
 from ffstream import priority as prio
 from ffstream import process as process_mod
 from ffstream.cameras import SyntheticCamera
+from ffstream.capture import capture_thread
+from ffstream.capture.ring import SlotRing, trim_pool
 from ffstream.errors import InvalidSettingError, SettingTypeError
+from ffstream.inspection.verify import drop_cause, index_ranges
 from ffstream.monitor import saturation_cause
 from ffstream.priority import (
     FALLBACK_NICE,
@@ -26,8 +29,6 @@ from ffstream.priority import (
     read_scheduling,
     read_thread,
 )
-from ffstream.ring import SlotRing, trim_pool
-from ffstream.verify import drop_cause, index_ranges
 
 from .conftest import decode_pyav, stamps, wait_until
 

@@ -8,7 +8,7 @@ import pytest
 from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
 from ffstream.cli import main
-from ffstream.probe import (
+from ffstream.codec.probe import (
     DEFAULT_PREFERENCE,
     NoWorkingEncoderError,
     cache_dir,
@@ -168,7 +168,7 @@ def test_vaapi_probes_render_nodes_and_auto_keeps_the_device(tmp_path, monkeypat
 
 
 def test_vaapi_without_render_node(tmp_path, monkeypatch):
-    monkeypatch.setattr("ffstream.command.glob.glob", lambda pattern: [])
+    monkeypatch.setattr("ffstream.codec.command.glob.glob", lambda pattern: [])
     fake = make_fake(tmp_path, {"h264_vaapi": "ok"})
     st = probe_encoders(fake).statuses["h264_vaapi"]
     assert not st.works and "no GPU render node" in st.reason

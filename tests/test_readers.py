@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, check_reader, readers
+from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, check_reader
 from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
 from ffstream.cli import main
+from ffstream.codec import reader_check as readers
+from ffstream.codec.reader_check import OPENCV_WHEELS_AV1, opencv_reads_av1
 from ffstream.formats import FrameConversion
-from ffstream.readers import OPENCV_WHEELS_AV1, opencv_reads_av1
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "usage.md"
 W, H, FRAMES = 96, 64, 8

@@ -18,12 +18,12 @@ import pytest
 
 from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
+from ffstream.capture.frozen import FrozenTracker, stretches_in, to_rows
 from ffstream.cli import main
 from ffstream.formats import FrameConversion
-from ffstream.frozen import FrozenTracker, stretches_in, to_rows
-from ffstream.health import gather
-from ffstream.report import render
-from ffstream.verify import verify
+from ffstream.inspection.health import gather
+from ffstream.inspection.report import render
+from ffstream.inspection.verify import verify
 
 from .conftest import stop_process, wait_until
 

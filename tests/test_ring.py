@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from ffstream.ring import END, SlotRing
+from ffstream.capture.ring import END, SlotRing
 
 
 def test_a_full_ring_refuses_at_once_and_never_grows():

@@ -6,15 +6,15 @@ import pytest
 
 from ffstream import BatchVideoEncoder, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
-from ffstream.depth import quantize_depth
-from ffstream.formats import FrameConversion
-from ffstream.stats import (
+from ffstream.capture.stats import (
     StatsAccumulator,
     aggregate_stats,
     stats_from_histogram,
     stride_for,
     to_jsonable,
 )
+from ffstream.depth import quantize_depth
+from ffstream.formats import FrameConversion
 
 CFG = EncoderConfig("h264", preset="ultrafast")
 

@@ -107,54 +107,54 @@ def test_importing_ffstream_needs_no_optional_dependency():
         "    if level == 0 and name.split('.')[0] in blocked: raise ImportError(name)\n"
         "    return real(name, globals, locals, fromlist, level)\n"
         "builtins.__import__ = guard\n"
-        "import ffstream, ffstream.cli, ffstream.lerobot\n"
+        "import ffstream, ffstream.cli, ffstream.datasets.lerobot\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # The parts of the package, lowest first. A module may import its own part and the
 # parts below it, never one above: capture and inspection never reach into the dataset
-# tools, the file formats and the ffmpeg layer know nothing of what uses them.
+# tools, the file formats and the ffmpeg layer know nothing of what uses them. A folder
+# is one part (every module in it belongs there); the top-level modules are named.
+# The old import paths (DESIGN.md), each the very module of its part under its old name.
+LEGACY = {
+    "batch": "capture", "capacity": "machine", "config": "codec", "lerobot": "datasets",
+    "reader": "codec", "report": "inspection", "stats": "capture", "transcode": "datasets",
+    "verify": "inspection",
+}  # fmt: skip
 LAYERS: dict[str, set[str]] = {
     "foundations": {
-        "_version", "at_exit", "codecs", "cores", "depth", "errors", "files",
-        "files.episode_json", "files.lerobot_layout", "files.png", "files.transcode_json",
-        "formats", "frames", "jsonfile", "monitor", "pace", "ring", "safe_options",
-        "untrusted", "verdict",
-        "cameras", "cameras.base", "cameras.opencv", "cameras.realsense",
-        "cameras.synthetic",
+        "_version", "at_exit", "cores", "depth", "errors", "formats", "jsonfile",
+        "monitor", "untrusted", "verdict", "files", "cameras",
     },
-    "ffmpeg": {
-        "capture_thread", "command", "config", "contention", "ffmpeg", "frozen", "priority",
-        "process", "reader", "readers", "remux", "result", "stats", "stream_settings",
-    },
-    "encoder choice": {"probe"},
-    "capture": {"batch", "episode", "recorder", "streaming", "writer", "writer_thread"},
-    "machine": {"bench", "benchfile", "capacity"},
-    "inspection": {"health", "report", "verify"},
-    "datasets": {
-        "lerobot", "transcode", "transcode.executors", "transcode.guard", "transcode.job",
-        "transcode.manifest", "transcode.records", "transcode.run",
-    },
-    "interface": {
-        "", "__main__", "cli", "cli.common", "cli.machine", "cli.record", "cli.report",
-        "cli.transcode", "cli.verify",
-    },
+    "running ffmpeg": {"contention", "ffmpeg", "priority", "process"},
+    "codec": {"codec"},
+    "capture": {"capture"},
+    "machine": {"machine"},
+    "inspection": {"inspection"},
+    "datasets": {"datasets"},
+    "interface": {"", "__main__", "cli", *LEGACY},
 }  # fmt: skip
 
 
 def _layer_of() -> dict[str, int]:
-    return {
-        f"ffstream.{m}".rstrip("."): rank for rank, mods in enumerate(LAYERS.values()) for m in mods
-    }
+    """Each module's part: its top-level name (a module, or the folder it is in)."""
+    rank = {f"ffstream.{m}".rstrip("."): r for r, mods in enumerate(LAYERS.values()) for m in mods}
+    placed = {}
+    for module in _graph():
+        top = ".".join(module.split(".")[:2])
+        if top in rank:
+            placed[module] = rank[top]
+    return placed
 
 
 def test_every_module_belongs_to_one_part():
-    placed = _layer_of()
     names = [m for mods in LAYERS.values() for m in mods]
     assert len(names) == len(set(names)), "a module is in two parts"
-    assert sorted(set(_graph()) - set(placed)) == [], "place the new module in LAYERS"
-    assert sorted(set(placed) - set(_graph())) == [], "LAYERS names a module that is gone"
+    assert sorted(set(_graph()) - set(_layer_of())) == [], "place the new module in LAYERS"
+    tops = {".".join(m.split(".")[:2]) for m in _graph()}
+    gone = {f"ffstream.{m}".rstrip(".") for mods in LAYERS.values() for m in mods} - tops
+    assert sorted(gone) == [], "LAYERS names a module that is gone"
 
 
 def test_imports_point_down_the_parts():
@@ -166,3 +166,41 @@ def test_imports_point_down_the_parts():
         if placed[d] > placed[m]
     ]
     assert not upward, upward
+
+
+def test_folders_hold_their_parts_and_nothing_else_is_flat():
+    top = {p.stem for p in PACKAGE.glob("*.py")} | {
+        p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    }
+    named = {m for mods in LAYERS.values() for m in mods} | {"__init__"}
+    assert top - named == set(), "a new top-level module: put it in a part's folder"
+
+
+def test_the_old_import_paths_are_the_modules_of_their_parts():
+    """Code outside ffstream imports the old paths (DESIGN.md); they must be the very
+    modules, so that a monkeypatch through either name reaches the code, and importing
+    `ffstream.verify` must not take the name of the function `ffstream.verify`."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, sys\n"
+        "import ffstream\n"
+        f"for old, part in {LEGACY!r}.items():\n"
+        "    legacy = importlib.import_module(f'ffstream.{old}')\n"
+        "    home = importlib.import_module(f'ffstream.{part}.{old}')\n"
+        "    assert legacy is home, old\n"
+        "import ffstream.verify\n"
+        "from ffstream.verify import verify\n"
+        "assert callable(ffstream.verify) and ffstream.verify is verify, ffstream.verify\n"
+        "from ffstream.batch import BatchVideoEncoder, encode_png\n"
+        "from ffstream.config import CODECS, GENERIC_OPTIONS\n"
+        "from ffstream.reader import video_info\n"
+        "from ffstream.report import write_report\n"
+        "from ffstream.lerobot import install\n"
+        "from ffstream.transcode import transcode\n"
+        "from ffstream.capacity import plan\n"
+        "from ffstream.stats import aggregate_stats\n"
+        "from ffstream.cameras.synthetic import SyntheticCamera, stamp_index, read_stamp\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

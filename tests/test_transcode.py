@@ -29,16 +29,17 @@ from ffstream import (
     read_frames,
     video_info,
 )
-from ffstream.batch import FRAME_NAME, encode_png
 from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
+from ffstream.capture.image_folder import FRAME_NAME
 from ffstream.cli import main
+from ffstream.datasets.transcode import LOCK_NAME, depth_keys, plan, transcode
+from ffstream.datasets.transcode.executors import LocalExecutor, make_executor
+from ffstream.datasets.transcode.job import Job, JobResult, JobSettings, partial_path, run_job
+from ffstream.datasets.transcode.manifest import MANIFEST_NAME
 from ffstream.errors import InvalidSettingError, TranscodeError
+from ffstream.files.png import encode_png
 from ffstream.formats import FrameConversion
 from ffstream.process import FFmpegProcess
-from ffstream.transcode import LOCK_NAME, depth_keys, plan, transcode
-from ffstream.transcode.executors import LocalExecutor, make_executor
-from ffstream.transcode.job import Job, JobResult, JobSettings, partial_path, run_job
-from ffstream.transcode.manifest import MANIFEST_NAME
 
 from .conftest import wait_until
 
@@ -346,7 +347,7 @@ def test_a_script_without_a_main_guard_can_call_transcode(tmp_path, ffmpeg):
     make_video(tmp_path / "src" / "a.mp4", 4, ffmpeg)
     script = tmp_path / "convert.py"
     script.write_text(
-        "from ffstream.transcode import transcode\n"
+        "from ffstream.datasets.transcode import transcode\n"
         f"r = transcode({str(tmp_path / 'src')!r}, {str(tmp_path / 'dst')!r}, workers=2, "
         f"ffmpeg={ffmpeg.path!r})\n"
         "print('done', r.ok, len(r.results))\n"
@@ -768,7 +769,7 @@ def test_cli_usage_errors_exit_2(tmp_path, monkeypatch, capsys, args, message):
 
 # ----------------------------------------------------------------------------- pieces
 def test_transcode_command_opens_the_source_safely_and_keeps_its_tags(tmp_path, ffmpeg):
-    from ffstream.command import transcode_command
+    from ffstream.codec.command import transcode_command
 
     argv = transcode_command(
         ffmpeg, tmp_path / "in.mp4", "mov", "yuv420p", AV1, tmp_path / ".o.partial.mp4", "mp4", 1
@@ -787,7 +788,7 @@ def test_transcode_command_opens_the_source_safely_and_keeps_its_tags(tmp_path, 
 
 
 def test_ffmpeg_errors_ignore_encoder_chatter():
-    from ffstream.transcode.job import ffmpeg_errors
+    from ffstream.datasets.transcode.job import ffmpeg_errors
 
     text = (
         "Svt[info]: SVT [config]: preset : 12\n"

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-import ffstream.writer_thread as wt
+import ffstream.capture.writer_thread as wt
 from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StreamSettings
 from ffstream.cameras import SyntheticCamera
 

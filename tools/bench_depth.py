@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ffstream import FFmpegWriter, find_ffmpeg
 from ffstream.cameras import SyntheticCamera
-from ffstream.config import DepthEncoderConfig
+from ffstream.codec.config import DepthEncoderConfig
 from ffstream.depth import dequantize_depth, quantize_depth
 
 

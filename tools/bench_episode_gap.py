@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ffstream import EncoderConfig, make_encoder
 from ffstream.cameras import SyntheticCamera
-from ffstream.recorder import Recorder
+from ffstream.capture.recorder import Recorder
 
 
 def run(streaming: bool, args, out: Path) -> list:

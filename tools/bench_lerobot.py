@@ -3,7 +3,7 @@ drop-in, interleaved episode by episode in one run.
 
 For each set-up (2 and 3 cameras 640x480, and 2 cameras + 1 depth camera) two datasets
 are created with ``LeRobotDataset.create(..., streaming_encoding=True)``: one before
-``ffstream.lerobot.install()``, one after. Episodes alternate between them. The loop
+``ffstream.datasets.lerobot.install()``, one after. Episodes alternate between them. The loop
 calls ``add_frame`` at 30 fps, sleeping to each deadline; it reports
 
 - loop lateness (how late each tick starts, ms): p50 / p99 / max,
@@ -41,7 +41,7 @@ from lerobot.configs import DepthEncoderConfig
 from lerobot.datasets import video_utils
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-import ffstream.lerobot as adapter
+import ffstream.datasets.lerobot as adapter
 from ffstream.cameras.synthetic import SyntheticCamera, read_stamp, stamp_index
 
 FPS = 30

@@ -79,7 +79,7 @@ from ffstream import DepthEncoderConfig, EncoderConfig, StreamingVideoEncoder, f
 from ffstream import priority as priority_mod
 from ffstream import process as process_mod
 from ffstream.cameras.synthetic import SyntheticCamera
-from ffstream.command import InputSpec, build_command, fps_fraction
+from ffstream.codec.command import InputSpec, build_command, fps_fraction
 from ffstream.priority import launches
 
 W, H = 640, 480

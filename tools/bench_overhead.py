@@ -33,10 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ffstream.writer_thread as writer_mod
+import ffstream.capture.writer_thread as writer_mod
 from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, find_ffmpeg
 from ffstream.cameras import SyntheticCamera
-from ffstream.command import InputSpec, build_command, fps_fraction
+from ffstream.codec.command import InputSpec, build_command, fps_fraction
 
 W, H = 640, 480
 STATS = False  # --stats: per-episode image statistics on, to measure what they cost

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ffstream.ffmpeg as ffm
 from ffstream import find_ffmpeg
-from ffstream.probe import DEFAULT_CANDIDATES, probe_encoders, select_encoder
+from ffstream.codec.probe import DEFAULT_CANDIDATES, probe_encoders, select_encoder
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ffstream.cameras import SyntheticCamera
-from ffstream.stats import StatsAccumulator, stride_for
+from ffstream.capture.stats import StatsAccumulator, stride_for
 
 
 def cpu_ms_per_frame(fn, frames) -> float:

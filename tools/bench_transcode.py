@@ -40,7 +40,7 @@ import imageio_ffmpeg
 
 from ffstream import EncoderConfig, FFmpegWriter, find_ffmpeg
 from ffstream.cameras.synthetic import SyntheticCamera
-from ffstream.transcode import transcode
+from ffstream.datasets.transcode import transcode
 
 W, H, FPS = 640, 480, 30
 

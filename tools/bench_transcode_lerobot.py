@@ -40,8 +40,8 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from ffstream import EncoderConfig, find_ffmpeg
 from ffstream.cameras.synthetic import SyntheticCamera
-from ffstream.reader import count_frames
-from ffstream.transcode import transcode
+from ffstream.codec.reader import count_frames
+from ffstream.datasets.transcode import transcode
 
 
 def make_dataset(root: Path, cameras: int, episodes: int, frames: int) -> None:

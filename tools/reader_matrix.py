@@ -23,8 +23,8 @@ import numpy as np
 
 from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, find_ffmpeg
 from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
+from ffstream.codec.reader_check import READERS, check_reader
 from ffstream.formats import FrameConversion
-from ffstream.readers import READERS, check_reader
 
 RGB_CODECS = ("libsvtav1", "libx264", "libx265", "libaom-av1", "ffv1")
 W, H = 320, 240

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from ffstream import CpuMonitor, EncoderConfig, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
-from ffstream.recorder import Recorder
-from ffstream.report import write_report
+from ffstream.capture.recorder import Recorder
+from ffstream.inspection.report import write_report
 
 
 class StallingCamera(SyntheticCamera):

@@ -6,11 +6,18 @@ import argparse
 import json
 from pathlib import Path
 
-from ..bench import RESOLUTIONS, default_results_path, load_rows, plot_rows, run_bench, save_rows
-from ..capacity import CostBook, advise, plan
-from ..codecs import CODECS
-from ..probe import DEFAULT_PREFERENCE, probe_encoders
-from ..recorder import throughput
+from ..capture.recorder import throughput
+from ..codec.codecs import CODECS
+from ..codec.probe import DEFAULT_PREFERENCE, probe_encoders
+from ..machine.bench import (
+    RESOLUTIONS,
+    default_results_path,
+    load_rows,
+    plot_rows,
+    run_bench,
+    save_rows,
+)
+from ..machine.capacity import CostBook, advise, plan
 from .common import EXIT_OK, positive_float, positive_int, preset_value, resolution
 
 

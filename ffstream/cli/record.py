@@ -10,25 +10,25 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..batch import make_encoder
 from ..cameras.opencv import OpenCVCamera
 from ..cameras.realsense import RealSenseCamera
 from ..cameras.synthetic import SyntheticCamera
-from ..capacity import LADDER, plan
-from ..config import DepthEncoderConfig, EncoderConfig
-from ..episode import METADATA_FILE
+from ..capture.batch import make_encoder
+from ..capture.episode import METADATA_FILE
+from ..capture.recorder import Recorder, throughput
+from ..capture.stream_settings import DROP_POLICIES, StreamSettings
+from ..codec.config import DepthEncoderConfig, EncoderConfig
+from ..codec.probe import resolve_config
+from ..codec.reader_check import opencv_warning
+from ..datasets.lerobot import run_lerobot_record
 from ..errors import InvalidSettingError
 from ..ffmpeg import find_ffmpeg
-from ..lerobot import run_lerobot_record
+from ..inspection.report import write_report
+from ..inspection.verify import verify_episode
+from ..machine.capacity import LADDER, plan
 from ..monitor import CpuMonitor
 from ..priority import PRIORITIES, describe_mode
-from ..probe import resolve_config
-from ..readers import opencv_warning
-from ..recorder import Recorder, throughput
-from ..report import write_report
-from ..stream_settings import DROP_POLICIES
 from ..verdict import VERDICTS
-from ..verify import verify_episode
 from .common import (
     EXIT_ABORTED,
     EXIT_FAILED,
@@ -305,11 +305,13 @@ def _record_with(session: _Session) -> int:
         fps=args.fps,
         rgb_encoder=session.config,
         depth_encoder=session.depth_config,
-        queue_maxsize=args.encoder_queue_maxsize,
-        encoder_threads=args.encoder_threads,
+        settings=StreamSettings(
+            queue_maxsize=args.encoder_queue_maxsize,
+            encoder_threads=args.encoder_threads,
+            drop_policy=args.drop_policy,
+            priority=args.encoder_priority,
+        ),
         ffmpeg=args.ffmpeg,
-        drop_policy=args.drop_policy,
-        encoder_priority=args.encoder_priority,
         batch_encoding_size=args.batch_encoding_size,
         progress=None if args.quiet else progress,
     ) as encoder:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..health import verdict_of
-from ..report import write_report
+from ..inspection.health import verdict_of
+from ..inspection.report import write_report
 from .common import EXIT_FRAMES_LOST, EXIT_OK
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..codecs import ALIASES, CODECS
-from ..config import DepthEncoderConfig, EncoderConfig
+from ..codec.codecs import ALIASES, CODECS
+from ..codec.config import DepthEncoderConfig, EncoderConfig
+from ..datasets.transcode import TranscodeReport, transcode
+from ..datasets.transcode.executors import EXECUTORS
+from ..datasets.transcode.job import JobResult
 from ..errors import InvalidEpisodeError
-from ..transcode import TranscodeReport, transcode
-from ..transcode.executors import EXECUTORS
-from ..transcode.job import JobResult
-from ..verify import verify_episode
+from ..inspection.verify import verify_episode
 from .common import (
     EXIT_FRAMES_LOST,
     EXIT_INTERRUPTED,

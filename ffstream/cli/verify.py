@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..readers import READERS
-from ..verify import index_ranges, verify
+from ..codec.reader_check import READERS
+from ..inspection.verify import index_ranges, verify
 from .common import EXIT_FRAMES_LOST, EXIT_OK
 
 

@@ -126,7 +126,7 @@ def test_crash_safe_false_writes_plain_mp4_at_once(tmp_path):
 
 
 def test_a_remux_killed_without_a_word_never_replaces_the_recording(tmp_path):
-    from ffstream.remux import remux_fragmented
+    from ffstream.codec.remux import remux_fragmented
 
     recording = tmp_path / "cam.mp4"
     recording.write_bytes(b"fragmented frames")

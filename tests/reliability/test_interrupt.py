@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from ffstream.verify import verify
+from ffstream.inspection.verify import verify
 
 from ..conftest import decode_pyav, on_schedule, stamps, wait_until
 

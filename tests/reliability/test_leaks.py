@@ -9,7 +9,7 @@ import psutil
 
 from ffstream import EncoderConfig, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
-from ffstream.streaming import EpisodeError
+from ffstream.capture.streaming import EpisodeError
 
 from ..conftest import wait_until
 

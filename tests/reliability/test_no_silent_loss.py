@@ -13,12 +13,11 @@ from ffstream import (
     EncoderError,
     FFmpegWriter,
     StreamingVideoEncoder,
-    writer,
-    writer_thread,
 )
 from ffstream.cameras import SyntheticCamera
+from ffstream.capture import writer, writer_thread
+from ffstream.capture.streaming import EpisodeError
 from ffstream.process import run
-from ffstream.streaming import EpisodeError
 
 from ..conftest import decode_pyav, stamps, wait_until
 

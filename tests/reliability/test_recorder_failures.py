@@ -6,8 +6,8 @@ import signal
 
 from ffstream import EncoderConfig, StreamingVideoEncoder
 from ffstream.cameras import CameraError, SyntheticCamera
-from ffstream.recorder import Recorder
-from ffstream.verify import verify
+from ffstream.capture.recorder import Recorder
+from ffstream.inspection.verify import verify
 
 from ..conftest import decode_pyav, on_schedule, stamps
 

@@ -21,11 +21,11 @@ from ffstream import (
     read_frames,
     video_info,
 )
-from ffstream.batch import make_encoder
 from ffstream.cameras import SyntheticCamera
+from ffstream.capture.batch import make_encoder
+from ffstream.codec.reader import count_frames
 from ffstream.errors import UnsafeSettingError
-from ffstream.reader import count_frames
-from ffstream.verify import verify
+from ffstream.inspection.verify import verify
 
 from ..conftest import stamps
 

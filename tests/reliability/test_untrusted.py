@@ -70,9 +70,9 @@ def test_hostile_json_is_a_clear_error_never_a_hang_or_a_recursion(tmp_path):
     import threading
 
     from ffstream import jsonfile
+    from ffstream.datasets.transcode.manifest import Manifest
     from ffstream.errors import InvalidEpisodeError
-    from ffstream.transcode.manifest import Manifest
-    from ffstream.verify import verify_episode
+    from ffstream.inspection.verify import verify_episode
 
     nested = "[" * 100_000 + "]" * 100_000
     ep = tmp_path / "ep"

@@ -6,7 +6,7 @@ $FFSTREAM_LEROBOT_DROP_POLICY (pace, drop, repeat, block) runs them with another
 
 import os
 
-import ffstream.lerobot as adapter
+import ffstream.datasets.lerobot as adapter
 
 POLICY = os.environ.get("FFSTREAM_LEROBOT_DROP_POLICY") or None
 

@@ -17,7 +17,7 @@ from lerobot.datasets.depth_utils import dequantize_depth as lerobot_dequantize
 from lerobot.datasets.depth_utils import quantize_depth as lerobot_quantize
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-import ffstream.lerobot as adapter
+import ffstream.datasets.lerobot as adapter
 from ffstream.cameras.synthetic import read_stamp, stamp_index
 from ffstream.depth import dequantize_depth, quantize_depth
 
@@ -191,8 +191,8 @@ def test_the_report_shows_a_frozen_camera_and_dropped_frames_at_a_glance(tmp_pat
     in the overview."""
     import re
 
-    from ffstream.health import gather
-    from ffstream.report import render
+    from ffstream.inspection.health import gather
+    from ffstream.inspection.report import render
 
     h, w = 96, 128
     video = {"dtype": "video", "shape": (h, w, 3), "names": ["height", "width", "channels"]}

@@ -1,0 +1,1 @@
+"""What this machine can encode: the benchmark, its cache and the capacity verdicts."""
