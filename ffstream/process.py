@@ -89,7 +89,14 @@ def _death_signal_setup(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
 
 def live_pids() -> list[int]:
     """The ffmpeg processes this process started that are still running."""
-    return [p.pid for p in list(_live) if p.returncode is None]
+    return [p.pid for p in _live_processes() if p.returncode is None]
+
+
+def _live_processes() -> list[FFmpegProcess]:
+    # Another thread may start or end a process meanwhile: a set that changes size while
+    # it is iterated raises RuntimeError (a writer starting while another measures).
+    with _live_lock:
+        return list(_live)
 
 
 class ProcessScope:
@@ -210,12 +217,13 @@ class Cancelled(FFstreamError):
 
 _spawner = _Spawner()
 _live: weakref.WeakSet[FFmpegProcess] = weakref.WeakSet()
+_live_lock = threading.Lock()
 
 
 @atexit.register
 def _terminate_leftovers() -> None:
     """Fallback for platforms without a death signal: children outliving the program."""
-    for p in list(_live):
+    for p in _live_processes():
         if p.returncode is None:
             p.terminate()
 
@@ -268,7 +276,8 @@ class FFmpegProcess:
             target=self._drain, args=(priority,), name=f"ffstream-stderr-{name}", daemon=True
         )
         self._stderr_thread.start()
-        _live.add(self)
+        with _live_lock:
+            _live.add(self)
         if scope is not None:
             scope.add(self)
 
@@ -365,7 +374,8 @@ class FFmpegProcess:
         if self.stdout is not None:
             with contextlib.suppress(OSError):
                 self.stdout.close()
-        _live.discard(self)
+        with _live_lock:
+            _live.discard(self)
         return rc
 
 

@@ -160,3 +160,40 @@ def test_a_scopes_processes_get_sigkill_when_the_program_dies(tmp_path):
     proc.kill()
     proc.wait(10)
     assert wait_until(lambda: not child.is_running() or child.status() == "zombie", 10)
+
+
+def test_the_live_processes_are_listed_while_others_start_and_end():
+    """A writer starting its ffmpeg while another writer measures the CPU of the live
+    ones: listing them never fails (a set that changes size while it is iterated)."""
+    import threading
+
+    from ffstream import process
+
+    class Placeholder:  # makes each listing long, so that a start lands inside one
+        returncode, pid = None, 0
+
+    placeholders = [Placeholder() for _ in range(3000)]
+    for p in placeholders:
+        process._live.add(p)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def lister() -> None:
+        while not stop.is_set():
+            try:
+                process.live_pids()
+            except RuntimeError as exc:
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=lister)
+    thread.start()
+    try:
+        for _ in range(20):
+            run(["true"], 10)
+    finally:
+        stop.set()
+        thread.join()
+        for p in placeholders:
+            process._live.discard(p)
+    assert not errors, errors
