@@ -125,9 +125,8 @@ class StreamingVideoEncoder(EpisodeEncoder):
         period), so that the encoders do not all compete for the cores right after the
         tick; it does not apply to ``drop_policy="block"``. It sets each camera's
         ``write_phase``. See docs/performance.md."""
-        # checked once here; each camera's writer gets these, with its write phase
+        # checked once here (self.settings); each camera's writer gets them, with its phase
         st = StreamSettings.with_keywords(settings, stream_settings, "StreamingVideoEncoder")
-        self.stream_settings = st
         if not isinstance(spread_writes, bool):
             raise SettingTypeError(f"spread_writes must be True or False, got {spread_writes!r}")
         super().__init__(
@@ -231,7 +230,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
             h,
             self.fps,
             cam.config,
-            settings=dataclasses.replace(self.stream_settings, write_phase=cam.phase),
+            settings=dataclasses.replace(self.settings, write_phase=cam.phase),
             input_pix_fmt=cam.pix_fmt,
             ffmpeg=self.ffmpeg,
             name=cam.key,

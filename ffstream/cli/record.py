@@ -47,6 +47,33 @@ from .report import default_output
 
 def add_parsers(sub) -> None:
     rec = sub.add_parser("record", help="record episodes from cameras (synthetic by default)")
+    _source_arguments(rec)
+    _encoder_arguments(rec)
+    rec.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
+    rec.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no live status line and no warnings while recording (the summary still says "
+        "what was dropped and why)",
+    )
+    rec.add_argument(
+        "--report",
+        action="store_true",
+        help="write OUT/report.html at the end: the episodes' health as one page",
+    )
+
+    lr = sub.add_parser(
+        "lerobot-record",
+        help="LeRobot's lerobot-record, encoding through ffstream (needs lerobot installed)",
+        description="Runs LeRobot's lerobot-record with ffstream's streaming encoder "
+        "installed; every argument after lerobot-record goes to LeRobot unchanged, "
+        "--help included (--dataset.streaming_encoding=true is added).",
+    )
+    lr.add_argument("lerobot_args", nargs="*", help="lerobot-record's arguments")
+
+
+def _source_arguments(rec) -> None:
+    """What is recorded: cameras, frame size and rate, episodes, the output folder."""
     rec.add_argument(
         "--cameras",
         type=positive_int,
@@ -72,6 +99,10 @@ def add_parsers(sub) -> None:
     rec.add_argument("--episodes", type=positive_int, default=2, help="episodes to record (2)")
     rec.add_argument("--seconds", type=positive_float, default=5.0, help="seconds per episode (5)")
     rec.add_argument("--out", type=Path, default=Path("recordings"), help="output folder")
+
+
+def _encoder_arguments(rec) -> None:
+    """How it is encoded: codec settings, the streams' settings, non-streaming mode."""
     rec.add_argument(
         "--vcodec",
         default=None,
@@ -129,27 +160,6 @@ def add_parsers(sub) -> None:
         "idle: the encoders below every other program (a machine that only records). "
         "normal: nothing changes",
     )
-    rec.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
-    rec.add_argument(
-        "--quiet",
-        action="store_true",
-        help="no live status line and no warnings while recording (the summary still says "
-        "what was dropped and why)",
-    )
-    rec.add_argument(
-        "--report",
-        action="store_true",
-        help="write OUT/report.html at the end: the episodes' health as one page",
-    )
-
-    lr = sub.add_parser(
-        "lerobot-record",
-        help="LeRobot's lerobot-record, encoding through ffstream (needs lerobot installed)",
-        description="Runs LeRobot's lerobot-record with ffstream's streaming encoder "
-        "installed; every argument after lerobot-record goes to LeRobot unchanged, "
-        "--help included (--dataset.streaming_encoding=true is added).",
-    )
-    lr.add_argument("lerobot_args", nargs="*", help="lerobot-record's arguments")
 
 
 def parse_camera(spec: str, index: int, width: int, height: int, fps: float):
