@@ -36,31 +36,22 @@ def waits_when_full(drop_policy: str) -> bool | None:
     return {"block": True, "pace": None, "pace-repeat": None}.get(drop_policy, False)
 
 
-def check_encoder_threads(encoder_threads: int | None) -> None:
-    if encoder_threads is not None and (
-        isinstance(encoder_threads, bool)
-        or not isinstance(encoder_threads, int)
-        or encoder_threads < 1
-    ):
-        raise InvalidSettingError(
-            f"encoder_threads must be None or an integer >= 1, got {encoder_threads!r}"
-        )
+def _positive_int(name: str, value: Any, none_ok: bool = False) -> None:
+    if none_ok and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        also = "None or " if none_ok else ""
+        raise InvalidSettingError(f"{name} must be {also}an integer >= 1, got {value!r}")
 
 
-def check_stream_settings(
-    queue_maxsize: int, encoder_threads: int | None, drop_policy: str
-) -> None:
-    """Validate the per-stream knobs shared by FFmpegWriter and StreamingVideoEncoder."""
-    if isinstance(queue_maxsize, bool) or not isinstance(queue_maxsize, int) or queue_maxsize < 1:
-        raise InvalidSettingError(f"queue_maxsize must be an integer >= 1, got {queue_maxsize!r}")
-    check_encoder_threads(encoder_threads)
-    check_drop_policy(drop_policy)
+def _seconds(phase: Any) -> None:
+    if isinstance(phase, bool) or not isinstance(phase, (int, float, np.integer, np.floating)):
+        raise SettingTypeError(f"write_phase must be a number of seconds, got {phase!r}")
 
 
 def check_write_phase(phase: Any, fps: Fraction) -> float:
     """A delay of 0 up to one frame period, in seconds."""
-    if isinstance(phase, bool) or not isinstance(phase, (int, float, np.integer, np.floating)):
-        raise SettingTypeError(f"write_phase must be a number of seconds, got {phase!r}")
+    _seconds(phase)
     period = 1 / float(fps)
     if not 0 <= phase <= period:  # also refuses NaN
         raise InvalidSettingError(
@@ -99,14 +90,14 @@ class StreamSettings:
     write_phase: float = 0.0
 
     def __post_init__(self) -> None:
-        check_stream_settings(self.queue_maxsize, self.encoder_threads, self.drop_policy)
+        _positive_int("queue_maxsize", self.queue_maxsize)
+        _positive_int("encoder_threads", self.encoder_threads, none_ok=True)
+        check_drop_policy(self.drop_policy)
         check_priority(self.priority)
         for name in ("crash_safe", "compute_stats", "overwrite"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise SettingTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        phase = self.write_phase  # its range, 0 to one frame period, needs the rate
-        if isinstance(phase, bool) or not isinstance(phase, (int, float, np.integer, np.floating)):
-            raise SettingTypeError(f"write_phase must be a number of seconds, got {phase!r}")
+        _seconds(self.write_phase)  # its range, 0 to one frame period, needs the rate
 
     @classmethod
     def with_keywords(
