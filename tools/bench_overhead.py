@@ -2,15 +2,20 @@
 
 1. Throughput of an offline producer: the same frames are encoded (a) by bare ffmpeg
    reading a raw file, on the argv FFmpegWriter runs with its defaults (crash-safe
-   fragmented MP4), and (b) through FFmpegWriter with its defaults (drop policy "pace",
-   encoder_priority "low", a 30-frame ring), frames submitted as fast as it takes them;
+   fragmented MP4) and under the rules ffstream starts ffmpeg with (no CAP_SYS_NICE: as
+   root, SVT-AV1 would otherwise run its threads at real-time priority, which ffstream
+   refuses; "bare as root" measures that too), and (b) through FFmpegWriter with its
+   defaults (drop policy "pace", encoder_priority "low", a 30-frame ring), frames
+   submitted as fast as it takes them;
    its time includes close() and the remux to a regular MP4. Also (c) a Python loop that
    only os.write()s the frames into the same ffmpeg's stdin (the floor of any pipe-fed
-   encoder), (d) the writer with a ring that holds every frame (``queue_maxsize`` =
+   encoder; same rules), (d) the writer with a ring that holds every frame (``queue_maxsize`` =
    frames + 1), (e) with the pipe buffer left at its default 64 KiB (the writer raises it
    for a producer ahead of real time) and (f) without direct writes (every frame through
-   the ring and the writer thread). Runs alternate, in one process, and the ratio of
-   frames per second to (a) is reported (target >= 0.95, every frame kept).
+   the ring and the writer thread), (g) with the end's remux by a second ffmpeg, as
+   before the in-process rebuild (mp4_defrag). Every round runs each way once in a
+   shuffled order, in one process; the median of the per-round ratios to (a) is the
+   figure (target >= 0.95, every frame kept), the ratio of the best times beside it.
 3. submit() latency at a paced 30 fps with the default drop policy (target p99 < 1 ms).
 4. finish_episode_async() latency for a 2-camera episode (target < 50 ms).
 
@@ -22,11 +27,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +41,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ffstream.capture.writer_thread as writer_mod
-from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, find_ffmpeg
+import ffstream.codec.remux as remux_mod
+from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, find_ffmpeg, priority
 from ffstream.cameras import SyntheticCamera
 from ffstream.codec.command import InputSpec, build_command, fps_fraction
 
@@ -47,20 +55,37 @@ def _argv(ff, config, out: Path) -> list[str]:
     return build_command(ff, InputSpec(W, H, fps_fraction(30)), config, str(out), fragmented=True)
 
 
-def bare_ffmpeg(ff, config, raw: Path, out: Path) -> float:
+def _as_ffstream_runs_it(argv: list[str]) -> tuple[list[str], object]:
+    """``argv`` under the rules ffstream starts ffmpeg with (priority.py): above all no
+    CAP_SYS_NICE, so as root SVT-AV1 cannot give its threads real-time priority (it
+    does otherwise: 49 threads at SCHED_FIFO 99), which is what ffmpeg gets for any user
+    but root anyway."""
+    launch = priority.launches(None)["normal"]
+    return [*launch.prefix, *argv], launch.setup
+
+
+def bare_ffmpeg(ff, config, raw: Path, out: Path, realtime: bool = False) -> float:
+    """Bare ffmpeg reading the raw frames from a file; ``realtime``: as root may run it
+    (SVT-AV1's threads then at real-time priority), else as ffstream runs it."""
     argv = _argv(ff, config, out)
     argv[argv.index("pipe:0")] = str(raw)
+    setup = None
+    if not realtime:
+        argv, setup = _as_ffstream_runs_it(argv)
     t = time.perf_counter()
-    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    subprocess.run(
+        argv, check=True, stdin=subprocess.DEVNULL, capture_output=True, preexec_fn=setup
+    )  # fmt: skip
     return time.perf_counter() - t
 
 
 def pipe_loop(ff, config, frames, out: Path) -> float:
     """The same argv fed by a loop that does nothing but write (pipe enlarged as ours)."""
+    argv, setup = _as_ffstream_runs_it(_argv(ff, config, out))
     t = time.perf_counter()
     proc = subprocess.Popen(
-        _argv(ff, config, out), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=setup,
     )  # fmt: skip
     assert proc.stdin is not None
     fd = proc.stdin.fileno()
@@ -91,41 +116,69 @@ def through_writer(ff, config, frames, out: Path, queue: int = 30) -> tuple[floa
     return elapsed, (c1.user - c0.user) + (c1.system - c0.system)
 
 
+def _variants(ff, config, frames, raw: Path, tmp: Path) -> dict[str, Callable[[], float]]:
+    """Each way of encoding the frames, as a call that returns its wall seconds."""
+
+    def writer(name: str, queue: int = 30, **knobs: object) -> Callable[[], float]:
+        def run() -> float:
+            saved = {k: getattr(writer_mod, k) for k in knobs if hasattr(writer_mod, k)}
+            for k, v in knobs.items():
+                setattr(writer_mod if k in saved else remux_mod, k, v)
+            rebuild = remux_mod._rebuild_here
+            try:
+                return through_writer(ff, config, frames, tmp / f"{name}.mp4", queue)[0]
+            finally:
+                for k, v in saved.items():
+                    setattr(writer_mod, k, v)
+                remux_mod._rebuild_here = rebuild
+
+        return run
+
+    return {
+        "bare": lambda: bare_ffmpeg(ff, config, raw, tmp / "bare.mp4"),
+        "defaults": writer("ours"),
+        "bare as root": lambda: bare_ffmpeg(ff, config, raw, tmp / "rt.mp4", realtime=True),
+        "write-only loop": lambda: pipe_loop(ff, config, frames, tmp / "loop.mp4"),
+        "ring of every frame": writer("whole", len(frames) + 1),
+        "pipe at 64 KiB": writer("small", ENLARGE_PIPE=False),
+        "no direct writes": writer("ring", DIRECT_WRITES=False),
+        "remux by ffmpeg": writer("spawn", _rebuild_here=lambda *a: None),
+    }
+
+
 def throughput(ff, frames, raw: Path, tmp: Path, repeats: int) -> None:
     n = len(frames)
-    print(f"\n## Throughput of an offline producer, {W}x{H} rgb24, {n} frames, best of {repeats}\n")
-    print("fps = frames per wall second, ratio = against bare ffmpeg; CPU = this Python")
-    print("process's CPU per frame, with the writer's defaults.\n")
-    print(
-        "| codec | bare ffmpeg fps | defaults fps | ratio | CPU ms/frame | write-only loop "
-        "| ring of every frame | pipe at 64 KiB | no direct writes |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"\n## Throughput of an offline producer, {W}x{H} rgb24, {n} frames, {repeats} rounds\n")
+    print("Every round runs each way once, in a shuffled order. Cells: median over the rounds")
+    print("of the ratio to that round's bare ffmpeg (run as ffstream runs it), then the ratio")
+    print("of the best times; fps of the best run. CPU: this process's, per frame, defaults.\n")
     configs = (
         EncoderConfig("libx264", preset="ultrafast"),
         EncoderConfig("libx264"),
         EncoderConfig("libsvtav1"),
     )
+    header = list(_variants(ff, configs[0], frames, raw, tmp))
+    print(f"| codec | CPU ms/frame | {' | '.join(header)} |")
+    print("|---|---|" + "---|" * len(header))
+    shuffle = random.Random(0).shuffle
     for config in configs:
-        bare, loop, ours, whole, small, ring = [], [], [], [], [], []
+        variants = _variants(ff, config, frames, raw, tmp)
+        times: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(repeats):
-            bare.append(bare_ffmpeg(ff, config, raw, tmp / "bare.mp4"))
-            loop.append(pipe_loop(ff, config, frames, tmp / "loop.mp4"))
-            ours.append(through_writer(ff, config, frames, tmp / "ours.mp4"))
-            whole.append(through_writer(ff, config, frames, tmp / "whole.mp4", n + 1))
-            writer_mod.ENLARGE_PIPE = False
-            small.append(through_writer(ff, config, frames, tmp / "small.mp4"))
-            writer_mod.ENLARGE_PIPE, writer_mod.DIRECT_WRITES = True, False
-            ring.append(through_writer(ff, config, frames, tmp / "ring.mp4"))
-            writer_mod.DIRECT_WRITES = True
-        fb = n / min(bare)
-        fo = n / min(t for t, _ in ours)
-        co = statistics.median(c for _, c in ours) / n * 1e3
-        others = [min(loop), *(min(t for t, _ in runs) for runs in (whole, small, ring))]
-        cells = " | ".join(f"{n / t:.1f} ({n / t / fb:.2f})" for t in others)
+            order = list(variants)
+            shuffle(order)
+            for name in order:
+                times[name].append(variants[name]())
+        _, cpu = through_writer(ff, config, frames, tmp / "cpu.mp4")
+        cells = []
+        for name in variants:
+            paired = statistics.median(
+                b / t for b, t in zip(times["bare"], times[name], strict=True)
+            )
+            best = min(times["bare"]) / min(times[name])
+            cells.append(f"{paired:.2f} / {best:.2f} ({n / min(times[name]):.0f})")
         print(
-            f"| {config.vcodec} preset={config.preset} | {fb:.1f} | {fo:.1f} | {fo / fb:.3f} "
-            f"| {co:.3f} | {cells} |"
+            f"| {config.vcodec} {config.preset or ''} | {cpu / n * 1e3:.3f} | {' | '.join(cells)} |"
         )
 
 
@@ -195,6 +248,7 @@ def main() -> None:
     ap.add_argument("--ffmpeg", default=None)
     ap.add_argument("--stats", action="store_true", help="compute image statistics too")
     ap.add_argument("--skip-finish", action="store_true", help="leave out section 4")
+    ap.add_argument("--only-throughput", action="store_true", help="section 1 alone")
     args = ap.parse_args()
     global STATS
     STATS = args.stats
@@ -213,6 +267,8 @@ def main() -> None:
             for f in frames:
                 fh.write(f.tobytes())
         throughput(ff, frames, raw, tmp, args.repeats)
+        if args.only_throughput:
+            return
         submit_latency(ff, frames, tmp, args.seconds)
         if not args.skip_finish:
             finish_latency(ff, frames, tmp)

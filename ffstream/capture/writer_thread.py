@@ -32,6 +32,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+from ..codec.remux import Stoppable
 from ..contention import CpuWindow, cause, yield_to_the_loop
 from ..errors import (
     EncoderError,
@@ -187,7 +188,7 @@ class Stream:
         n_slots = queue_maxsize + (1 if repeats_dropped(drop_policy) else 0)
         self.ring = SlotRing(n_slots, self.shape, self.dtype)
         self.proc: FFmpegProcess | None = None
-        self.active: FFmpegProcess | None = None  # what runs now: the encoder or the remux
+        self.active: Stoppable | None = None  # what runs now: the encoder or the remux
         self.finalize_failed = False
         self.error: EncoderError | None = None
         self.closing = False
@@ -279,7 +280,7 @@ class Stream:
             if not self.path.is_file():
                 self.fail(f"the video file of {self.name} disappeared while it was finalized")
 
-    def _started(self, proc: FFmpegProcess) -> None:
+    def _started(self, proc: Stoppable) -> None:
         self.active = proc
 
     def _write_loop(self) -> None:
