@@ -77,7 +77,9 @@ def _edit(path) -> tuple[float, int, int]:
     return shown / timescale, start, rate
 
 
-@pytest.fixture(scope="module", params=BINARIES, ids=lambda p: "bundled" if p == BUNDLED else "path")
+@pytest.fixture(
+    scope="module", params=BINARIES, ids=lambda p: "bundled" if p == BUNDLED else "path"
+)
 def binary(request):
     return request.param
 
@@ -137,9 +139,7 @@ def _huge_box(data: bytes) -> bytes:
     ],
     ids=["cut-in-half", "cut-in-ftyp", "garbage", "run-outside", "box-size"],
 )
-def test_a_damaged_or_hostile_file_is_refused_before_anything_is_written(
-    tmp_path, damage, message
-):
+def test_a_damaged_or_hostile_file_is_refused_before_anything_is_written(tmp_path, damage, message):
     frag = tmp_path / "frag.mp4"
     _fragmented(BUNDLED, frag, CODECS["x264-intra"], frames=20)
     frag.write_bytes(damage(frag.read_bytes()))
