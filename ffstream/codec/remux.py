@@ -1,7 +1,7 @@
 """The end of a crash-safe recording: fragmented MP4 -> regular MP4, in place.
 
-The rebuild runs in this process (mp4_defrag: about 1 ms for a minute of video, no
-second ffmpeg to start); a file it does not take is remuxed by ffmpeg as before."""
+The rebuild runs in this process (mp4_defrag: 5-6 ms for 600 frames in 300 fragments,
+no second ffmpeg to start); a file it does not take is remuxed by ffmpeg as before."""
 
 from __future__ import annotations
 
