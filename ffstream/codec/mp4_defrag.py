@@ -437,10 +437,13 @@ def defragment(
                 mdat_head = struct.pack(">I4s", data + 8, b"mdat")
             else:
                 mdat_head = struct.pack(">I4sQ", 1, b"mdat", data + 16)
-            index_size = len(_moov(moov, samples, 0, False))
-            wide = len(ftyp) + index_size + len(mdat_head) + data > U32
-            data_start = len(ftyp) + len(_moov(moov, samples, 0, wide)) + len(mdat_head)
-            head = ftyp + _moov(moov, samples, data_start, wide) + mdat_head
+            narrow = len(_moov(moov, samples, 0, False))
+            wide = len(ftyp) + narrow + len(mdat_head) + data > U32
+            size = narrow + (4 * len(samples.chunks) if wide else 0)  # co64: 8 bytes a chunk
+            index = _moov(moov, samples, len(ftyp) + size + len(mdat_head), wide)
+            if len(index) != size:  # the chunk offsets would miss the media
+                raise Unsupported("the index came out another size than planned")
+            head = ftyp + index + mdat_head
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 _write(fd, head, view, samples, stopped)
