@@ -169,3 +169,25 @@ def test_a_stopped_rebuild_leaves_the_recording_as_it_was(tmp_path, caplog):
     assert "stays fragmented MP4, still playable): stopped" in caplog.text
     assert frag.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.mp4"]
+
+
+def test_the_layout_for_files_over_4_gib_reads_the_same(tmp_path):
+    """co64 chunk offsets and a 64-bit mdat header, which only files over 4 GiB get,
+    built here for a small file (internals: a 4 GiB test file would be too slow)."""
+    import mmap
+
+    from ffstream.codec import mp4_defrag
+
+    frag, ours, theirs = tmp_path / "frag.mp4", tmp_path / "ours.mp4", tmp_path / "theirs.mp4"
+    _fragmented(BUNDLED, frag, CODECS["x264-bframes"])
+    subprocess.run(remux_command(BUNDLED, frag, theirs, True), check=True, capture_output=True)
+    with open(frag, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        ftyp, moov, samples = mp4_defrag._parse(view)
+        data = sum(nbytes for _, nbytes, _ in samples.chunks)
+        mdat_head = struct.pack(">I4sQ", 1, b"mdat", data + 16)
+        size = len(mp4_defrag._moov(moov, samples, 0, False)) + 4 * len(samples.chunks)
+        index = mp4_defrag._moov(moov, samples, len(ftyp) + size + len(mdat_head), True)
+        assert len(index) == size and b"co64" in index and b"stco" not in index
+        with open(ours, "wb") as out:
+            mp4_defrag._write(out.fileno(), ftyp + index + mdat_head, view, samples, lambda: False)
+    assert _packets(BUNDLED, ours) == _packets(BUNDLED, theirs)
