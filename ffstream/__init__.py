@@ -27,6 +27,7 @@ from .errors import (
     OutputExistsError,
     OutputFolderError,
     ProcessTimeout,
+    RealtimeUnavailable,
     SettingTypeError,
     StateError,
     TranscodeError,
@@ -38,6 +39,7 @@ from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import FrameConversion
 from .inspection.verify import verify, verify_episode, verify_folder, verify_video
 from .monitor import CpuMonitor
+from .priority import realtime_capture
 
 __all__ = [
     "__version__",
@@ -59,6 +61,7 @@ __all__ = [
     "OutputExistsError",
     "OutputFolderError",
     "ProcessTimeout",
+    "RealtimeUnavailable",
     "StateError",
     "UnknownCameraError",
     "UnsafeSettingError",
@@ -82,6 +85,7 @@ __all__ = [
     "probe_encoders",
     "read_depth",
     "read_frames",
+    "realtime_capture",
     "resolve_config",
     "select_encoder",
     "verify_episode",

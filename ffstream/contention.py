@@ -3,8 +3,7 @@
 A queue that fills has two causes that need opposite fixes. Either the encoders need
 more CPU than the machine has (a cheaper preset, fewer cameras), or other work (policy
 inference, a training job, a batch job started from the same shell) takes the CPU the
-encoders would have had (lower that work's priority, or let ffstream raise the capture
-thread so the encoders need not sit below it). ``CpuWindow`` measures, between two
+encoders would have had (lower that work's priority). ``CpuWindow`` measures, between two
 moments, how busy the machine was and how much of it went to the encoders and to this
 process; ``cause`` turns that into one sentence with the fix. Reading it costs a few
 small /proc files, so a writer can afford it once per warning.
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 import psutil
 
 from .cores import available_cores
-from .priority import Priority, idle_process, mode_of
+from .priority import Priority, idle_process
 from .process import live_pids
 
 log = logging.getLogger("ffstream.contention")
@@ -96,7 +95,7 @@ class Cause:
         return f"{self.detail}: {self.reason}; {self.fix}"
 
 
-def cause(machine: float, encoders: float, own: float, cores: int, mode: str) -> Cause:
+def cause(machine: float, encoders: float, own: float, cores: int, priority: str) -> Cause:
     """Why frames were dropped, and what fixes it. Arguments in cores."""
     others = max(0.0, machine - encoders - own)
     detail = (
@@ -116,11 +115,8 @@ def cause(machine: float, encoders: float, own: float, cores: int, mode: str) ->
         fix = {
             "idle": "encoder_priority='idle' puts the encoders below every other program: "
             "use 'low' (the default)",
-            "fallback": "the encoders run at nice +5 because this process may not raise its "
-            "capture thread: run the recorder as root, with CAP_SYS_NICE or an rtprio limit "
-            "of 1 (then they keep your priority), or start the other work with nice -n 19",
         }.get(
-            mode,
+            priority,
             "start the other work with nice -n 19 (or in a session of its own), or record "
             "fewer or smaller cameras",
         )
@@ -134,19 +130,20 @@ def cause(machine: float, encoders: float, own: float, cores: int, mode: str) ->
     )
 
 
-# ffmpeg processes already made SCHED_IDLE ("fallback" encoders over capacity)
+# ffmpeg processes already made SCHED_IDLE (encoders over capacity)
 _yielded: set[int] = set()
+OVERLOAD_CHECK = 1.0  # seconds between two looks of one writer at the machine
 
 
 def yield_to_the_loop(priority: Priority) -> None:
-    """Where the capture thread could not be raised ("fallback"), encoders at nice +5
-    that need more CPU than the machine has slow the loop down (their many threads
-    outweigh it): their excess is dropped anyway, so for the rest of the episode they go
-    below it, to ``SCHED_IDLE``, all of this program's encoders at once (one that yielded
-    alone would only leave its share to the others). Other work keeps them at +5 (it is
-    not their doing); an unprivileged process cannot undo this, the next episode's
-    ffmpeg processes start at +5 again."""
-    if mode_of(priority) != "fallback":
+    """Encoders at nice +5 (``"low"``) that need more CPU than the machine has slow the
+    caller down (their many threads outweigh its few): their excess is dropped anyway,
+    so for the rest of the episode they go below it, to ``SCHED_IDLE``, all of this
+    program's encoders at once (one that yielded alone would only leave its share to
+    the others). Other work filling the machine never triggers this (it is not their
+    doing); an unprivileged process cannot undo it, and the next episode's ffmpeg
+    processes start at +5 again."""
+    if priority != "low":
         return
     alive = live_pids()
     _yielded.intersection_update(alive)  # an ended process's number may come back
@@ -155,7 +152,87 @@ def yield_to_the_loop(priority: Priority) -> None:
     if lowered:
         log.info(
             "the encoders need more CPU than the machine has: %d ffmpeg process(es) now run "
-            "SCHED_IDLE for the rest of the episode, so the capture loop keeps its rate "
+            "SCHED_IDLE for the rest of the episode, so your program keeps its rate "
             "(what they cannot take is dropped and counted)",
             len(lowered),
         )
+
+
+class OverloadWatch:
+    """A writer whose queue fills asks, at most once per OVERLOAD_CHECK, whether the
+    encoders themselves hold the machine; then they yield (``yield_to_the_loop``)
+    before the first frame is dropped rather than after."""
+
+    def __init__(self, priority: Priority):
+        self.priority = priority
+        self._cpu = CpuWindow()
+        self._last = 0.0
+
+    def queue_filling(self) -> None:
+        if self.priority != "low":
+            return
+        now = time.monotonic()
+        if not self._last:
+            self._cpu.start(live_pids())
+            self._last = now
+            return
+        if now - self._last < OVERLOAD_CHECK:
+            return
+        self._last = now
+        shares = self._cpu.shares(live_pids())
+        self._cpu.start(live_pids())
+        if shares is not None and cause(*shares, self._cpu.cores, self.priority).kind == "encoders":
+            self.priority = "normal"  # once is enough
+            yield_to_the_loop("low")
+
+
+WARN_INTERVAL = 5.0  # seconds between two "queue full" warnings of one stream
+_drop_log = logging.getLogger("ffstream.writer")
+
+
+class DropLog:
+    """The frames one stream dropped, by index, told at most once per WARN_INTERVAL: the
+    first warning says why (from the CPU of the moment) and what to do, the next ones
+    how many more. Drops the encoders caused themselves make them yield."""
+
+    def __init__(self, name: str, priority: Priority):
+        self.name, self.priority = name, priority
+        self.indices: list[int] = []
+        self._cpu = CpuWindow()  # what the machine did since the last warning
+        self._cpu.start(live_pids())
+        self._unreported, self._last, self._warned = 0, 0.0, False
+
+    def add(self, index: int) -> None:
+        self.indices.append(index)
+        self._unreported += 1
+        if time.monotonic() - self._last >= WARN_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        """Warn of the drops not told yet, if any."""
+        if not self._unreported:
+            return
+        pids = live_pids()
+        shares = self._cpu.shares(pids)
+        why = cause(*shares, self._cpu.cores, self.priority) if shares else None
+        if not self._warned:
+            text = str(why) if why else "its encoder is behind (`ffstream advise` finds a set-up)"
+            _drop_log.warning(
+                "Encoder queue full for %s, dropped %d frame(s) (%d in total); %s",
+                self.name,
+                self._unreported,
+                len(self.indices),
+                text,
+            )
+        else:
+            _drop_log.warning(
+                "%s: %d more frame(s) dropped (%d in total)%s",
+                self.name,
+                self._unreported,
+                len(self.indices),
+                f"; {why.detail}: {why.reason}" if why else "",
+            )
+        self._warned, self._unreported, self._last = True, 0, time.monotonic()
+        if why is not None and why.kind == "encoders":
+            yield_to_the_loop(self.priority)
+        self._cpu.start(pids)

@@ -27,6 +27,10 @@ class UnsafeSettingError(InvalidSettingError):
     """A setting would make ffmpeg touch files, devices or outputs other than the video."""
 
 
+class RealtimeUnavailable(FFstreamError, PermissionError):
+    """The calling thread may not run real-time here; the message says what would allow it."""
+
+
 class InvalidFrameError(FFstreamError, ValueError):
     """A frame has a shape, size or value range the camera's stream cannot take."""
 

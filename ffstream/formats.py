@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidSettingError
+from .errors import InvalidSettingError, SettingTypeError
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,27 @@ class FrameConversion:
     transform: Callable[[np.ndarray], np.ndarray] | None = None
     stats_transform: Callable[[np.ndarray], np.ndarray] | None = None
     stats_bins: int | None = None
+
+
+def frame_side(label: str, value: Any) -> int:
+    """A frame's width or height, checked: an integer in 1..MAX_SIDE."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SettingTypeError(f"{label} must be an integer, got {value!r}")
+    if not 0 < value <= MAX_SIDE:
+        raise InvalidSettingError(f"{label} {value} is out of range: use 1..{MAX_SIDE} pixels")
+    return int(value)
+
+
+def checked_conversion(conversion: FrameConversion | None, fmt: RawFormat) -> FrameConversion:
+    """Frames of another dtype than the input format's need a transform to become it."""
+    conv = conversion if conversion is not None else FrameConversion()
+    if (
+        conv.transform is None
+        and conv.frame_dtype is not None
+        and np.dtype(conv.frame_dtype) != fmt.dtype
+    ):
+        raise InvalidSettingError(
+            f"frame_dtype {np.dtype(conv.frame_dtype)} differs from {fmt.name}'s "
+            f"{fmt.dtype}: pass a transform that converts the frames"
+        )
+    return conv

@@ -9,13 +9,11 @@ queries) is started here, so all of them share five properties:
   the kernel's autogroup scheduling it is in the caller's scheduling group, where its
   priority counts (a session of its own is a group of its own, as heavy as the caller's
   whole program whatever its nice value).
-- **Below the capture loop.** With ``priority="low"`` (the default of the encoders)
-  ffmpeg keeps the caller's level where the capture thread is raised above it, and runs
-  at nice +5 where it cannot be; ``"idle"`` makes it SCHED_IDLE (priority.py says which
-  and why). ffmpeg never runs real-time threads: SVT-AV1 turns its workers into
-  SCHED_FIFO threads when it may (as root), and they then outrank every ordinary
-  thread, the capture loop included; ffmpeg is started without CAP_SYS_NICE, so it may
-  not. See docs/performance.md.
+- **Below the caller.** With ``priority="low"`` (the default of the encoders) ffmpeg
+  runs at nice +5 from the caller; ``"idle"`` makes it SCHED_IDLE (priority.py). ffmpeg
+  never runs real-time threads: SVT-AV1 turns its workers into SCHED_FIFO threads when
+  it may (as root), and they then outrank every ordinary thread, the caller's included;
+  ffmpeg is started without CAP_SYS_NICE, so it may not.
 - **Dies with its owner.** On Linux the child asks the kernel for SIGTERM when ffstream's
   process dies (``PR_SET_PDEATHSIG``; ffmpeg ends its file cleanly on SIGTERM), or for
   SIGKILL when it runs in a ``ProcessScope`` (its output is a temporary file nobody
@@ -54,7 +52,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from .errors import FFmpegNotFoundError, FFstreamError, ProcessTimeout
-from .priority import Launch, Priority, launches, lower_this_thread, settle_shared_thread
+from .priority import Launch, Priority, launches
 
 log = logging.getLogger("ffstream.process")
 
@@ -193,7 +191,6 @@ class _Spawner:
         return subprocess.Popen([*launch.prefix, *argv], **kw)
 
     def _serve(self) -> None:
-        settle_shared_thread()  # ffmpeg inherits neither (reset on fork; its own prefix)
         while True:
             fut, argv, launch, kw = self._jobs.get()
             try:
@@ -235,7 +232,7 @@ class FFmpegProcess:
     objects); otherwise they are connected to /dev/null. ``on_stderr_end`` is called on
     the stderr thread when ffmpeg closes its stderr (it exited), which lets a writer
     report an unexpected death before its next write. ``priority="low"`` runs ffmpeg
-    below the capture loop (priority.py), as the recording path does.
+    below the caller (priority.py), as the recording path does.
     """
 
     def __init__(
@@ -273,7 +270,7 @@ class FFmpegProcess:
         self.stdout: IO[bytes] | None = self.proc.stdout
         self._stderr: IO[bytes] = self.proc.stderr  # type: ignore[assignment]  # a pipe
         self._stderr_thread = threading.Thread(
-            target=self._drain, args=(priority,), name=f"ffstream-stderr-{name}", daemon=True
+            target=self._drain, name=f"ffstream-stderr-{name}", daemon=True
         )
         self._stderr_thread.start()
         with _live_lock:
@@ -290,8 +287,7 @@ class FFmpegProcess:
         return self.proc.poll()
 
     # ------------------------------------------------------------------ stderr
-    def _drain(self, priority: Priority) -> None:
-        lower_this_thread(priority)
+    def _drain(self) -> None:
         stream = self._stderr
         partial = b""
         try:

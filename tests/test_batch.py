@@ -20,7 +20,7 @@ from ffstream.capture.batch import BatchEncodeError, encode_png
 from ffstream.capture.image_folder import encode_image_dir
 from ffstream.capture.streaming import EpisodeError
 from ffstream.errors import EncoderError, ImageWriteError
-from ffstream.files.png import decode_png
+from ffstream.files.png import read_png_header
 
 from .conftest import decode_pyav, psnr, stamps
 
@@ -36,10 +36,10 @@ CFG = EncoderConfig("h264", crf=18, preset="veryfast")
     ],
 )
 def test_png_round_trip_and_other_readers_agree(tmp_path, image):
-    data = encode_png(image)
-    assert np.array_equal(decode_png(data), image)
     path = tmp_path / "x.png"
-    path.write_bytes(data)
+    path.write_bytes(encode_png(image))
+    header = read_png_header(path)
+    assert (header.width, header.height, header.is_depth) == (23, 17, image.dtype == np.uint16)
     import cv2
 
     other = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -291,29 +291,40 @@ def test_image_folders_are_read_as_hostile(tmp_path):
         )
 
     bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    bombed = folder("bombed", 2)
+    (bombed / "frame-000002.png").write_bytes(bomb)
     with pytest.raises(VideoReadError, match="declares 24000x24000 pixels; at most 8192x8192"):
-        decode_png(bomb)
+        encode_image_dir(bombed, tmp_path / "bomb.mp4", 30, CFG)
+    assert not (tmp_path / "bomb.mp4").exists()  # refused before ffmpeg saw any of it
+    # frames of another size or kind, or not PNG at all: refused by name, before ffmpeg
+    mixed = folder("mixed", 2)
+    (mixed / "frame-000002.png").write_bytes(encode_png(cam.frame(2)[:32]))
+    with pytest.raises(EncoderError, match=r"frame-000002.png is a 96x32 rgb24 image, frame 0"):
+        encode_image_dir(mixed, tmp_path / "mixed.mp4", 30, CFG)
+    (mixed / "frame-000002.png").write_bytes(b"GIF89a" + bytes(40))
+    with pytest.raises(VideoReadError, match=r"frame-000002.png is not a PNG file"):
+        encode_image_dir(mixed, tmp_path / "mixed.mp4", 30, CFG)
 
 
 def test_the_encoders_take_one_settings_object_and_the_keywords_of_before(tmp_path):
     """StreamSettings is checked once and reaches every camera's writer, with the old
     keywords applied over it; batch mode takes the fields it applies and names any other."""
-    settings = StreamSettings(queue_maxsize=3, drop_policy="block", encoder_threads=2)
+    settings = StreamSettings(queue_maxsize=3, mode="offline", encoder_threads=2)
     with StreamingVideoEncoder(30, CFG, settings=settings, encoder_priority="normal") as enc:
-        assert (enc.queue_maxsize, enc.drop_policy, enc.encoder_threads) == (3, "block", 2)
+        assert (enc.queue_maxsize, enc.mode, enc.encoder_threads) == (3, "offline", 2)
         enc.start_episode(["cam"], tmp_path / "s")
         enc.feed_frame("cam", np.zeros((48, 64, 3), np.uint8))
         got = enc._cameras["cam"].writer.settings
         enc.finish_episode()
-    assert (got.queue_maxsize, got.drop_policy, got.priority, got.encoder_threads) == (
-        3, "block", "normal", 2,
+    assert (got.queue_maxsize, got.mode, got.priority, got.encoder_threads) == (
+        3, "offline", "normal", 2,
     )  # fmt: skip
     with pytest.raises(TypeError, match="unexpected keyword argument 'queue_max_size'"):
         StreamingVideoEncoder(30, CFG, queue_max_size=3)
     with pytest.raises(TypeError, match="both priority and encoder_priority"):
         StreamingVideoEncoder(30, CFG, priority="low", encoder_priority="normal")
     b = BatchVideoEncoder(30, CFG, settings=settings, overwrite=True)
-    assert (b.encoder_threads, b.overwrite, b.drop_policy) == (2, True, "block")
+    assert (b.encoder_threads, b.overwrite, b.mode) == (2, True, "offline")
     b.close()
     with pytest.raises(TypeError, match="unexpected keyword argument 'queue_maxsize'"):
         BatchVideoEncoder(30, CFG, queue_maxsize=5)
@@ -324,18 +335,20 @@ def test_make_encoder_knows_what_each_encoder_takes():
     streaming-only one would be refused by the batch encoder (the lists cannot drift)."""
     shared = {"fps": 30, "rgb_encoder": CFG, "settings": None, "monitor": None}
     values = {
-        "queue_maxsize": 4, "drop_policy": "drop", "priority": "normal", "crash_safe": False,
+        "queue_maxsize": 4, "mode": "live", "repeat_dropped": True, "live_wait": 0.0,
+        "priority": "normal", "crash_safe": False,
         "write_phase": 0.0, "spread_writes": False, "encoder_threads": 1, "overwrite": True,
         "compute_stats": False, "num_image_threads": 2, "batch_encoding_size": 2,
         "encode_workers": 1, "progress": None,
     }  # fmt: skip
-    assert set(values) | {"encoder_priority"} | set(shared) | {"depth_encoder", "ffmpeg"} == (
+    aliases = {"encoder_priority", "drop_policy"}
+    assert set(values) | aliases | set(shared) | {"depth_encoder", "ffmpeg"} == (
         batch_mod.COMMON | batch_mod.BATCH_STREAM_FIELDS | batch_mod.STREAMING_ONLY
         | batch_mod.BATCH_ONLY
     )  # fmt: skip
     for streaming in (True, False):
         make_encoder(streaming, **shared, **values).close()
-    for name in sorted(batch_mod.STREAMING_ONLY - {"encoder_priority"}):
+    for name in sorted(batch_mod.STREAMING_ONLY - aliases):
         with pytest.raises(TypeError, match=name):
             BatchVideoEncoder(30, CFG, **{name: values[name]})
     for name in sorted(batch_mod.BATCH_ONLY):

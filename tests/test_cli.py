@@ -89,7 +89,8 @@ def test_lost_frames_give_exit_code_1(tmp_path):
     meta = json.loads((tmp_path / "episode_000000" / "episode.json").read_text())
     v = meta["videos"]["cam0"]
     # record's default policy writes a dropped row as a repeat: every row has its frame
-    assert v["dropped"] > 0 and v["frames"] == 120 and v["drop_policy"] == "pace-repeat"
+    assert v["dropped"] > 0 and v["frames"] == 120 and v["repeated"] == v["dropped"]
+    assert (meta["encoder"]["mode"], meta["encoder"]["repeat_dropped"]) == ("live", True)
     lost = sum(video["dropped"] for video in meta["videos"].values())
     assert f"{lost} frame(s) dropped" in out.stdout
     assert f"`ffstream verify {tmp_path}` says which frames and why" in out.stdout

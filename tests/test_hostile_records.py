@@ -326,9 +326,9 @@ def test_verify_says_when_there_is_no_record_to_judge_by(recorded, tmp_path, cap
 def test_record_keeps_rows_aligned_by_default_and_says_so(tmp_path, capsys):
     args = ["record", "--cameras", "1", "--episodes", "1", "--seconds", "0.3"]
     assert main([*args, "--resolution", "96x64", "--quiet", "--out", str(tmp_path)]) == 0
-    assert "drop policy: pace-repeat (a frame with no room" in capsys.readouterr().err
+    assert "drop policy: repeat (a frame with no room" in capsys.readouterr().err
     meta = json.loads((tmp_path / "episode_000000" / "episode.json").read_text())
-    assert meta["encoder"]["drop_policy"] == "pace-repeat"
+    assert (meta["encoder"]["mode"], meta["encoder"]["repeat_dropped"]) == ("live", True)
 
 
 def test_a_second_ctrl_c_during_the_closing_check_exits_131_without_a_traceback(

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -201,30 +202,46 @@ def test_a_dead_encoder_raises_runtime_error_and_removes_the_episode(tmp_path):
     enc.close()
 
 
-def _flood(tmp_path, drop_policy):
-    """200 stamped frames fed faster than ffmpeg starts, into a one-frame queue."""
-    frames = [np.full((96, 128, 3), i % 256, np.uint8) for i in range(200)]
+def _flood(tmp_path, drop_policy, n=40):
+    """``n`` stamped frames into a one-frame queue whose encoder is stopped for the
+    middle ten: each of those waits LeRobot's 0.1 s at most, then is dropped."""
+    frames = [np.full((96, 128, 3), i % 256, np.uint8) for i in range(n)]
     for i, f in enumerate(frames):
         stamp_index(f, i)
+    waits = []
     with _encoder(queue_maxsize=1, drop_policy=drop_policy) as enc:
         enc.start_episode(["cam"], tmp_path)
-        for f in frames:
+        enc.feed_frame("cam", frames[0])
+        writer = enc._encoder._cameras["cam"].writer
+        assert wait_until(lambda: writer.pid is not None and writer.queue_depth == 0, 30)
+        os.kill(writer.pid, signal.SIGSTOP)
+        try:
+            for f in frames[1:11]:
+                t = time.monotonic()
+                enc.feed_frame("cam", f)
+                waits.append(time.monotonic() - t)
+        finally:
+            os.kill(writer.pid, signal.SIGCONT)
+        for f in frames[11:]:
             enc.feed_frame("cam", f)
         dropped = enc._dropped_frames["cam"]
         path, _ = enc.finish_episode()["cam"]
+    assert max(waits) < 1.0  # bounded: LeRobot's 0.1 s, not the stopped encoder
     return dropped, stamps(decode_pyav(path))
 
 
-def test_repeat_replaces_a_dropped_frame_by_the_one_before(tmp_path, caplog):
-    """ "repeat" never waits and keeps one video frame per dataset row (LeRobot reads
-    frames by timestamp: a missing frame would fail its reader)."""
+@pytest.mark.parametrize("drop_policy", [None, "repeat"])
+def test_repeat_replaces_a_dropped_frame_by_the_one_before(tmp_path, caplog, drop_policy):
+    """The default ("repeat") waits as LeRobot does, then keeps one video frame per
+    dataset row (LeRobot reads frames by timestamp: a missing frame would fail its
+    reader)."""
     caplog.set_level(logging.WARNING)
-    dropped, seen = _flood(tmp_path, drop_policy="repeat")
-    assert dropped > 0 and len(seen) == 200
-    assert len(set(seen)) == 200 - dropped
+    dropped, seen = _flood(tmp_path, drop_policy=drop_policy)
+    assert dropped > 0 and len(seen) == 40
+    assert len(set(seen)) == 40 - dropped
     assert seen[0] == 0 and seen == sorted(seen)  # in order
     # each dropped frame shows the frame before it
-    assert all(seen[i] in (i, seen[i - 1]) for i in range(1, 200))
+    assert all(seen[i] in (i, seen[i - 1]) for i in range(1, 40))
     assert any("Encoder queue full for cam" in m for m in caplog.messages)
     assert (
         f"Episode finished with {dropped} dropped frame(s) for cam. (each replaced by the "
@@ -232,16 +249,19 @@ def test_repeat_replaces_a_dropped_frame_by_the_one_before(tmp_path, caplog):
     )
 
 
-def test_by_default_a_producer_ahead_of_real_time_keeps_every_row(tmp_path):
-    """add_frame in a tight loop (a simulation, a conversion): 3 episodes of 45 rows,
-    RGB and depth. The default ("pace-repeat") waits for room while the caller is ahead
-    of real time, so every row is its own frame in both videos."""
+def test_an_offline_producer_keeps_every_row(tmp_path):
+    """add_frame in a tight loop (a simulation, a conversion) with drop_policy="block":
+    3 episodes of 45 rows, RGB and depth, every row its own frame in both videos."""
     cam = SyntheticCamera("cam", 128, 96)
     depth = [(realistic_depth(96, 128, t) * 1000).astype(np.uint16) for t in range(45)]
     enc = StreamingVideoEncoder(
-        30, RGBConfig(vcodec="h264", preset="ultrafast"), DepthConfig(preset="ultrafast")
+        30,
+        RGBConfig(vcodec="h264", preset="ultrafast"),
+        DepthConfig(preset="ultrafast"),
+        queue_maxsize=4,
+        drop_policy="block",
     )
-    assert enc._encoder.drop_policy == "pace-repeat"
+    assert enc._encoder.settings.mode == "offline"
     with enc:
         for _ in range(3):
             enc.start_episode(["rgb", "depth"], tmp_path, depth_video_keys=["depth"])
@@ -282,7 +302,7 @@ def test_every_video_lasts_exactly_its_frames(tmp_path):
 def test_drop_policy_drop_leaves_frames_out(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     dropped, seen = _flood(tmp_path, drop_policy="drop")
-    assert dropped > 0 and len(seen) + dropped == 200
+    assert dropped > 0 and len(seen) + dropped == 40
     assert seen == sorted(set(seen)) and seen[0] == 0
     assert any("(left out: the video is shorter than the episode)" in m for m in caplog.messages)
 
@@ -485,7 +505,7 @@ def test_install_patches_every_place_lerobot_builds_its_encoder(stub_lerobot):
 def test_install_settings_reach_the_encoders_lerobot_builds(stub_lerobot, tmp_path):
     adapter.install(drop_policy="block")
     enc = StreamingVideoEncoder(30, rgb_encoder=RGBConfig("h264", preset="ultrafast"))
-    assert enc._encoder.drop_policy == "block"
+    assert enc._encoder.settings.mode == "offline"
     enc.close()
     with pytest.raises(ValueError, match="drop_policy"):
         adapter.install(drop_policy="sometimes")

@@ -1,43 +1,44 @@
-"""The encoders below the capture loop and level with other work: read back from the
-kernel, never assumed."""
+"""Scheduling: ffmpeg below the caller, read back from the kernel; the caller's threads,
+ffstream's own included, left as they are unless the program opts in to real time."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import signal
 import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 
-from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder
+from ffstream import (
+    EncoderConfig,
+    FFmpegWriter,
+    RealtimeUnavailable,
+    StreamingVideoEncoder,
+    contention,
+)
 from ffstream import priority as prio
-from ffstream import process as process_mod
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture import capture_thread
-from ffstream.capture.ring import SlotRing, trim_pool
+from ffstream.capture.recorder import Recorder
+from ffstream.cli import main
 from ffstream.errors import InvalidSettingError, SettingTypeError
 from ffstream.inspection.verify import drop_cause, index_ranges
 from ffstream.monitor import saturation_cause
 from ffstream.priority import (
-    FALLBACK_NICE,
     LOW_NICE,
     Scheduling,
     check_priority,
     read_scheduling,
     read_thread,
+    realtime_capture,
 )
 
 from .conftest import decode_pyav, stamps, wait_until
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-needs_raise = pytest.mark.skipif(
-    not prio.can_raise_threads(),
-    reason="this process may not run SCHED_FIFO threads (not root, no CAP_SYS_NICE, no "
-    "rtprio limit): the fallback is tested instead",
-)
 W, H = 128, 96
 
 
@@ -54,8 +55,33 @@ def _me() -> dict:
     return found
 
 
+def _all_threads() -> dict[int, tuple[str, int]]:
+    """(policy, nice) of every thread of this process, from /proc."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        found = read_thread(int(tid))
+        if found is not None:
+            out[int(tid)] = (found["policy"], found["nice"])
+    return out
+
+
 def _caller_nice() -> int:
     return os.getpriority(os.PRIO_PROCESS, os.getpid())
+
+
+def _may_run_realtime() -> bool:
+    try:
+        with realtime_capture():
+            return True
+    except RealtimeUnavailable:
+        return False
+
+
+needs_realtime = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not _may_run_realtime(),
+    reason="this process may not run SCHED_FIFO threads (not root, no CAP_SYS_NICE, no "
+    "rtprio limit)",
+)
 
 
 def _encoding(tmp_path, vcodec: str, priority: str) -> tuple[FFmpegWriter, Scheduling]:
@@ -68,7 +94,7 @@ def _encoding(tmp_path, vcodec: str, priority: str) -> tuple[FFmpegWriter, Sched
         H,
         30,
         EncoderConfig(vcodec),
-        drop_policy="block",
+        mode="offline",
         priority=priority,
         name=f"prio-{priority}",
     )
@@ -80,84 +106,95 @@ def _encoding(tmp_path, vcodec: str, priority: str) -> tuple[FFmpegWriter, Sched
     return w, sched
 
 
-def _live_episode(tmp_path, frames: int = 12):
-    """An episode fed like a live loop (paced at its rate) from this thread: what the
-    kernel says of this thread while it records, of ffmpeg, and the results."""
+def _live_episode(tmp_path, frames: int = 12, cameras: int = 2, realtime: bool = False):
+    """An episode of ``cameras`` SVT-AV1 cameras fed like a live loop (paced at its rate)
+    from this thread; the scheduling of every thread of the program while it records and
+    of the first camera's ffmpeg, and the results."""
     cam = SyntheticCamera("c", W, H)
+    keys = [f"c{k}" for k in range(cameras)]
     enc = StreamingVideoEncoder(30, EncoderConfig("libsvtav1"))
-    enc.start_episode(["c"], tmp_path / "ep")
-    t0 = time.monotonic()
-    for i in range(frames):
-        time.sleep(max(0.0, t0 + i / 30 - time.monotonic()))
-        enc.feed_frame("c", cam.frame(i))
-    during = _me()
-    child: list[dict | None] = []
-    started = threading.Thread(target=lambda: child.append(read_thread(threading.get_native_id())))
-    started.start()
-    started.join()
-    writer = enc._cameras["c"].writer
-    assert wait_until(lambda: writer.queue_depth == 0 and writer.pid is not None, 30)
-    sched = read_scheduling(writer.pid)
-    writer_thread = _thread("ffstream-writer-c")
-    result = enc.finish_episode()["c"]
+    with realtime_capture() if realtime else contextlib.nullcontext():
+        enc.start_episode(keys, tmp_path / "ep")
+        t0 = time.monotonic()
+        for i in range(frames):
+            time.sleep(max(0.0, t0 + i / 30 - time.monotonic()))
+            for key in keys:
+                enc.feed_frame(key, cam.frame(i))
+        writers = [enc._cameras[k].writer for k in keys]
+        assert wait_until(lambda: all(w.queue_depth == 0 and w.pid for w in writers), 30)
+        during = _all_threads()
+        me = _me()
+        sched = read_scheduling(writers[0].pid)
+        results = enc.finish_episode()
     enc.close()
-    return during, child[0], sched, writer_thread, result, writer.pid
+    return me, during, sched, results
 
 
 @linux_only
-@needs_raise
-def test_low_raises_the_capture_thread_and_keeps_the_encoders_level(tmp_path):
-    during, child, sched, writer_thread, result, pid = _live_episode(tmp_path)
-    # the loop: real-time priority 1 while it records; what it starts is not
-    assert (during["policy"], during["rt_priority"]) == ("fifo", 1)
-    assert child is not None and child["policy"] == "other"
-    assert writer_thread["policy"] == "fifo"  # so the loop never waits for its GIL hold
-    # ffmpeg: the caller's own level, no real-time thread (SVT-AV1 asks for them as root),
-    # its own process group, the caller's session
-    assert sched is not None and sched.policy == "other" and sched.nice == _caller_nice()
+def test_by_default_no_thread_of_the_program_changes_its_scheduling(tmp_path):
+    """As root too (where SVT-AV1 would make its threads real-time, and where ffstream
+    used to raise the capture loop): every thread of the program, the caller's and
+    ffstream's own, keeps the caller's policy and nice value while a 2-camera episode
+    records; only ffmpeg runs lower (nice +5), with no real-time thread."""
+    before = _all_threads()
+    me, during, sched, results = _live_episode(tmp_path)
+    nice = _caller_nice()
+    assert me == {"policy": "other", "nice": nice, "rt_priority": 0}
+    assert len(during) > len(before)  # the writers', stats' and stderr threads among them
+    assert set(during.values()) == {("other", nice)}, during
+    assert sched is not None and sched.policy == "other" and sched.nice == min(19, nice + LOW_NICE)
     assert sched.threads > 1 and sched.realtime_threads == 0
-    # the loop has its priority back once the episode ended
+    for result in results.values():
+        assert result.scheduling is not None and result.scheduling["priority"] == "low"
+        assert result.scheduling["realtime_threads"] == 0
+        assert stamps(decode_pyav(result.path)) == list(range(12))
+
+
+@linux_only
+@needs_realtime
+def test_realtime_capture_raises_the_loop_while_it_records_and_puts_it_back(tmp_path):
+    """The opt-in: the feeding thread runs SCHED_FIFO 1 inside the block (what it starts
+    does not), ffstream's own threads stay ordinary, and afterwards the thread is what
+    it was."""
+    me, during, sched, results = _live_episode(tmp_path, realtime=True)
+    assert (me["policy"], me["rt_priority"]) == ("fifo", 1)
+    others = {tid: p for tid, p in during.items() if tid != threading.get_native_id()}
+    assert set(others.values()) == {("other", _caller_nice())}  # writers, stats, stderr
+    assert sched is not None and sched.realtime_threads == 0
+    assert _me() == {"policy": "other", "nice": _caller_nice(), "rt_priority": 0}
+    for result in results.values():
+        assert stamps(decode_pyav(result.path)) == list(range(12))
+
+    seen: list[dict | None] = []
+    with realtime_capture() as now:
+        assert (now["policy"], now["rt_priority"]) == ("fifo", 1)
+        t = threading.Thread(target=lambda: seen.append(read_thread(threading.get_native_id())))
+        t.start()
+        t.join()
+    assert seen[0] is not None and seen[0]["policy"] == "other"  # reset on fork
+
+
+@linux_only
+def test_realtime_capture_refused_says_what_would_allow_it(monkeypatch):
+    def refuse(*args):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    refused = pytest.raises(RealtimeUnavailable, match=r"may not run real-time.*CAP_SYS_NICE")
+    with refused, realtime_capture():
+        pass
     assert _me()["policy"] == "other"
-    assert result.scheduling is not None and result.scheduling["mode"] == "raised"
-    assert result.scheduling["capture"]["policy"] == "fifo"
-    assert result.scheduling["realtime_threads"] == 0
-    assert stamps(decode_pyav(result.path)) == list(range(12))
-
-
-def _fallback_launches(monkeypatch) -> None:
-    """Start ffmpeg as an unprivileged program would, for this test only (the spawner is
-    set up first, so that what is put back afterwards is its real table)."""
-    process_mod._spawner.ready()
-    monkeypatch.setattr(process_mod._spawner, "_launch", prio.launches(None))
 
 
 @linux_only
-def test_low_without_the_right_to_raise_runs_the_encoders_at_nice_plus_5(tmp_path, monkeypatch):
-    monkeypatch.setattr(prio, "can_raise_threads", lambda: False)
-    _fallback_launches(monkeypatch)
-    during, child, sched, writer_thread, result, pid = _live_episode(tmp_path)
-    assert during["policy"] == "other"  # nothing raised
-    want = min(19, _caller_nice() + FALLBACK_NICE)
-    assert sched is not None and sched.policy == "other" and sched.nice == want
-    assert sched.realtime_threads == 0
-    assert writer_thread["policy"] == "other" and writer_thread["nice"] == want
-    assert result.scheduling is not None and result.scheduling["mode"] == "fallback"
-    assert stamps(decode_pyav(result.path)) == list(range(12))
-
-
-@linux_only
-def test_fallback_encoders_over_capacity_go_idle(tmp_path, monkeypatch):
-    """Unprivileged, the encoders run at nice +5; once a drop warning finds that they
-    themselves need more CPU than the machine has, every ffmpeg of the program becomes
-    SCHED_IDLE, every thread of it (read back from /proc), and the frames are all
-    accounted for."""
-    monkeypatch.setattr(prio, "can_raise_threads", lambda: False)
-    _fallback_launches(monkeypatch)
+def test_encoders_over_capacity_go_idle(tmp_path, monkeypatch):
+    """The encoders run at nice +5; once a drop warning, or a look while a queue fills,
+    finds that they themselves need more CPU than the machine has, every ffmpeg of the
+    program becomes SCHED_IDLE, every thread of it (read back from /proc), and the
+    frames are all accounted for."""
     cam = SyntheticCamera("c", W, H)
     writers = [
-        FFmpegWriter(
-            tmp_path / f"{k}.mp4", W, H, 30, EncoderConfig("libsvtav1"), drop_policy="drop"
-        )
+        FFmpegWriter(tmp_path / f"{k}.mp4", W, H, 30, EncoderConfig("libsvtav1"), mode="live")
         for k in "ab"
     ]
     try:
@@ -165,11 +202,14 @@ def test_fallback_encoders_over_capacity_go_idle(tmp_path, monkeypatch):
             for i in range(5):
                 w.submit(cam.frame(i))
         assert wait_until(lambda: all(w.pid and w.queue_depth == 0 for w in writers), 30)
-        assert read_scheduling(writers[1].pid).nice == min(19, _caller_nice() + FALLBACK_NICE)
-        first = writers[0]
-        first._cpu.shares = lambda pids: (2.0, 1.9, 0.1)  # the figures of an overloaded machine
-        first._report_drops(time.monotonic())
-        for w in writers:  # both, not only the one that warned
+        assert read_scheduling(writers[1].pid).nice == min(19, _caller_nice() + LOW_NICE)
+        overloaded = lambda pids: (2.0, 1.9, 0.1)  # noqa: E731 - an overloaded machine
+        watch = contention.OverloadWatch("low")
+        monkeypatch.setattr(contention, "OVERLOAD_CHECK", 0.0)
+        watch.queue_filling()  # the first look only starts the window
+        watch._cpu.shares = overloaded
+        watch.queue_filling()
+        for w in writers:  # both, not only the one that looked
             tids = os.listdir(f"/proc/{w.pid}/task")
             threads = [prio._thread_policy(w.pid, t) for t in tids]
             assert len(threads) > 1 and {t[0] for t in threads if t is not None} == {"idle"}
@@ -178,10 +218,24 @@ def test_fallback_encoders_over_capacity_go_idle(tmp_path, monkeypatch):
                 w.submit(cam.frame(i))
             r = w.close()
             assert r.frames + r.dropped == 10
+            assert r.scheduling is not None and Scheduling(**r.scheduling).is_as_meant(0)
     finally:  # a failure here must not leave encoders running into the next test
         for w in writers:
-            if not w.closed:
+            if w._result is None:
                 w.abort()
+
+
+def test_a_drop_warning_that_blames_the_encoders_makes_them_yield(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(contention, "yield_to_the_loop", calls.append)
+    drops = contention.DropLog("cam", "low")
+    drops._cpu.shares = lambda pids: (2.0, 1.9, 0.1)
+    drops.add(7)
+    assert drops.indices == [7] and calls == ["low"]
+    other_work = contention.DropLog("cam", "low")
+    other_work._cpu.shares = lambda pids: (2.0, 0.5, 0.1)
+    other_work.add(1)
+    assert calls == ["low"]  # other programs held the CPU: not the encoders' doing
 
 
 @linux_only
@@ -196,11 +250,11 @@ def test_idle_puts_the_encoder_below_everything_with_no_realtime_thread(tmp_path
         # caller's autogroup, where its priority counts)
         assert os.getpgid(w.pid) == w.pid != os.getpgid(0)
         assert os.getsid(w.pid) == os.getsid(0)
-        assert _thread("ffstream-writer-prio-idle")["nice"] == LOW_NICE
+        assert _thread("ffstream-writer-prio-idle")["nice"] == _caller_nice()  # untouched
     finally:
         result = w.close()
     assert result.scheduling is not None and result.scheduling["policy"] == "idle"
-    assert result.scheduling["mode"] == "idle" and result.scheduling["realtime_threads"] == 0
+    assert result.scheduling["priority"] == "idle" and result.scheduling["realtime_threads"] == 0
     assert stamps(decode_pyav(result.path)) == list(range(20))
 
 
@@ -214,66 +268,6 @@ def test_normal_priority_keeps_the_callers_level(tmp_path):
         assert os.getsid(w.pid) == os.getsid(0)
     finally:
         w.close()
-
-
-@linux_only
-@needs_raise
-def test_a_busy_capture_thread_is_put_back_and_released_threads_get_their_priority_back(
-    monkeypatch,
-):
-    monkeypatch.setattr(capture_thread, "BUSY_WINDOW", 0.05)
-    threads = capture_thread.CaptureThreads()
-    seen: dict[str, object] = {}
-    spin = threading.Event()
-
-    def capture() -> None:
-        seen["raised"] = threads.hold(1)
-        seen["again"] = threads.hold(2)  # a second writer of the same loop
-        threading.Thread(target=threads.ensure_watchdog).start()  # as a writer does
-        # busy, never feeding again (a loop that spins on a camera, say): the watchdog,
-        # an ordinary thread, still puts it back
-        while not spin.is_set() and _me()["policy"] == "fifo":
-            pass
-        seen["after_busy"] = threads.hold(1)
-        seen["policy"] = _me()["policy"]
-        threads.release(1)
-        threads.release(2)
-        seen["released"] = _me()["policy"]
-        seen["calm"] = threads.hold(3)  # a new episode: raised again, then let go
-        threads.release(3)
-        seen["end"] = _me()["policy"]
-
-    t = threading.Thread(target=capture)
-    t.start()
-    t.join(30)
-    spin.set()
-    t.join()
-    assert isinstance(seen["raised"], dict) and seen["raised"]["policy"] == "fifo"
-    assert seen["again"] == seen["raised"]
-    assert seen["after_busy"] is None and seen["policy"] == "other"
-    assert seen["released"] == "other"
-    assert isinstance(seen["calm"], dict) and seen["calm"]["policy"] == "fifo"
-    assert seen["end"] == "other"
-
-
-@linux_only
-def test_a_thread_the_program_made_realtime_itself_is_left_as_it_is():
-    if not prio.can_raise_threads():
-        pytest.skip("this process may not run SCHED_FIFO threads")
-    threads = capture_thread.CaptureThreads()
-    seen: dict[str, object] = {}
-
-    def capture() -> None:
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(3))
-        seen["hold"] = threads.hold(1)
-        threads.release(1)
-        seen["after"] = _me()
-
-    t = threading.Thread(target=capture)
-    t.start()
-    t.join()
-    assert seen["hold"] is None
-    assert seen["after"] == {"policy": "rr", "nice": 0, "rt_priority": 3}
 
 
 @pytest.mark.parametrize(
@@ -317,21 +311,6 @@ def test_a_stopped_encoder_makes_feed_frame_return_false_with_every_drop_counted
     assert stamps(decode_pyav(result.path)) == [i for i in range(61) if i not in refused]
 
 
-def test_ring_memory_is_mapped_before_the_capture_thread_writes_and_reused_after():
-    ring = SlotRing(3, (H, W, 3), np.uint8)
-    assert not ring.populated
-    assert ring.populate_next() and ring._next_populate == 1  # lowest slot first
-    ring.populate()
-    assert ring.populated and ring.slots.flags.writeable
-    ring.slots[2].fill(7)
-    del ring
-    again = SlotRing(3, (H, W, 3), np.uint8)
-    assert again.populated  # the pages of the ring before: nothing to map again
-    del again
-    trim_pool()  # what StreamingVideoEncoder.close() does: the kept memory is unmapped
-    assert not SlotRing(3, (H, W, 3), np.uint8).populated
-
-
 def test_saturation_names_the_largest_user():
     assert saturation_cause(99, 90, 5).startswith(
         "mostly by the encoders (ffmpeg 90%, this process 5%, other programs 4%)"
@@ -350,3 +329,38 @@ def test_verify_explains_drops_from_untrusted_cpu_figures():
         )
     assert index_ranges([9, 3, 4, 5, 11, 12]) == "3-5, 9, 11-12"
     assert index_ranges(list(range(0, 20, 2)), most=2) == "0, 2 and 8 more run(s)"
+
+
+class _WatchedCamera(SyntheticCamera):
+    """A camera that notes how the thread reading it is scheduled."""
+
+    seen: list[str]
+
+    def read(self):
+        self.seen.append(_me()["policy"])
+        return super().read()
+
+
+@linux_only
+def test_record_realtime_runs_the_loop_realtime_while_it_records_or_says_why_not(
+    tmp_path, monkeypatch, capsys
+):
+    if _may_run_realtime():
+        cam = _WatchedCamera("c", W, H, 30)
+        cam.seen = []
+        with StreamingVideoEncoder(30, EncoderConfig("libx264")) as enc:
+            Recorder([cam], enc, tmp_path / "api", 30, realtime=True).record(2, 0.2)
+        assert cam.seen and set(cam.seen) == {"fifo"}  # every read of both episodes
+        assert _me()["policy"] == "other"  # and back after each
+        args = ["record", "--episodes", "1", "--seconds", "0.2", "--resolution", "96x64"]
+        assert main([*args, "--quiet", "--realtime", "--out", str(tmp_path / "cli")]) == 0
+        assert "; the capture loop real-time (SCHED_FIFO 1)" in capsys.readouterr().err
+
+    def refuse(*args):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    out = tmp_path / "refused"
+    assert main(["record", "--realtime", "--quiet", "--out", str(out)]) == 2
+    assert "may not run real-time (Operation not permitted): run as root" in capsys.readouterr().err
+    assert not out.exists()  # refused before any folder or process

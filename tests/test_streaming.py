@@ -1,3 +1,4 @@
+import json
 import time
 
 import numpy as np
@@ -333,7 +334,7 @@ def test_one_camera_failing_keeps_the_others(tmp_path, no_leaks):
     writer = enc._cameras["dies"].writer
     assert wait_until(lambda: writer.pid is not None)
     os.kill(writer.pid, signal.SIGKILL)
-    assert wait_until(lambda: enc._cameras["dies"].writer._stream.error is not None)
+    assert wait_until(lambda: enc._cameras["dies"].writer._error is not None)
     for _ in range(5):
         enc.feed_frame("ok", cams[0].read())
     with pytest.raises(
@@ -357,16 +358,18 @@ def test_libaom_av1_round_trip(tmp_path):
     assert stamps(decode_pyav(r.path)) == list(range(6))
 
 
-def test_pace_counts_from_the_start_of_the_episode(tmp_path):
-    """A live loop cannot be ahead of start_episode(), so its writers' "pace" clocks start
-    there, not at each camera's first frame: a slow first frame must not make the frames
-    after it look ahead of real time (they would then wait when the queue is full)."""
+def test_the_encoder_is_live_unless_told_offline(tmp_path):
+    """Live by default (as the guide promises); a producer that may wait and must lose
+    nothing names the offline mode, and episode.json records which it was."""
     cam = SyntheticCamera("cam", 64, 48)
     with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
-        assert enc.drop_policy == "pace"
-        started = time.monotonic()
+        assert (enc.mode, enc.spread_writes, enc.settings.repeat_dropped) == ("live", True, False)
+    with StreamingVideoEncoder(30, EncoderConfig("h264"), mode="offline", queue_maxsize=2) as enc:
+        assert (enc.mode, enc.spread_writes) == ("offline", False)
         enc.start_episode(["cam"], tmp_path)
-        assert wait_until(lambda: time.monotonic() > started + 0.2)  # a slow first frame
-        enc.feed_frame("cam", cam.read())
-        assert started <= enc._cameras["cam"].writer.pace_clock < started + 0.2
-        assert enc.finish_episode()["cam"].frames == 1
+        assert all(enc.feed_frame("cam", cam.frame(i)) for i in range(60))
+        r = enc.finish_episode()["cam"]
+    assert (r.frames, r.dropped, r.mode) == (60, 0, "offline")
+    assert stamps(decode_pyav(r.path)) == list(range(60))
+    meta = json.loads((tmp_path / "episode.json").read_text())
+    assert (meta["encoder"]["mode"], meta["encoder"]["repeat_dropped"]) == ("offline", False)

@@ -11,9 +11,11 @@ import os
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +28,19 @@ from ffstream import (
     FFmpegWriter,
     StreamingVideoEncoder,
     count_frames,
+    read_depth,
     read_frames,
     video_info,
 )
 from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
-from ffstream.capture.image_folder import FRAME_NAME
+from ffstream.capture.image_folder import FRAME_NAME, encode_image_dir
 from ffstream.cli import main
 from ffstream.datasets.transcode import LOCK_NAME, depth_keys, plan, transcode
 from ffstream.datasets.transcode.executors import LocalExecutor, make_executor
 from ffstream.datasets.transcode.job import Job, JobResult, JobSettings, partial_path, run_job
 from ffstream.datasets.transcode.manifest import MANIFEST_NAME
 from ffstream.errors import InvalidSettingError, TranscodeError
-from ffstream.files.png import encode_png
+from ffstream.files.png import encode_png, png_is_depth
 from ffstream.formats import FrameConversion
 from ffstream.process import FFmpegProcess
 
@@ -288,8 +291,14 @@ def _kill_mid_job(argv: list[str], dst: Path, wanted: str = "") -> list[psutil.P
 
 
 def _all_end(family: list[psutil.Process], seconds: float) -> None:
+    def running(p: psutil.Process) -> bool:
+        try:  # a process may end between two questions
+            return p.is_running() and p.status() != "zombie"
+        except psutil.NoSuchProcess:
+            return False
+
     def alive():
-        return [p for p in family if p.is_running() and p.status() != "zombie"]
+        return [p for p in family if running(p)]
 
     assert wait_until(lambda: not alive(), seconds), [(p.pid, _named(p)) for p in alive()]
 
@@ -850,3 +859,84 @@ def test_a_fifo_among_the_frames_never_blocks_planning(tmp_path, caplog):
     assert not planner.is_alive(), "planning blocked on a FIFO"
     assert "nothing to transcode" in str(done[0])
     assert any("frame-000000.png is not a regular file" in m for m in caplog.messages)
+
+
+def _filtered_rows(path: Path) -> int:
+    """Rows of a PNG stored with a filter other than "none" (what ffstream's own
+    decoder used to refuse): the writer of the test's files must really use them."""
+    data = path.read_bytes()
+    pos, idat = 8, b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    w, h, depth, colour = struct.unpack(">IIBB", data[16:26])
+    row = w * {0: 1, 2: 3, 6: 4}[colour] * depth // 8 + 1
+    raw = zlib.decompress(idat)
+    return sum(raw[i * row] != 0 for i in range(h))
+
+
+@pytest.mark.parametrize("tool", ["pil", "opencv"])
+def test_png_folders_written_by_other_tools_transcode_bit_exact(tmp_path, ffmpeg, tool):
+    """Frames saved by PIL (LeRobot's image writer) or OpenCV, with filtered rows: ffmpeg
+    decodes them, and a lossless encode gives back every pixel."""
+    import cv2
+    from PIL import Image
+
+    folder = tmp_path / "ep" / "images" / "cam"
+    folder.mkdir(parents=True)
+    (tmp_path / "ep" / "episode.json").write_text(json.dumps({"fps": 30}))
+    cam = _camera()
+    frames = [cam.frame(i) for i in range(6)]
+    for i, frame in enumerate(frames):
+        path = folder / FRAME_NAME.format(i)
+        if tool == "pil":
+            Image.fromarray(frame).save(path)
+        else:
+            cv2.imwrite(str(path), frame[..., ::-1])
+    assert _filtered_rows(folder / FRAME_NAME.format(0)) > 0
+    lossless = EncoderConfig("ffv1", pix_fmt="bgr0", crf=None)
+    r = encode_image_dir(
+        folder, tmp_path / "v.mkv", 30, lossless, ffmpeg=ffmpeg, delete_images=False
+    )
+    got = list(read_frames(r.path, ffmpeg=ffmpeg))
+    assert len(got) == r.frames == 6
+    assert all(np.array_equal(a, b) for a, b in zip(got, frames, strict=True))
+
+
+def test_16_bit_depth_pngs_of_other_tools_are_decoded_by_ffmpeg_exactly(tmp_path, ffmpeg):
+    """Depth maps saved by PIL as 16-bit PNGs: the quantized video is the one the same
+    maps give through the streaming encoder, value for value, and raw16 keeps every
+    millimetre."""
+    from PIL import Image
+
+    cam = _camera()
+    maps = [cam.depth_frame(i) for i in range(5)]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, depth in enumerate(maps):
+        Image.fromarray(depth).save(folder / FRAME_NAME.format(i))
+    assert png_is_depth(folder / FRAME_NAME.format(0))
+    quantized = encode_image_dir(
+        folder, tmp_path / "q.mp4", 30, DepthEncoderConfig(), ffmpeg=ffmpeg, delete_images=False
+    )
+    with StreamingVideoEncoder(30, depth_encoder=DepthEncoderConfig(), mode="offline") as enc:
+        enc.start_episode([], tmp_path / "stream", depth_video_keys=["d"])
+        for depth in maps:
+            enc.feed_frame("d", depth)
+        streamed = enc.finish_episode()["d"]
+    a = list(read_depth(quantized.path, ffmpeg=ffmpeg))
+    b = list(read_depth(streamed.path, ffmpeg=ffmpeg))
+    assert len(a) == len(b) == 5 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    raw = encode_image_dir(
+        folder,
+        tmp_path / "r.mkv",
+        30,
+        DepthEncoderConfig.raw16(),
+        ffmpeg=ffmpeg,
+        delete_images=False,
+    )
+    assert all(
+        np.array_equal(x, y) for x, y in zip(read_depth(raw.path, ffmpeg=ffmpeg), maps, strict=True)
+    )

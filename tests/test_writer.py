@@ -1,15 +1,17 @@
-import gc
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
 import numpy as np
 import pytest
 
-import ffstream.capture.writer_thread as wt
 from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StreamSettings
 from ffstream.cameras import SyntheticCamera
+from ffstream.capture.thread_starter import start_soon
 
 from .conftest import decode_pyav, ffmpeg_children, make_fake_ffmpeg, stamps, wait_until
 
@@ -85,7 +87,7 @@ def test_repeat_policy_keeps_frame_i_at_row_i(tmp_path):
     for _ in range(5):
         w.submit(cam.read())
     r = w.close()
-    assert r.drop_policy == "repeat" and r.dropped > 0 and r.repeated == r.dropped
+    assert w.settings.repeat_dropped and r.dropped > 0 and r.repeated == r.dropped
     got = stamps(decode_pyav(r.path))
     assert len(got) == r.frames == r.submitted == 48
     dropped = set(r.dropped_indices)
@@ -104,62 +106,49 @@ def test_repeat_policy_drops_at_the_very_end(tmp_path):
     assert len(got) == 10 and got[-1] == max(set(range(10)) - set(r.dropped_indices))
 
 
-def test_pace_is_the_default_and_keeps_every_frame_of_a_producer_ahead_of_time(tmp_path):
-    """A tight loop is far ahead of real time: instead of dropping while ffmpeg starts
-    (a 4-frame ring), submit() waits for room, and the wait is reported."""
-    cam = SyntheticCamera(width=160, height=96)
-    w = FFmpegWriter(tmp_path / "w.mp4", 160, 96, 1, X264, queue_maxsize=4)
-    assert w.drop_policy == "pace"
-    assert all(w.submit(cam.read()) for _ in range(40))
-    r = w.close()
-    assert (r.dropped, r.frames, r.drop_policy) == (0, 40, "pace")
-    assert r.waited_seconds > 0
-    assert stamps(decode_pyav(r.path)) == list(range(40))
-
-
-def test_pace_never_holds_a_producer_that_is_behind(tmp_path):
-    """A loop behind its clock (frame i handed over after pace_clock + (i-1)/fps, the
-    clock starting when the writer is made) drops at once when the ring is full, as
-    "drop" does: it never waits."""
+def test_live_is_the_default_and_never_waits_for_a_stopped_encoder(tmp_path):
+    """However fast or slow the producer, a live writer drops at once when its ring is
+    full: nothing is guessed from the producer's rate."""
     w, cam = _writer(tmp_path, queue_maxsize=2)
-    w.submit(cam.read())
-    assert wait_until(lambda: w.pid is not None)
-    late = time.monotonic() + 0.5  # frames 1..15 are due by then
-    assert wait_until(lambda: time.monotonic() > late)
-    latencies = _submit_while_stopped(w, cam, 12)
+    assert (w.settings.mode, w.settings.repeat_dropped) == ("live", False)
+    latencies = _submit_while_stopped(w, cam, 40)  # a tight loop: far ahead of 30 fps
     r = w.close()
     # the ring (2), the pipe and ffmpeg's own read took a few; the rest dropped at once
-    assert r.dropped >= 12 - 2 - 5 and r.waited_seconds == 0.0
-    assert r.frames + r.dropped == r.submitted == 13
-    assert stamps(decode_pyav(r.path)) == [i for i in range(13) if i not in r.dropped_indices]
+    assert r.mode == "live" and r.dropped >= 20 and r.waited_seconds == 0.0
+    assert r.frames + r.dropped == r.submitted == 40
+    assert stamps(decode_pyav(r.path)) == [i for i in range(40) if i not in r.dropped_indices]
     assert max(latencies) < 0.5  # generous: it did not wait for the stopped encoder
 
 
-def test_pace_waits_no_longer_than_the_frame_is_due(tmp_path):
-    """Ahead of time but the encoder is stopped: each frame waits until it is due, then
-    it is dropped; the producer ends up at real time, not stuck behind the encoder."""
-    w, cam = _writer(tmp_path, queue_maxsize=2)
-    assert wait_until(lambda: w.pid is not None)
-    os.kill(w.pid, signal.SIGSTOP)
-    t0 = w.pace_clock = time.monotonic()  # frame 0 is due now
-    latencies = []
-    try:
-        for _ in range(13):
-            t = time.monotonic()
-            w.submit(cam.read())
-            latencies.append(time.monotonic() - t)
-    finally:
-        os.kill(w.pid, signal.SIGCONT)
-    spent = time.monotonic() - t0
+def test_live_wait_bounds_the_wait_then_drops(tmp_path):
+    """``live_wait`` (LeRobot's contract: 0.1 s): a frame with no room waits that long at
+    most, then is dropped and counted."""
+    w, cam = _writer(tmp_path, queue_maxsize=2, live_wait=0.05)
+    latencies = _submit_while_stopped(w, cam, 12)
     r = w.close()
-    assert r.dropped > 0 and r.waited_seconds > 0
-    assert spent >= 9 / 30  # frame 12 waited until it was due, 11/30 s after frame 0
-    assert r.frames + r.dropped == r.submitted == 13
-    assert max(latencies) < 2  # never stuck on the stopped encoder
+    assert r.dropped > 0 and r.waited_seconds >= 0.05 * r.dropped * 0.9
+    assert r.frames + r.dropped == r.submitted == 12
+    assert max(latencies) < 2  # generous: bounded, not stuck on the stopped encoder
 
 
-def test_block_policy_loses_nothing_under_overload(tmp_path):
-    w, cam = _writer(tmp_path, queue_maxsize=2, drop_policy="block")
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"drop_policy": "pace"}, r"drop_policy 'pace' is gone.*mode='live'.*mode='offline'"),
+        ({"drop_policy": "pace-repeat"}, r"drop_policy 'pace-repeat' is gone"),
+        ({"mode": "realtime"}, r"mode 'realtime' is unknown; use 'live'"),
+        ({"mode": "offline", "repeat_dropped": True}, r"apply to mode='live'"),
+        ({"live_wait": 5}, r"live_wait 5 is out of range: use 0..1 s"),
+    ],
+)
+def test_the_mode_is_named_and_checked(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _writer(tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "offline"}, {"drop_policy": "block"}])
+def test_offline_loses_nothing_under_overload(tmp_path, kwargs):
+    w, cam = _writer(tmp_path, queue_maxsize=2, **kwargs)
     assert wait_until(lambda: w.pid is not None)
     os.kill(w.pid, signal.SIGSTOP)
     threading.Timer(0.5, os.kill, (w.pid, signal.SIGCONT)).start()
@@ -168,7 +157,7 @@ def test_block_policy_loses_nothing_under_overload(tmp_path):
         assert w.submit(cam.read())
     assert time.perf_counter() - t >= 0.4  # it really waited for the stopped encoder
     r = w.close()
-    assert (r.dropped, r.frames) == (0, 60)
+    assert (r.dropped, r.frames, r.mode) == (0, 60, "offline") and r.waited_seconds > 0.3
     assert stamps(decode_pyav(r.path)) == list(range(60))
 
 
@@ -207,13 +196,13 @@ def test_runtime_failure_carries_stderr(tmp_path, no_leaks):
 def test_broken_pipe_becomes_encoder_error(tmp_path, monkeypatch, no_leaks):
     """A binary that exits without reading stdin: no bare BrokenPipeError reaches the user."""
     fake = make_fake_ffmpeg(tmp_path, "echo \"Unknown encoder 'xyz'\" >&2\nexit 8\n")
-    orig = wt.Stream.run
+    orig = FFmpegWriter._run
 
     def run(self):
         self.argv = [str(fake)]  # settings were validated against the real binary
         orig(self)
 
-    monkeypatch.setattr(wt.Stream, "run", run)
+    monkeypatch.setattr(FFmpegWriter, "_run", run)
     w, cam = _writer(tmp_path)
     with pytest.raises(EncoderError, match=r"(?s)exit status 8.*Unknown encoder 'xyz'"):
         for _ in range(50):
@@ -232,18 +221,27 @@ def test_abort_removes_the_partial_file(tmp_path, no_leaks):
     assert not ffmpeg_children()
 
 
-def test_writer_dropped_without_close_is_finished_not_leaked(tmp_path, no_leaks):
-    w, cam = _writer(tmp_path)
-    for _ in range(12):
-        w.submit(cam.read())
-    path = w.path
-    stream = w._stream  # the writer thread outlives the writer: it finishes the file
-    del w
-    gc.collect()
-    stream.join(60)  # (it may not even have started when the writer was dropped)
-    assert stream.started.is_set() and not stream.thread.is_alive()
-    assert wait_until(lambda: not ffmpeg_children(), 20)
-    assert stamps(decode_pyav(path)) == list(range(12))
+def test_a_writer_never_closed_keeps_its_frames_at_exit(tmp_path, ffmpeg):
+    """A program that drops its writer without close() and ends: the writer is closed
+    at exit, its frames in the file (and no ffmpeg outlives the program)."""
+    script = textwrap.dedent(
+        f"""
+        from ffstream import EncoderConfig, FFmpegWriter
+        from ffstream.cameras import SyntheticCamera
+        cam = SyntheticCamera(width=160, height=96)
+        w = FFmpegWriter({str(tmp_path / "w.mp4")!r}, 160, 96, 30, EncoderConfig("h264"),
+                         ffmpeg={ffmpeg.path!r}, mode="offline")
+        for _ in range(12):
+            w.submit(cam.read())
+        del w
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "was not closed; closing it at exit" in out.stderr
+    assert stamps(decode_pyav(tmp_path / "w.mp4")) == list(range(12))
 
 
 def test_noncontiguous_and_negative_stride_frames(tmp_path):
@@ -290,6 +288,7 @@ def test_submit_rejects_bad_frames(tmp_path, frame, error, message):
         ({"fps": float("nan")}, ValueError, r"fps must be a finite number"),
         ({"queue_maxsize": 0}, ValueError, r"queue_maxsize must be an integer >= 1"),
         ({"drop_policy": "wait"}, ValueError, r"drop_policy 'wait' is unknown"),
+        ({"drop_policy": "block", "mode": "live"}, TypeError, r"got both mode and drop_policy"),
         ({"input_pix_fmt": "yuyv"}, ValueError, r"unsupported raw pixel format 'yuyv'"),
         ({"encoder_threads": 0}, ValueError, r"encoder_threads must be None or an integer"),
         ({"write_phase": -0.01}, ValueError, r"write_phase -0.01 is out of range: use 0..0.0333"),
@@ -311,7 +310,7 @@ def test_constructor_rejects_bad_settings(tmp_path, kwargs, error, message):
 
 
 def test_settings_are_one_object_and_the_old_keywords_still_apply(tmp_path):
-    settings = StreamSettings(drop_policy="block", queue_maxsize=4, overwrite=True)
+    settings = StreamSettings(mode="offline", queue_maxsize=4, overwrite=True)
     with pytest.raises(ValueError, match="queue_maxsize must be an integer >= 1"):
         StreamSettings(queue_maxsize=0)  # checked when made, before any writer
     cam = SyntheticCamera(width=64, height=48)
@@ -319,8 +318,8 @@ def test_settings_are_one_object_and_the_old_keywords_still_apply(tmp_path):
     a = FFmpegWriter(tmp_path / "a.mp4", 64, 48, 30, X264, settings=settings)
     # a keyword of the old signature applies over the settings object
     b = FFmpegWriter(tmp_path / "b.mp4", 64, 48, 30, X264, settings=settings, queue_maxsize=9)
-    assert (a.settings, a.drop_policy, a.queue_maxsize) == (settings, "block", 4)
-    assert (b.settings.queue_maxsize, b.settings.drop_policy, b._ring.size) == (9, "block", 9)
+    assert (a.settings, a.settings.mode, a.settings.queue_maxsize) == (settings, "offline", 4)
+    assert (b.settings.queue_maxsize, b.settings.mode, b._ring.size) == (9, "offline", 9)
     for w in (a, b):
         for i in range(5):
             assert w.submit(cam.frame(i))
@@ -356,9 +355,6 @@ class _BlockedStart:
 
     def __init__(self):
         self.release = threading.Event()
-        self.started = threading.Event()
-        self.name = "blocker"
-        self.thread = self
 
     def start(self):
         self.release.wait(30)
@@ -366,11 +362,11 @@ class _BlockedStart:
 
 def test_the_caller_never_waits_for_the_writer_thread_to_start(tmp_path, ffmpeg):
     blocker = _BlockedStart()
-    wt.starter.start(blocker)  # the starter is now busy: no writer thread can start
+    start_soon(blocker, print)  # the starter is now busy: no writer thread can start
     cam = SyntheticCamera("cam", 64, 48)
     try:
         w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), ffmpeg=ffmpeg)
-        assert not w._stream.thread.is_alive()  # constructed, nothing started yet
+        assert not w._thread.is_alive()  # constructed, nothing started yet
         accepted = [w.submit(cam.frame(i)) for i in range(10)]
         assert accepted == [True] * 10  # queued in the ring meanwhile
     finally:
@@ -384,8 +380,8 @@ def test_a_writer_thread_that_cannot_start_is_an_error_not_a_silent_loss(
 ):
     ready = _BlockedStart()
     ready.release.set()
-    wt.starter.start(ready)  # make sure the starter thread runs before patching
-    assert wait_until(ready.started.is_set, 10)
+    started = start_soon(ready, print)  # make sure the starter thread runs before patching
+    assert wait_until(started.is_set, 10)
     real_start = threading.Thread.start
 
     def refuse_writers(self):
@@ -395,7 +391,7 @@ def test_a_writer_thread_that_cannot_start_is_an_error_not_a_silent_loss(
 
     monkeypatch.setattr(threading.Thread, "start", refuse_writers)
     w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), ffmpeg=ffmpeg)
-    assert wait_until(w._stream.started.is_set, 10)
+    assert wait_until(w._started.is_set, 10)
     message = "cannot start the writer thread of v"
     with pytest.raises(EncoderError, match=message):
         w.submit(np.zeros((48, 64, 3), np.uint8))
@@ -406,13 +402,13 @@ def test_a_writer_thread_that_cannot_start_is_an_error_not_a_silent_loss(
 def _record_writes(monkeypatch):
     """When the writer thread wrote each frame (monotonic), and whether it was hurried."""
     times: list[tuple[float, bool]] = []
-    real = wt.Stream._write
+    real = FFmpegWriter._write
 
     def write(self, fd, slot):
-        times.append((time.monotonic(), self.hurry.is_set()))
+        times.append((time.monotonic(), self._hurry.is_set()))
         real(self, fd, slot)
 
-    monkeypatch.setattr(wt.Stream, "_write", write)
+    monkeypatch.setattr(FFmpegWriter, "_write", write)
     return times
 
 
@@ -446,7 +442,7 @@ def test_the_end_of_the_stream_does_not_wait_for_phases(tmp_path, monkeypatch, n
 
     w = FFmpegWriter(tmp_path / "a.mp4", 64, 48, 1 / 60, X264, write_phase=60)
     w.submit(cam.frame(0))
-    assert wait_until(lambda: w._stream.proc is not None, 30)
+    assert wait_until(lambda: w._proc is not None, 30)
     t = time.monotonic()
     w.abort()
     assert time.monotonic() - t < 30 and not (tmp_path / "a.mp4").exists()

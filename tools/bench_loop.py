@@ -30,11 +30,11 @@ minutes weighs on every set-up alike (ROUNDS times):
   encoder at the feed, as a recorder with its encoders outside the process would do;
 - ``ffstream``: the loop feeds a StreamingVideoEncoder with N cameras;
 - ``ffstream-aligned``: the same with ``spread_writes=False``;
+- ``ffstream-realtime``: the same, the loop inside ``realtime_capture()`` (the opt-in:
+  SCHED_FIFO 1 while it records; needs root, CAP_SYS_NICE or an rtprio limit);
 - ``ffstream-normal``: the same with ``encoder_priority="normal"``;
 - ``ffstream-idle``: the same with ``encoder_priority="idle"`` (the encoders below every
-  other program: how ffstream ran before it raised the capture thread);
-- ``ffstream-fallback``: the default as a process sees it that may not raise its capture
-  thread (not root, no CAP_SYS_NICE, no rtprio limit): the encoders at nice +5.
+  other program).
 
 ``--busy N`` (or ``Nn19``) runs N CPU-bound processes (at nice 19) in the loop's session
 during every set-up, as a robot's other work would: then the question is also whether
@@ -61,6 +61,7 @@ ffmpeg: $FFSTREAM_FFMPEG if set, else the bundled static build (not the one on P
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -75,9 +76,13 @@ import imageio_ffmpeg
 import numpy as np
 import psutil
 
-from ffstream import DepthEncoderConfig, EncoderConfig, StreamingVideoEncoder, find_ffmpeg
-from ffstream import priority as priority_mod
-from ffstream import process as process_mod
+from ffstream import (
+    DepthEncoderConfig,
+    EncoderConfig,
+    StreamingVideoEncoder,
+    find_ffmpeg,
+    realtime_capture,
+)
 from ffstream.cameras.synthetic import SyntheticCamera
 from ffstream.codec.command import InputSpec, build_command, fps_fraction
 from ffstream.priority import launches
@@ -310,7 +315,7 @@ def run_floor(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
 
 
 def run_ffstream(
-    args, streams: list[Stream], ff, config, tmp: Path, spread=True, priority="low"
+    args, streams: list[Stream], ff, config, tmp: Path, spread=True, priority="low", rt=False
 ) -> dict:
     enc = StreamingVideoEncoder(
         args.declared_fps or CAMERA_FPS, config, depth_encoder=DEPTH, ffmpeg=ff,
@@ -325,7 +330,8 @@ def run_ffstream(
         for s in streams:  # depth maps in millimetres: quantized on the writer thread
             enc.feed_frame(s.key, s.fed[n % POOL])
 
-    ticks = loop(args.seconds, args.warmup, feed)
+    with realtime_capture() if rt else contextlib.nullcontext():
+        ticks = loop(args.seconds, args.warmup, feed)
     t_end = time.perf_counter()
     results = enc.finish_episode()
     finish = time.perf_counter() - t_end
@@ -399,18 +405,8 @@ def run_ffstream_idle(args, streams: list[Stream], ff, config, tmp: Path) -> dic
     return run_ffstream(args, streams, ff, config, tmp, priority="idle")
 
 
-def run_ffstream_fallback(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
-    """The default where the capture thread may not be raised (no root, no CAP_SYS_NICE,
-    no rtprio limit): the encoders and helper threads at nice +5."""
-    allowed = priority_mod.can_raise_threads
-    priority_mod.can_raise_threads = lambda: False  # as an unprivileged user sees it
-    launch = process_mod._spawner._launch
-    process_mod._spawner._launch = priority_mod.launches(None)
-    try:
-        return run_ffstream(args, streams, ff, config, tmp)
-    finally:
-        priority_mod.can_raise_threads = allowed
-        process_mod._spawner._launch = launch
+def run_ffstream_realtime(args, streams: list[Stream], ff, config, tmp: Path) -> dict:
+    return run_ffstream(args, streams, ff, config, tmp, rt=True)
 
 
 RUNNERS = {
@@ -422,7 +418,7 @@ RUNNERS = {
     "ffstream-aligned": run_ffstream_aligned,
     "ffstream-normal": run_ffstream_normal,
     "ffstream-idle": run_ffstream_idle,
-    "ffstream-fallback": run_ffstream_fallback,
+    "ffstream-realtime": run_ffstream_realtime,
 }
 
 

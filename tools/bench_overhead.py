@@ -5,18 +5,17 @@
    fragmented MP4) and under the rules ffstream starts ffmpeg with (no CAP_SYS_NICE: as
    root, SVT-AV1 would otherwise run its threads at real-time priority, which ffstream
    refuses; "bare as root" measures that too), and (b) through FFmpegWriter with its
-   defaults (drop policy "pace", encoder_priority "low", a 30-frame ring), frames
-   submitted as fast as it takes them;
-   its time includes close() and the remux to a regular MP4. Also (c) a Python loop that
-   only os.write()s the frames into the same ffmpeg's stdin (the floor of any pipe-fed
-   encoder; same rules), (d) the writer with a ring that holds every frame (``queue_maxsize`` =
-   frames + 1), (e) with the pipe buffer left at its default 64 KiB (the writer raises it
-   for a producer ahead of real time) and (f) without direct writes (every frame through
-   the ring and the writer thread), (g) with the end's remux by a second ffmpeg, as
-   before the in-process rebuild (mp4_defrag). Every round runs each way once in a
+   defaults in ``mode="offline"`` (encoder_priority "low", a 30-frame ring), frames
+   submitted as fast as it takes them; its time includes close() and ffmpeg's remux to
+   a regular MP4. Also (c) a Python loop that only os.write()s the frames into the same
+   ffmpeg's stdin (the pipe's floor: any pipe-fed encoder; same rules), (d) the same
+   loop with the pipe buffer raised to a whole frame (F_SETPIPE_SZ), (e) the writer with
+   a ring that holds every frame (``queue_maxsize`` = frames + 1) and (f) without the
+   crash-safe end (``crash_safe=False``: no remux). Every round runs each way once in a
    shuffled order, in one process; the median of the per-round ratios to (a) is the
-   figure (target >= 0.95, every frame kept), the ratio of the best times beside it.
-3. submit() latency at a paced 30 fps with the default drop policy (target p99 < 1 ms).
+   figure (targets: >= 0.85 of bare ffmpeg, >= 0.95 of the write-only loop, every frame
+   kept), the ratio of the best times beside it.
+3. submit() latency at a paced 30 fps in live mode (the default).
 4. finish_episode_async() latency for a 2-camera episode (target < 50 ms).
 
     python tools/bench_overhead.py [--frames 300] [--repeats 3] [--seconds 10] [--ffmpeg PATH]
@@ -40,8 +39,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ffstream.capture.writer_thread as writer_mod
-import ffstream.codec.remux as remux_mod
 from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, find_ffmpeg, priority
 from ffstream.cameras import SyntheticCamera
 from ffstream.codec.command import InputSpec, build_command, fps_fraction
@@ -79,8 +76,17 @@ def bare_ffmpeg(ff, config, raw: Path, out: Path, realtime: bool = False) -> flo
     return time.perf_counter() - t
 
 
-def pipe_loop(ff, config, frames, out: Path) -> float:
-    """The same argv fed by a loop that does nothing but write (pipe enlarged as ours)."""
+def _enlarge_pipe(fd: int, wanted: int) -> None:
+    """Raise a pipe's buffer towards ``wanted`` bytes (Linux; capped by pipe-max-size)."""
+    import fcntl
+
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), max(4096, min(wanted, limit)))
+
+
+def pipe_loop(ff, config, frames, out: Path, big_pipe: bool = False) -> float:
+    """The same argv fed by a loop that does nothing but write; ``big_pipe``: the pipe
+    raised to hold a whole frame (one write() per frame instead of 15)."""
     argv, setup = _as_ffstream_runs_it(_argv(ff, config, out))
     t = time.perf_counter()
     proc = subprocess.Popen(
@@ -89,7 +95,8 @@ def pipe_loop(ff, config, frames, out: Path) -> float:
     )  # fmt: skip
     assert proc.stdin is not None
     fd = proc.stdin.fileno()
-    writer_mod._enlarge_pipe(fd, frames[0].nbytes)
+    if big_pipe:
+        _enlarge_pipe(fd, frames[0].nbytes)
     for f in frames:
         view = memoryview(f).cast("B")
         while view:
@@ -99,14 +106,17 @@ def pipe_loop(ff, config, frames, out: Path) -> float:
     return time.perf_counter() - t
 
 
-def through_writer(ff, config, frames, out: Path, queue: int = 30) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this Python process) to encode ``frames``, with the
-    writer's defaults otherwise."""
+def through_writer(
+    ff, config, frames, out: Path, queue: int = 30, crash_safe: bool = True
+) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this Python process) to encode ``frames`` offline,
+    with the writer's defaults otherwise."""
     c0 = os.times()
     t = time.perf_counter()
     w = FFmpegWriter(
-        out, W, H, 30, config, ffmpeg=ff, overwrite=True, compute_stats=STATS, queue_maxsize=queue
-    )
+        out, W, H, 30, config, ffmpeg=ff, overwrite=True, compute_stats=STATS,
+        queue_maxsize=queue, mode="offline", crash_safe=crash_safe,
+    )  # fmt: skip
     for f in frames:
         w.submit(f)
     r = w.close()
@@ -119,30 +129,18 @@ def through_writer(ff, config, frames, out: Path, queue: int = 30) -> tuple[floa
 def _variants(ff, config, frames, raw: Path, tmp: Path) -> dict[str, Callable[[], float]]:
     """Each way of encoding the frames, as a call that returns its wall seconds."""
 
-    def writer(name: str, queue: int = 30, **knobs: object) -> Callable[[], float]:
-        def run() -> float:
-            saved = {k: getattr(writer_mod, k) for k in knobs if hasattr(writer_mod, k)}
-            for k, v in knobs.items():
-                setattr(writer_mod if k in saved else remux_mod, k, v)
-            rebuild = remux_mod._rebuild_here
-            try:
-                return through_writer(ff, config, frames, tmp / f"{name}.mp4", queue)[0]
-            finally:
-                for k, v in saved.items():
-                    setattr(writer_mod, k, v)
-                remux_mod._rebuild_here = rebuild
-
-        return run
+    def writer(name: str, queue: int = 30, crash_safe: bool = True) -> Callable[[], float]:
+        out = tmp / f"{name}.mp4"
+        return lambda: through_writer(ff, config, frames, out, queue, crash_safe)[0]
 
     return {
         "bare": lambda: bare_ffmpeg(ff, config, raw, tmp / "bare.mp4"),
-        "defaults": writer("ours"),
+        "offline writer": writer("ours"),
         "bare as root": lambda: bare_ffmpeg(ff, config, raw, tmp / "rt.mp4", realtime=True),
         "write-only loop": lambda: pipe_loop(ff, config, frames, tmp / "loop.mp4"),
+        "loop, pipe of a frame": lambda: pipe_loop(ff, config, frames, tmp / "big.mp4", True),
         "ring of every frame": writer("whole", len(frames) + 1),
-        "pipe at 64 KiB": writer("small", ENLARGE_PIPE=False),
-        "no direct writes": writer("ring", DIRECT_WRITES=False),
-        "remux by ffmpeg": writer("spawn", _rebuild_here=lambda *a: None),
+        "not crash-safe": writer("plain", crash_safe=False),
     }
 
 
@@ -158,8 +156,8 @@ def throughput(ff, frames, raw: Path, tmp: Path, repeats: int) -> None:
         EncoderConfig("libsvtav1"),
     )
     header = list(_variants(ff, configs[0], frames, raw, tmp))
-    print(f"| codec | CPU ms/frame | {' | '.join(header)} |")
-    print("|---|---|" + "---|" * len(header))
+    print(f"| codec | CPU ms/frame | {' | '.join(header)} | offline writer / write-only loop |")
+    print("|---|---|" + "---|" * (len(header) + 1))
     shuffle = random.Random(0).shuffle
     for config in configs:
         variants = _variants(ff, config, frames, raw, tmp)
@@ -177,6 +175,10 @@ def throughput(ff, frames, raw: Path, tmp: Path, repeats: int) -> None:
             )
             best = min(times["bare"]) / min(times[name])
             cells.append(f"{paired:.2f} / {best:.2f} ({n / min(times[name]):.0f})")
+        floor = statistics.median(
+            b / t for b, t in zip(times["write-only loop"], times["offline writer"], strict=True)
+        )
+        cells.append(f"{floor:.2f}")
         print(
             f"| {config.vcodec} {config.preset or ''} | {cpu / n * 1e3:.3f} | {' | '.join(cells)} |"
         )

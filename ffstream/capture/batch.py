@@ -122,7 +122,7 @@ class BatchVideoEncoder(EpisodeEncoder):
         self.progress = progress
         self.images = ImageWriter(num_image_threads)
         self.queue_maxsize = self.images.capacity  # images waiting to be written
-        self.drop_policy = "block"  # frames are never dropped: feed_frame waits for disk
+        self.mode = "offline"  # frames are never dropped: feed_frame waits for disk
         self._episode: _Episode | None = None
         self._pending: list[_Episode] = []
 
@@ -363,15 +363,16 @@ def _to_rgb(pix_fmt: str):
 # What make_encoder passes to either encoder, and what only one of them takes.
 COMMON = frozenset({"fps", "rgb_encoder", "depth_encoder", "settings", "ffmpeg", "monitor"})
 BATCH_STREAM_FIELDS = frozenset({"encoder_threads", "overwrite", "compute_stats"})
-STREAMING_ONLY = (FIELDS - BATCH_STREAM_FIELDS) | {"encoder_priority", "spread_writes"}
+STREAMING_ONLY = (FIELDS - BATCH_STREAM_FIELDS) | {"encoder_priority", "drop_policy"}
+STREAMING_ONLY |= {"spread_writes"}
 BATCH_ONLY = frozenset({"num_image_threads", "batch_encoding_size", "encode_workers", "progress"})
 
 
 def make_encoder(streaming_encoding: bool = True, **kwargs: Any):
     """StreamingVideoEncoder or BatchVideoEncoder behind one switch, as recorders expect.
 
-    What only the other encoder understands is left out (with a debug log): queue, drop
-    policy, priority, crash safety, write phase and ``spread_writes`` are streaming-only
+    What only the other encoder understands is left out (with a debug log): queue, mode,
+    priority, crash safety, write phase and ``spread_writes`` are streaming-only
     (STREAMING_ONLY), ``batch_encoding_size`` and friends batch-only (BATCH_ONLY). An
     argument neither takes (a typo) is a TypeError.
     """

@@ -39,7 +39,7 @@ from ..files import episode_json
 from ..formats import raw_format
 from .frames import as_color_frame, as_depth_frame, file_stem
 from .result import VideoResult
-from .stream_settings import DropPolicy, StreamSettings
+from .stream_settings import Mode, StreamSettings
 
 log = logging.getLogger("ffstream.episode")
 
@@ -84,7 +84,7 @@ class EpisodeEncoder(ABC):
     are logged instead of hiding the exception that ended the block)."""
 
     queue_maxsize: int
-    drop_policy: DropPolicy
+    mode: Mode
 
     def __init__(
         self,
@@ -267,7 +267,7 @@ def write_episode_metadata(
         "encoder": {
             **encoder.rgb_encoder.to_dict(),
             "encoder_threads": encoder.encoder_threads,
-            "drop_policy": encoder.drop_policy,
+            **stream_record(encoder),
             "ffmpeg_version": encoder.ffmpeg.version_string,
         },
         "depth_encoder": encoder.depth_encoder.to_dict() if encoder.depth_encoder else None,
@@ -279,6 +279,11 @@ def write_episode_metadata(
         episode_json.write(folder, data)
     except OSError as exc:
         log.warning("could not write %s in %s: %s", METADATA_FILE, folder, exc)
+
+
+def stream_record(encoder: EpisodeEncoder) -> dict[str, Any]:
+    """How a full queue was handled, as episode.json records it."""
+    return {"mode": encoder.mode, "repeat_dropped": encoder.settings.repeat_dropped}
 
 
 def episode_error(

@@ -8,7 +8,7 @@ possible: the one copy happens into the writer's ring.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -52,6 +52,19 @@ def file_stem(key: str) -> str:
             "extension and ffstream's temporary names)"
         )
     return stem
+
+
+def refuse_frame(name: str, frame: Any, like: np.ndarray, pix_fmt: str) -> NoReturn:
+    """The error for a frame a writer cannot take: it takes frames ``like`` this one."""
+    want = f"{'x'.join(map(str, like.shape))} {like.dtype}"
+    if not isinstance(frame, np.ndarray):
+        raise FrameTypeError(
+            f"frame for {name} must be a numpy array ({want}), got {type(frame).__name__}"
+        )
+    raise InvalidFrameError(
+        f"frame for {name} has shape {frame.shape} and dtype {frame.dtype}; this writer "
+        f"takes {want} ({pix_fmt}); convert the frame or start a new writer"
+    )
 
 
 def as_color_frame(key: str, pix_fmt: str, image: Any) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from ..codec.command import InputSpec, build_command, fps_fraction
 from ..codec.config import DepthEncoderConfig, EncoderConfig
 from ..codec.probe import resolve_config
-from ..codec.reader import count_frames
+from ..codec.reader import count_frames, read_image_sequence
 from ..depth import DEPTH_TAG, depth_metadata, depth_transform
 from ..errors import (
     EncoderError,
@@ -29,7 +29,7 @@ from ..errors import (
     StateError,
 )
 from ..ffmpeg import FFmpeg, find_ffmpeg
-from ..files.png import encode_png, read_png
+from ..files.png import PngHeader, encode_png, read_png_header
 from ..formats import FrameConversion
 from ..process import run
 from .result import VideoResult
@@ -129,10 +129,12 @@ class ImageWriter:
 
 
 # ----------------------------------------------------------------------------- encoding
-def _frame_files(frames_dir: Path) -> list[Path]:
-    """The frames, in order: regular files only (a link could point outside the folder,
-    a FIFO would block the encoder)."""
+def _frame_files(frames_dir: Path) -> tuple[list[Path], PngHeader | None]:
+    """The frames, in order, and their common header: regular files only (a link could
+    point outside the folder, a FIFO would block the encoder), each a PNG of the first
+    one's size and kind within the size caps, checked before ffmpeg decodes any."""
     files = sorted(frames_dir.glob("frame-*.png"))
+    first: PngHeader | None = None
     for i, f in enumerate(files):
         if f.name != FRAME_NAME.format(i):
             raise EncoderError(f"{frames_dir}: frame {i} is missing ({f.name} found instead)")
@@ -141,7 +143,18 @@ def _frame_files(frames_dir: Path) -> list[Path]:
                 f"{f} is a link or a special file, not an image: links and special files "
                 "in image folders are not read"
             )
-    return files
+        header = read_png_header(f)
+        first = first or header
+        if (header.width, header.height, header.pix_fmt) != (
+            first.width,
+            first.height,
+            first.pix_fmt,
+        ):
+            raise EncoderError(
+                f"{f} is a {header.width}x{header.height} {header.pix_fmt} image, frame 0 a "
+                f"{first.width}x{first.height} {first.pix_fmt} one: a video has one size"
+            )
+    return files, first
 
 
 def encode_image_dir(
@@ -162,19 +175,25 @@ def encode_image_dir(
     config = config if config is not None else EncoderConfig()
     ff = find_ffmpeg(ffmpeg)
     config = resolve_config(config, ff)
-    files = _frame_files(frames_dir)
-    if not files:
+    files, first = _frame_files(frames_dir)
+    if first is None:
         raise EncoderError(f"{frames_dir} holds no frame-*.png images to encode")
     if video_path.exists() and not overwrite:
         raise OutputExistsError(f"{video_path} already exists; pass overwrite=True")
-    first = read_png(files[0])
-    h, w = first.shape[:2]
+    w, h = first.width, first.height
     t0 = time.monotonic()
     quantized = isinstance(config, DepthEncoderConfig) and config.quantize
+    if quantized and not first.is_depth:
+        raise EncoderError(
+            f"{files[0]} is a {first.pix_fmt} image; depth frames are 16-bit grayscale PNGs "
+            "of millimetres"
+        )
     if quantized:
-        _encode_through_writer(files, video_path, w, h, fps, config, encoder_threads, ff)
+        _encode_through_writer(
+            frames_dir, len(files), video_path, w, h, fps, config, encoder_threads, ff
+        )
     else:
-        _encode_sequence(frames_dir, video_path, w, h, fps, config, encoder_threads, ff, first)
+        _encode_sequence(frames_dir, video_path, first, fps, config, encoder_threads, ff)
     frames = count_frames(video_path, ff)
     if frames != len(files):
         raise EncoderError(
@@ -194,7 +213,7 @@ def encode_image_dir(
         fps=float(fps_fraction(fps)),
         codec=config.vcodec,
         submitted=frames,
-        drop_policy="block",
+        mode="offline",
         seconds=time.monotonic() - t0,
         bytes=video_path.stat().st_size,
     )
@@ -204,20 +223,23 @@ def encode_image_dir(
     return result
 
 
-def _encode_sequence(frames_dir, video_path, w, h, fps, config, threads, ff, first) -> None:
-    pix_fmt = "rgb24" if first.ndim == 3 else ("gray16le" if first.dtype == np.uint16 else "gray")
+def _pattern(frames_dir: Path) -> str:
+    # image2 reads '%' as a pattern: a folder named "ep%" must not mean another one
+    return str(frames_dir).replace("%", "%%") + "/frame-%06d.png"
+
+
+def _encode_sequence(frames_dir, video_path, first: PngHeader, fps, config, threads, ff) -> None:
     metadata = None
     if isinstance(config, DepthEncoderConfig):
         metadata = {DEPTH_TAG: json.dumps(depth_metadata(config))}
     argv = build_command(
         ff,
-        InputSpec(w, h, fps_fraction(fps), pix_fmt),
+        InputSpec(first.width, first.height, fps_fraction(fps), first.pix_fmt),
         config,
         str(video_path),
         threads,
         metadata=metadata,
-        # image2 reads '%' as a pattern: a folder named "ep%" must not mean another one
-        image_sequence=str(frames_dir).replace("%", "%%") + "/frame-%06d.png",
+        image_sequence=_pattern(frames_dir),
     )
     out = run(argv, SEQUENCE_TIMEOUT, what=f"encoding {frames_dir.name}")
     if out.returncode != 0:
@@ -230,22 +252,23 @@ def _encode_sequence(frames_dir, video_path, w, h, fps, config, threads, ff, fir
         )
 
 
-def _encode_through_writer(files, video_path, w, h, fps, config, threads, ff) -> None:
+def _encode_through_writer(frames_dir, n, video_path, w, h, fps, config, threads, ff) -> None:
+    """16-bit depth PNGs decoded by ffmpeg, quantized as in streaming, encoded."""
     writer = FFmpegWriter(
         video_path,
         w,
         h,
         fps,
         config,
-        settings=StreamSettings(drop_policy="block", encoder_threads=threads, overwrite=True),
+        settings=StreamSettings(mode="offline", encoder_threads=threads, overwrite=True),
         input_pix_fmt=config.input_pix_fmt,
         ffmpeg=ff,
         conversion=FrameConversion(np.uint16, depth_transform(config, np.dtype(np.uint16))),
         metadata={DEPTH_TAG: json.dumps(depth_metadata(config))},
     )
     try:
-        for f in files:
-            writer.submit(read_png(f))
+        for depth in read_image_sequence(_pattern(frames_dir), w, h, "gray16le", n, ff):
+            writer.submit(depth)
     except BaseException:
         writer.abort()
         raise

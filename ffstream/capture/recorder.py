@@ -8,6 +8,7 @@ once; the metadata of an episode is written when its files are final.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -27,7 +28,8 @@ from ..cameras.base import Camera
 from ..errors import FFstreamError, InvalidSettingError
 from ..files import episode_json
 from ..files.episode_json import NAME as METADATA_FILE
-from .episode import EpisodeEncoder
+from ..priority import realtime_capture
+from .episode import EpisodeEncoder, stream_record
 from .result import VideoResult
 from .streaming import EpisodeError
 
@@ -131,9 +133,11 @@ class Recorder:
         on_status: Callable[[Status], None] | None = None,
         status_interval: float = 0.5,
         stop: threading.Event | None = None,
+        realtime: bool = False,
     ):
         """``stop``: when set, the running episode ends at once (its frames are kept and
-        its files finished normally) and no further episode starts."""
+        its files finished normally) and no further episode starts. ``realtime``: the
+        loop runs SCHED_FIFO while each episode records (priority.realtime_capture)."""
         names = [c.name for c in cameras]
         if len(set(names)) != len(names):
             raise InvalidSettingError(f"camera names must be unique, got {names}")
@@ -146,6 +150,7 @@ class Recorder:
         self.on_status = on_status
         self.status_interval = status_interval
         self.stop = stop or threading.Event()
+        self.realtime = realtime
         self._pending: list[threading.Event] = []
         self._camera_failed: str | None = None  # set when a camera stopped giving frames
 
@@ -162,7 +167,8 @@ class Recorder:
             for k in range(episodes):
                 if self.stop.is_set():
                     break
-                outcome = self._record_episode(first + k, seconds)
+                with realtime_capture() if self.realtime else contextlib.nullcontext():
+                    outcome = self._record_episode(first + k, seconds)
                 outcomes.append(outcome)
                 failed_in_a_row = failed_in_a_row + 1 if outcome.error else 0
                 if outcome.error and not self._recover(outcome, failed_in_a_row):
@@ -306,7 +312,7 @@ class Recorder:
                 **enc.rgb_encoder.to_dict(),
                 "encoder_threads": enc.encoder_threads,
                 "encoder_queue_maxsize": enc.queue_maxsize,
-                "drop_policy": enc.drop_policy,
+                **stream_record(enc),
                 "ffmpeg_version": enc.ffmpeg.version_string,
             },
             "cameras": {

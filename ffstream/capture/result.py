@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .stream_settings import DropPolicy
+from .stream_settings import Mode
 
 
 @dataclass
@@ -24,8 +24,8 @@ class VideoResult:
     submitted: int = 0
     repeated: int = 0
     rejected: int = 0  # frames refused before the writer (bad shape); see StreamingVideoEncoder
-    drop_policy: DropPolicy = "pace"
-    waited_seconds: float = 0.0  # time the caller waited for room (pace, block)
+    mode: Mode = "live"  # live: full queue -> dropped (or repeated); offline: waited
+    waited_seconds: float = 0.0  # time the caller waited for room (offline, live_wait)
     seconds: float = 0.0  # from the writer's start until ffmpeg exited
     bytes: int = 0
     stats: dict[str, Any] | None = None  # per-channel image statistics (compute_stats)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidFrameError, InvalidSettingError
-from ..priority import Priority, lower_this_thread
+from ..formats import FrameConversion, RawFormat
 
 log = logging.getLogger("ffstream.stats")
 
@@ -174,7 +174,6 @@ class BackgroundStats:
         transform=None,
         name="",
         max_lent=4,
-        priority: Priority = "normal",
     ):
         self.accumulator = accumulator
         self.stride = stride
@@ -184,9 +183,38 @@ class BackgroundStats:
         self._slots = threading.Semaphore(max_lent)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(
-            target=self._run, args=(priority,), name=f"ffstream-stats-{name}", daemon=True
+            target=self._run, name=f"ffstream-stats-{name}", daemon=True
         )
         self._thread.start()
+
+    @classmethod
+    def for_stream(
+        cls, fmt: RawFormat, conv: FrameConversion, width: int, height: int, name: str, queue: int
+    ) -> BackgroundStats:
+        """The statistics of one writer's frames: 256 bins for uint8 frames, the
+        conversion's ``stats_bins`` otherwise; up to half the writer's queue may wait for
+        them (bursts are absorbed instead of skipped)."""
+        bins = conv.stats_bins
+        if bins is None:
+            if fmt.dtype != np.uint8 or conv.stats_transform is not None:
+                raise InvalidSettingError("statistics of non-uint8 frames need stats_bins")
+            bins = 256
+        return cls(
+            StatsAccumulator(fmt.channels, bins),
+            stride_for(width, height),
+            conv.stats_transform,
+            name,
+            max_lent=max(4, queue // 2),
+        )
+
+    def result(self, bgr: bool = False) -> dict[str, Any]:
+        """The statistics so far; ``bgr``: frames came as BGR, reported in RGB order."""
+        result = self.accumulator.result()
+        if bgr:
+            for key, value in result.items():
+                if key != "count":
+                    value[:3] = value[2::-1].copy()
+        return result
 
     def offer(self, frame: np.ndarray, done) -> bool:
         """Lend ``frame``; False (and ``done`` is not called) if it was skipped."""
@@ -196,8 +224,7 @@ class BackgroundStats:
         self._inbox.put((frame, done))
         return True
 
-    def _run(self, priority: Priority) -> None:
-        lower_this_thread(priority)  # like the writer and its ffmpeg (priority.py)
+    def _run(self) -> None:
         while True:
             item = self._inbox.get()
             if item is None:

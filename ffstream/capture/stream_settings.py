@@ -1,7 +1,15 @@
-"""The per-stream settings of the writers (queue, drop policy, threads, priority, crash
-safety, statistics, overwrite, write phase): ``StreamSettings``, checked once when it is
-made, is what FFmpegWriter takes and StreamingVideoEncoder hands each camera's writer;
-the checks are shared with the LeRobot drop-in."""
+"""How one camera's stream is written: ``StreamSettings``, checked once when it is made.
+
+FFmpegWriter takes it, StreamingVideoEncoder hands it to each camera's writer, the
+LeRobot drop-in builds one. The caller names the mode; nothing is guessed:
+
+- ``live`` (the default): a frame that finds the queue full is dropped at once (with
+  ``repeat_dropped``, written as the frame before it, so the video keeps one frame per
+  fed row); every drop is counted by index. ``live_wait`` lets such a frame wait a
+  bounded time first (LeRobot's own encoder waits 0.1 s).
+- ``offline``: a frame waits for room however long it takes; nothing is ever dropped
+  (conversions, transcodes, simulations that are not tied to a clock).
+"""
 
 from __future__ import annotations
 
@@ -15,25 +23,15 @@ import numpy as np
 from ..errors import InvalidSettingError, SettingTypeError
 from ..priority import Priority, check_priority
 
-DropPolicy = Literal["pace", "pace-repeat", "drop", "repeat", "block"]
-DROP_POLICIES: tuple[DropPolicy, ...] = ("pace", "pace-repeat", "drop", "repeat", "block")
-# What a frame that finds the queue full does:
-#   pace         waits for room while the producer is ahead of real time by its own rate
-#                (pace.py) and its frame is not yet due on the episode's clock (frame i fed
-#                before first_feed + i/fps), and is dropped once it is behind;
-#   pace-repeat  the same, but a frame that is behind is replaced by the one before it;
-#   drop         dropped at once;  repeat  replaced by the one before it at once;
-#   block        waits for room however long it takes (offline conversion).
-
-
-def repeats_dropped(drop_policy: str) -> bool:
-    """Whether a dropped frame is written as a repeat of the frame before it."""
-    return drop_policy in ("repeat", "pace-repeat")
-
-
-def waits_when_full(drop_policy: str) -> bool | None:
-    """True: waits however long; None: waits while ahead of real time; False: never."""
-    return {"block": True, "pace": None, "pace-repeat": None}.get(drop_policy, False)
+Mode = Literal["live", "offline"]
+MODES: tuple[Mode, ...] = ("live", "offline")
+MAX_LIVE_WAIT = 1.0  # seconds: a live frame that waits longer is not live any more
+# The spellings of the modes before they had names (``drop_policy=``), kept for callers.
+DROP_POLICIES: dict[str, dict[str, Any]] = {
+    "drop": {"mode": "live", "repeat_dropped": False},
+    "repeat": {"mode": "live", "repeat_dropped": True},
+    "block": {"mode": "offline", "repeat_dropped": False},
+}
 
 
 def _positive_int(name: str, value: Any, none_ok: bool = False) -> None:
@@ -44,14 +42,14 @@ def _positive_int(name: str, value: Any, none_ok: bool = False) -> None:
         raise InvalidSettingError(f"{name} must be {also}an integer >= 1, got {value!r}")
 
 
-def _seconds(phase: Any) -> None:
-    if isinstance(phase, bool) or not isinstance(phase, (int, float, np.integer, np.floating)):
-        raise SettingTypeError(f"write_phase must be a number of seconds, got {phase!r}")
+def _seconds(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise SettingTypeError(f"{name} must be a number of seconds, got {value!r}")
 
 
 def check_write_phase(phase: Any, fps: Fraction) -> float:
     """A delay of 0 up to one frame period, in seconds."""
-    _seconds(phase)
+    _seconds("write_phase", phase)
     period = 1 / float(fps)
     if not 0 <= phase <= period:  # also refuses NaN
         raise InvalidSettingError(
@@ -60,28 +58,42 @@ def check_write_phase(phase: Any, fps: Fraction) -> float:
     return float(phase)
 
 
-def check_drop_policy(drop_policy: str) -> None:
-    if drop_policy not in DROP_POLICIES:
+def drop_policy_settings(policy: Any) -> dict[str, Any]:
+    """The fields an old ``drop_policy`` spelling stands for."""
+    if policy in ("pace", "pace-repeat"):
         raise InvalidSettingError(
-            f"drop_policy {drop_policy!r} is unknown; use one of {DROP_POLICIES}"
+            f"drop_policy {policy!r} is gone: ffstream no longer guesses from the producer's "
+            "rate whether a frame may wait. Name the mode: mode='live' (never waits; add "
+            "repeat_dropped=True to keep one frame per row) or mode='offline' (waits, never "
+            "drops)"
         )
+    if policy not in DROP_POLICIES:
+        raise InvalidSettingError(
+            f"drop_policy {policy!r} is unknown; use one of {tuple(DROP_POLICIES)}, or "
+            "mode='live' / mode='offline'"
+        )
+    return dict(DROP_POLICIES[policy])
 
 
 @dataclass(frozen=True)
 class StreamSettings:
     """How one camera's stream is written, checked when made (the error names the field).
 
-    ``queue_maxsize``: frames the ring holds for the writer thread. ``drop_policy``: what
-    a frame that finds it full does (DROP_POLICIES). ``encoder_threads``: ffmpeg's
-    encoder threads (None: the encoder's default). ``priority``: where ffmpeg runs
-    against the capture loop (priority.py). ``crash_safe``: MP4 written fragmented and
-    remuxed at the end. ``compute_stats``: per-channel image statistics. ``overwrite``:
-    replace an existing file. ``write_phase``: seconds a frame waits after its feed
-    before it is written (at most one frame period, checked against the stream's rate
-    by the writer)."""
+    ``queue_maxsize``: frames the ring holds for the writer thread. ``mode``: "live" or
+    "offline" (this module's docstring). ``repeat_dropped`` (live): a dropped frame is
+    written as the one before it. ``live_wait`` (live): seconds a frame may wait for
+    room before it is dropped (0: never waits). ``encoder_threads``: ffmpeg's encoder
+    threads (None: the encoder's default). ``priority``: where ffmpeg runs against the
+    caller (priority.py). ``crash_safe``: MP4 written fragmented and remuxed by ffmpeg
+    at the end. ``compute_stats``: per-channel image statistics. ``overwrite``: replace
+    an existing file. ``write_phase``: seconds a frame waits after its feed before it is
+    written (at most one frame period, checked against the stream's rate by the
+    writer)."""
 
     queue_maxsize: int = 30
-    drop_policy: DropPolicy = "pace"
+    mode: Mode = "live"
+    repeat_dropped: bool = False
+    live_wait: float = 0.0
     encoder_threads: int | None = None
     priority: Priority = "low"
     crash_safe: bool = True
@@ -92,12 +104,34 @@ class StreamSettings:
     def __post_init__(self) -> None:
         _positive_int("queue_maxsize", self.queue_maxsize)
         _positive_int("encoder_threads", self.encoder_threads, none_ok=True)
-        check_drop_policy(self.drop_policy)
+        if self.mode not in MODES:
+            raise InvalidSettingError(
+                f"mode {self.mode!r} is unknown; use 'live' (never waits: a frame with no "
+                "room is dropped and counted) or 'offline' (waits for room, never drops)"
+            )
         check_priority(self.priority)
-        for name in ("crash_safe", "compute_stats", "overwrite"):
+        for name in ("repeat_dropped", "crash_safe", "compute_stats", "overwrite"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise SettingTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        _seconds(self.write_phase)  # its range, 0 to one frame period, needs the rate
+        _seconds("live_wait", self.live_wait)
+        if not 0 <= self.live_wait <= MAX_LIVE_WAIT:
+            raise InvalidSettingError(
+                f"live_wait {self.live_wait!r} is out of range: use 0..{MAX_LIVE_WAIT:g} s "
+                "(a producer that can wait longer is offline: mode='offline')"
+            )
+        if self.mode == "offline" and (self.repeat_dropped or self.live_wait):
+            raise InvalidSettingError(
+                "repeat_dropped and live_wait apply to mode='live'; mode='offline' waits "
+                "for room and never drops a frame"
+            )
+        _seconds("write_phase", self.write_phase)  # its range needs the stream's rate
+
+    @property
+    def drop_policy(self) -> str:
+        """The old name of this mode ("drop", "repeat", "block"), for records."""
+        if self.mode == "offline":
+            return "block"
+        return "repeat" if self.repeat_dropped else "drop"
 
     @classmethod
     def with_keywords(
@@ -107,24 +141,31 @@ class StreamSettings:
         owner: str,
         accepted: frozenset[str] | None = None,
     ) -> StreamSettings:
-        """``settings`` (or the defaults) with the fields given as keyword arguments the
-        way constructors took them before StreamSettings (``priority`` also as
-        ``encoder_priority``, the encoders' name for it); TypeError for a keyword that is
-        none of them, or not among the ``accepted`` fields of ``owner``."""
+        """``settings`` (or the defaults) with the fields given as keyword arguments
+        (``priority`` also as ``encoder_priority``, ``mode`` also as an old
+        ``drop_policy``); TypeError for a keyword that is none of them, or not among the
+        ``accepted`` fields of ``owner``."""
         if settings is not None and not isinstance(settings, cls):
             raise SettingTypeError(
                 f"settings must be a StreamSettings, got {type(settings).__name__}"
             )
         fields = accepted if accepted is not None else FIELDS
-        names = fields | ({"encoder_priority"} if "priority" in fields else set())
+        names = set(fields)
+        if "priority" in fields:
+            names.add("encoder_priority")
+        if "mode" in fields:
+            names.add("drop_policy")
         unknown = sorted(set(keywords) - names)
         if unknown:
             raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
         keywords = dict(keywords)
+        for alias, field in (("encoder_priority", "priority"), ("drop_policy", "mode")):
+            if alias in keywords and field in keywords:
+                raise TypeError(f"{owner}() got both {field} and {alias}")
         if "encoder_priority" in keywords:
-            if "priority" in keywords:
-                raise TypeError(f"{owner}() got both priority and encoder_priority")
             keywords["priority"] = keywords.pop("encoder_priority")
+        if "drop_policy" in keywords:
+            keywords.update(drop_policy_settings(keywords.pop("drop_policy")))
         return dataclasses.replace(settings or cls(), **keywords)
 
 

@@ -42,7 +42,6 @@ from .episode import (
     write_episode_metadata,
 )
 from .result import VideoResult
-from .ring import trim_pool
 from .stream_settings import StreamSettings
 from .writer import FFmpegWriter
 
@@ -96,9 +95,9 @@ class _Camera:
 class StreamingVideoEncoder(EpisodeEncoder):
     """Encode every camera of every episode while frames are captured.
 
-    ``feed_frame`` never makes a live loop wait on ffmpeg: when a camera's queue is full
-    the frame is dropped and counted, unless the caller is ahead of real time, which then
-    waits for room (``drop_policy="pace"``, the default; see FFmpegWriter).
+    ``feed_frame`` never makes a live loop wait on ffmpeg (``mode="live"``, the default):
+    when a camera's queue is full the frame is dropped (or repeated) and counted. A
+    producer that must lose nothing and may wait says ``mode="offline"``.
     ``finish_episode`` returns with the files final; ``finish_episode_async`` returns at
     once with a Future.
     """
@@ -115,15 +114,15 @@ class StreamingVideoEncoder(EpisodeEncoder):
         spread_writes: bool = True,
         **stream_settings: Any,
     ):
-        """``settings``: how every camera's stream is written (StreamSettings: queue,
-        drop policy, encoder threads, priority, crash safety, statistics, overwrite). Its
-        fields are also accepted as keyword arguments, as before it existed
-        (``queue_maxsize=60``, ``encoder_priority="normal"``); they apply over it.
+        """``settings``: how every camera's stream is written (StreamSettings: mode,
+        queue, encoder threads, priority, crash safety, statistics, overwrite). Its
+        fields are also accepted as keyword arguments (``mode="offline"``,
+        ``queue_maxsize=60``); they apply over it.
 
         ``spread_writes``: frames of the cameras fed at one tick are written to their
         encoders at moments spread over the frame period (camera k of n after k/n of a
         period), so that the encoders do not all compete for the cores right after the
-        tick; it does not apply to ``drop_policy="block"``. It sets each camera's
+        tick; it does not apply to ``mode="offline"``. It sets each camera's
         ``write_phase``. See docs/performance.md."""
         # checked once here (self.settings); each camera's writer gets them, with its phase
         st = StreamSettings.with_keywords(settings, stream_settings, "StreamingVideoEncoder")
@@ -138,9 +137,9 @@ class StreamingVideoEncoder(EpisodeEncoder):
             monitor=monitor,
         )
         self.queue_maxsize = st.queue_maxsize
-        self.drop_policy = st.drop_policy
+        self.mode = st.mode
         self.crash_safe = st.crash_safe  # MP4 written fragmented, remuxed at the end
-        self.spread_writes = spread_writes and st.drop_policy != "block"
+        self.spread_writes = spread_writes and st.mode == "live"
         self.encoder_priority = st.priority
         self._episode_t0 = 0.0
         self._cameras: dict[str, _Camera] | None = None
@@ -236,7 +235,6 @@ class StreamingVideoEncoder(EpisodeEncoder):
             name=cam.key,
             **depth,
         )
-        writer.pace_clock = self._episode_t0  # "pace" counts from start_episode()
         cam.shape = frame.shape
         self._writers.add(writer)
         return writer
@@ -333,7 +331,6 @@ class StreamingVideoEncoder(EpisodeEncoder):
                 first_error = first_error or exc
         self._stop_finisher()
         self._stop_monitor()
-        trim_pool()  # the ring memory kept for this encoder's next episodes
         self._finisher.join()
         if first_error is not None:
             raise first_error

@@ -1,22 +1,14 @@
 """FFmpegWriter: one camera, one ffmpeg process, one file.
 
-The caller's ``submit()`` copies the frame into a free slot of a preallocated
-``SlotRing`` (ring.py) and returns; it never waits on ffmpeg. A writer thread (which also
-starts the process through process.py, so that the caller never pays for fork/exec)
-writes the slots to ffmpeg's stdin in order, each no sooner than ``write_phase`` after
-its feed (cameras of one episode are spread over the frame period); the process layer
-drains stderr so ffmpeg can never block on it. Ending the stream remuxes the crash-safe
-MP4 on the same thread.
-
-All process, pipe and thread state lives in a ``Stream`` (writer_thread.py), which the
-threads hold, never the writer: a writer dropped without ``close()`` is collected and
-its stream is finished in the background instead of being leaked.
+``submit()`` copies the frame into a free slot of a preallocated ``SlotRing`` (ring.py)
+and returns; in live mode it never waits on ffmpeg. The writer's own thread starts
+ffmpeg (process.py), writes the slots to its stdin in order, and at the end has ffmpeg
+remux the crash-safe MP4. The writer owns its process, pipes, threads and counters.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -32,101 +24,45 @@ from ..at_exit import run_at_exit
 from ..codec.command import InputSpec, build_command, fps_fraction
 from ..codec.config import EncoderConfig
 from ..codec.probe import resolve_config
-from ..codec.remux import remux_fragmented
-from ..contention import CpuWindow, cause, yield_to_the_loop
-from ..errors import (
-    EncoderError,
-    FrameTypeError,
-    InvalidFrameError,
-    InvalidSettingError,
-    OutputExistsError,
-    SettingTypeError,
-    StateError,
-)
+from ..codec.remux import Stoppable, remux_fragmented
+from ..contention import DropLog, OverloadWatch
+from ..errors import EncoderError, FFstreamError, OutputExistsError, StateError
 from ..ffmpeg import FFmpeg, find_ffmpeg
-from ..formats import MAX_SIDE, FrameConversion, raw_format
-from ..priority import Priority, mode_of
-from ..process import live_pids
-from . import writer_thread
-from .capture_thread import capture_threads
-from .frozen import to_rows
-from .pace import ProducerPace
+from ..formats import FrameConversion, checked_conversion, frame_side, raw_format
+from ..priority import Scheduling, check_scheduling
+from ..process import FFmpegProcess, describe_exit
+from .frames import refuse_frame
+from .frozen import FrozenTracker, to_rows
 from .result import VideoResult
-from .stats import BackgroundStats, StatsAccumulator, stride_for
-from .stream_settings import (
-    StreamSettings,
-    check_write_phase,
-    repeats_dropped,
-    waits_when_full,
-)
-from .writer_thread import Stream
+from .ring import END, SlotRing
+from .stats import BackgroundStats
+from .stream_settings import StreamSettings, check_write_phase
+from .thread_starter import start_soon
 
 log = logging.getLogger("ffstream.writer")
 
-WARN_INTERVAL = 5.0  # seconds between two "queue full" warnings of one writer
-
-
-def _remove_if_empty_file(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        if path.stat().st_size == 0:
-            path.unlink()
-
-
+SCHEDULING_CHECK_AT = 15  # frames written before ffmpeg's scheduling is read back
 _open_writers: weakref.WeakSet[FFmpegWriter] = weakref.WeakSet()
 
 
 def _close_at_exit() -> None:
-    """A program that ends without closing a writer: close it now, while its thread can
-    still run (daemon threads stop at exit), so every frame it accepted is in the file."""
+    """Writers left open: closed while their threads still run, so their frames are kept."""
     for writer in list(_open_writers):
-        if writer._finalizer.alive:  # neither closed nor aborted
-            log.warning(
-                "FFmpegWriter for %s was not closed before the program ended; closing it "
-                "so its frames are kept",
-                writer.name,
-            )
-            try:
-                writer.close()
-            except Exception as exc:
-                log.error("closing %s at exit failed: %s", writer.name, exc)
-
-
-def _frame_side(label: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise SettingTypeError(f"{label} must be an integer, got {value!r}")
-    if not 0 < value <= MAX_SIDE:
-        raise InvalidSettingError(f"{label} {value} is out of range: use 1..{MAX_SIDE} pixels")
-    return int(value)
-
-
-def _checked_conversion(conversion: FrameConversion | None, fmt: Any) -> FrameConversion:
-    """Frames of another dtype than the input format's need a transform to become it."""
-    conversion = conversion if conversion is not None else FrameConversion()
-    if (
-        conversion.transform is None
-        and conversion.frame_dtype is not None
-        and np.dtype(conversion.frame_dtype) != fmt.dtype
-    ):
-        raise InvalidSettingError(
-            f"frame_dtype {np.dtype(conversion.frame_dtype)} differs from {fmt.name}'s "
-            f"{fmt.dtype}: pass a transform that converts the frames"
-        )
-    return conversion
+        log.warning("FFmpegWriter for %s was not closed; closing it at exit", writer.name)
+        try:
+            writer.close()
+        except Exception as exc:
+            log.error("closing %s at exit failed: %s", writer.name, exc)
 
 
 class FFmpegWriter:
     """Encode frames of one camera to one video file through a long-lived ffmpeg.
 
-    ``submit()`` is meant to be called from one capture thread. With the default
-    ``drop_policy="pace"`` it waits for room only for a producer that is ahead of real
-    time by its own rate (it takes less than 0.8 of a frame period per frame on its own:
-    a simulation, a conversion; pace.py), and then at most until the frame is due on the
-    episode's clock (``pace_clock`` + (i - 1)/fps, ``pace_clock`` being when the writer
-    was made or its episode started). A live loop never waits, whatever the drift of its
-    camera: what the encoder cannot take is dropped. "drop" and "repeat" never wait,
-    "block" always does. With ``priority="low"`` a live producer's thread is raised above
-    the encoders while it feeds (priority.py).
-    """
+    ``submit()`` is meant for one capture thread (calls from several are serialised).
+    In ``mode="live"`` (the default) a frame that finds the queue full is dropped at
+    once (or after ``live_wait``), counted by index, or written as the frame before it
+    with ``repeat_dropped``; in ``mode="offline"`` it waits for room and nothing is
+    dropped. A writer never changes the scheduling of any thread of the program."""
 
     def __init__(
         self,
@@ -144,173 +80,86 @@ class FFmpegWriter:
         ffmpeg: FFmpeg | str | None = None,
         **stream_settings: Any,
     ):
-        """``settings``: how the stream is written (StreamSettings: queue, drop policy,
-        encoder threads, priority, crash safety, statistics, overwrite, write phase).
-        Its fields are also accepted as keyword arguments, as before it existed
-        (``drop_policy="block"``); they apply over ``settings``.
-
-        ``conversion``: frames of another dtype are accepted and turned into
-        ``input_pix_fmt`` data on the writer thread (FrameConversion; depth maps are
-        quantized this way). ``metadata`` is stored in the file's container.
-
-        ``compute_stats``: per-channel image statistics (see stats.py) on a thread of their
-        own, from the ring's slots after they are written (no copy); a frame arriving while
-        that thread is busy is skipped for statistics only. The conversion's
-        ``stats_transform`` and ``stats_bins`` adapt them to non-uint8 frames.
-
-        ``crash_safe`` (MP4 only): the file is written as fragmented MP4, so that if the
-        process is killed it still plays up to the frames the encoder had finished; a
-        normal close remuxes it into a regular MP4 (index at the front) in a few ms.
-
-        ``write_phase``: seconds (at most one frame period) the writer thread waits after a
-        frame was fed before it writes it, unless it is behind or the stream ends. A
-        ``StreamingVideoEncoder`` gives its cameras phases spread over the frame period."""
+        """``settings``: how the stream is written (StreamSettings: mode, queue, statistics,
+        crash safety, write phase...); its fields are also accepted as keyword arguments
+        (``mode="offline"``), applied over it. ``conversion``: frames of another dtype,
+        turned into ``input_pix_fmt`` data on the writer thread (depth maps are quantized
+        this way). ``metadata`` is stored in the file's container."""
         self.path = Path(path)
         self.name = name or self.path.stem
-        self.width, self.height = _frame_side("width", width), _frame_side("height", height)
+        self.width, self.height = frame_side("width", width), frame_side("height", height)
         self.fps: Fraction = fps_fraction(fps)
-        st = StreamSettings.with_keywords(settings, stream_settings, "FFmpegWriter")
-        self.settings = st
+        st = self.settings = StreamSettings.with_keywords(settings, stream_settings, "FFmpegWriter")
         self.write_phase = check_write_phase(st.write_phase, self.fps)
-        self.config = config if config is not None else EncoderConfig()
-        self.format = raw_format(input_pix_fmt)
-        conversion = _checked_conversion(conversion, self.format)
-        self.config.check_frame_size(self.width, self.height)
+        self.format = fmt = raw_format(input_pix_fmt)
+        conv = checked_conversion(conversion, fmt)
+        config = config if config is not None else EncoderConfig()
+        config.check_frame_size(self.width, self.height)
         self.ffmpeg = find_ffmpeg(ffmpeg)
-        self.config = resolve_config(self.config, self.ffmpeg)
+        self.config = resolve_config(config, self.ffmpeg)
         if self.path.exists() and not st.overwrite:
             raise OutputExistsError(
                 f"{self.path} already exists; pass overwrite=True or choose another path"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.drop_policy = st.drop_policy
-        self.queue_maxsize = st.queue_maxsize
-        self.encoder_threads = st.encoder_threads
-        self._crash_safe = st.crash_safe and self.path.suffix.lower() in (".mp4", ".mov")
-        self._metadata = metadata
-        self._stream = self._make_stream(st, conversion, metadata)
-        self._init_caller_side(st, conversion)
-        _open_writers.add(self)
-        run_at_exit(_close_at_exit, last=True)
-        writer_thread.starter.start(self._stream)
-
-    def _make_stream(
-        self, st: StreamSettings, conversion: FrameConversion, metadata: dict[str, str] | None
-    ) -> Stream:
-        """The writer thread's side: the command, the ring, the finalizing remux."""
-        spec = InputSpec(self.width, self.height, self.fps, self.format.name)
-        argv = build_command(
+        crash_safe = st.crash_safe and self.path.suffix.lower() in (".mp4", ".mov")
+        spec = InputSpec(self.width, self.height, self.fps, fmt.name)
+        self.argv = build_command(
             self.ffmpeg,
             spec,
             self.config,
             str(self.path),
             st.encoder_threads,
             metadata=metadata,
-            fragmented=self._crash_safe,
+            fragmented=crash_safe,
         )
-        converted = conversion.transform is not None
-        return Stream(
-            argv,
-            self.path,
-            self.name,
-            self.format.frame_shape(self.width, self.height),
-            np.dtype(conversion.frame_dtype) if converted else self.format.dtype,
-            self.format.frame_bytes(self.width, self.height),
-            st,
-            hint=self._hardware_hint(),
-            transform=conversion.transform,
-            stats=self._make_stats(st.compute_stats, conversion, st.priority),
-            finalize=(
-                functools.partial(
-                    remux_fragmented,
-                    self.ffmpeg.path,
-                    self.path,
-                    bool(metadata),
-                    priority=st.priority,
-                )
-                if self._crash_safe
-                else None
-            ),
-            phase=self.write_phase,
+        self._remux = (crash_safe, bool(metadata))
+        self._transform = conv.transform
+        self._frame_bytes = fmt.frame_bytes(self.width, self.height)
+        shape = fmt.frame_shape(self.width, self.height)
+        dtype = np.dtype(conv.frame_dtype) if conv.transform is not None else fmt.dtype
+        # a writer that repeats keeps its last written slot aside: one slot more
+        self._ring = SlotRing(st.queue_maxsize + st.repeat_dropped, shape, dtype)
+        self._stats = (
+            BackgroundStats.for_stream(
+                fmt, conv, self.width, self.height, self.name, st.queue_maxsize
+            )
+            if st.compute_stats
+            else None
         )
-
-    def _init_caller_side(self, st: StreamSettings, conversion: FrameConversion) -> None:
-        """What submit() keeps: counters, the pace judge, drops, the CPU window."""
+        self._frozen = FrozenTracker()  # stretches of a repeated picture (a stalled camera)
+        # the caller's side
         self._submit_lock = threading.Lock()
-        self._ring = self._stream.ring
-        self._expected_shape = self._stream.shape
-        self._submitted = 0
-        # "pace": when frame 0 was due (time.monotonic()); an episode encoder sets its
-        # episode's start. It only bounds the wait of a producer that is ahead of real
-        # time by its own rate (pace.py): a live loop never waits, whatever the fps says.
-        self._clock = time.monotonic  # of pacing decisions (a test may pass its own)
-        self.pace_clock = self._clock()
-        self._pace = ProducerPace(1 / float(self.fps))
-        self._waited = 0.0  # seconds submit() waited for room ("pace", "block")
-        self._raise_capture = self._stream.priority == "low"
-        # frames of an offline producer written by its own thread (_write_direct): for
-        # the policies that may wait, and frames the writer thread has nothing to do for
-        # (no conversion, statistics, repeats or phase)
-        self._direct = (
-            writer_thread.DIRECT_WRITES
-            and waits_when_full(st.drop_policy) is not False
-            and not repeats_dropped(st.drop_policy)
-            and conversion.transform is None
-            and not st.compute_stats
-            and not self.write_phase
-        )
-        self._stream.allow_direct = self._direct
-        self._cpu = CpuWindow()  # what the machine did since the last drop warning
-        self._cpu.start(live_pids())
-        self._dropped_indices: list[int] = []
-        self._pending_repeats = 0
-        self._unreported_drops = 0
-        self._last_warning = 0.0
-        self._warned = False
+        self._submitted = self._pending_repeats = 0
+        self._drops = DropLog(self.name, st.priority)
+        self._waited = 0.0
         self._result: VideoResult | None = None
-        self._finalizer = weakref.finalize(self, Stream.finish_unclosed, self._stream)
-        self._finalizer.atexit = False
-
-    def _make_stats(self, wanted: bool, conversion: FrameConversion, priority: Priority):
-        if not wanted:
-            return None
-        bins = conversion.stats_bins
-        if bins is None:
-            if self.format.dtype != np.uint8 or conversion.stats_transform is not None:
-                raise InvalidSettingError("statistics of non-uint8 frames need stats_bins")
-            bins = 256
-        acc = StatsAccumulator(self.format.channels, bins)
-        # Up to half the ring may wait for statistics: bursts (such as the frames queued
-        # while ffmpeg starts) are absorbed instead of skipped.
-        lent = max(4, self.queue_maxsize // 2)
-        return BackgroundStats(
-            acc,
-            stride_for(self.width, self.height),
-            conversion.stats_transform,
-            self.name,
-            max_lent=lent,
-            priority=priority,
+        # the writer thread's side
+        self._lock = threading.Lock()
+        self._proc: FFmpegProcess | None = None
+        self._active: Stoppable | None = None  # what runs now: the encoder or the remux
+        self._error: EncoderError | None = None
+        self._closing = self._aborted = False
+        self._hurry = threading.Event()  # set at the end or an abort: no more holding back
+        self._written = 0
+        self._t_start, self._t_end = time.monotonic(), 0.0
+        self._scheduling: Scheduling | None = None
+        self._finalize_seconds: float | None = None
+        self._overload = OverloadWatch(st.priority)
+        self._thread = threading.Thread(
+            target=self._run, name=f"ffstream-writer-{self.name}", daemon=True
         )
+        _open_writers.add(self)
+        run_at_exit(_close_at_exit, last=True)
+        self._started = start_soon(self._thread, self._not_started)
 
-    def _hardware_hint(self) -> str:
-        """A hardware encoder can pass the probe and still fail at the real frame size."""
-        if not self.config.is_hardware:
-            return ""
-        return (
-            f"\nThe hardware encoder {self.config.vcodec} failed at {self.width}x{self.height} "
-            "although it may have passed the probe; fall back to software with "
-            "vcodec='libsvtav1' (or 'h264'), or re-probe with `ffstream probe --refresh`."
-        )
+    def _not_started(self, exc: BaseException) -> None:
+        self._fail(f"cannot start the writer thread of {self.name}: {exc!r}")
 
-    @property
-    def argv(self) -> list[str]:
-        """The ffmpeg command line this writer runs (for logs and bug reports)."""
-        return list(self._stream.argv)
-
+    # ------------------------------------------------------------------ the caller's side
     @property
     def pid(self) -> int | None:
-        proc = self._stream.proc
-        return proc.pid if proc is not None else None
+        return getattr(self._proc, "pid", None)
 
     @property
     def queue_depth(self) -> int:
@@ -323,170 +172,49 @@ class FFmpegWriter:
 
     @property
     def dropped(self) -> int:
-        return len(self._dropped_indices)
-
-    @property
-    def closed(self) -> bool:
-        return self._stream.closing
-
-    def _raise_if_failed(self) -> None:
-        err = self._stream.error
-        if err is not None:
-            err.reported = True  # the caller has seen it (close() need not raise it again)
-            raise EncoderError(str(err), err.returncode, err.stderr_tail)
+        return len(self._drops.indices)
 
     def submit(self, frame: np.ndarray) -> bool:
         """Queue one frame; False if it was dropped because the encoder is behind.
 
-        Safe to call from several threads: calls are serialised, and a frame either
-        comes before the end of the stream (and is written) or the call raises."""
+        A frame either comes before the end of the stream (and is written) or the call
+        raises: it is never accepted and then left out."""
         with self._submit_lock:
-            return self._submit(frame)
+            self._raise_if_failed()
+            if self._closing:
+                raise StateError(f"writer for {self.name} is closed; start a new one")
+            ring = self._ring
+            if (
+                not isinstance(frame, np.ndarray)
+                or frame.shape != ring.slots.shape[1:]
+                or frame.dtype != ring.slots.dtype
+            ):
+                refuse_frame(self.name, frame, ring.slots[0], self.format.name)
+            index = self._submitted
+            self._submitted += 1
+            slot = ring.take()
+            if slot is None and (self.settings.mode == "offline" or self.settings.live_wait):
+                t = time.monotonic()
+                wait = self.settings.live_wait
+                deadline = t + wait if wait else None
+                slot = ring.take(True, poll=self._raise_if_failed, deadline=deadline)
+                self._waited += time.monotonic() - t
+            if slot is None:
+                self._drops.add(index)
+                self._pending_repeats += self.settings.repeat_dropped
+                return False
+            np.copyto(ring.slots[slot], frame, casting="no")
+            ring.push(slot, self._pending_repeats)
+            self._pending_repeats = 0
+            return True
 
-    def _submit(self, frame: np.ndarray) -> bool:
-        self._raise_if_failed()
-        if self._stream.closing:
-            raise StateError(f"writer for {self.name} is closed; start a new one")
-        if (
-            not isinstance(frame, np.ndarray)
-            or frame.shape != self._expected_shape
-            or frame.dtype != self._stream.dtype
-        ):
-            self._reject(frame)
-        index = self._submitted
-        self._submitted += 1
-        self._pace.called(self._clock())
-        if self._pace.live:
-            if self._raise_capture:  # a live loop: above the encoders
-                self._stream.capture = capture_threads.hold(id(self._stream))
-        elif self._pace.ahead:
-            self._stream.offline = True
-            if self._direct and self._stream.direct_fd is not None and frame.flags.c_contiguous:
-                return self._write_direct(frame, index)
-        slot = self._take_slot(index)
-        if slot is None:
-            return self._drop(index)
-        self._enqueue(slot, frame)
-        return True
-
-    def _enqueue(self, slot: int, frame: np.ndarray) -> None:
-        np.copyto(self._ring.slots[slot], frame, casting="no")
-        self._ring.push(slot, self._pending_repeats)
-        self._pending_repeats = 0
-
-    def _drop(self, index: int) -> bool:
-        self._dropped_indices.append(index)
-        if repeats_dropped(self.drop_policy):
-            self._pending_repeats += 1
-        self._unreported_drops += 1
-        now = time.monotonic()
-        if now - self._last_warning >= WARN_INTERVAL:
-            self._report_drops(now)
-        return False
-
-    def _due(self, index: int) -> float | None:
-        """Until when (time.monotonic()) frame ``index`` may wait for room: under "pace"
-        until it is due on the episode's clock (one period of slack); None: no bound."""
-        if waits_when_full(self.drop_policy):
-            return None
-        due = self.pace_clock + (index - 1) / float(self.fps)
-        return time.monotonic() + (due - self._clock())
-
-    def _waited_for(self, seconds: float) -> None:
-        self._waited += seconds
-        self._pace.waited(seconds)  # not the producer's own time
-
-    def _take_slot(self, index: int) -> int | None:
-        slot = self._ring.take()
-        if slot is not None or waits_when_full(self.drop_policy) is False:
-            return slot
-        due = self._due(index)
-        # pace: only a producer ahead of real time by its own rate waits, and only until
-        # its frame is due
-        if due is not None and not (self._pace.ahead and due > time.monotonic()):
-            return None
-        t = self._clock()
-        slot = self._ring.take(True, poll=self._raise_if_failed, deadline=due)
-        self._waited_for(self._clock() - t)
-        return slot
-
-    def _write_direct(self, frame: np.ndarray, index: int) -> bool:
-        """Write a frame of a producer ahead of real time into ffmpeg's stdin from the
-        caller's thread, once the writer thread has written every frame it was given (so
-        the order holds). The caller waits for the pipe as it would wait for room in the
-        ring (under "pace" until its frame is due), and the frame is neither copied into
-        the ring nor handed over: about half of the Python side's CPU per frame
-        (docs/performance.md). A frame that is due before the pipe took all of it goes
-        on through the ring, from where it stopped."""
-        st = self._stream
-        fd = st.direct_fd
-        assert fd is not None
-        due = self._due(index)
-        t = self._clock()
-        done = 0
-        try:
-            if self._ring.wait_all_free(due, poll=self._raise_if_failed):
-                view = frame.data.cast("B")
-                try:
-                    done = st.send(fd, view, due)
-                except OSError as exc:
-                    st.pipe_failed(exc)
-                    self._raise_if_failed()
-                    raise StateError(f"writer for {self.name} was aborted") from None
-                if done == len(view):
-                    st.written += 1
-                    st.frozen.add(frame)
-                    return True
-        finally:
-            self._waited_for(self._clock() - t)
-        slot = self._ring.take()  # every slot is free unless the wait timed out
-        if slot is None:
-            return self._drop(index)
-        if done:
-            st.resume_at[slot] = done
-        self._enqueue(slot, frame)
-        return True
-
-    def _report_drops(self, now: float) -> None:
-        """One warning per WARN_INTERVAL: the first says why and what to do, the next
-        ones only how many and the CPU figures (the reason changes with the load)."""
-        pids = live_pids()
-        shares = self._cpu.shares(pids)
-        why = cause(*shares, self._cpu.cores, mode_of(self._stream.priority)) if shares else None
-        if not self._warned:
-            text = str(why) if why else "its encoder is behind (`ffstream advise` finds a set-up)"
-            log.warning(
-                "Encoder queue full for %s, dropped %d frame(s) (%d in total); %s",
-                self.name,
-                self._unreported_drops,
-                len(self._dropped_indices),
-                text,
-            )
-        else:
-            log.warning(
-                "%s: %d more frame(s) dropped (%d in total)%s",
-                self.name,
-                self._unreported_drops,
-                len(self._dropped_indices),
-                f"; {why.detail}: {why.reason}" if why else "",
-            )
-        self._warned = True
-        self._unreported_drops = 0
-        self._last_warning = now
-        if why is not None and why.kind == "encoders":
-            yield_to_the_loop(self._stream.priority)
-        self._cpu.start(pids)
-
-    def _reject(self, frame: Any) -> None:
-        want = f"{'x'.join(map(str, self._expected_shape))} {self._stream.dtype}"
-        if not isinstance(frame, np.ndarray):
-            raise FrameTypeError(
-                f"frame for {self.name} must be a numpy array ({want}), got {type(frame).__name__}"
-            )
-        raise InvalidFrameError(
-            f"frame for {self.name} has shape {frame.shape} and dtype {frame.dtype}; this writer "
-            f"takes {want} ({self.format.name}); convert the frame or start a new writer"
-        )
+    def _raise_if_failed(self) -> None:
+        if self._aborted:
+            raise StateError(f"writer for {self.name} was aborted")
+        err = self._error
+        if err is not None:
+            err.reported = True  # the caller has seen it (close() need not raise it again)
+            raise EncoderError(str(err), err.returncode, err.stderr_tail)
 
     def finish(self) -> None:
         """Mark the end of the stream without waiting (``close()`` then collects).
@@ -494,8 +222,16 @@ class FFmpegWriter:
         Waits for a submit() in progress on another thread, so that frame is either
         written or refused, never accepted and then left out."""
         with self._submit_lock:
-            self._stream.request_end(self._pending_repeats)
+            self._end(self._pending_repeats)
             self._pending_repeats = 0
+
+    def _end(self, trailing_repeats: int) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+        self._hurry.set()
+        self._ring.push_end(trailing_repeats)
 
     def close(self, timeout: float | None = None) -> VideoResult:
         """Drain the queue, let ffmpeg finalize the file, and report what was written.
@@ -506,12 +242,11 @@ class FFmpegWriter:
         a complete, fragmented MP4."""
         if self._result is not None:
             return self._result
-        st = self._stream
         self.finish()
-        st.join(timeout)
-        if st.thread.is_alive() or not st.started.is_set():
-            active = st.active
-            if active is not None and active is not st.proc:
+        self._join(timeout)
+        if self._thread.is_alive() or not self._started.is_set():
+            active = self._active
+            if active is not None and active is not self._proc:
                 log.warning(
                     "finalizing %s took more than %s s: remux stopped, the file stays "
                     "fragmented MP4 (complete and playable)",
@@ -520,71 +255,68 @@ class FFmpegWriter:
                 )
                 active.kill()
             else:
-                st.fail(
+                self._fail(
                     f"ffmpeg for {self.name} did not finish within {timeout} s and was killed; "
                     "the file keeps the frames up to its last complete fragment"
                 )
-                st._kill()
-            st.join()
-        self._finalizer.detach()
-        if self._unreported_drops:
-            self._report_drops(time.monotonic())
-        if st.error is not None:
-            _remove_if_empty_file(self.path)  # a failed start: no 0-byte video left behind
-            err = st.error
+                self._kill()
+            self._join()
+        _open_writers.discard(self)
+        self._drops.flush()
+        if self._error is not None:
+            with contextlib.suppress(OSError):
+                if self.path.stat().st_size == 0:  # a failed start: no empty video left
+                    self.path.unlink()
+            err = self._error
             exc = EncoderError(str(err), err.returncode, err.stderr_tail)
             exc.reported = err.reported
             raise exc from None
         self._result = self._make_result()
-        if self._stream.finalize_seconds is not None:
-            self._result.finalize_seconds = self._stream.finalize_seconds
         return self._result
 
+    def abort(self, keep_file: bool = False) -> None:
+        """Kill ffmpeg and stop the threads; delete the partial file unless ``keep_file``
+        (a crash-safe MP4 killed this way still plays up to its last fragment)."""
+        self._aborted = True
+        self._hurry.set()
+        self._kill()
+        self._end(0)  # not finish(): an offline submit() may hold its lock, waiting
+        self._join()
+        _open_writers.discard(self)
+        if not keep_file:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    def _join(self, timeout: float | None = None) -> None:
+        """Wait for the writer thread to end (it may not have been started yet)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._started.wait(timeout)
+        if self._thread.ident is not None:  # it did start (starting it may have failed)
+            self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
     def _make_result(self) -> VideoResult:
-        st = self._stream
-        repeated = len(self._dropped_indices) if repeats_dropped(self.drop_policy) else 0
+        st, stats, dropped = self.settings, self._stats, self._drops.indices
         return VideoResult(
             path=self.path,
-            frames=st.written,
-            dropped=len(self._dropped_indices),
-            dropped_indices=list(self._dropped_indices),
+            frames=self._written,
+            dropped=len(dropped),
+            dropped_indices=list(dropped),
             width=self.width,
             height=self.height,
             fps=float(self.fps),
             codec=self.config.vcodec,
             submitted=self._submitted,
-            repeated=repeated,
-            drop_policy=self.drop_policy,
+            repeated=len(dropped) if st.repeat_dropped else 0,
+            mode=st.mode,
             waited_seconds=round(self._waited, 6),
-            seconds=(st.t_end or time.monotonic()) - st.t_start,
+            seconds=(self._t_end or time.monotonic()) - self._t_start,
             bytes=self.path.stat().st_size,
-            stats=self._stats_result(),
-            stats_skipped=self._stream.stats.skipped if self._stream.stats else 0,
-            scheduling=st.scheduling.to_dict() if st.scheduling else None,
-            frozen=to_rows(st.frozen.finish(), self._dropped_indices),
+            stats=stats.result(self.format.name in ("bgr24", "bgra")) if stats else None,
+            stats_skipped=stats.skipped if stats else 0,
+            finalize_seconds=self._finalize_seconds,
+            scheduling=self._scheduling.to_dict() if self._scheduling else None,
+            frozen=to_rows(self._frozen.finish(), dropped),
         )
-
-    def _stats_result(self) -> dict[str, Any] | None:
-        bg = self._stream.stats
-        if bg is None:
-            return None
-        result = bg.accumulator.result()
-        if self.format.name in ("bgr24", "bgra"):  # report channels in RGB order
-            for key, value in result.items():
-                if key != "count":
-                    value[:3] = value[2::-1].copy()
-        return result
-
-    def abort(self, keep_file: bool = False) -> None:
-        """Kill ffmpeg and stop the threads; delete the partial file unless ``keep_file``
-        (a crash-safe MP4 killed this way still plays up to its last fragment)."""
-        st = self._stream
-        st.abort()
-        st.join()
-        self._finalizer.detach()
-        if not keep_file:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
 
     def __enter__(self) -> FFmpegWriter:
         return self
@@ -592,9 +324,166 @@ class FFmpegWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        elif not self.closed:
-            # Keep what was captured: finish the file, but never hide the original error.
-            try:
+        elif not self._closing:
+            try:  # keep what was captured, but never hide the original error
                 self.close()
             except Exception:
                 log.exception("closing %s after an error failed", self.name)
+
+    # ------------------------------------------------------------------ the writer thread
+    def _fail(self, message: str, returncode: int | None = None) -> None:
+        with self._lock:
+            if self._error is None and not self._aborted:
+                tail = self._proc.tail() if self._proc is not None else ""
+                hint = self.config.failure_hint(self.width, self.height)
+                text = message + (f"\nffmpeg said:\n{tail}" if tail else "") + hint
+                self._error = EncoderError(text, returncode=returncode, stderr_tail=tail)
+                self._hurry.set()  # a frame held back is not written any more
+                log.warning("%s", message)  # the full text travels with the exception
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+
+    def _run(self) -> None:
+        """Start ffmpeg, write every slot, finish and finalize the file. Any exception
+        becomes this camera's error: a frame that submit() accepted is in the file, or
+        the writer reports why it is not."""
+        try:
+            self._proc = FFmpegProcess(
+                self.argv,
+                stdin=True,
+                name=self.name,
+                on_stderr_end=self._stderr_ended,
+                priority=self.settings.priority,
+            )
+            self._active = self._proc
+            if self._aborted:
+                self._kill()
+            try:
+                self._write_all()
+            finally:
+                self._finish_process()
+            if self._error is None and not self._aborted and self._written:
+                self._finalize()
+        except BaseException as exc:  # reported, never lost with the thread
+            if self._proc is None and isinstance(exc, (OSError, ValueError, FFstreamError)):
+                self._fail(f"cannot start ffmpeg for {self.name}: {exc}")
+            else:
+                self._fail(f"the writer of {self.name} failed: {exc!r}")
+                self._kill()
+        finally:
+            self._active = None
+
+    def _write_all(self) -> None:
+        """Write slots in order until the end mark, an abort or a failure (then at once:
+        a user handling the error may never call close())."""
+        assert self._proc is not None and self._proc.stdin is not None
+        fd = self._proc.stdin.fileno()
+        ring, last = self._ring, None
+        while True:
+            slot, repeats = ring.pop()
+            if self.write_phase and slot != END:
+                delay = ring.pushed_at[slot] + self.write_phase - time.monotonic()
+                if delay > 0:
+                    self._hurry.wait(delay)
+            if self._error is not None or self._aborted:
+                return
+            try:
+                for _ in range(repeats):  # only after a written frame: ``last`` is set
+                    self._write(fd, last or 0)
+                if slot == END:
+                    self._read_back_scheduling()
+                    return
+                self._write(fd, slot)
+            except OSError as exc:
+                self._pipe_failed(exc)
+                return
+            except EncoderError as exc:  # a conversion failed
+                self._fail(str(exc))
+                self._kill()
+                return
+            if self._written == SCHEDULING_CHECK_AT:
+                self._read_back_scheduling()
+            self._frozen.add(ring.slots[slot])  # a few µs: a 40x30 grid of the frame
+            if self._stats is not None:
+                ring.lend(slot, self._stats.offer)
+            if self.settings.repeat_dropped:
+                if last is not None:
+                    ring.release(last)
+                last = slot
+            else:
+                ring.release(slot)
+            if ring.depth * 4 >= ring.size:
+                self._overload.queue_filling()
+
+    def _write(self, fd: int, slot: int) -> None:
+        data = self._ring.slots[slot]
+        if self._transform is not None:
+            try:
+                data = np.ascontiguousarray(self._transform(data))
+                if data.nbytes != self._frame_bytes:
+                    raise ValueError(f"{data.nbytes} bytes, not {self._frame_bytes}")
+            except Exception as exc:
+                raise EncoderError(f"preparing a frame for {self.name} failed: {exc!r}") from exc
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(fd, view) :]
+        self._written += 1
+
+    def _pipe_failed(self, exc: OSError) -> None:
+        if self._aborted or self._proc is None:
+            return
+        rc = self._proc.close(5.0)  # and its stderr read: the error carries its last words
+        if isinstance(exc, BrokenPipeError):
+            why = "ffmpeg stopped reading frames"
+        else:
+            why = f"writing to ffmpeg failed ({exc})"
+        self._fail(f"{why} for {self.name} ({describe_exit(rc)})", returncode=rc)
+
+    def _read_back_scheduling(self) -> None:
+        if self._scheduling is None and self._proc is not None:
+            self._scheduling = check_scheduling(self._proc.pid, self.settings.priority, self.name)
+
+    def _finish_process(self) -> None:
+        assert self._proc is not None
+        rc = self._proc.close()
+        if self._stats is not None:
+            self._stats.close()
+        self._t_end = time.monotonic()
+        if rc != 0 and not self._aborted:
+            self._fail(f"ffmpeg failed for {self.name} ({describe_exit(rc)})", returncode=rc)
+
+    def _finalize(self) -> None:
+        """The crash-safe MP4 remuxed by ffmpeg, on this thread (cameras finish side by
+        side); close(timeout) stops it through ``_active``."""
+        if not self.path.is_file():
+            self._fail(
+                f"the video file of {self.name} disappeared while it was recorded ({self.path}: "
+                "its folder was deleted or moved); its frames are lost"
+            )
+            return
+        crash_safe, keep_tags = self._remux
+        if crash_safe:
+            self._finalize_seconds = remux_fragmented(
+                self.ffmpeg.path,
+                self.path,
+                keep_tags,
+                started=lambda proc: setattr(self, "_active", proc),
+                priority=self.settings.priority,
+            )
+
+    def _stderr_ended(self, proc: FFmpegProcess) -> None:
+        """ffmpeg closed stderr: it exited. If nobody asked it to, say so now rather than
+        at the next write, so that submit() reports the death promptly."""
+        self._proc = proc  # (it may exit before the writer thread has stored it)
+        if not self._closing and not self._aborted:
+            rc = proc.wait(5.0)
+            if rc is None:
+                proc.kill()
+                rc = proc.wait()
+            if rc != 0:
+                self._fail(
+                    f"ffmpeg exited unexpectedly for {self.name} ({describe_exit(rc)})",
+                    returncode=rc,
+                )

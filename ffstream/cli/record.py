@@ -16,7 +16,7 @@ from ..cameras.synthetic import SyntheticCamera
 from ..capture.batch import make_encoder
 from ..capture.episode import METADATA_FILE
 from ..capture.recorder import Recorder, throughput
-from ..capture.stream_settings import DROP_POLICIES, StreamSettings
+from ..capture.stream_settings import DROP_POLICIES, StreamSettings, drop_policy_settings
 from ..codec.config import DepthEncoderConfig, EncoderConfig
 from ..codec.probe import resolve_config
 from ..codec.reader_check import opencv_warning
@@ -27,7 +27,7 @@ from ..inspection.report import write_report
 from ..inspection.verify import verify_episode
 from ..machine.capacity import LADDER, plan
 from ..monitor import CpuMonitor
-from ..priority import PRIORITIES, describe_mode
+from ..priority import PRIORITIES, realtime_capture
 from ..verdict import VERDICTS
 from .common import (
     EXIT_ABORTED,
@@ -132,11 +132,11 @@ def _encoder_arguments(rec) -> None:
     )
     rec.add_argument(
         "--drop-policy",
-        choices=DROP_POLICIES,
-        default="pace-repeat",
-        help="what a full queue does: pace-repeat (default: wait only while ahead of real "
-        "time, else write the previous frame again, so frame i stays data row i), pace "
-        "(the same, but drop), drop, repeat, or block the capture loop",
+        choices=tuple(DROP_POLICIES),
+        default="repeat",
+        help="what a frame that finds its queue full does: repeat (default: the previous "
+        "frame is written again, so frame i stays data row i), drop (left out), or block "
+        "(the capture loop waits for the encoder)",
     )
     rec.add_argument(
         "--no-streaming-encoding",
@@ -154,11 +154,17 @@ def _encoder_arguments(rec) -> None:
         "--encoder-priority",
         choices=PRIORITIES,
         default="low",
-        help="low (default): the capture loop is raised above the encoders where allowed "
-        "(root, CAP_SYS_NICE, an rtprio limit), else the encoders run at nice +5; they stay "
-        "level with other programs, and what they cannot take is dropped and counted. "
-        "idle: the encoders below every other program (a machine that only records). "
-        "normal: nothing changes",
+        help="low (default): the encoders run at nice +5, below this program and still "
+        "level with other programs; what they cannot take is dropped and counted. idle: "
+        "below every other program (a machine that only records). normal: this program's "
+        "level",
+    )
+    rec.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the capture loop SCHED_FIFO while each episode records (Linux; root, "
+        "CAP_SYS_NICE or an rtprio limit): it takes a core the moment it wakes, whatever "
+        "the encoders or other programs do",
     )
 
 
@@ -201,6 +207,9 @@ class _Session:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
+    if args.realtime:  # refused here, before any folder or process, if it cannot be
+        with realtime_capture():
+            pass
     config = _record_config(args, args.vcodec or LADDER[0][0], preset_value(args.preset))
     w, h = args.resolution
     if args.camera:
@@ -270,7 +279,8 @@ def _print_header(args: argparse.Namespace, cameras: list, config, px: float, fi
         print(f"  warning: {unreadable}", file=sys.stderr)
     ff = find_ffmpeg(args.ffmpeg)
     print(f"  ffmpeg: {ff.path} ({ff.version_string.split(' Copyright')[0]})", file=sys.stderr)
-    print(f"  priority: {describe_mode(args.encoder_priority)}", file=sys.stderr)
+    realtime = "; the capture loop real-time (SCHED_FIFO 1)" if args.realtime else ""
+    print(f"  priority: {PRIORITY_MEANING[args.encoder_priority]}{realtime}", file=sys.stderr)
     print(f"  drop policy: {args.drop_policy} ({DROP_MEANING[args.drop_policy]})", file=sys.stderr)
 
 
@@ -318,7 +328,7 @@ def _record_with(session: _Session) -> int:
         settings=StreamSettings(
             queue_maxsize=args.encoder_queue_maxsize,
             encoder_threads=args.encoder_threads,
-            drop_policy=args.drop_policy,
+            **drop_policy_settings(args.drop_policy),
             priority=args.encoder_priority,
         ),
         ffmpeg=args.ffmpeg,
@@ -332,6 +342,7 @@ def _record_with(session: _Session) -> int:
             args.fps,
             on_status=_show_status if session.live else None,
             stop=stop,
+            realtime=args.realtime,
         )
         try:
             outcomes = recorder.record(args.episodes, args.seconds)
@@ -388,10 +399,13 @@ def _after_recording(args, outcomes, stop, monitor, px: float, cameras: int) -> 
 
 _REPEATS = "a frame with no room in its queue is written as the one before: frame i is row i"
 _LEAVES = "a frame with no room in its queue is left out: a video can be shorter than its rows"
+PRIORITY_MEANING = {  # what `record` prints under its header
+    "low": "the encoders at nice +5, below this program",
+    "idle": "the encoders below every other program (SCHED_IDLE)",
+    "normal": "the encoders at this program's level",
+}
 DROP_MEANING = {  # what `record` prints under its header; dropped rows are in episode.json
-    "pace-repeat": _REPEATS,
     "repeat": _REPEATS,
-    "pace": _LEAVES,
     "drop": _LEAVES,
     "block": "the capture loop waits for the encoder: nothing is dropped, rows come late",
 }

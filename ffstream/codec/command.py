@@ -132,6 +132,36 @@ def decode_command(
     return _argv(ffmpeg.path, "error", graph)
 
 
+def image_sequence_input(pattern: str, fps: Fraction | None = None) -> Any:
+    """Numbered image files (``frame-%06d.png``, from 0) as ffmpeg-python input: the
+    ``file`` protocol only, images capped at 8K (one declaring more is refused)."""
+    return ffmpeg_python.input(
+        pattern,
+        f="image2",
+        framerate=str(fps or 1),
+        start_number=0,
+        protocol_whitelist="file",
+        max_pixels=str(MAX_SIDE * MAX_SIDE),
+    )
+
+
+def image_decode_command(
+    ffmpeg: FFmpeg, pattern: str, pix_fmt: str, width: int, height: int, frames: int
+) -> list[str]:
+    """Every image of a numbered sequence as raw ``pix_fmt`` at exactly width x height:
+    ffmpeg decodes any valid PNG (filtered, interlaced, paletted, 8 or 16 bit)."""
+    key, value = passthrough_args(ffmpeg)
+    graph = ffmpeg_python.output(
+        image_sequence_input(pattern)["v:0"],
+        "pipe:1",
+        f="rawvideo",
+        pix_fmt=pix_fmt,
+        s=f"{width}x{height}",
+        **{key.lstrip("-"): value, "frames:v": str(frames)},
+    )
+    return _argv(ffmpeg.path, "error", graph)
+
+
 def count_command(
     ffmpeg: FFmpeg,
     path: str | os.PathLike,
@@ -364,14 +394,7 @@ def build_command(
     """The full argv: raw frames from stdin -> encoded ``output`` (a path, or '-' with a format)."""
     exe = ffmpeg.path if isinstance(ffmpeg, FFmpeg) else str(ffmpeg)
     if image_sequence:  # numbered image files (non-streaming mode) instead of stdin
-        stream = ffmpeg_python.input(
-            image_sequence,
-            f="image2",
-            framerate=str(spec.fps),
-            start_number=0,
-            protocol_whitelist="file",
-            max_pixels=str(MAX_SIDE * MAX_SIDE),  # an image declaring more is refused
-        )
+        stream = image_sequence_input(image_sequence, spec.fps)
     else:
         stream = ffmpeg_python.input(
             "pipe:0",

@@ -286,6 +286,17 @@ class EncoderConfig:
                     "the frames by one pixel, or use pix_fmt='yuv444p'"
                 )
 
+    def failure_hint(self, width: int, height: int) -> str:
+        """What to try when this encoder failed on real frames: a hardware encoder can
+        pass the probe and still fail at the real frame size."""
+        if not self.is_hardware:
+            return ""
+        return (
+            f"\nThe hardware encoder {self.vcodec} failed at {width}x{height} although it "
+            "may have passed the probe; fall back to software with vcodec='libsvtav1' (or "
+            "'h264'), or re-probe with `ffstream probe --refresh`."
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -312,7 +323,8 @@ class EncoderConfig:
 
 # Written next to a config's fields in episode.json's "encoder" block; not config fields.
 RECORDED_ALONGSIDE = frozenset(
-    {"drop_policy", "encoder_queue_maxsize", "encoder_threads", "ffmpeg_version"}
+    {"mode", "repeat_dropped", "drop_policy", "encoder_queue_maxsize", "encoder_threads"}
+    | {"ffmpeg_version"}
 )
 
 

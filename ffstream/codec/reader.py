@@ -30,7 +30,7 @@ from ..errors import InvalidSettingError, ProcessTimeout, VideoReadError
 from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..formats import MAX_SIDE, raw_format
 from ..process import FFmpegProcess, run, wait_readable
-from .command import count_command, decode_command, first_frame_command
+from .command import count_command, decode_command, first_frame_command, image_decode_command
 
 MAX_FRAMES = 500_000  # per read_frames() call unless the caller raises it (4.6 h at 30 fps)
 INFO_TIMEOUT = 60.0  # seconds for opening a file and decoding its first frame
@@ -190,13 +190,44 @@ def read_frames(
     argv = decode_command(
         ff, path, info.container, fmt.name, info.width, info.height, max_frames + 1
     )
+    yield from _raw_frames(argv, str(path), shape, fmt.dtype, size, max_frames, timeout)
+
+
+def read_image_sequence(
+    pattern: str,
+    width: int,
+    height: int,
+    pix_fmt: str,
+    frames: int,
+    ffmpeg: FFmpeg | str | None = None,
+    timeout: float = READ_TIMEOUT,
+) -> Iterator[np.ndarray]:
+    """Yield the ``frames`` images of a numbered sequence (``.../frame-%06d.png``), each
+    decoded by ffmpeg to ``pix_fmt`` at width x height (the caller checked every image's
+    header for that size); VideoReadError if one cannot be decoded."""
+    fmt = raw_format(pix_fmt)
+    argv = image_decode_command(find_ffmpeg(ffmpeg), pattern, fmt.name, width, height, frames + 1)
+    shape, size = fmt.frame_shape(width, height), fmt.frame_bytes(width, height)
+    yield from _raw_frames(argv, pattern, shape, fmt.dtype, size, frames, timeout)
+
+
+def _raw_frames(
+    argv: list[str],
+    path: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    size: int,
+    max_frames: int,
+    timeout: float,
+) -> Iterator[np.ndarray]:
+    """The frames an ffmpeg writes raw to its stdout, each read whole."""
     proc = FFmpegProcess(argv, stdout=True, name=f"read {Path(path).name}")
     assert proc.stdout is not None  # asked for
     fd = proc.stdout.fileno()
     count = 0
     try:
         while True:
-            frame = np.empty(shape, dtype=fmt.dtype)
+            frame = np.empty(shape, dtype=dtype)
             view = memoryview(frame).cast("B")  # type: ignore[arg-type]
             got = 0
             while got < size:

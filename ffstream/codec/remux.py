@@ -1,7 +1,6 @@
-"""The end of a crash-safe recording: fragmented MP4 -> regular MP4, in place.
-
-The rebuild runs in this process (mp4_defrag: 5-6 ms for 600 frames in 300 fragments,
-no second ffmpeg to start); a file it does not take is remuxed by ffmpeg as before."""
+"""The end of a crash-safe recording: fragmented MP4 -> regular MP4, in place, by ffmpeg
+(a stream copy with the index moved to the front). ffmpeg does the container work; this
+module only decides when the result may replace the recording."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import contextlib
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +17,6 @@ from ..errors import FFstreamError, ProcessTimeout
 from ..priority import Priority
 from ..process import describe_exit, run
 from .command import remux_command
-from .mp4_defrag import Stopped, Unsupported, defragment
 
 log = logging.getLogger("ffstream.remux")
 
@@ -27,51 +24,16 @@ REMUX_TIMEOUT = 600.0  # seconds a remux may take when close() was given no time
 
 
 class Stoppable(Protocol):
-    """What runs the remux: an ffmpeg, or the rebuild in this process."""
+    """What runs the remux, so that close() can stop it (an FFmpegProcess)."""
 
     def kill(self) -> None: ...
-
-
-class _Rebuild:
-    """The in-process rebuild as something close() can stop, like an ffmpeg."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self._stop = threading.Event()
-
-    def kill(self) -> None:
-        self._stop.set()
-
-    def stopped(self) -> bool:
-        return self._stop.is_set() or time.monotonic() > self.deadline
-
-
-def _rebuild_here(
-    path: Path, tmp: Path, deadline: float, started: Callable[[Stoppable], None] | None
-) -> str | None:
-    """Why the in-process rebuild failed ("" if it worked), or None when the file is
-    not a layout it takes and ffmpeg should remux it."""
-    rebuild = _Rebuild(deadline)
-    if started is not None:
-        started(rebuild)
-    try:
-        defragment(path, tmp, rebuild.stopped)
-    except Unsupported as exc:
-        if rebuild.stopped():  # close() gave up meanwhile: no ffmpeg to start now
-            return "stopped before it finished"
-        log.debug("%s: %s; ffmpeg remuxes it", path, exc)
-        return None
-    except Stopped:
-        return "stopped before it finished"
-    except OSError as exc:
-        return f"could not write the regular MP4: {exc}"
-    return ""
 
 
 def remux_fragmented(
     ffmpeg_path: str,
     path: Path,
     keep_tags: bool,
+    *,
     timeout: float = REMUX_TIMEOUT,
     started: Callable[[Stoppable], None] | None = None,
     priority: Priority = "normal",
@@ -87,10 +49,7 @@ def remux_fragmented(
     fd, tmp_name = tempfile.mkstemp(prefix=".ffstream-remux-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    reason = _rebuild_here(path, tmp, t0 + timeout, started)
-    if reason is None:
-        left = max(0.0, t0 + timeout - time.monotonic())
-        reason = _remux_with_ffmpeg(ffmpeg_path, path, tmp, keep_tags, left, started, priority)
+    reason = _remux_with_ffmpeg(ffmpeg_path, path, tmp, keep_tags, timeout, started, priority)
     if reason:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -27,10 +27,9 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from ..capture.episode import DropPolicy
 from ..capture.frames import file_stem
 from ..capture.stats import stats_from_histogram
-from ..capture.stream_settings import check_drop_policy
+from ..capture.stream_settings import drop_policy_settings
 from ..capture.streaming import StreamingVideoEncoder as _FFstreamEncoder
 from ..codec.config import DepthEncoderConfig, EncoderConfig
 from ..depth import MAX_CODE
@@ -40,6 +39,7 @@ from ..ffmpeg import FFmpeg
 log = logging.getLogger("ffstream.lerobot")
 
 # LeRobot's codec names that are not encoder names (PyAV picks libx264 for "h264").
+LEROBOT_WAIT = 0.1  # seconds LeRobot's feed_frame waits for room before it drops
 LEROBOT_ALIASES = {"av1": "libsvtav1", "h264": "libx264", "hevc": "libx265"}
 
 SVTAV1 = ("libsvtav1",)
@@ -284,14 +284,12 @@ class StreamingVideoEncoder:
     ``drop_policy`` and ``ffmpeg`` (the binary to use); when LeRobot builds the encoder,
     both come from ``install()``.
 
-    ``drop_policy="pace-repeat"`` (the default): a frame that finds the queue full waits
-    for room while the caller is ahead of real time (a simulation, a conversion, any
-    ``add_frame`` loop faster than the dataset's fps), so such a producer keeps every
-    row; a live loop that is on time or late never waits, and its frame is replaced in
-    the video by the frame before it, so the video keeps one frame per dataset row and
-    LeRobot's timestamps stay valid (a video with a frame missing fails LeRobot's reader
-    at that row). "repeat" never waits, "block" always does, "drop" leaves the frame
-    out. LeRobot's own ``feed_frame`` waits up to 100 ms for room, then drops.
+    LeRobot's contract: ``feed_frame`` waits up to 0.1 s for room in the camera's
+    queue, then the frame is dropped. With ``drop_policy="repeat"`` (the default) a
+    dropped frame is written as the frame before it, so the video keeps one frame per
+    dataset row and LeRobot's timestamps stay valid (a video with a frame missing fails
+    LeRobot's reader at that row); "drop" leaves it out, as LeRobot's own encoder does;
+    "block" waits for room however long it takes (a conversion, offline).
     """
 
     def __init__(
@@ -301,10 +299,13 @@ class StreamingVideoEncoder:
         depth_encoder: Any = None,
         queue_maxsize: int = 30,
         encoder_threads: int | None = None,
-        drop_policy: DropPolicy | None = None,
+        drop_policy: str | None = None,
         ffmpeg: FFmpeg | str | None = None,
     ):
-        drop_policy = drop_policy or _install_settings.get("drop_policy") or "pace-repeat"
+        policy = drop_policy or _install_settings.get("drop_policy") or "repeat"
+        stream = drop_policy_settings(policy)
+        if stream["mode"] == "live":
+            stream["live_wait"] = LEROBOT_WAIT
         ffmpeg = ffmpeg or _install_settings.get("ffmpeg")
         self.fps = fps
         self.queue_maxsize = queue_maxsize
@@ -330,7 +331,7 @@ class StreamingVideoEncoder:
             queue_maxsize=queue_maxsize,
             encoder_threads=encoder_threads,
             ffmpeg=ffmpeg,
-            drop_policy=drop_policy,
+            **stream,
             compute_stats=True,
             # Plain MP4: LeRobot moves or re-muxes each episode's file at save_episode
             # (and drops an unsaved episode), so a crash-safe fragmented file would only
@@ -381,10 +382,10 @@ class StreamingVideoEncoder:
 
     def feed_frame(self, video_key: str, image: np.ndarray) -> None:
         """Hand one frame to the camera's encoder: HWC or CHW, uint8 or float in [0, 1]
-        (depth: HxW, HxWx1 or 1xHxW, integer millimetres or float metres). Never waits
-        while the caller is on time or late (with the default drop_policy): a frame that
-        finds the queue full is then replaced by the one before it, counted and
-        reported. RuntimeError if the camera's encoder died."""
+        (depth: HxW, HxWx1 or 1xHxW, integer millimetres or float metres). A frame that
+        finds the queue full waits up to 0.1 s, as in LeRobot, then is dropped (by
+        default replaced by the one before it), counted and reported. RuntimeError if
+        the camera's encoder died."""
         if not self._episode_active:
             raise RuntimeError("No active episode. Call start_episode() first.")
         cam = self._threads[video_key]  # KeyError for an unknown key, as in LeRobot
@@ -437,10 +438,8 @@ class StreamingVideoEncoder:
     def _report_drops(self) -> None:
         how = {
             "repeat": " (each replaced by the frame before it: one video frame per row)",
-            "pace-repeat": " (each replaced by the frame before it: one video frame per row)",
-            "pace": " (left out: the video is shorter than the episode)",
             "drop": " (left out: the video is shorter than the episode)",
-        }.get(self._encoder.drop_policy, "")
+        }.get(self._encoder.settings.drop_policy, "")
         for key, count in self._dropped_frames.items():
             if count:
                 log.warning("Episode finished with %d dropped frame(s) for %s.%s", count, key, how)
@@ -505,16 +504,15 @@ _originals: dict[str, Any] = {}
 _install_settings: dict[str, Any] = {}
 
 
-def install(drop_policy: DropPolicy | None = None, ffmpeg: FFmpeg | str | None = None) -> None:
+def install(drop_policy: str | None = None, ffmpeg: FFmpeg | str | None = None) -> None:
     """Make LeRobot build ffstream's encoder wherever it builds its own streaming
     encoder (``LeRobotDataset(..., streaming_encoding=True)``, ``lerobot-record``).
 
     ``drop_policy`` and ``ffmpeg`` apply to the encoders LeRobot builds from then on
-    (the default "pace-repeat" already keeps every row of a producer ahead of real
-    time; "block" waits even when it is behind). Calling it again only updates
-    them; ``uninstall()`` undoes it."""
+    ("repeat", the default, "drop" or "block": StreamingVideoEncoder's docstring).
+    Calling it again only updates them; ``uninstall()`` undoes it."""
     if drop_policy is not None:
-        check_drop_policy(drop_policy)
+        drop_policy_settings(drop_policy)  # refused now, not at the first episode
     _install_settings.update(drop_policy=drop_policy, ffmpeg=ffmpeg)
     if _originals:
         return

@@ -1,21 +1,21 @@
-"""The PNG files ffstream writes and reads: frames of non-streaming mode (RGB, gray,
-16-bit depth), the report's plots. Our own subset of the format (no filtering, no
-interlace) in numpy and zlib, so no imaging library is needed; a file handed to the
-reader is untrusted: its size, its declared pixels and what it inflates to are bounded
-before anything is allocated."""
+"""The PNG files of image folders: ffstream writes frames of non-streaming mode (RGB, gray,
+16-bit depth) and the report's plots with numpy and zlib; ffmpeg decodes them, and
+frames written by any other tool (PIL, OpenCV: filtered rows, alpha, palettes). A file
+handed to the reader is untrusted: only its header is read here, and its size and
+declared pixels are bounded before ffmpeg sees it."""
 
 from __future__ import annotations
 
 import os
 import struct
 import zlib
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import EncoderError, InvalidFrameError, VideoReadError
 from ..formats import MAX_SIDE
-from ..untrusted import NotRegularFileError, open_regular, read_regular
+from ..untrusted import NotRegularFileError, open_regular
 
 PNG_LEVEL = 1  # fastest zlib level: capture-time CPU matters more than disk here
 # The largest PNG a frame can need: 16-bit RGB at the largest side, stored uncompressed.
@@ -57,63 +57,54 @@ def encode_png(image: np.ndarray, level: int = PNG_LEVEL) -> bytes:
     )
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    """The inverse of encode_png (our own files: unfiltered rows, no interlace)."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise VideoReadError("not a PNG file")
-    pos, idat, header = 8, [], None
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        pos += 12 + length
-    if header is None:
-        raise VideoReadError("PNG without a header")
-    w, h, depth, colour, _, _, interlace = header
-    channels = {0: 1, 2: 3}.get(colour)
-    if channels is None or interlace or depth not in (8, 16):
-        raise VideoReadError("only the PNG files ffstream writes can be read here")
-    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
-        raise VideoReadError(
-            f"the PNG declares {w}x{h} pixels; at most {MAX_SIDE}x{MAX_SIDE} are read "
-            "(the writer's own limit), so it is refused before anything is decompressed"
-        )
-    dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
-    row = w * channels * dtype.itemsize
-    size = h * (row + 1)  # what the header promises: never inflate more than that
-    data = zlib.decompressobj().decompress(b"".join(idat), size)
-    if len(data) != size:
-        raise VideoReadError(f"the PNG holds {len(data)} bytes of pixels, not {size}")
-    raw = np.frombuffer(data, np.uint8).reshape(h, row + 1)
-    if raw[:, 0].any():
-        raise VideoReadError("filtered PNG rows are not supported (not written by ffstream)")
-    pixels = np.ascontiguousarray(raw[:, 1:]).view(dtype).reshape(h, w, channels)
-    pixels = pixels.astype(dtype.newbyteorder("="))
-    return pixels[..., 0] if channels == 1 else pixels
+@dataclass(frozen=True)
+class PngHeader:
+    width: int
+    height: int
+    bit_depth: int
+    colour: int  # 0 gray, 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA
+
+    @property
+    def is_depth(self) -> bool:
+        """16-bit grayscale: how non-streaming mode stores depth (millimetres)."""
+        return self.bit_depth == 16 and self.colour == 0
+
+    @property
+    def pix_fmt(self) -> str:
+        """The raw format its frames are decoded to: gray8/16 or RGB (alpha dropped)."""
+        if self.colour in (0, 4):
+            return "gray16le" if self.bit_depth == 16 else "gray"
+        return "rgb24"
 
 
-def read_png(path: str | os.PathLike) -> np.ndarray:
-    """The image of a frame file: a regular file (never a link), at most MAX_PNG_BYTES."""
+def read_png_header(path: str | os.PathLike) -> PngHeader:
+    """The header of an untrusted frame file: a regular file (never a link) of at most
+    MAX_PNG_BYTES, a PNG signature and an IHDR of at most MAX_SIDE pixels a side."""
     try:
-        data = read_regular(Path(path), MAX_PNG_BYTES, follow_links=False)
+        with open_regular(path, follow_links=False) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(_HEADER.size + 3)
     except NotRegularFileError as exc:
         raise EncoderError(f"{exc}: not read as a frame") from None
-    return decode_png(data)
+    if size > MAX_PNG_BYTES:
+        raise VideoReadError(f"{path} is {size} bytes; a frame is at most {MAX_PNG_BYTES}")
+    if len(head) < _HEADER.size + 3 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise VideoReadError(f"{path} is not a PNG file")
+    _, _, kind, w, h, depth, colour = _HEADER.unpack(head[: _HEADER.size])
+    if kind != b"IHDR" or depth not in (1, 2, 4, 8, 16) or colour not in (0, 2, 3, 4, 6):
+        raise VideoReadError(f"{path} has no valid PNG header")
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+        raise VideoReadError(
+            f"{path} declares {w}x{h} pixels; at most {MAX_SIDE}x{MAX_SIDE} are read "
+            "(the writer's own limit), so it is refused before anything is decoded"
+        )
+    return PngHeader(w, h, depth, colour)
 
 
 def png_is_depth(path: str | os.PathLike) -> bool:
-    """A 16-bit grayscale PNG: how non-streaming mode stores depth (millimetres). False
-    for anything but a regular file (a FIFO must not block the planning)."""
+    """Whether a frame file is 16-bit grayscale (depth); False for anything that is not
+    a readable PNG (a FIFO must not block the planning)."""
     try:
-        with open_regular(path) as f:
-            head = f.read(_HEADER.size)
-    except NotRegularFileError:
+        return read_png_header(path).is_depth
+    except (OSError, EncoderError, VideoReadError):
         return False
-    if len(head) < _HEADER.size:
-        return False
-    _, _, kind, _, _, bits, colour = _HEADER.unpack(head)
-    return kind == b"IHDR" and bits == 16 and colour == 0

@@ -372,7 +372,9 @@ def _encoder_text(meta: dict, entry: dict) -> str:
     for name in ("crf", "preset", "pix_fmt"):
         if enc.get(name) is not None and codec == enc.get("vcodec"):
             parts.append(f"{name} {enc[name]}")
-    if enc.get("drop_policy"):
+    if enc.get("mode"):  # older records name a drop policy instead
+        parts.append(f"{enc['mode']}{' with repeats' if enc.get('repeat_dropped') else ''}")
+    elif enc.get("drop_policy"):
         parts.append(f"drop policy {enc['drop_policy']}")
     return ", ".join(parts)
 

@@ -1,7 +1,7 @@
 """Measure what this machine can encode.
 
 ``run_bench`` pushes synthetic frames through FFmpegWriter (the recording path, with
-``drop_policy="block"`` so nothing is skipped) for each working encoder and each
+``mode="offline"`` so nothing is skipped) for each working encoder and each
 resolution, and records the sustained frames per second and the CPU it cost. capacity.py
 turns those figures into the load of a camera set-up.
 """
@@ -61,7 +61,7 @@ def measure(
         30,
         config,
         settings=StreamSettings(
-            drop_policy="block", encoder_threads=threads, priority="normal", overwrite=True
+            mode="offline", encoder_threads=threads, priority="normal", overwrite=True
         ),
         ffmpeg=ffmpeg,
     )

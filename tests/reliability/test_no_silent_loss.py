@@ -15,7 +15,7 @@ from ffstream import (
     StreamingVideoEncoder,
 )
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture import writer, writer_thread
+from ffstream.capture import writer
 from ffstream.capture.streaming import EpisodeError
 from ffstream.process import run
 
@@ -111,7 +111,7 @@ def test_any_exception_on_the_writer_thread_becomes_the_camera_error(tmp_path, m
     def broken(*args, **kwargs):
         raise MemoryError("simulated")
 
-    monkeypatch.setattr(writer_thread, "FFmpegProcess", broken)
+    monkeypatch.setattr(writer, "FFmpegProcess", broken)
     w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, H264, drop_policy="block")
     frame = SyntheticCamera(width=64, height=48).read()
     with pytest.raises(EncoderError, match=r"the writer of v failed: MemoryError\('simulated'\)"):
@@ -123,7 +123,7 @@ def test_any_exception_on_the_writer_thread_becomes_the_camera_error(tmp_path, m
 def test_close_timeout_covers_the_remux_and_says_what_it_stopped(tmp_path, monkeypatch, caplog):
     remuxing = threading.Event()
 
-    def slow_remux(ffmpeg_path, path, keep_tags, timeout=600.0, started=None, priority="low"):
+    def slow_remux(ffmpeg_path, path, keep_tags, *, timeout=600.0, started=None, priority="low"):
         def running(proc):
             started(proc)
             remuxing.set()

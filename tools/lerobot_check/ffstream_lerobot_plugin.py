@@ -20,5 +20,5 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    policy = POLICY or "pace-repeat (the default)"
+    policy = POLICY or "repeat (the default)"
     return f"ffstream.lerobot installed, drop_policy={policy}: LeRobot encodes through ffstream"
