@@ -132,7 +132,7 @@ def cause(machine: float, encoders: float, own: float, cores: int, priority: str
 
 # ffmpeg processes already made SCHED_IDLE (encoders over capacity)
 _yielded: set[int] = set()
-OVERLOAD_CHECK = 1.0  # seconds between two looks of one writer at the machine
+OVERLOAD_CHECK = 0.5  # seconds between two looks of one writer at the machine
 
 
 def yield_to_the_loop(priority: Priority) -> None:
@@ -159,16 +159,18 @@ def yield_to_the_loop(priority: Priority) -> None:
 
 
 class OverloadWatch:
-    """A writer whose queue fills asks, at most once per OVERLOAD_CHECK, whether the
-    encoders themselves hold the machine; then they yield (``yield_to_the_loop``)
-    before the first frame is dropped rather than after."""
+    """While it writes, a writer asks every OVERLOAD_CHECK whether the encoders
+    themselves hold the machine; then they yield (``yield_to_the_loop``). Its queue
+    cannot tell: SVT-AV1 keeps seconds of frames inside ffmpeg, and a loop that the
+    encoders' threads outnumber feeds late instead of filling the queue. Only live
+    streams look: an offline one has no loop to protect."""
 
-    def __init__(self, priority: Priority):
-        self.priority = priority
+    def __init__(self, priority: Priority, live: bool = True):
+        self.priority: Priority = priority if live else "normal"
         self._cpu = CpuWindow()
         self._last = 0.0
 
-    def queue_filling(self) -> None:
+    def frame_written(self) -> None:
         if self.priority != "low":
             return
         now = time.monotonic()

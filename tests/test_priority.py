@@ -188,8 +188,8 @@ def test_realtime_capture_refused_says_what_would_allow_it(monkeypatch):
 
 @linux_only
 def test_encoders_over_capacity_go_idle(tmp_path, monkeypatch):
-    """The encoders run at nice +5; once a drop warning, or a look while a queue fills,
-    finds that they themselves need more CPU than the machine has, every ffmpeg of the
+    """The encoders run at nice +5; once a drop warning, or a writer's look at the
+    machine, finds that they themselves need more CPU than the machine has, every ffmpeg of the
     program becomes SCHED_IDLE, every thread of it (read back from /proc), and the
     frames are all accounted for."""
     cam = SyntheticCamera("c", W, H)
@@ -206,9 +206,9 @@ def test_encoders_over_capacity_go_idle(tmp_path, monkeypatch):
         overloaded = lambda pids: (2.0, 1.9, 0.1)  # noqa: E731 - an overloaded machine
         watch = contention.OverloadWatch("low")
         monkeypatch.setattr(contention, "OVERLOAD_CHECK", 0.0)
-        watch.queue_filling()  # the first look only starts the window
+        watch.frame_written()  # the first look only starts the window
         watch._cpu.shares = overloaded
-        watch.queue_filling()
+        watch.frame_written()
         for w in writers:  # both, not only the one that looked
             tids = os.listdir(f"/proc/{w.pid}/task")
             threads = [prio._thread_policy(w.pid, t) for t in tids]

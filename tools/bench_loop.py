@@ -493,7 +493,9 @@ def main() -> None:
                 _print(rows[-1], header=r == 0)
             for vcodec in args.vcodec.split(","):
                 name, _, preset = vcodec.partition(":")  # libx264:veryfast
-                config = EncoderConfig(name, preset=preset or None)
+                config = EncoderConfig(
+                    name, preset=(int(preset) if preset.isdigit() else preset) or None
+                )
                 for n in counts:
                     runners = {k: RUNNERS[k] for k in kinds}
                     runs = run_blocks(block, runners, pools[:n] + depth, ff, config, tmp)

@@ -76,7 +76,7 @@ def bare_ffmpeg(ff, config, raw: Path, out: Path, realtime: bool = False) -> flo
     return time.perf_counter() - t
 
 
-def _enlarge_pipe(fd: int, wanted: int) -> None:
+def enlarge_pipe(fd: int, wanted: int) -> None:
     """Raise a pipe's buffer towards ``wanted`` bytes (Linux; capped by pipe-max-size)."""
     import fcntl
 
@@ -96,7 +96,7 @@ def pipe_loop(ff, config, frames, out: Path, big_pipe: bool = False) -> float:
     assert proc.stdin is not None
     fd = proc.stdin.fileno()
     if big_pipe:
-        _enlarge_pipe(fd, frames[0].nbytes)
+        enlarge_pipe(fd, frames[0].nbytes)
     for f in frames:
         view = memoryview(f).cast("B")
         while view:

@@ -363,8 +363,8 @@ def _to_rgb(pix_fmt: str):
 # What make_encoder passes to either encoder, and what only one of them takes.
 COMMON = frozenset({"fps", "rgb_encoder", "depth_encoder", "settings", "ffmpeg", "monitor"})
 BATCH_STREAM_FIELDS = frozenset({"encoder_threads", "overwrite", "compute_stats"})
-STREAMING_ONLY = (FIELDS - BATCH_STREAM_FIELDS) | {"encoder_priority", "drop_policy"}
-STREAMING_ONLY |= {"spread_writes"}
+ALIASES = frozenset({"encoder_priority", "drop_policy"})  # other spellings of fields
+STREAMING_ONLY = (FIELDS - BATCH_STREAM_FIELDS) | ALIASES | {"spread_writes"}
 BATCH_ONLY = frozenset({"num_image_threads", "batch_encoding_size", "encode_workers", "progress"})
 
 

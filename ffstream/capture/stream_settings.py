@@ -126,13 +126,6 @@ class StreamSettings:
             )
         _seconds("write_phase", self.write_phase)  # its range needs the stream's rate
 
-    @property
-    def drop_policy(self) -> str:
-        """The old name of this mode ("drop", "repeat", "block"), for records."""
-        if self.mode == "offline":
-            return "block"
-        return "repeat" if self.repeat_dropped else "drop"
-
     @classmethod
     def with_keywords(
         cls,

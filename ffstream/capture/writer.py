@@ -145,7 +145,7 @@ class FFmpegWriter:
         self._t_start, self._t_end = time.monotonic(), 0.0
         self._scheduling: Scheduling | None = None
         self._finalize_seconds: float | None = None
-        self._overload = OverloadWatch(st.priority)
+        self._overload = OverloadWatch(st.priority, live=st.mode == "live")
         self._thread = threading.Thread(
             target=self._run, name=f"ffstream-writer-{self.name}", daemon=True
         )
@@ -414,8 +414,7 @@ class FFmpegWriter:
                 last = slot
             else:
                 ring.release(slot)
-            if ring.depth * 4 >= ring.size:
-                self._overload.queue_filling()
+            self._overload.frame_written()
 
     def _write(self, fd: int, slot: int) -> None:
         data = self._ring.slots[slot]

@@ -436,10 +436,11 @@ class StreamingVideoEncoder:
         return out
 
     def _report_drops(self) -> None:
-        how = {
-            "repeat": " (each replaced by the frame before it: one video frame per row)",
-            "drop": " (left out: the video is shorter than the episode)",
-        }.get(self._encoder.settings.drop_policy, "")
+        how = (
+            " (each replaced by the frame before it: one video frame per row)"
+            if self._encoder.settings.repeat_dropped
+            else " (left out: the video is shorter than the episode)"
+        )
         for key, count in self._dropped_frames.items():
             if count:
                 log.warning("Episode finished with %d dropped frame(s) for %s.%s", count, key, how)
