@@ -181,8 +181,9 @@ class OverloadWatch:
         if now - self._last < OVERLOAD_CHECK:
             return
         self._last = now
-        shares = self._cpu.shares(live_pids())
-        self._cpu.start(live_pids())
+        pids = live_pids()
+        shares = self._cpu.shares(pids)
+        self._cpu.start(pids)
         if shares is not None and cause(*shares, self._cpu.cores, self.priority).kind == "encoders":
             self.priority = "normal"  # once is enough
             yield_to_the_loop("low")
