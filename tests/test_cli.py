@@ -216,3 +216,10 @@ def test_an_exit_by_signal_is_named_with_its_cause():
     assert describe_exit(-9) == "killed by signal 9 (SIGKILL)"
     assert "file size limit was reached, see `ulimit -f`" in describe_exit(-25)
     assert describe_exit(3) == "exit status 3" and describe_exit(None) == "still running"
+
+
+def test_help_texts_show_percent_signs_as_written(capsys):
+    with pytest.raises(SystemExit):
+        main(["advise", "--help"])
+    out = capsys.readouterr().out
+    assert "70% of the cores" in " ".join(out.split()) and "%%" not in out

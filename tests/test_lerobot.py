@@ -513,7 +513,7 @@ def test_install_settings_reach_the_encoders_lerobot_builds(stub_lerobot, tmp_pa
 
 def test_install_without_lerobot_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "lerobot", None)
-    with pytest.raises(FFstreamError, match=r"needs LeRobot.*pip install 'lerobot\[dataset\]'"):
+    with pytest.raises(FFstreamError, match=r"needs LeRobot.*pip install 'lerobot\[dataset\]>=0.6.1'"):
         adapter.install()
     assert not adapter.installed()
 
@@ -558,4 +558,13 @@ def test_lerobot_record_without_lerobot(tmp_path):
     proc = _cli(["lerobot-record", "--robot.type=x"], {"PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 3
     assert "needs LeRobot with its dataset extra" in proc.stderr
-    assert "pip install 'lerobot[dataset]'" in proc.stderr
+    assert "pip install 'lerobot[dataset]>=0.6.1'" in proc.stderr
+
+
+def test_the_install_line_names_the_python_that_lerobots_streaming_encoder_needs():
+    from ffstream.datasets.lerobot import lerobot_install_hint
+
+    old = lerobot_install_hint((3, 11))  # pip would resolve LeRobot 0.4.4 there
+    assert "needs Python 3.12 or newer, and this is Python 3.11" in old
+    assert "create a Python 3.12 environment, then pip install 'lerobot[dataset]>=0.6.1'" in old
+    assert lerobot_install_hint((3, 12)) == "install it with: pip install 'lerobot[dataset]>=0.6.1'"

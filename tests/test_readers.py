@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,20 @@ def test_opencv_messages_stay_off_the_terminal(capfd):
         os.write(2, b"Your platform doesn't support hardware accelerated AV1 decoding\n")
     os.write(2, b"ours\n")
     assert capfd.readouterr().err == "ours\n"
+
+
+def test_a_reader_whose_libraries_do_not_load_is_said_to_be_unavailable(
+    clips, capsys, tmp_path, monkeypatch
+):
+    fake = tmp_path / "torchcodec"  # what torchcodec does without FFmpeg's shared libraries
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "raise RuntimeError('Could not load libtorchcodec. Likely causes:\\n  1. FFmpeg')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torchcodec", raising=False)
+    assert main(["verify", str(clips["libx264"]), "--reader", "torchcodec"]) == 2
+    err = capsys.readouterr().err
+    assert "the reader torchcodec is not available here, because" in err
+    assert "Could not load libtorchcodec" in err and "libavcodec" in err
+    assert "internal error" not in err and len(err.splitlines()) < 5

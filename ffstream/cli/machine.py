@@ -66,7 +66,7 @@ def add_parsers(sub) -> None:
         help="will this camera set-up keep up here? one verdict, and the settings for it",
         description="Estimates the CPU a camera set-up needs from measured figures (the "
         "cached `ffstream bench`, or a short measurement of what it lacks) and gives one "
-        "verdict: it fits when the encoders need at most 70%% of the cores. A codec, preset "
+        "verdict: it fits when the encoders need at most 70% of the cores. A codec, preset "
         "or thread count you name is judged as it is; what you leave open is chosen to fit.",
     )
     adv.add_argument("--cameras", type=positive_int, default=2, help="color cameras (2)")

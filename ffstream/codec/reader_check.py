@@ -186,6 +186,11 @@ _INSTALL = {
     "opencv": "pip install opencv-python-headless",
     "torchcodec": "pip install torchcodec (it needs torch)",
 }
+_UNLOADABLE = {  # what a reader that is installed but does not load needs
+    "torchcodec": "torchcodec loads the system's FFmpeg shared libraries (libavcodec and "
+    "its siblings, e.g. Debian's libavcodec59), of a version its release supports, and "
+    "a torch of the version it was built for",
+}
 
 
 def check_reader(
@@ -203,6 +208,12 @@ def check_reader(
     except ImportError:
         raise InvalidSettingError(
             f"the reader {reader} is not installed here: {_INSTALL[reader]}"
+        ) from None
+    except (OSError, RuntimeError) as exc:  # installed, but its libraries do not load
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidSettingError(
+            f"the reader {reader} is not available here, because it is installed but cannot "
+            f"load its libraries ({first}); {_UNLOADABLE.get(reader, 'reinstall it')}"
         ) from None
     decoded, error = 0, ""
     try:

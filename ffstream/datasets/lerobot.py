@@ -522,7 +522,7 @@ def install(drop_policy: str | None = None, ffmpeg: FFmpeg | str | None = None) 
     except ImportError as exc:
         raise FFstreamError(
             f"ffstream.lerobot.install() needs LeRobot with its dataset extra ({exc}); "
-            "install it with: pip install 'lerobot[dataset]'"
+            f"{lerobot_install_hint()}"
         ) from None
     original = getattr(modules[0], "StreamingVideoEncoder", None)
     if original is None:
@@ -554,6 +554,25 @@ def installed() -> bool:
 
 
 STREAMING_FLAG = "--dataset.streaming_encoding"
+# LeRobot has a streaming encoder from 0.6 on, and 0.6 needs Python 3.12: on an older
+# Python pip quietly resolves an older LeRobot, without the encoder the drop-in replaces.
+STREAMING_LEROBOT = "0.6.1"
+STREAMING_PYTHON = (3, 12)
+
+
+def lerobot_install_hint(version: tuple[int, ...] = tuple(sys.version_info[:2])) -> str:
+    """How to install a LeRobot the drop-in works with, on this Python."""
+    wanted = f"pip install 'lerobot[dataset]>={STREAMING_LEROBOT}'"
+    if version < STREAMING_PYTHON:
+        py = ".".join(map(str, STREAMING_PYTHON))
+        here = ".".join(map(str, version))
+        return (
+            f"LeRobot's streaming encoder (LeRobot {STREAMING_LEROBOT} or newer) needs Python "
+            f"{py} or newer, and this is Python {here} (where pip would install an older "
+            f"LeRobot without it): create a Python {py} environment, then {wanted} "
+            "(docs/lerobot.md)"
+        )
+    return f"install it with: {wanted}"
 
 
 def run_lerobot_record(args: list[str]) -> None:
@@ -570,8 +589,7 @@ def run_lerobot_record(args: list[str]) -> None:
         record = importlib.import_module("lerobot.scripts.lerobot_record")
     except ImportError as exc:
         raise FFstreamError(
-            f"LeRobot's recording script is not importable ({exc}); install LeRobot: "
-            "pip install 'lerobot[dataset]'"
+            f"LeRobot's recording script is not importable ({exc}); {lerobot_install_hint()}"
         ) from None
     argv = ["lerobot-record", *args]
     if not given and not any(a in ("-h", "--help") for a in args):
