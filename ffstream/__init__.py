@@ -37,7 +37,8 @@ from .errors import (
 )
 from .ffmpeg import FFmpeg, find_ffmpeg
 from .formats import FrameConversion
-from .inspection.verify import verify, verify_episode, verify_folder, verify_video
+from .inspection.judge import verify
+from .inspection.verify import verify_episode, verify_folder, verify_video
 from .monitor import CpuMonitor
 from .priority import realtime_capture
 

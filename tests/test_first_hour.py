@@ -14,7 +14,7 @@ from ffstream.capture.recorder import Recorder
 from ffstream.cli import main
 from ffstream.codec.probe import NoWorkingEncoderError, probe_encoders
 from ffstream.errors import OutputFolderError
-from ffstream.inspection.verify import verify
+from ffstream.inspection.judge import verify
 
 from .conftest import on_schedule, wait_until
 from .fake_ffmpeg import calls, make_fake
@@ -48,7 +48,8 @@ def test_verify_takes_python_api_episodes_transcode_output_and_any_folder(tmp_pa
     transcode.json; any folder of videos is judged by its videos alone."""
     cam = SyntheticCamera("cam", 96, 64, 30)
     api = tmp_path / "api"
-    with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
+    # frames from a loop, not a clock: offline (a live feed is judged by its pace)
+    with StreamingVideoEncoder(30, EncoderConfig("h264"), mode="offline") as enc:
         enc.start_episode(["cam"], api)
         for _ in range(12):
             enc.feed_frame("cam", cam.read())

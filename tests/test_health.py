@@ -10,7 +10,8 @@ from ffstream import CpuMonitor, EncoderConfig, FFmpegWriter, StreamingVideoEnco
 from ffstream.cameras import SyntheticCamera
 from ffstream.capture.recorder import Recorder
 from ffstream.cli import main
-from ffstream.inspection.verify import verify, verify_episode, verify_video
+from ffstream.inspection.judge import verify
+from ffstream.inspection.verify import verify_episode, verify_video
 from ffstream.machine.bench import BenchRow, load_rows, run_bench, save_rows
 from ffstream.machine.capacity import CostBook, advise, plan
 
@@ -82,7 +83,7 @@ def episode(tmp_path):
                 "--episodes",
                 "1",
                 "--seconds",
-                "1",
+                "2",
                 "--resolution",
                 "160x96",
                 "--vcodec",
@@ -99,8 +100,8 @@ def test_verify_a_healthy_recording(episode, capsys):
     report = verify(episode)
     assert report.verdict == "ok" and report.ok
     assert [(c.key, c.frames, c.recorded) for c in report.videos] == [
-        ("cam0", 30, 30),
-        ("cam1", 30, 30),
+        ("cam0", 60, 60),
+        ("cam1", 60, 60),
     ]
     assert report.videos[0].duration == pytest.approx(1.0, abs=0.04)
     capsys.readouterr()
@@ -120,7 +121,7 @@ def test_verify_a_video_cut_short(episode, ffmpeg):
     cut.replace(video)
     report = verify(episode)
     assert report.verdict == "fail"
-    assert "holds 12 of the 30 frames recorded" in report.videos[0].reasons[0]
+    assert "holds 12 of the 60 frames recorded" in report.videos[0].reasons[0]
 
 
 def test_verify_a_file_with_its_end_cut_off(episode):
@@ -160,9 +161,11 @@ def test_verify_something_that_is_not_a_video(tmp_path, capsys):
 def test_drop_thresholds(episode, dropped, verdict, words):
     meta_path = episode / "episode.json"
     meta = json.loads(meta_path.read_text())
-    meta["videos"]["cam0"]["dropped"] = dropped
-    # fractions: 1/61 = 1.6 % (spikes), 2/62 = 3.2 % (close), 4/64 = 6.3 % (overloaded)
-    meta["videos"]["cam0"]["submitted"] = 60 + dropped
+    # rows left out of the 60-frame video: 1/61 = 1.6 % (spikes), 2/62 = 3.2 % (close),
+    # 4/64 = 6.3 % (overloaded)
+    for cam in ("cam0", "cam1"):
+        meta["videos"][cam].update(dropped=dropped, repeated=0, submitted=60 + dropped)
+    meta["frames_captured"] = 60 + dropped
     meta_path.write_text(json.dumps(meta))
     report = verify(episode)
     assert report.verdict == verdict

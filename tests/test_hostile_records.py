@@ -24,7 +24,7 @@ from ffstream.errors import InvalidEpisodeError
 from ffstream.files.lerobot_layout import check_video_path
 from ffstream.inspection.health import MAX_POINTS, MAX_SERIES, clean_timeline, gather
 from ffstream.inspection.report import render
-from ffstream.inspection.verify import verify
+from ffstream.inspection.judge import verify
 
 from .conftest import read_stamp
 from .test_report import _browser
@@ -121,8 +121,10 @@ def test_verify_and_the_report_judge_alike(recorded, tmp_path):
     """0.5 % dropped was a warning in verify and green on the page."""
     rec = _copy(recorded, tmp_path)
 
-    def one_drop(meta):
-        meta["videos"]["front"].update(dropped=1, submitted=200, dropped_indices=[3])
+    def one_drop(meta):  # row 3 left out: 40 frames in the video for 41 rows
+        meta["videos"]["front"].update(dropped=1, submitted=ROWS + 1, dropped_indices=[3])
+        meta["frames_captured"] = ROWS + 1
+        meta["capture_timestamps"]["front"] = [i / 30 for i in range(ROWS + 1)]
 
     _edit(rec / "episode_000000", one_drop)
     judged = verify(rec / "episode_000000", decode=False)

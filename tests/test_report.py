@@ -23,7 +23,7 @@ from ffstream.cli import main
 from ffstream.formats import FrameConversion
 from ffstream.inspection.health import gather
 from ffstream.inspection.report import render
-from ffstream.inspection.verify import verify
+from ffstream.inspection.judge import verify
 
 from .conftest import stop_process, wait_until
 

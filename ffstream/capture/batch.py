@@ -33,6 +33,7 @@ from ..errors import (
     SettingTypeError,
     StateError,
 )
+from ..files import episode_json
 from ..ffmpeg import FFmpeg
 from ..files.png import encode_png as encode_png  # ffstream.batch.encode_png (DESIGN.md)
 from .episode import (
@@ -41,6 +42,7 @@ from .episode import (
     episode_error,
     remove_if_empty,
     write_episode_metadata,
+    write_open_record,
 )
 from .image_folder import FRAME_NAME, IMAGES_DIR, ImageWriter, encode_image_dir
 from .result import VideoResult
@@ -64,6 +66,7 @@ class _Episode:
     t0: float = field(default_factory=time.monotonic)
     cpu: dict | None = None
     stats: dict[str, Any] = field(default_factory=dict)  # key -> (accumulator, lock)
+    ended_by: str | None = None  # an exception that ended it (EpisodeEncoder.__exit__)
 
     def images_dir(self, key: str) -> Path:
         return self.out_dir / IMAGES_DIR / self.plans[key].path.stem
@@ -141,6 +144,7 @@ class BatchVideoEncoder(EpisodeEncoder):
             d.mkdir(parents=True, exist_ok=True)
             ep.counts[key] = 0
         self._episode = ep
+        write_open_record(out_dir, self, list(plans))
 
     def feed_frame(self, key: str, image: np.ndarray) -> bool:
         """Hand a copy of the frame to the image writers; True (frames are never dropped)."""
@@ -211,7 +215,16 @@ class BatchVideoEncoder(EpisodeEncoder):
         self.images.wait()
         # the rate and the frame counts, for `ffstream transcode` and `verify`, even while
         # the images wait to be encoded (the videos are added when they are)
-        write_episode_metadata(ep.out_dir, self, {}, max(ep.counts.values(), default=0))
+        ep.ended_by, self._ended_by = self._ended_by, None
+        write_episode_metadata(
+            ep.out_dir,
+            self,
+            {},
+            max(ep.counts.values(), default=0),
+            keys=list(ep.plans),
+            error=ep.ended_by,
+            state="encoding",
+        )
         self._pending.append(ep)
         if len(self._pending) >= self.batch_encoding_size:
             with contextlib.suppress(BatchEncodeError):
@@ -241,6 +254,7 @@ class BatchVideoEncoder(EpisodeEncoder):
         for key in ep.plans:
             shutil.rmtree(ep.images_dir(key), ignore_errors=True)
         remove_if_empty(ep.out_dir / IMAGES_DIR)
+        episode_json.remove_open(ep.out_dir)
         remove_if_empty(ep.out_dir)
         ep.future.cancel()
 
@@ -285,6 +299,17 @@ class BatchVideoEncoder(EpisodeEncoder):
                     self.progress(done, total, ep.plans[key].path)
         for ep in batch:
             errors = failures.get(ep.out_dir)
+            frames = max(ep.counts.values(), default=0)
+            said = [ep.ended_by] if ep.ended_by else []
+            said += [f"{k}: {e}" for k, e in (errors or {}).items()]
+            write_episode_metadata(
+                ep.out_dir,
+                self,
+                results[ep.out_dir],
+                frames,
+                keys=list(ep.plans),
+                error="; ".join(said) or None,
+            )
             if errors:
                 ep.future.set_exception(
                     episode_error(
@@ -296,8 +321,6 @@ class BatchVideoEncoder(EpisodeEncoder):
                 )
             else:
                 remove_if_empty(ep.out_dir / IMAGES_DIR)
-                frames = max(ep.counts.values(), default=0)
-                write_episode_metadata(ep.out_dir, self, results[ep.out_dir], frames)
                 ep.future.set_result(results[ep.out_dir])
         if failures:
             names = ", ".join(str(p) for p in failures)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .._version import __version__
-from ..at_exit import run_at_exit
+from ..at_exit import forget_in_child, run_at_exit
 from ..codec.command import fps_fraction
 from ..codec.config import DepthEncoderConfig, EncoderConfig
 from ..codec.probe import resolve_config
@@ -120,6 +120,8 @@ class EpisodeEncoder(ABC):
         if self._own_monitor:
             monitor.start()
         self._closed = False
+        self._ended_by: str | None = None  # an exception that ended the running episode
+        self.cancel_at_exit = False  # an episode open at exit is cancelled, not finished
         _encoders.add(self)
         run_at_exit(_finish_at_exit)
 
@@ -172,6 +174,11 @@ class EpisodeEncoder(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def close_by(self, deadline: float) -> None:
+        """close(), waiting no later than ``deadline`` (time.monotonic()) where the
+        encoder can bound its wait (at exit)."""
+        self.close()
 
     @abstractmethod
     def queue_depths(self) -> dict[str, int]: ...
@@ -238,6 +245,8 @@ class EpisodeEncoder(ABC):
         if exc_type is None:
             self.close()
             return
+        if self.episode_active:  # the episode's record says what ended it
+            self._ended_by = f"the episode was ended by an exception: {describe_exception(exc)}"
         try:
             self.close()
         except Exception:
@@ -252,18 +261,26 @@ def write_episode_metadata(
     encoder: EpisodeEncoder,
     results: Mapping[str, VideoResult],
     frames_captured: int,
+    *,
+    keys: list[str] | None = None,
+    error: str | None = None,
+    feed_seconds: Mapping[str, float] | None = None,
+    state: str = "finished",
 ) -> None:
     """episode.json for an episode written through the Python API: the rate, the
-    encoder settings and each video's file and frame counts, which ``ffstream verify``
-    judges a folder by and ``ffstream transcode`` takes an image folder's rate from.
-    (``ffstream record`` writes a fuller one over it, with capture timestamps.) A
-    failure to write it is logged: the videos are what matters."""
+    encoder settings, the streams it opened (``keys``) and each video's file and frame
+    counts, what ended it (``error``) and how long each camera was fed, which
+    ``ffstream verify`` judges a folder by and ``ffstream transcode`` takes an image
+    folder's rate from. (``ffstream record`` writes a fuller one over it, with capture
+    timestamps.) A failure to write it is logged: the videos are what matters."""
     videos = {key: episode_json.video_entry(res) for key, res in results.items()}
     data = {
+        "state": state,
         "ffstream_version": __version__,
         "written_by": "python-api",
         "fps": float(encoder.fps),
         "frames_captured": frames_captured,
+        "keys": list(keys if keys is not None else videos),
         "encoder": {
             **encoder.rgb_encoder.to_dict(),
             "encoder_threads": encoder.encoder_threads,
@@ -272,6 +289,8 @@ def write_episode_metadata(
         },
         "depth_encoder": encoder.depth_encoder.to_dict() if encoder.depth_encoder else None,
         "videos": videos,
+        "error": error,
+        "wall": {"feed_seconds": dict(feed_seconds or {})},
         # the monitor's figures and timeline (CPU, queues), when the encoder had one
         "cpu": next((r.cpu for r in results.values() if r.cpu is not None), None),
     }
@@ -279,6 +298,22 @@ def write_episode_metadata(
         episode_json.write(folder, data)
     except OSError as exc:
         log.warning("could not write %s in %s: %s", METADATA_FILE, folder, exc)
+
+
+def write_open_record(folder: Path, encoder: EpisodeEncoder, keys: list[str]) -> None:
+    """episode.json of an episode that has started (files/episode_json.py)."""
+    try:
+        episode_json.write_open(folder, float(encoder.fps), keys, "python-api")
+    except OSError as exc:
+        log.warning("could not write %s in %s: %s", METADATA_FILE, folder, exc)
+
+
+def describe_exception(exc: BaseException | None) -> str:
+    """``ValueError: camera 2 unplugged`` (the first line, at most 300 characters)."""
+    if exc is None:
+        return "unknown"
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def stream_record(encoder: EpisodeEncoder) -> dict[str, Any]:
@@ -371,23 +406,31 @@ def plan_episode(
     return cameras
 
 
-_encoders: weakref.WeakSet[EpisodeEncoder] = weakref.WeakSet()
+_encoders: weakref.WeakSet[EpisodeEncoder] = forget_in_child(weakref.WeakSet())
 
 
-def _finish_at_exit() -> None:
+def _finish_at_exit(deadline: float) -> None:
     """A program that ends with an episode open (no ``finish_episode()``, no ``close()``)
     or one still finishing: finish it now, so the files hold every frame fed and
-    episode.json is written (at_exit.py)."""
+    episode.json is written (at_exit.py), by ``deadline`` at the latest. An encoder that
+    says ``cancel_at_exit`` (the LeRobot drop-in: an unsaved episode is not kept, as in
+    LeRobot) has its open episode cancelled instead, with a warning."""
     for encoder in list(_encoders):
         if encoder._closed:
             continue
-        if encoder.episode_active:
+        if encoder.episode_active and encoder.cancel_at_exit:
+            log.warning(
+                "the program is ending with an unsaved episode open; it is cancelled, its "
+                "files removed (as LeRobot does with an episode it never saved)"
+            )
+            encoder.cancel_episode()
+        elif encoder.episode_active:
             log.warning(
                 "the program is ending with an episode open (no finish_episode() or "
                 "close()); finishing it so its frames are kept"
             )
         try:
-            encoder.close()
+            encoder.close_by(deadline)
         except Exception as exc:
             log.error(
                 "finishing the open episode at exit failed: %s; `ffstream verify` says "

@@ -131,8 +131,11 @@ def picture_format(stored: str) -> str:
 def frozen_in_video(
     path: str | os.PathLike, ffmpeg=None, pix_fmt: str | None = None
 ) -> list[list[int]]:
-    """The frozen stretches of a video file, by decoding it (frame numbers in the file)."""
-    return stretches_in(read_frames(path, pix_fmt=pix_fmt or "rgb24", ffmpeg=ffmpeg), decoded=True)
+    """The frozen stretches of a video file, by decoding it (frame numbers in the file).
+    Gray and depth are stored losslessly: only exact repeats count (as on the report's
+    page, which looks at the same frames)."""
+    fmt = pix_fmt or "rgb24"
+    return stretches_in(read_frames(path, pix_fmt=fmt, ffmpeg=ffmpeg), decoded=fmt == "rgb24")
 
 
 def to_rows(stretches: list[list[int]], dropped: list[int]) -> list[list[int]]:

@@ -303,8 +303,10 @@ class Recorder:
     def _metadata(self, outcome: EpisodeOutcome, stamps: dict, wall_start: float) -> dict:
         enc = self.encoder
         return {
+            "state": "finished",
             "ffstream_version": __version__,
             "episode_index": outcome.index,
+            "keys": list(stamps),
             "fps": self.fps,
             "frames_captured": outcome.frames_captured,
             "interrupted": outcome.interrupted,

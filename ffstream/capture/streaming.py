@@ -7,6 +7,7 @@ processes finish in the background while the next episode already records.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -17,6 +18,7 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +31,12 @@ from ..errors import (
     EpisodeError,
     FrameTypeError,
     InvalidFrameError,
+    ProcessTimeout,
     SettingTypeError,
     StateError,
 )
 from ..ffmpeg import FFmpeg
+from ..files import episode_json
 from ..formats import FrameConversion
 from .episode import (
     EpisodeEncoder,
@@ -40,6 +44,7 @@ from .episode import (
     episode_error,
     remove_if_empty,
     write_episode_metadata,
+    write_open_record,
 )
 from .result import VideoResult
 from .stream_settings import StreamSettings
@@ -51,7 +56,7 @@ log = logging.getLogger("ffstream.streaming")
 class _Camera:
     """Per-camera state of the current episode."""
 
-    __slots__ = ("plan", "writer", "rejected", "shape", "lock", "ended", "phase")
+    __slots__ = ("plan", "writer", "rejected", "shape", "lock", "ended", "phase", "first_fed", "last_fed")
 
     def __init__(self, plan: StreamPlan, phase: float = 0.0):
         self.plan = plan
@@ -63,6 +68,11 @@ class _Camera:
         # with the end of the episode (a frame is in the episode, or its call raises).
         self.lock = threading.Lock()
         self.ended = False
+        self.first_fed = self.last_fed = 0.0  # monotonic times of its first and last frame
+
+    def fed_seconds(self) -> float:
+        """From its first frame to its last: what the rate of the video is judged by."""
+        return round(self.last_fed - self.first_fed, 4)
 
     def end(self, action: Callable[[FFmpegWriter], None]) -> None:
         """Mark the camera's episode ended, then ``action(writer)`` if it has one."""
@@ -176,6 +186,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
             k: _Camera(p, i * period / n if n else 0.0) for i, (k, p) in enumerate(plans.items())
         }
         self._episode_t0 = time.monotonic()
+        write_open_record(out_dir, self, list(plans))
 
     def feed_frame(self, key: str, image: np.ndarray) -> bool:
         """Queue one frame of camera ``key``; False if it was dropped. Never waits on ffmpeg.
@@ -183,6 +194,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         Thread-safe: calls for one camera are serialised (frames keep their call order),
         and a call that races with the end of the episode either lands in the episode
         or raises RuntimeError; it is never accepted and then lost."""
+        called = time.monotonic()
         cam: _Camera = self._lookup(self._cameras, key)
         try:
             frame = self._frame(cam.plan, image)
@@ -198,6 +210,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
             writer = cam.writer
             if writer is None:
                 writer = self._open_writer(cam, frame)
+                cam.first_fed = called
             elif frame.shape != cam.shape:
                 cam.rejected += 1
                 raise InvalidFrameError(
@@ -205,6 +218,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
                     f"{cam.shape}; keep the camera's resolution fixed within an episode "
                     f"(frame rejected, {cam.rejected} so far)"
                 )
+            cam.last_fed = called
             return writer.submit(frame)
 
     def _open_writer(self, cam: _Camera, frame: np.ndarray) -> FFmpegWriter:
@@ -265,7 +279,8 @@ class StreamingVideoEncoder(EpisodeEncoder):
         for cam in cams.values():
             cam.end(FFmpegWriter.finish)
         cpu = self.monitor.summary(since=self._episode_t0) if self.monitor else None
-        fut = self._submit(_collect, cams, timeout, cpu, self)
+        ended_by, self._ended_by = self._ended_by, None
+        fut = self._submit(_collect, cams, timeout, cpu, self, ended_by)
         self._finishing[fut] = frozenset(os.path.abspath(c.path) for c in cams.values())
         fut.add_done_callback(lambda f: self._finishing.pop(f, None))
         return fut
@@ -276,6 +291,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         for cam in cams.values():
             cam.end(FFmpegWriter.abort)
         for folder in {cam.path.parent for cam in cams.values()}:
+            episode_json.remove_open(folder)
             remove_if_empty(folder)
         log.info("episode cancelled (%d camera(s)); partial files removed", len(cams))
 
@@ -305,35 +321,61 @@ class StreamingVideoEncoder(EpisodeEncoder):
         return fut
 
     # ------------------------------------------------------------------ lifetime
-    def close(self) -> None:
-        """Finish a running episode (its frames are kept), wait for pending ones. Idempotent."""
+    def close(self, timeout: float | None = None) -> None:
+        """Finish a running episode (its frames are kept), wait for pending ones. Idempotent.
+
+        ``timeout``: the most it waits, in seconds. Then every ffmpeg still running is
+        stopped, its file keeping what was written up to then; the episode's record
+        says so (``ffstream verify`` fails it) and close() raises ProcessTimeout."""
         if self._closed:
             return
         self._closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
         first_error: BaseException | None = None
         if self._cameras is not None:
             log.info("close(): finishing the running episode so its frames are kept")
+            self.finish_episode_async()  # waited for below, with the others
+        for fut in list(self._pending):
             try:
-                self.finish_episode()
+                fut.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                first_error = first_error or self._stop_writers(timeout)
             except EpisodeError as exc:
                 if all(getattr(e, "reported", False) for e in exc.errors.values()):
                     # every failure was already raised to the caller by feed_frame: log it,
                     # don't raise it a second time from close() or a `with` block's end
-                    log.warning("closing: the running episode ended with %s", exc)
+                    log.warning("closing: an episode ended with %s", exc)
                 else:
-                    first_error = exc
+                    first_error = first_error or exc
             except Exception as exc:  # still wait for the others
-                first_error = exc
-        for fut in list(self._pending):
-            try:
-                fut.result()
-            except Exception as exc:
                 first_error = first_error or exc
         self._stop_finisher()
         self._stop_monitor()
         self._finisher.join()
         if first_error is not None:
             raise first_error
+
+
+    def close_by(self, deadline: float) -> None:
+        self.close(max(0.0, deadline - time.monotonic()))
+
+    def _stop_writers(self, timeout: float | None) -> ProcessTimeout:
+        """close()'s time is up: stop every writer still running, then let the episodes'
+        records be written (each says which camera did not finish)."""
+        why = (
+            f"did not finish within {timeout:g} s of close() and was stopped; its file keeps "
+            "the frames written up to then"
+        )
+        for writer in list(self._writers):
+            if writer._result is None:
+                writer.stop(f"the encoder of {writer.name} {why}")
+        for fut in list(self._pending):
+            with contextlib.suppress(Exception):
+                fut.result(STOPPED_WAIT)
+        return ProcessTimeout(f"close(): the episodes' encoders {why}")
+
+
+STOPPED_WAIT = 10.0  # seconds for stopped writers to let their episode's record be written
 
 
 def _run_jobs(jobs: queue.SimpleQueue) -> None:
@@ -356,8 +398,10 @@ def _collect(
     timeout: float | None,
     cpu: dict | None = None,
     encoder: EpisodeEncoder | None = None,
+    ended_by: str | None = None,
 ) -> dict[str, VideoResult]:
-    """Wait for every writer of an episode; report all cameras even if some failed."""
+    """Wait for every writer of an episode; report all cameras even if some failed.
+    The episode's record says what ended it: a camera's failure, or ``ended_by``."""
     results: dict[str, VideoResult] = {}
     errors: dict[str, Exception] = {}
     for key, cam in cams.items():
@@ -383,12 +427,26 @@ def _collect(
             res.frames / res.seconds if res.seconds else 0.0,
             res.path.name,
         )
-    if not results:  # nothing was written (all failed, or no frame): no empty folder
-        for folder in {cam.path.parent for cam in cams.values()}:
-            remove_if_empty(folder)
+    folder = next(iter(cams.values())).path.parent
+    if not any(c.writer for c in cams.values()):  # no frame at all: nothing was recorded
+        episode_json.remove_open(folder)
+        remove_if_empty(folder)
     elif encoder is not None:
         fed = max(c.writer.submitted + c.rejected for c in cams.values() if c.writer)
-        write_episode_metadata(next(iter(results.values())).path.parent, encoder, results, fed)
+        said = [ended_by] if ended_by else []
+        said += [f"{k}: {e}" for k, e in errors.items()]
+        write_episode_metadata(
+            folder,
+            encoder,
+            results,
+            fed,
+            keys=list(cams),
+            error="; ".join(said) or None,
+            # the pace of a live feed is the camera's; an offline one's is not judged
+            feed_seconds={k: c.fed_seconds() for k, c in cams.items() if c.writer}
+            if encoder.mode == "live"
+            else None,
+        )
     if errors:
         raise episode_error("", results, errors)
     return results

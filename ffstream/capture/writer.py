@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..at_exit import run_at_exit
+from ..at_exit import forget_in_child, run_at_exit
 from ..codec.command import InputSpec, build_command, fps_fraction
 from ..codec.config import EncoderConfig
 from ..codec.probe import resolve_config
@@ -42,15 +42,16 @@ from .thread_starter import start_soon
 log = logging.getLogger("ffstream.writer")
 
 SCHEDULING_CHECK_AT = 15  # frames written before ffmpeg's scheduling is read back
-_open_writers: weakref.WeakSet[FFmpegWriter] = weakref.WeakSet()
+_open_writers: weakref.WeakSet[FFmpegWriter] = forget_in_child(weakref.WeakSet())
 
 
-def _close_at_exit() -> None:
-    """Writers left open: closed while their threads still run, so their frames are kept."""
+def _close_at_exit(deadline: float) -> None:
+    """Writers left open: closed while their threads still run, so their frames are
+    kept; each waits until ``deadline`` at most (at_exit.py)."""
     for writer in list(_open_writers):
         log.warning("FFmpegWriter for %s was not closed; closing it at exit", writer.name)
         try:
-            writer.close()
+            writer.close(max(0.0, deadline - time.monotonic()))
         except Exception as exc:
             log.error("closing %s at exit failed: %s", writer.name, exc)
 
@@ -286,6 +287,13 @@ class FFmpegWriter:
         if not keep_file:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+
+    def stop(self, reason: str) -> None:
+        """Kill ffmpeg now, keeping the file; ``close()`` then raises ``reason`` (the
+        frames written up to then stay: a crash-safe MP4 plays to its last fragment)."""
+        self._fail(reason)
+        self._hurry.set()
+        self._kill()
 
     def _join(self, timeout: float | None = None) -> None:
         """Wait for the writer thread to end (it may not have been started yet)."""

@@ -7,6 +7,7 @@ import argparse
 EXIT_OK, EXIT_FRAMES_LOST, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 EXIT_INTERNAL = 4  # an error ffstream has no name for: never 1, which means frames lost
 EXIT_INTERRUPTED, EXIT_ABORTED = 130, 131
+EXIT_TERMINATED = 143  # stopped by SIGTERM (128 + 15), the current episode saved
 
 
 def next_steps(out: object) -> str:

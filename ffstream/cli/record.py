@@ -34,6 +34,7 @@ from .common import (
     EXIT_FAILED,
     EXIT_FRAMES_LOST,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_OK,
     crf_value,
     next_steps,
@@ -203,7 +204,8 @@ class _Session:
     px: float  # pixels per second of the colour cameras
     live: bool  # a status line on the terminal
     monitor: CpuMonitor
-    stop: threading.Event  # set by the first Ctrl-C: finish the current episode
+    stop: threading.Event  # set by the first Ctrl-C or SIGTERM: finish the current episode
+    stopped_by: str = ""  # "Ctrl-C" or "SIGTERM"
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -242,23 +244,30 @@ def _cmd_record(args: argparse.Namespace) -> int:
         stop=threading.Event(),
     )  # fmt: skip
 
-    def on_sigint(signum, frame) -> None:
+    def on_signal(signum, frame) -> None:
+        # Ctrl-C, or SIGTERM (systemctl stop, docker stop, kill): the same ending
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         if not session.stop.is_set():
             session.stop.set()
+            session.stopped_by = name
             print(
-                "\nCtrl-C: finishing the current episode (Ctrl-C again to abort at once)",
+                f"\n{name}: finishing the current episode ({name} again to abort at once)",
                 file=sys.stderr,
                 flush=True,
             )
         else:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _record_with(session)
+        code = _record_with(session)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         library_log.setLevel(log_level)
+    if code == EXIT_INTERRUPTED and session.stopped_by == "SIGTERM":
+        return EXIT_TERMINATED
+    return code
 
 
 def _print_header(args: argparse.Namespace, cameras: list, config, px: float, fit) -> None:

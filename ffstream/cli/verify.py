@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from ..codec.reader_check import READERS
-from ..inspection.verify import index_ranges, verify
+from ..inspection.judge import verify
+from ..inspection.verify import index_ranges
 from .common import EXIT_FRAMES_LOST, EXIT_OK
 
 
@@ -51,9 +52,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             if c.capture_fps is not None:
                 timing = f", captured at {c.capture_fps:g} fps ({c.late_rows} rows late)"
             at = f" at {index_ranges(c.dropped_indices)}" if c.dropped_indices else ""
+            drops = f"{c.dropped} dropped ({c.dropped_fraction:.1%}){at}"
             print(
                 f"  {name}: {c.verdict}, {frames}{expected} frames{duration}, "
-                f"{c.dropped} dropped ({c.dropped_fraction:.1%}){at}{timing}"
+                f"{drops if c.drops_recorded else 'drops not recorded'}{timing}"
             )
             if c.reader is not None and c.verdict != "fail":
                 print(f"    - {c.reader}")

@@ -33,7 +33,15 @@ from ..capture.stream_settings import drop_policy_settings
 from ..capture.streaming import StreamingVideoEncoder as _FFstreamEncoder
 from ..codec.config import DepthEncoderConfig, EncoderConfig
 from ..depth import MAX_CODE
-from ..errors import EpisodeError, FFstreamError, InvalidSettingError, SettingTypeError
+from ..errors import (
+    EpisodeError,
+    FFstreamError,
+    InvalidEpisodeError,
+    InvalidSettingError,
+    SettingTypeError,
+)
+from ..files import lerobot_drops
+from ..files import lerobot_layout as layout
 from ..ffmpeg import FFmpeg
 
 log = logging.getLogger("ffstream.lerobot")
@@ -338,6 +346,7 @@ class StreamingVideoEncoder:
             # add a remux, about 20 ms, to every save_episode().
             crash_safe=False,
         )
+        self._encoder.cancel_at_exit = True  # LeRobot keeps no episode it did not save
 
     @property
     def _episode_active(self) -> bool:
@@ -415,6 +424,7 @@ class StreamingVideoEncoder:
                     f"encoding failed, this episode's videos were removed: {exc}"
                 ) from exc
             self._report_drops()
+            _keep_drop_record(temp, results, self._encoder.settings)
             missing = [k for k in cams if k not in results]
             if missing:
                 raise RuntimeError(
@@ -474,6 +484,23 @@ class StreamingVideoEncoder:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _keep_drop_record(root: Path, results: dict[str, Any], settings: Any) -> None:
+    """The episode's drops and repeats, into the dataset it is saved in (LeRobot calls
+    finish_episode() with the dataset's root, whose meta/info.json counts the episodes
+    saved so far: this one's index). files/lerobot_drops.py says why and how."""
+    if not layout.is_dataset(root) or not results:
+        return
+    try:
+        index = layout.read_info(root).get("total_episodes")
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise InvalidEpisodeError("meta/info.json gives no total_episodes")
+        rows = max(r.submitted + r.rejected for r in results.values())
+        stream = {"mode": settings.mode, "repeat_dropped": settings.repeat_dropped}
+        lerobot_drops.write(root, index, rows, stream, results)
+    except (OSError, InvalidEpisodeError) as exc:
+        log.warning("the episode's record of drops was not kept in %s: %s", root, exc)
 
 
 def _lerobot_stats(

@@ -6,16 +6,26 @@ timestamps, per-camera settings and the loop's timing, written over it). Read by
 ``verify`` and ``report`` to judge the episode, and by ``transcode`` for an image
 folder's rate and to carry the record to the new videos.
 
-Its top-level fields: ``fps``, ``frames_captured`` (rows), ``videos`` (per key: ``file``
-and the counts of VideoResult.to_dict()), ``cameras`` (per camera: ``color``, ``depth``,
-``depth_key``), ``error`` (the recorder's), ``cpu``, ``wall``, ``encoder``,
+Every episode has one from its start: ``write_open`` writes a record whose ``state`` is
+"recording" when the episode starts, and the record written at its end says "finished".
+An episode that never ended (the program killed, or ended before the files were final)
+keeps the first, and ``verify`` fails it instead of judging files cut short.
+
+Its top-level fields: ``state`` (STATES; none in records before 0.1.0: finished),
+``fps``, ``frames_captured`` (rows), ``keys`` (every stream the episode opened),
+``videos`` (per key: ``file`` and the counts of VideoResult.to_dict()), ``cameras``
+(per camera: ``color``, ``depth``, ``depth_key``), ``error`` (what ended the episode:
+the recorder's, a camera's exception, an encoder's failure), ``cpu``, ``wall`` (with
+``feed_seconds``: per key, the time from its first frame to its last), ``encoder``,
 ``depth_encoder``, ``ffstream_version``, ``written_by``. Read as untrusted data: only
-``EpisodeRecord.from_json`` decides that a record can be judged by, with the reason
-when it cannot.
+``EpisodeRecord.load`` decides that a record can be judged by, with the reason when it
+cannot.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import math
 import os
 from dataclasses import dataclass
@@ -23,10 +33,21 @@ from pathlib import Path
 from typing import Any
 
 from .. import jsonfile
+from .._version import __version__
 from ..errors import InvalidEpisodeError
 from ..formats import MAX_FPS
 
 NAME = "episode.json"
+# What each state says of an episode that is not finished (a finished one says nothing).
+STATES = {
+    "finished": "",
+    "recording": "the episode never ended: the program was killed, or ended before its "
+    "files were final (episode.json still says it is recording); its videos may be cut "
+    "short or unfinished",
+    "encoding": "its videos are not encoded yet (non-streaming mode: they are encoded at "
+    "close() or encode_pending())",
+    "unfinished": "the program ended before the episode's files were final",
+}
 
 
 def video_entry(result: Any) -> dict[str, Any]:
@@ -41,6 +62,31 @@ def write(folder: Path, data: dict[str, Any]) -> Path:
     path = folder / NAME
     jsonfile.dump(path, data)
     return path
+
+
+def write_open(folder: Path, fps: float, keys: list[str], written_by: str) -> None:
+    """The record of an episode that has started: replaced when it ends."""
+    write(
+        folder,
+        {
+            "state": "recording",
+            "ffstream_version": __version__,
+            "written_by": written_by,
+            "fps": fps,
+            "frames_captured": 0,
+            "keys": keys,
+            "videos": {},
+            "wall": {"start": _dt.datetime.now(_dt.timezone.utc).isoformat()},
+        },
+    )
+
+
+def remove_open(folder: Path) -> None:
+    """Remove the record of an episode that was cancelled (if it is still the open one)."""
+    data = read(folder)
+    if data is not None and data.get("state") == "recording":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(Path(folder) / NAME)
 
 
 def read(folder: str | os.PathLike) -> dict[str, Any] | None:
@@ -72,13 +118,35 @@ class EpisodeRecord:
     cameras: dict[str, Any]
     data: dict[str, Any]
 
+    @property
+    def state(self) -> str:
+        """STATES' key; a record with none is an older one, written when it finished."""
+        state = self.data.get("state", "finished")
+        return state if isinstance(state, str) else "?"
+
+    @property
+    def unfinished(self) -> str:
+        """Why the episode is not finished ("" when it is)."""
+        if self.state in STATES:
+            return STATES[self.state]
+        return f"episode.json names an unknown state {self.state[:40]!r}"
+
+    @property
+    def keys(self) -> list[str]:
+        """The streams the episode opened (older records: the videos it has)."""
+        keys = self.data.get("keys")
+        if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
+            return keys
+        return list(self.videos)
+
     @classmethod
     def load(cls, folder: str | os.PathLike) -> EpisodeRecord:
         """InvalidEpisodeError, with the reason, for a folder with no usable record."""
         path = Path(folder) / NAME
         if not path.is_file():
             raise InvalidEpisodeError(
-                f"{folder} is not an episode directory written by ffstream (no {NAME})"
+                f"{folder} has no {NAME}: an episode whose recording was killed before its "
+                "record was written, or a folder ffstream did not write"
             )
         try:
             data = jsonfile.load(path)

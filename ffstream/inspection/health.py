@@ -29,10 +29,20 @@ from ..depth import DepthQuantizer
 from ..errors import InvalidEpisodeError, VideoReadError
 from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..files import episode_json
+from ..files import lerobot_drops
 from ..files import lerobot_layout as layout
 from ..formats import MAX_FPS
-from ..verdict import colour, of_camera, worst
-from .verify import VideoCheck, episode_folders, repeated_frames, verify, verify_episode
+from ..verdict import colour, of_camera, of_frozen, worst
+from .verify import (
+    Report,
+    VideoCheck,
+    episode_folders,
+    index_ranges,
+    repeated_frames,
+    verify_episode,
+    verify_folder,
+    verify_video,
+)
 
 THUMB_WIDTH = 128  # px
 
@@ -57,6 +67,9 @@ class CameraHealth:
     thumbnails: list[tuple[str, np.ndarray]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     judged: str = "ok"  # what verify said of the file, where it was asked
+    drops_recorded: bool = True  # False: a dataset with no record of this camera's drops
+    by_verify: bool = False  # judged by verify (an episode, a folder of videos)
+    frozen_looked: bool = False  # its frozen stretches were found by the page, not verify
 
     @property
     def drift(self) -> int | None:
@@ -74,7 +87,14 @@ class CameraHealth:
 
     @property
     def verdict(self) -> str:
-        """ok, warning or fail: its figures judged by verdict.py, and verify's word."""
+        """ok, warning or fail. A camera of an episode or a folder of videos: verify's
+        word, with the frozen stretches the page found where verify did not look (the
+        same rule: verify's when it decodes). A camera of a dataset: its figures judged
+        by verdict.py (datasets have no verify of their own: judge_dataset)."""
+        if self.by_verify:
+            rows = max(self.rows or self.frames or 1, 1)
+            looked = of_frozen(len(self.frozen), repeated_frames(self.frozen) / rows)
+            return worst((self.judged, looked if self.frozen_looked else "ok"))
         figures = of_camera(
             rows=self.rows or self.frames or 0,
             dropped=len(self.dropped) + len(self.repeated),
@@ -136,7 +156,14 @@ def gather(path: str | os.PathLike, ffmpeg: FFmpeg | str | None = None) -> Healt
         if folders:
             episodes = [_episode(p, d, ff) for d in folders]
         else:
-            episodes = _from_verify(p, verify(p, ff, decode=False).videos, ff)
+            if not p.exists():
+                raise FileNotFoundError(f"{p} does not exist")
+            found = (
+                verify_folder(p, ff, decode=False)
+                if p.is_dir()
+                else verify_video(p, ffmpeg=ff, decode=False)
+            )
+            episodes = _from_verify(p, found.videos, ff)
         kind = "episodes" if folders else "videos"
     machine = f"{platform.node()}: {platform.system()} {platform.machine()}, {os.cpu_count()} cores"
     version = ff.version_string.split(" Copyright")[0]
@@ -178,7 +205,7 @@ def _from_verify(root: Path, checks: list[VideoCheck], ff: FFmpeg) -> list[Episo
         cam = CameraHealth(key, str(video), check.frames, check.rows or check.recorded)
         cam.dropped = list(check.dropped_indices)
         cam.reasons = list(check.reasons)
-        cam.judged = check.verdict
+        cam.judged, cam.by_verify = check.verdict, True
         if check.verdict == "fail" and check.frames in (None, 0):
             cam.decode_error = "; ".join(check.reasons) or "does not decode"
         entry = jsonfile.mapping(jsonfile.mapping(meta.get("videos")).get(key))
@@ -205,6 +232,8 @@ def _from_verify(root: Path, checks: list[VideoCheck], ff: FFmpeg) -> list[Episo
             cam.frames = frames if frames is not None else cam.frames  # verify's count stands
         if recorded is not None:
             cam.frozen = recorded
+        else:
+            cam.frozen_looked = True
         ep.cameras[key] = cam
     return list(episodes.values())
 
@@ -433,6 +462,91 @@ def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:
         error = _decode(video, ff, lookers)
         for *_, looker in lookers:
             looker.cam.decode_error = looker.cam.decode_error or error
+    drops = lerobot_drops.read(root)
+    if not drops:
+        notes.append(NO_DROP_RECORD)
+    for health in out:
+        index = _whole(health.name.removeprefix("episode "))
+        record = drops.get(index) if index is not None else None
+        for cam in health.cameras.values():
+            _explain(cam, record, bool(drops))
+    return out + _unsaved(root)
+
+
+NO_DROP_RECORD = (
+    "this dataset keeps no record of dropped frames (it was not recorded through "
+    "ffstream's LeRobot drop-in): a frame repeated in place of a dropped one cannot be "
+    "told from a camera that froze, and drops are not counted"
+)
+
+
+def _explain(cam: CameraHealth, record: lerobot_drops.EpisodeDrops | None, any_kept: bool) -> None:
+    """What the drop-in recorded of this camera, against what its frames show: repeats
+    the record explains are drops of the encoder's queue, never a frozen camera."""
+    if record is None or cam.key not in record.cameras or record.rows != cam.rows:
+        cam.drops_recorded = False
+        if any_kept:
+            cam.reasons.append("no record of its drops for this episode (meta/ffstream)")
+    else:
+        kept = record.cameras[cam.key]
+        cam.dropped = kept.dropped
+        if kept.repeated and kept.dropped:
+            queued = set(kept.dropped)
+            cam.repeated = [i for i in cam.repeated if i not in queued]
+            cam.frozen = [[a, b] for a, b in cam.frozen if not set(range(a + 1, b + 1)) <= queued]
+        how = "repeated" if kept.repeated else "dropped"
+        if kept.dropped:
+            cam.reasons.append(
+                f"{len(kept.dropped)} {how}, by the encoder's queue (rows "
+                f"{index_ranges(kept.dropped)}): the machine did not keep up, the camera "
+                "did not freeze"
+            )
+    cam.reasons += _findings(cam)
+
+
+def _findings(cam: CameraHealth) -> list[str]:
+    """What the figures of a dataset's camera say, in words (verify prints them)."""
+    said = []
+    if cam.decode_error:
+        said.append(cam.decode_error)
+    if cam.drift:
+        said.append(f"holds {cam.frames} frames for {cam.rows} rows")
+    if cam.repeated:
+        said.append(
+            f"{len(cam.repeated)} single frame(s) repeat the one before (frames "
+            f"{index_ranges(cam.repeated)}): dropped frames written as repeats, or a camera "
+            "that repeated them"
+        )
+    for a, b in cam.frozen:
+        said.append(f"frozen from frame {a} to {b}: the camera kept delivering one image")
+    if cam.gaps:
+        said.append(
+            f"{len(cam.gaps)} row(s) off their timestamp by more than a frame, or without one "
+            f"(rows {index_ranges(cam.gaps)})"
+        )
+    return said
+
+
+UNSAVED_PREFIX = "ffstream-episode-"  # the drop-in's folder of a running episode
+
+
+def _unsaved(root: Path) -> list[EpisodeHealth]:
+    """Folders the drop-in leaves in the dataset's root only when the program was killed
+    while an episode recorded: an episode LeRobot never saved."""
+    out = []
+    for folder in sorted(root.glob(UNSAVED_PREFIX + "*")):
+        if folder.is_dir() and not folder.is_symlink():
+            out.append(
+                EpisodeHealth(
+                    f"unsaved ({folder.name})",
+                    None,
+                    errors=[
+                        f"{folder.name}: an episode the drop-in was recording when the program "
+                        "was killed; LeRobot never saved it, so the dataset does not hold it "
+                        "(delete the folder once you have looked at it)"
+                    ],
+                )
+            )
     return out
 
 
@@ -546,3 +660,27 @@ def _stretches(value: Any) -> list[list[int]]:
 
 def verdict_of(health: Health) -> str:
     return worst((ep.verdict for ep in health.episodes), empty="fail")
+
+
+def judge_dataset(root: Path, ffmpeg: FFmpeg | str | None = None) -> Report:
+    """``verify`` of a LeRobot dataset: the same facts and verdicts as its report page
+    (the page is the one place a dataset's frames are looked at)."""
+    health = gather(root, ffmpeg)
+    checks = []
+    reasons = [*health.notes]
+    for ep in health.episodes:
+        reasons += [f"{ep.name}: {error}" for error in ep.errors]
+        for cam in ep.cameras.values():
+            check = VideoCheck(
+                cam.path or "", key=f"{ep.name}/{cam.key}", frames=cam.frames, rows=cam.rows
+            )
+            check.dropped, check.dropped_indices = len(cam.dropped), list(cam.dropped)
+            check.dropped_fraction = round(len(cam.dropped) / max(cam.rows or 1, 1), 4)
+            check.drops_recorded, check.frozen = cam.drops_recorded, cam.frozen
+            check.late_rows = len(cam.gaps)
+            check.verdict, check.reasons = cam.verdict, list(cam.reasons)
+            checks.append(check)
+    if not health.episodes:
+        reasons.append("the dataset holds no episode")
+    kept = NO_DROP_RECORD not in health.notes
+    return Report(str(root), verdict_of(health), checks, reasons, "lerobot" if kept else "none")

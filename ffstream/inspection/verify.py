@@ -13,8 +13,10 @@ episode folder (no absolute path, no '..', no sub-folder).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from ..capture.frozen import frozen_in_video, picture_format
 from ..codec.command import VIDEO_SUFFIXES
 from ..codec.reader import VideoReadError, count_frames, video_info
 from ..codec.reader_check import check_reader
+from .. import jsonfile
 from ..errors import InvalidEpisodeError
 from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..files.episode_json import NAME as METADATA_FILE  # written next to an episode's videos
@@ -51,6 +54,7 @@ class VideoCheck:
     late_rows: int = 0  # rows captured more than one frame period late
     max_late_ms: float | None = None
     reader: str | None = None  # what --reader found: "opencv 5.0.0 decoded 150 of 150 frames"
+    drops_recorded: bool = True  # False: nothing recorded what was dropped (a dataset)
     frozen: list[list[int]] = field(default_factory=list)  # [first, last] of each stretch
     verdict: str = "ok"
     reasons: list[str] = field(default_factory=list)
@@ -84,6 +88,8 @@ class Report:
 
 RECORDS = {
     "episode.json": "judged against episode.json, the recorder's record of every row",
+    "lerobot": "judged against the dataset's tables (rows, timestamps) and the drop-in's "
+    "record of drops (meta/ffstream)",
     "transcode.json": "judged against transcode.json (the frames each output must hold)",
     "none": "no record of the capture: only that each video decodes and lasts its frames "
     "was checked (frames the recorder never wrote cannot be seen)",
@@ -152,53 +158,87 @@ def drop_cause(cpu: Any) -> str:
     )
 
 
-def _judge_timing(check: VideoCheck, stamps: list[float], fps: float) -> None:
+def _judge_timing(check: VideoCheck, stamps: list[float | None], fps: float) -> None:
     """Rows must come at the episode's rate. Row i is due i/fps after the episode's start
     (timestamps count from it): judged are the drift of the effective rate over the whole
-    episode and the share of rows more than one frame period late."""
+    episode and the share of rows more than one frame period late. A row without a
+    timestamp (null, not a number) is a row whose timing is unknown: it is counted as
+    late, never a reason to skip the check."""
     n = len(stamps)
+    known = [(i, t) for i, t in enumerate(stamps) if t is not None]
+    missing = [i for i, t in enumerate(stamps) if t is None]
+    if missing:
+        check.reasons.append(
+            f"{len(missing)} of {n} rows have no capture timestamp (rows "
+            f"{index_ranges(missing)}): counted as late"
+        )
     if n < 2 or fps <= 0:
         return
-    if any(b < a for a, b in zip(stamps, stamps[1:], strict=False)) or stamps[-1] <= 0:
+    times = [t for _, t in known]
+    if any(b < a for a, b in zip(times, times[1:], strict=False)) or (times and times[-1] < 0):
         check.flag("fail", "the capture timestamps do not increase")
         return
-    check.capture_fps = round((n - 1) / stamps[-1], 3)
-    lateness = [t - i / fps for i, t in enumerate(stamps)]
-    check.max_late_ms = round(max(lateness) * 1e3, 1)
-    check.late_rows = sum(1 for x in lateness if x > 1 / fps)
-    drift = abs(check.capture_fps / fps - 1)
+    lateness = [t - i / fps for i, t in known]
+    check.max_late_ms = round(max(lateness) * 1e3, 1) if lateness else None
+    check.late_rows = sum(1 for x in lateness if x > 1 / fps) + len(missing)
     late = check.late_rows / n
-    # Rows the drift amounts to: in a short episode one late last row is several percent.
-    missing = abs(stamps[-1] * fps - (n - 1))
-    for value, rows, what in (
-        (
-            drift,
-            missing,
-            f"rows came at {check.capture_fps:g} fps instead of {fps:g} ({drift:.1%} off)",
-        ),
+    judged = [
         (
             late,
             check.late_rows,
             f"{check.late_rows} of {n} rows ({late:.1%}) were captured more than one frame "
-            f"late (up to {check.max_late_ms:g} ms)",
-        ),
-    ):
-        verdict = of_rate(rows, value)  # a short episode: a row or two is no trend
+            f"late{'' if check.max_late_ms is None else f' (up to {check.max_late_ms:g} ms)'}"
+            f"{' or have no timestamp' if missing else ''}",
+        )
+    ]
+    if len(known) >= 2 and known[-1][1] > 0:
+        last, end = known[-1]  # row 0 is due when the episode starts: time 0
+        judged.insert(0, _rate(check, end, last, fps, "rows came"))
+    _flag_rates(check, judged, "the capture loop")
+
+
+def _rate(
+    check: VideoCheck, seconds: float, frames: int, fps: float, what: str
+) -> tuple[float, float, str]:
+    """(share, rows, reason) of a capture whose ``frames`` intervals took ``seconds``."""
+    check.capture_fps = round(frames / seconds, 3)
+    drift = abs(check.capture_fps / fps - 1)
+    # Rows the drift amounts to: in a short episode one late last row is several percent.
+    rows = abs(seconds * fps - frames)
+    text = f"{what} at {check.capture_fps:g} fps instead of {fps:g} ({drift:.1%} off)"
+    return drift, rows, text
+
+
+def _flag_rates(check: VideoCheck, judged: list[tuple[float, float, str]], who: str) -> None:
+    for share, rows, what in judged:
+        verdict = of_rate(rows, share)  # a short episode: a row or two is no trend
         if verdict == "fail":
-            check.flag("fail", f"{what}: the capture loop could not keep its rate")
+            check.flag("fail", f"{what}: {who} could not keep its rate")
         elif verdict == "warning":
-            check.flag("warning", f"{what}: the capture loop is close to its limit")
+            check.flag("warning", f"{what}: {who} is close to its limit")
 
 
-def _stamps(meta: dict, key: str) -> list[float] | None:
-    """The capture timestamps of ``key`` in episode.json, if they are a list of numbers."""
+def _judge_feed_rate(check: VideoCheck, seconds: Any, fed: int, fps: float) -> None:
+    """An episode with no capture timestamps (the Python API, the LeRobot drop-in): the
+    time from its first frame to its last against what the video lasts."""
+    if fed < 2 or not _finite(seconds) or seconds <= 0:
+        return
+    video = f"{fed} frames ({fed / fps:.2f} s of video) were fed in {seconds + 1 / fps:.2f} s:"
+    _flag_rates(check, [_rate(check, seconds, fed - 1, fps, f"{video} frames came")], "the feed")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _stamps(meta: dict, key: str) -> list[float | None] | None:
+    """The capture timestamps of ``key`` in episode.json (None where one is not a
+    number), if there is a list of them."""
     stamps = meta.get("capture_timestamps")
     values = stamps.get(key) if isinstance(stamps, dict) else None
-    if not isinstance(values, list) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
-    ):
+    if not isinstance(values, list):
         return None
-    return [float(v) for v in values]
+    return [float(v) if _finite(v) else None for v in values]
 
 
 def _video_path(directory: Path, key: str, entry: Any) -> Path:
@@ -321,26 +361,33 @@ def verify_episode(
     meta, fps, rows, videos = record.data, record.fps, record.rows, record.videos
     ff = find_ffmpeg(ffmpeg)
     checks = []
-    reasons = []
+    reasons = [record.unfinished] if record.unfinished else []
     if meta.get("error"):
-        reasons.append(f"the recorder reported: {meta['error']}")
+        reasons.append(f"the episode ended early: {meta['error']}")
+    reasons += [f"no video for {k}" for k in record.keys if k not in videos]
     for name, cam in record.cameras.items():
         if not isinstance(cam, dict):
             continue
         expected = [name] if cam.get("color", True) else []
         expected += [cam["depth_key"]] if cam.get("depth") and cam.get("depth_key") else []
-        reasons += [f"camera {name}: no video for {k}" for k in expected if k not in videos]
+        reasons += [
+            f"camera {name}: no video for {k}"
+            for k in expected
+            if k not in videos and k not in record.keys
+        ]
+    feed = jsonfile.mapping(jsonfile.mapping(meta.get("wall")).get("feed_seconds"))
     for key, v in videos.items():
         path = _video_path(directory, key, v)
         try:
             dropped = int(v.get("dropped", 0))
+            repeated = int(v.get("repeated") or 0)
             recorded = v.get("frames")
             recorded = None if recorded is None else int(recorded)
-            submitted = int(v.get("submitted") or rows or 1)
+            fed = int(v.get("submitted") or 0) + int(v.get("rejected") or 0)
         except (TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise InvalidEpisodeError(f"{meta_path} is not valid episode metadata: {exc}") from None
         check = VideoCheck(str(path), key=key, recorded=recorded, rows=rows, dropped=dropped)
-        check.dropped_fraction = round(check.dropped / max(submitted, 1), 4)
+        check.dropped_fraction = round(check.dropped / max(fed or rows, 1), 4)
         if not path.is_file():
             check.flag("fail", "the video file is missing")
         else:
@@ -355,6 +402,7 @@ def verify_episode(
                     f"holds {check.frames} of the {check.recorded} frames "
                     "recorded (cut short or damaged)",
                 )
+        _judge_rows(check, fed, repeated)
         check.dropped_indices = _indices(v.get("dropped_indices"))
         recorded_frozen = _recorded_frozen(v.get("frozen"))
         if recorded_frozen is not None:
@@ -362,21 +410,48 @@ def verify_episode(
         elif decode and check.frames and path.is_file():
             stretches = frozen_in_video(path, ff, _plain_pix_fmt(path, ff))
             _judge_frozen(check, stretches, "frame")
-        if v.get("repeated"):
-            check.reasons.append(f"{v['repeated']} dropped frame(s) were replaced by repeats")
+        if repeated:
+            check.reasons.append(f"{repeated} dropped frame(s) were replaced by repeats")
         _judge_drops(check)
         if check.dropped:
             check.reasons.append(drop_cause(meta.get("cpu")))
         stamps = _stamps(meta, key)
         if stamps is not None:
             _judge_timing(check, stamps, fps)
+        else:
+            _judge_feed_rate(check, feed.get(key), fed, fps)
         checks.append(check)
     # a recorder error or a missing video fails the episode
     verdict = worst([c.verdict for c in checks] + ["fail" if reasons else "ok"])
     if not checks:
         verdict = "fail"
-        reasons.append("the episode has no video")
+        reasons += [] if record.unfinished else ["the episode has no video"]
     return Report(str(directory), verdict, checks, reasons, record="episode.json")
+
+
+def _judge_rows(check: VideoCheck, fed: int, repeated: int) -> None:
+    """Each camera of an episode holds a frame per row, or a recorded drop for it: a
+    camera fed fewer (or more) frames than the episode has rows, or a video whose frames
+    and unrepeated drops do not add up to the rows, fails with the numbers."""
+    rows = check.rows
+    if rows is None:
+        return
+    if fed and fed != rows:
+        check.flag(
+            "fail",
+            f"was fed {fed} frames for the episode's {rows} rows: "
+            f"{abs(rows - fed)} row(s) {'have no frame' if fed < rows else 'too many'} "
+            "(the cameras of one episode must each get one frame per row)",
+        )
+        return
+    frames = check.frames if check.frames is not None else check.recorded
+    unrepeated = max(check.dropped - repeated, 0)
+    if frames is not None and frames + unrepeated != rows:
+        check.flag(
+            "fail",
+            f"holds {frames} frames for {rows} rows ({check.dropped} dropped, {repeated} "
+            f"repeated): {abs(rows - frames - unrepeated)} row(s) unaccounted for",
+        )
 
 
 def verify_recordings(
@@ -411,17 +486,36 @@ def verify_recordings(
 
 
 def episode_folders(path: Path) -> list[Path]:
-    """The episode folders ``path`` is (it has an episode.json) or holds (its
-    sub-folders that have one; links to folders are not followed)."""
+    """The episode folders ``path`` is (it has an episode.json) or holds: its sub-folders
+    that have one, and, beside them, those that hold videos or are named like
+    ``record``'s episodes without one (a recording killed before its record was
+    written: a failed episode, never skipped). Links to folders are not followed, hidden
+    folders are left out."""
     if (path / METADATA_FILE).is_file():
         return [path]
     if not path.is_dir():
         return []
-    return sorted(
-        d
-        for d in path.iterdir()
-        if not d.is_symlink() and d.is_dir() and (d / METADATA_FILE).is_file()
+    subs = sorted(
+        d for d in path.iterdir() if not d.name.startswith(".") and not d.is_symlink() and d.is_dir()
     )
+    recorded = [d for d in subs if (d / METADATA_FILE).is_file()]
+    if not recorded:
+        return []
+    return [d for d in subs if d in recorded or _looks_like_an_episode(d)]
+
+
+_RECORD_EPISODE = re.compile(r"^episode_\d{6}$")
+
+
+def _looks_like_an_episode(folder: Path) -> bool:
+    if _RECORD_EPISODE.match(folder.name):
+        return True
+    with contextlib.suppress(OSError):
+        return any(
+            f.suffix.lower() in VIDEO_SUFFIXES and not f.name.startswith(".") and f.is_file()
+            for f in folder.iterdir()
+        )
+    return False
 
 
 def _videos_under(root: Path) -> list[Path]:
@@ -460,36 +554,3 @@ def verify_folder(
         checks += report.videos
     verdict = worst(c.verdict for c in checks)
     return Report(str(directory), verdict, checks, record="transcode.json" if expected else "none")
-
-
-def _against_transcode(root: Path, report: Report) -> Report:
-    """Episodes that ``ffstream transcode`` wrote (their record carried along) are also
-    held to the frames its transcode.json says each output got."""
-    expected = frames_by_output(root)
-    for check in report.videos if expected else ():
-        want = expected.get(Path(check.path).relative_to(root).as_posix())
-        if want is not None and check.frames is not None and check.frames != want:
-            check.flag("fail", f"holds {check.frames} of {want} expected frames")
-    report.verdict = worst([report.verdict, *(c.verdict for c in report.videos)])
-    return report
-
-
-def verify(
-    path: str | os.PathLike,
-    ffmpeg: FFmpeg | str | None = None,
-    decode: bool = True,
-    reader: str | None = None,
-) -> Report:
-    """An episode directory, a folder of episodes, any folder of videos, or a single
-    video file. ``reader`` (see reader_check.py): also check that this reader decodes every
-    frame of every video."""
-    p = Path(path)
-    if p.is_dir():
-        if (p / METADATA_FILE).is_file():
-            return _against_transcode(p, verify_episode(p, ffmpeg, decode, reader))
-        if episode_folders(p):
-            return _against_transcode(p, verify_recordings(p, ffmpeg, decode, reader))
-        return verify_folder(p, ffmpeg, decode, reader)
-    if not p.exists():
-        raise FileNotFoundError(f"{p} does not exist")
-    return verify_video(p, ffmpeg=ffmpeg, decode=decode, reader=reader)

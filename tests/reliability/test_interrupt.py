@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from ffstream.inspection.verify import verify
+from ffstream.inspection.judge import verify
 
 from ..conftest import decode_pyav, on_schedule, stamps, wait_until
 
@@ -69,13 +69,18 @@ def _has_fragment(path) -> bool:
     return at > 0 and data.find(b"mdat", at) > 0
 
 
-def test_one_ctrl_c_finishes_the_current_episode(tmp_path):
+@pytest.mark.parametrize(
+    "send, code",
+    [(_ctrl_c, 130), (lambda proc: proc.send_signal(signal.SIGTERM), 143)],
+    ids=["ctrl-c", "sigterm"],  # SIGTERM: systemctl stop, docker stop, kill
+)
+def test_one_ctrl_c_finishes_the_current_episode(tmp_path, send, code):
     proc = _start(tmp_path)
     _wait_for_ffmpeg(proc)
-    time.sleep(1.0)
-    _ctrl_c(proc)
+    assert wait_until(lambda: _has_fragment(tmp_path / "episode_000000" / "cam0.mp4"), 60)
+    send(proc)
     out, err = _communicate(proc, 60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "finishing the current episode" in err
     assert "interrupted: the current episode was finished and saved" in out
     episodes = sorted(tmp_path.glob("episode_*"))

@@ -7,7 +7,7 @@ import signal
 from ffstream import EncoderConfig, StreamingVideoEncoder
 from ffstream.cameras import CameraError, SyntheticCamera
 from ffstream.capture.recorder import Recorder
-from ffstream.inspection.verify import verify
+from ffstream.inspection.judge import verify
 
 from ..conftest import decode_pyav, on_schedule, stamps
 
@@ -56,7 +56,7 @@ def test_an_encoder_dying_fails_its_episode_and_the_run_goes_on(tmp_path):
     assert stamps(decode_pyav(tmp_path / "episode_000000" / "good.mp4")) == list(range(n))
     assert first["capture_timestamps"]["good"]  # timestamps kept with the error
     report = verify(tmp_path / "episode_000000")
-    assert report.verdict == "fail" and "the recorder reported" in report.reasons[0]
+    assert report.verdict == "fail" and "the episode ended early: camera bad" in report.reasons[0]
     for index in (1, 2):  # later episodes are recorded normally
         meta = _episode(tmp_path / f"episode_{index:06d}")
         assert meta["error"] is None and sorted(meta["videos"]) == ["bad", "good"]

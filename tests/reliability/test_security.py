@@ -25,7 +25,7 @@ from ffstream.cameras import SyntheticCamera
 from ffstream.capture.batch import make_encoder
 from ffstream.codec.reader import count_frames
 from ffstream.errors import UnsafeSettingError
-from ffstream.inspection.verify import verify
+from ffstream.inspection.judge import verify
 
 from ..conftest import stamps
 
