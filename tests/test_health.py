@@ -103,7 +103,7 @@ def test_verify_a_healthy_recording(episode, capsys):
         ("cam0", 60, 60),
         ("cam1", 60, 60),
     ]
-    assert report.videos[0].duration == pytest.approx(1.0, abs=0.04)
+    assert report.videos[0].duration == pytest.approx(2.0, abs=0.04)
     capsys.readouterr()
     assert main(["verify", str(episode)]) == 0
     assert "OK" in capsys.readouterr().out
