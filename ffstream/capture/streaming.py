@@ -363,7 +363,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         """close()'s time is up: stop every writer still running, then let the episodes'
         records be written (each says which camera did not finish)."""
         why = (
-            f"did not finish within {timeout:g} s of close() and was stopped; its file keeps "
+            f"did not finish within {timeout:.3g} s of close() and was stopped; its file keeps "
             "the frames written up to then"
         )
         for writer in list(self._writers):

@@ -24,7 +24,7 @@ from ..datasets.lerobot import run_lerobot_record
 from ..errors import InvalidSettingError
 from ..ffmpeg import find_ffmpeg
 from ..inspection.report import write_report
-from ..inspection.verify import verify_episode
+from ..inspection.verify import Report, judge_episode
 from ..machine.capacity import LADDER, plan
 from ..monitor import CpuMonitor
 from ..priority import PRIORITIES, realtime_capture
@@ -457,21 +457,26 @@ def _summary(outcomes, out: Path) -> int:
 
 
 def _verdicts(outcomes) -> list[str]:
-    """What ``ffstream verify`` says of each episode (frames counted, not decoded), so
-    that record's summary and exit status never disagree with it."""
+    """What ``ffstream verify`` says of each episode (closing_check), so that record's
+    summary and exit status never disagree with it."""
     verdicts = []
     for o in outcomes:
-        if not (o.directory / METADATA_FILE).is_file():
-            verdicts.append("fail")  # nothing was written: the error is printed above
-            continue
-        report = verify_episode(o.directory, decode=False)
+        report = closing_check(o.directory)
         verdicts.append(report.verdict)
+        if not report.videos and not (o.directory / METADATA_FILE).is_file():
+            continue  # nothing was written: the error is printed above
         for reason in report.reasons:
             print(f"{o.index:>7}  {report.verdict.upper()}: {reason}")
         for check in report.videos:
             for reason in check.reasons if check.verdict != "ok" else ():
                 print(f"{o.index:>7}  {check.key}: {check.verdict.upper()}: {reason}")
     return verdicts
+
+
+def closing_check(directory: Path) -> Report:
+    """record's verdict on one episode it just wrote: verify's, with the frames counted
+    rather than decoded (the files were just written)."""
+    return judge_episode(directory, decode=False)
 
 
 def _cmd_lerobot_record(args: argparse.Namespace) -> int:

@@ -439,13 +439,15 @@ def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:
     if len(order) > MAX_EPISODES:
         notes.append(f"the first {MAX_EPISODES} of {len(order)} episodes are shown")
         order = order[:MAX_EPISODES]
-    out = []
+    out: list[EpisodeHealth] = []
+    indexed: list[tuple[int | None, EpisodeHealth]] = []
     files: dict[Path, list[tuple[int, int | None, _Looker]]] = {}  # each decoded once
     for row in order:
         ep = {c: values[row] for c, values in table.items()}
         index, length = _whole(ep.get("episode_index")), _whole(ep.get("length"))
         health = EpisodeHealth(f"episode {index if index is not None else '?'}", fps)
         out.append(health)
+        indexed.append((index, health))
         if index is None or length is None:
             health.errors.append("the episode table gives no episode_index or length")
             continue
@@ -465,11 +467,9 @@ def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:
     drops = lerobot_drops.read(root)
     if not drops:
         notes.append(NO_DROP_RECORD)
-    for health in out:
-        index = _whole(health.name.removeprefix("episode "))
-        record = drops.get(index) if index is not None else None
+    for index, health in indexed:
         for cam in health.cameras.values():
-            _explain(cam, record, bool(drops))
+            _explain(cam, drops.get(index) if index is not None else None, bool(drops))
     return out + _unsaved(root)
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..ffmpeg import FFmpeg
-from ..files.episode_json import NAME as METADATA_FILE
 from ..files.lerobot_layout import is_dataset
 from ..files.transcode_json import frames_by_output
 from ..verdict import worst
@@ -18,6 +17,7 @@ from .health import judge_dataset
 from .verify import (
     Report,
     episode_folders,
+    judge_episode,
     verify_episode,
     verify_folder,
     verify_recordings,
@@ -61,9 +61,10 @@ def verify(
         report = judge_dataset(p, ffmpeg)
         return _with_reader(p, report, ffmpeg, reader) if reader else report
     if p.is_dir():
-        if (p / METADATA_FILE).is_file():
-            return _against_transcode(p, verify_episode(p, ffmpeg, decode, reader))
-        if episode_folders(p):
+        folders = episode_folders(p)
+        if folders == [p]:
+            return _against_transcode(p, judge_episode(p, ffmpeg, decode, reader))
+        if folders:
             return _against_transcode(p, verify_recordings(p, ffmpeg, decode, reader))
         return verify_folder(p, ffmpeg, decode, reader)
     if not p.exists():

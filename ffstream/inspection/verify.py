@@ -454,6 +454,21 @@ def _judge_rows(check: VideoCheck, fed: int, repeated: int) -> None:
         )
 
 
+def judge_episode(
+    directory: Path,
+    ffmpeg: FFmpeg | str | None = None,
+    decode: bool = True,
+    reader: str | None = None,
+) -> Report:
+    """verify_episode, with an episode whose record is missing, damaged or hostile a
+    failed one (the reason said), as verify, the report and record's closing check
+    all judge it."""
+    try:
+        return verify_episode(directory, ffmpeg, decode, reader)
+    except InvalidEpisodeError as exc:
+        return Report(str(directory), "fail", [], [str(exc)], record="episode.json")
+
+
 def verify_recordings(
     directory: str | os.PathLike,
     ffmpeg: FFmpeg | str | None = None,
@@ -473,10 +488,7 @@ def verify_recordings(
     reasons: list[str] = []
     verdict = "ok"
     for ep in episodes:
-        try:
-            report = verify_episode(ep, ffmpeg, decode, reader)
-        except InvalidEpisodeError as exc:  # one damaged record fails its episode only
-            report = Report(str(ep), "fail", [], [str(exc)], record="episode.json")
+        report = judge_episode(ep, ffmpeg, decode, reader)
         for check in report.videos:
             check.key = f"{ep.name}/{check.key}"
         videos += report.videos
@@ -491,7 +503,9 @@ def episode_folders(path: Path) -> list[Path]:
     ``record``'s episodes without one (a recording killed before its record was
     written: a failed episode, never skipped). Links to folders are not followed, hidden
     folders are left out."""
-    if (path / METADATA_FILE).is_file():
+    if (path / METADATA_FILE).is_file() or (
+        _RECORD_EPISODE.match(path.name) and path.is_dir() and not path.is_symlink()
+    ):
         return [path]
     if not path.is_dir():
         return []
