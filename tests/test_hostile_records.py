@@ -339,7 +339,7 @@ def test_a_second_ctrl_c_during_the_closing_check_exits_131_without_a_traceback(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(record_cli, "verify_episode", interrupted)
+    monkeypatch.setattr(record_cli, "judge_episode", interrupted)
     args = ["record", "--cameras", "1", "--episodes", "1", "--seconds", "0.2", "--quiet"]
     assert main([*args, "--resolution", "96x64", "--out", str(tmp_path)]) == 131
     err = capsys.readouterr().err
