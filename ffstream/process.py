@@ -245,7 +245,9 @@ class FFmpegProcess:
         on_stderr_end: Callable[[FFmpegProcess], None] | None = None,
         tail_lines: int = TAIL_LINES,
         priority: Priority = "normal",
+        pass_fds: Sequence[int] = (),
     ):
+        """``pass_fds``: descriptors ffmpeg inherits (files it writes through them)."""
         self.argv = list(argv)
         self.name = name
         self._head = bytearray()
@@ -263,6 +265,7 @@ class FFmpegProcess:
                 stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 bufsize=0,
+                pass_fds=tuple(pass_fds),
             )
         except FileNotFoundError as exc:
             raise FFmpegNotFoundError(f"cannot run {self.argv[0]!r}: {exc}") from None
@@ -411,6 +414,7 @@ def run(
     what: str = "ffmpeg",
     started: Callable[[FFmpegProcess], None] | None = None,
     priority: Priority = "normal",
+    pass_fds: Sequence[int] = (),
 ) -> Completed:
     """Run ffmpeg to its end; ProcessTimeout (it was killed) after ``timeout`` seconds.
 
@@ -418,7 +422,14 @@ def run(
     gets ``input`` (written on a thread, so neither side can block the other) or
     /dev/null. ``started`` is told the process, so that another thread can kill it."""
     t0 = time.monotonic()
-    proc = FFmpegProcess(argv, stdin=input is not None, stdout=True, name=what, priority=priority)
+    proc = FFmpegProcess(
+        argv,
+        stdin=input is not None,
+        stdout=True,
+        name=what,
+        priority=priority,
+        pass_fds=pass_fds,
+    )
     if started is not None:
         started(proc)
     feeder = None

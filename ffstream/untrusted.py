@@ -2,7 +2,10 @@
 someone sent). Reading: only regular files are opened, and every read has a size cap.
 Writing (``write_replacing``): a fresh hidden file, created exclusively without
 following links, renamed over the target, so a link planted at the target's name is
-replaced, never written through, and a reader never sees half a file.
+replaced, never written through, and a reader never sees half a file. A file another
+program writes (ffmpeg's videos): ``OpenedFile`` creates it the same way and hands the
+program a path to the open descriptor (/proc/self/fd/N on Linux), so the name is never
+opened again, whatever is swapped in at it meanwhile.
 
 A FIFO would block the reader forever, a device such as /dev/zero (or a link to one)
 would never end, and a huge file would fill the memory: each is refused with a clear
@@ -89,3 +92,51 @@ def visible_files(
             elif odd is not None and not stat.S_ISLNK(mode):
                 odd(folder / name)
         yield folder, files
+
+
+PROC_FD = "/proc/self/fd"
+
+
+class OpenedFile:
+    """A file created (or opened) here and written by a child process through its
+    descriptor: ``for_child`` is the path the child opens it by (None where the system
+    has no /proc/self/fd: the child then opens ``path`` by name), ``pass_fds`` what the
+    child must inherit. ``close()`` (idempotent) once the child has it."""
+
+    def __init__(self, path: str | os.PathLike, fd: int):
+        self.path = Path(path)
+        self.fd = fd
+        usable = os.path.isdir(PROC_FD)
+        self.for_child: str | None = f"{PROC_FD}/{fd}" if usable else None
+        self.pass_fds: tuple[int, ...] = (fd,) if usable else ()
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, replace: bool = False) -> OpenedFile:
+        """A new, empty file at ``path``, never created through a link: with ``replace``
+        whatever is at the name is removed first (a link itself, not what it points to);
+        without, any name there, a dangling link included, is FileExistsError."""
+        if replace:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        return cls(path, os.open(path, flags | os.O_CLOEXEC, 0o666))
+
+    @classmethod
+    def existing(cls, path: str | os.PathLike) -> OpenedFile:
+        """The regular file at ``path`` for reading, refused if it is a link or anything
+        but a regular file (NotRegularFileError)."""
+        with open_regular(path, follow_links=False) as fh:
+            return cls(path, os.dup(fh.fileno()))  # os.dup: close-on-exec, as our own
+
+    def is_at_its_name(self) -> bool:
+        """The name still leads to this very file (not a link or file swapped in)."""
+        try:
+            named, mine = os.lstat(self.path), os.fstat(self.fd)
+        except OSError:
+            return False
+        return (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)

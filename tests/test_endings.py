@@ -100,16 +100,16 @@ def hostile(tmp_path_factory, ffmpeg) -> dict[str, Path]:
     (folders["no record"] / "episode.json").unlink()
     # a camera that raised mid-episode: "a" got its 46th frame, "b" did not
     cam = SyntheticCamera("front", W, H)
-    with pytest.raises(ValueError, match="camera b unplugged"):  # noqa: PT012
-        with StreamingVideoEncoder(
-            30, EncoderConfig("libx264"), ffmpeg=ffmpeg, mode="offline"
-        ) as enc:
-            enc.start_episode(["a", "b"], folders["raised"])
-            for i in range(46):
-                enc.feed_frame("a", cam.frame(i))
-                if i == 45:
-                    raise ValueError("camera b unplugged")
-                enc.feed_frame("b", cam.frame(i))
+    with (
+        pytest.raises(ValueError, match="camera b unplugged"),
+        StreamingVideoEncoder(30, EncoderConfig("libx264"), ffmpeg=ffmpeg, mode="offline") as enc,
+    ):
+        enc.start_episode(["a", "b"], folders["raised"])
+        for i in range(46):
+            enc.feed_frame("a", cam.frame(i))
+            if i == 45:
+                raise ValueError("camera b unplugged")
+            enc.feed_frame("b", cam.frame(i))
     # a 33 Hz camera fed live into a 30 fps episode: 333 frames in 10.1 s of wall time
     # (a queue that holds them all: fed from a loop, none is dropped)
     with StreamingVideoEncoder(
@@ -333,9 +333,7 @@ def test_repeats_the_record_explains_are_drops_not_a_frozen_camera(lerobot_datas
     checks = {c.key: c for c in report.videos}
     ep0, ep1 = checks[f"episode 0/{FRONT}"], checks[f"episode 1/{FRONT}"]
     assert "3 repeated, by the encoder's queue (rows 10, 20, 30)" in ep0.reasons[0]
-    assert ep1.frozen == [] and "19 repeated, by the encoder's queue (rows 11-29)" in _said(
-        report
-    )
+    assert ep1.frozen == [] and "19 repeated, by the encoder's queue (rows 11-29)" in _said(report)
     assert "frozen" not in " ".join(ep0.reasons + ep1.reasons)
     assert "single frame(s) repeat" not in " ".join(ep0.reasons)
     health = gather(root)

@@ -23,8 +23,8 @@ from ffstream.datasets.transcode import transcode
 from ffstream.errors import InvalidEpisodeError
 from ffstream.files.lerobot_layout import check_video_path
 from ffstream.inspection.health import MAX_POINTS, MAX_SERIES, clean_timeline, gather
-from ffstream.inspection.report import render
 from ffstream.inspection.judge import verify
+from ffstream.inspection.report import render
 
 from .conftest import read_stamp
 from .test_report import _browser

@@ -513,7 +513,9 @@ def test_install_settings_reach_the_encoders_lerobot_builds(stub_lerobot, tmp_pa
 
 def test_install_without_lerobot_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "lerobot", None)
-    with pytest.raises(FFstreamError, match=r"needs LeRobot.*pip install 'lerobot\[dataset\]>=0.6.1'"):
+    with pytest.raises(
+        FFstreamError, match=r"needs LeRobot.*pip install 'lerobot\[dataset\]>=0.6.1'"
+    ):
         adapter.install()
     assert not adapter.installed()
 

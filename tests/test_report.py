@@ -22,8 +22,8 @@ from ffstream.capture.frozen import FrozenTracker, stretches_in, to_rows
 from ffstream.cli import main
 from ffstream.formats import FrameConversion
 from ffstream.inspection.health import gather
-from ffstream.inspection.report import render
 from ffstream.inspection.judge import verify
+from ffstream.inspection.report import render
 
 from .conftest import stop_process, wait_until
 

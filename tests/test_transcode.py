@@ -683,9 +683,17 @@ def test_a_worker_that_raises_becomes_a_failed_job(tmp_path):
 
 
 def _encoding(dst: Path, name: str) -> list[psutil.Process]:
-    """The ffmpeg processes of this test writing ``name``'s temporary file."""
+    """The ffmpeg processes of this test writing ``name``'s temporary file (through its
+    descriptor: it is the file the process has open)."""
     part = partial_path(dst / name).name
-    return [p for p in psutil.Process().children(recursive=True) if part in _named(p)]
+    return [p for p in psutil.Process().children(recursive=True) if part in _writes(p)]
+
+
+def _writes(p: psutil.Process) -> str:
+    try:
+        return " ".join(f.path for f in p.open_files()) + " " + _named(p)
+    except psutil.Error:  # gone meanwhile
+        return ""
 
 
 def test_an_encoder_killed_from_outside_fails_only_its_own_job(tmp_path, ffmpeg):

@@ -33,8 +33,8 @@ from ..errors import (
     SettingTypeError,
     StateError,
 )
-from ..files import episode_json
 from ..ffmpeg import FFmpeg
+from ..files import episode_json
 from ..files.png import encode_png as encode_png  # ffstream.batch.encode_png (DESIGN.md)
 from .episode import (
     EpisodeEncoder,

@@ -32,6 +32,7 @@ from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..files.png import PngHeader, encode_png, read_png_header
 from ..formats import FrameConversion
 from ..process import run
+from ..untrusted import OpenedFile
 from .result import VideoResult
 from .stream_settings import StreamSettings
 from .writer import FFmpegWriter
@@ -232,16 +233,23 @@ def _encode_sequence(frames_dir, video_path, first: PngHeader, fps, config, thre
     metadata = None
     if isinstance(config, DepthEncoderConfig):
         metadata = {DEPTH_TAG: json.dumps(depth_metadata(config))}
-    argv = build_command(
-        ff,
-        InputSpec(first.width, first.height, fps_fraction(fps), first.pix_fmt),
-        config,
-        str(video_path),
-        threads,
-        metadata=metadata,
-        image_sequence=_pattern(frames_dir),
-    )
-    out = run(argv, SEQUENCE_TIMEOUT, what=f"encoding {frames_dir.name}")
+    output = OpenedFile.create(video_path, replace=True)  # checked by the caller: ours
+    try:
+        argv = build_command(
+            ff,
+            InputSpec(first.width, first.height, fps_fraction(fps), first.pix_fmt),
+            config,
+            str(video_path),
+            threads,
+            metadata=metadata,
+            image_sequence=_pattern(frames_dir),
+            descriptor=output.for_child,
+        )
+        out = run(
+            argv, SEQUENCE_TIMEOUT, what=f"encoding {frames_dir.name}", pass_fds=output.pass_fds
+        )
+    finally:
+        output.close()
     if out.returncode != 0:
         tail = "\n".join(out.tail.splitlines()[-8:])
         raise EncoderError(

@@ -56,7 +56,17 @@ log = logging.getLogger("ffstream.streaming")
 class _Camera:
     """Per-camera state of the current episode."""
 
-    __slots__ = ("plan", "writer", "rejected", "shape", "lock", "ended", "phase", "first_fed", "last_fed")
+    __slots__ = (
+        "plan",
+        "writer",
+        "rejected",
+        "shape",
+        "lock",
+        "ended",
+        "phase",
+        "first_fed",
+        "last_fed",
+    )
 
     def __init__(self, plan: StreamPlan, phase: float = 0.0):
         self.plan = plan
@@ -354,7 +364,6 @@ class StreamingVideoEncoder(EpisodeEncoder):
         self._finisher.join()
         if first_error is not None:
             raise first_error
-
 
     def close_by(self, deadline: float) -> None:
         self.close(max(0.0, deadline - time.monotonic()))

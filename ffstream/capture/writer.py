@@ -31,6 +31,7 @@ from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..formats import FrameConversion, checked_conversion, frame_side, raw_format
 from ..priority import Scheduling, check_scheduling
 from ..process import FFmpegProcess, describe_exit
+from ..untrusted import OpenedFile
 from .frames import refuse_frame
 from .frozen import FrozenTracker, to_rows
 from .result import VideoResult
@@ -98,11 +99,14 @@ class FFmpegWriter:
         config.check_frame_size(self.width, self.height)
         self.ffmpeg = find_ffmpeg(ffmpeg)
         self.config = resolve_config(config, self.ffmpeg)
-        if self.path.exists() and not st.overwrite:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # created here, never through a link; ffmpeg writes it through its descriptor
+            self._output = OpenedFile.create(self.path, replace=st.overwrite)
+        except FileExistsError:
             raise OutputExistsError(
                 f"{self.path} already exists; pass overwrite=True or choose another path"
-            )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+            ) from None
+        weakref.finalize(self, self._output.close)
         crash_safe = st.crash_safe and self.path.suffix.lower() in (".mp4", ".mov")
         spec = InputSpec(self.width, self.height, self.fps, fmt.name)
         self.argv = build_command(
@@ -113,6 +117,7 @@ class FFmpegWriter:
             st.encoder_threads,
             metadata=metadata,
             fragmented=crash_safe,
+            descriptor=self._output.for_child,
         )
         self._remux = (crash_safe, bool(metadata))
         self._transform = conv.transform
@@ -358,13 +363,17 @@ class FFmpegWriter:
         becomes this camera's error: a frame that submit() accepted is in the file, or
         the writer reports why it is not."""
         try:
-            self._proc = FFmpegProcess(
-                self.argv,
-                stdin=True,
-                name=self.name,
-                on_stderr_end=self._stderr_ended,
-                priority=self.settings.priority,
-            )
+            try:
+                self._proc = FFmpegProcess(
+                    self.argv,
+                    stdin=True,
+                    name=self.name,
+                    on_stderr_end=self._stderr_ended,
+                    priority=self.settings.priority,
+                    pass_fds=self._output.pass_fds,
+                )
+            finally:
+                self._output.close()  # ffmpeg has its own copy
             self._active = self._proc
             if self._aborted:
                 self._kill()

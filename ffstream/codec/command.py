@@ -185,7 +185,8 @@ def count_command(
 def remux_command(
     ffmpeg_path: str, source: str | os.PathLike, target: str | os.PathLike, keep_tags: bool
 ) -> list[str]:
-    """Fragmented MP4 -> regular MP4 with the index at the front; no re-encoding."""
+    """Fragmented MP4 -> regular MP4 with the index at the front; no re-encoding.
+    ``source`` and ``target`` may be descriptors' paths (untrusted.OpenedFile)."""
     flags = "+faststart" + ("+use_metadata_tags" if keep_tags else "")
     graph = ffmpeg_python.output(
         safe_input(source, "mov"),
@@ -390,8 +391,11 @@ def build_command(
     metadata: dict[str, str] | None = None,
     image_sequence: str | None = None,
     fragmented: bool = False,
+    descriptor: str | None = None,
 ) -> list[str]:
-    """The full argv: raw frames from stdin -> encoded ``output`` (a path, or '-' with a format)."""
+    """The full argv: raw frames from stdin -> encoded ``output`` (a path, or '-' with a
+    format). ``descriptor``: where ffmpeg opens ``output``, a path to the file already
+    created for it (untrusted.OpenedFile), so that ffmpeg never opens the name."""
     exe = ffmpeg.path if isinstance(ffmpeg, FFmpeg) else str(ffmpeg)
     if image_sequence:  # numbered image files (non-streaming mode) instead of stdin
         stream = image_sequence_input(image_sequence, spec.fps)
@@ -427,5 +431,8 @@ def build_command(
     # a path is always file:ABSOLUTE: a relative folder named "tcp:/host:port/x" (which
     # ffstream creates as a folder) must never become a protocol for ffmpeg
     target = output if output == "-" else f"file:{os.path.abspath(output)}"
+    if descriptor is not None:  # no name to guess the muxer from: name it
+        target = f"file:{descriptor}"
+        out_opts.setdefault("f", MUXERS.get(os.path.splitext(output)[1].lower(), "mp4"))
     args = ffmpeg_python.output(stream, target, **out_opts).get_args()
     return [exe, *global_options(loglevel), *extra_global, "-y", *device_args, *args]

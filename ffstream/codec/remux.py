@@ -16,6 +16,7 @@ from typing import Protocol
 from ..errors import FFstreamError, ProcessTimeout
 from ..priority import Priority
 from ..process import describe_exit, run
+from ..untrusted import OpenedFile
 from .command import remux_command
 
 log = logging.getLogger("ffstream.remux")
@@ -46,42 +47,67 @@ def remux_fragmented(
     temporary file gets a unique name starting with '.', which no camera's file can
     have, and the result keeps the recording's file mode."""
     t0 = time.monotonic()
-    fd, tmp_name = tempfile.mkstemp(prefix=".ffstream-remux-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    reason = _remux_with_ffmpeg(ffmpeg_path, path, tmp, keep_tags, timeout, started, priority)
-    if reason:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        log.warning(
-            "could not finalize %s (it stays fragmented MP4, still playable): %s", path, reason
-        )
+    try:  # the recording itself: a link or another file swapped in at its name is refused
+        source = OpenedFile.existing(path)
+    except (OSError, ValueError) as exc:
+        log.warning("could not finalize %s (it is not the recording any more): %s", path, exc)
         return None
-    os.chmod(tmp, path.stat().st_mode & 0o7777)  # mkstemp made it 0600
-    os.replace(tmp, path)
+    fd, tmp_name = tempfile.mkstemp(prefix=".ffstream-remux-", suffix=path.suffix, dir=path.parent)
+    target = OpenedFile(tmp_name, fd)  # mkstemp: created exclusively, never through a link
+    try:
+        reason = _remux_with_ffmpeg(
+            ffmpeg_path, source, target, keep_tags, timeout, started, priority
+        )
+        if not reason and not target.is_at_its_name():
+            reason = "its temporary file was replaced while ffmpeg wrote it"
+        if reason:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            log.warning(
+                "could not finalize %s (it stays fragmented MP4, still playable): %s", path, reason
+            )
+            return None
+        os.fchmod(target.fd, os.fstat(source.fd).st_mode & 0o7777)  # mkstemp made it 0600
+        os.replace(tmp_name, path)
+    finally:
+        source.close()
+        target.close()
     return round(time.monotonic() - t0, 4)
 
 
 def _remux_with_ffmpeg(
     ffmpeg_path: str,
-    path: Path,
-    tmp: Path,
+    source: OpenedFile,
+    target: OpenedFile,
     keep_tags: bool,
     timeout: float,
     started: Callable[[Stoppable], None] | None,
     priority: Priority,
 ) -> str:
-    """Why ffmpeg's remux into ``tmp`` failed, or "" if it worked."""
-    argv = remux_command(ffmpeg_path, path, tmp, keep_tags)
+    """Why ffmpeg's remux into ``target`` failed, or "" if it worked. ffmpeg reads and
+    writes through the descriptors (their names are not opened again) where it can."""
+    argv = remux_command(
+        ffmpeg_path,
+        source.for_child or source.path,
+        target.for_child or target.path,
+        keep_tags,
+    )
     try:
-        out = run(argv, timeout, what=f"remuxing {path.name}", started=started, priority=priority)
+        out = run(
+            argv,
+            timeout,
+            what=f"remuxing {source.path.name}",
+            started=started,
+            priority=priority,
+            pass_fds=source.pass_fds + target.pass_fds,
+        )
     except (ProcessTimeout, FFstreamError) as exc:
         reason = str(exc)
     else:
         if out.returncode != 0:  # killed, or failed: say so even when it printed nothing
             how = describe_exit(out.returncode)
             reason = f"{how}: {out.tail[-300:]}" if out.tail else how
-        elif tmp.stat().st_size == 0:
+        elif os.fstat(target.fd).st_size == 0:
             reason = "the remux wrote nothing"
         else:
             reason = ""

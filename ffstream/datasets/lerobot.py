@@ -40,9 +40,9 @@ from ..errors import (
     InvalidSettingError,
     SettingTypeError,
 )
+from ..ffmpeg import FFmpeg
 from ..files import lerobot_drops
 from ..files import lerobot_layout as layout
-from ..ffmpeg import FFmpeg
 
 log = logging.getLogger("ffstream.lerobot")
 

@@ -115,7 +115,7 @@ def _checked(data: Any, index: int) -> EpisodeDrops | None:
     if not isinstance(data, dict) or data.get("episode_index") != index:
         return None
     rows, cameras = data.get("rows"), data.get("cameras")
-    if not _whole(rows) or not isinstance(cameras, dict):
+    if not isinstance(rows, int) or not _whole(rows) or not isinstance(cameras, dict):
         return None
     out = {}
     for key, cam in cameras.items():

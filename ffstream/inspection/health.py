@@ -28,8 +28,7 @@ from ..codec.reader import read_frames, video_info
 from ..depth import DepthQuantizer
 from ..errors import InvalidEpisodeError, VideoReadError
 from ..ffmpeg import FFmpeg, find_ffmpeg
-from ..files import episode_json
-from ..files import lerobot_drops
+from ..files import episode_json, lerobot_drops
 from ..files import lerobot_layout as layout
 from ..formats import MAX_FPS
 from ..verdict import colour, of_camera, of_frozen, worst

@@ -18,7 +18,6 @@ from .verify import (
     Report,
     episode_folders,
     judge_episode,
-    verify_episode,
     verify_folder,
     verify_recordings,
     verify_video,

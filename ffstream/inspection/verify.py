@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import jsonfile
 from ..capture.frozen import frozen_in_video, picture_format
 from ..codec.command import VIDEO_SUFFIXES
 from ..codec.reader import VideoReadError, count_frames, video_info
 from ..codec.reader_check import check_reader
-from .. import jsonfile
 from ..errors import InvalidEpisodeError
 from ..ffmpeg import FFmpeg, find_ffmpeg
 from ..files.episode_json import NAME as METADATA_FILE  # written next to an episode's videos
@@ -182,7 +182,7 @@ def _judge_timing(check: VideoCheck, stamps: list[float | None], fps: float) -> 
     check.max_late_ms = round(max(lateness) * 1e3, 1) if lateness else None
     check.late_rows = sum(1 for x in lateness if x > 1 / fps) + len(missing)
     late = check.late_rows / n
-    judged = [
+    judged: list[tuple[float, float, str]] = [
         (
             late,
             check.late_rows,
@@ -510,7 +510,9 @@ def episode_folders(path: Path) -> list[Path]:
     if not path.is_dir():
         return []
     subs = sorted(
-        d for d in path.iterdir() if not d.name.startswith(".") and not d.is_symlink() and d.is_dir()
+        d
+        for d in path.iterdir()
+        if not d.name.startswith(".") and not d.is_symlink() and d.is_dir()
     )
     recorded = [d for d in subs if (d / METADATA_FILE).is_file()]
     if not recorded:

@@ -2,7 +2,9 @@
 
 import contextlib
 import json
+import os
 import socket
+import stat
 import struct
 import subprocess
 import threading
@@ -24,7 +26,7 @@ from ffstream import (
 from ffstream.cameras import SyntheticCamera
 from ffstream.capture.batch import make_encoder
 from ffstream.codec.reader import count_frames
-from ffstream.errors import UnsafeSettingError
+from ffstream.errors import OutputExistsError, UnsafeSettingError
 from ffstream.inspection.judge import verify
 
 from ..conftest import stamps
@@ -296,3 +298,56 @@ def test_verify_refuses_paths_leaving_the_episode(tmp_path, clip, name):
     report = verify(ep)  # a failed episode, with the reason: nothing outside is read
     assert report.verdict == "fail"
     assert "must be a plain file name inside the episode folder" in report.reasons[0]
+
+
+# ------------------------------------------------------------------ links in the episode folder
+def test_a_link_planted_at_a_videos_name_is_never_written_through(tmp_path, ffmpeg):
+    """Anyone who can write in the episode folder may plant a link where a video will
+    be: the recorder (often root on a robot) must not write the video through it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    ep = tmp_path / "ep"
+    ep.mkdir()
+    (ep / "cam.mp4").symlink_to(outside / "victim")  # dangling: "exists" says False
+    with pytest.raises(OutputExistsError):
+        FFmpegWriter(ep / "cam.mp4", 64, 48, 30, EncoderConfig("libx264"), ffmpeg=ffmpeg)
+    w = FFmpegWriter(
+        ep / "cam.mp4", 64, 48, 30, EncoderConfig("libx264"), ffmpeg=ffmpeg, overwrite=True
+    )
+    (outside / "victim").write_bytes(b"keep")
+    for i in range(5):
+        w.submit(np.full((48, 64, 3), i * 40, np.uint8))
+    # swapped in while ffmpeg writes: ffmpeg writes through its descriptor, not the name
+    (ep / "cam.mp4").unlink()
+    (ep / "cam.mp4").symlink_to(outside / "victim")
+    w.close()
+    assert (outside / "victim").read_bytes() == b"keep"
+    assert (ep / "cam.mp4").is_symlink()  # the finishing step did not follow it either
+
+
+def test_a_link_swapped_in_for_the_remuxs_temporary_file_is_never_written_through(
+    tmp_path, ffmpeg, monkeypatch, caplog
+):
+    from ffstream.codec import remux
+
+    ep = tmp_path / "ep"
+    w = FFmpegWriter(ep / "cam.mp4", 64, 48, 30, EncoderConfig("libx264"), ffmpeg=ffmpeg)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    victim.chmod(0o600)
+    real = remux.tempfile.mkstemp
+
+    def swapped(*args, **kwargs):  # the moment between creating it and ffmpeg opening it
+        fd, name = real(*args, **kwargs)
+        os.unlink(name)
+        os.symlink(victim, name)
+        return fd, name
+
+    monkeypatch.setattr(remux.tempfile, "mkstemp", swapped)
+    for i in range(5):
+        w.submit(np.full((48, 64, 3), i * 40, np.uint8))
+    result = w.close()
+    assert victim.read_bytes() == b"keep" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert "its temporary file was replaced while ffmpeg wrote it" in caplog.text
+    assert result.frames == 5 and count_frames(ep / "cam.mp4", ffmpeg) == 5  # still fragmented
+    assert [p.name for p in ep.iterdir()] == ["cam.mp4"]

@@ -16,7 +16,6 @@ frame by frame.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ from ...errors import EncoderError, FFstreamError, TranscodeError, VideoReadErro
 from ...ffmpeg import FFmpeg, find_ffmpeg
 from ...files.png import png_is_depth
 from ...process import describe_exit, run
-from ...untrusted import NotRegularFileError, open_regular
+from ...untrusted import NotRegularFileError, OpenedFile, open_regular
 
 JOB_TIMEOUT = 24 * 3600.0  # a guard against a hung ffmpeg, not a speed limit
 DEPTH_PIX_FMTS = ("gray10le", "gray12le", "gray14le", "gray16le")
@@ -118,29 +117,36 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
     t0 = time.monotonic()
     res = JobResult(job.name, job.kind, "failed", job.source, job.output, host=socket.gethostname())
     tmp = partial_path(job.output)
+    target: OpenedFile | None = None
     try:
-        _prepare_output(job, tmp)
+        target = _prepare_output(job, tmp)
         if job.kind == "copy":
-            _copy(job, tmp, res)
-        elif job.kind == "images":
+            _copy(job, target, res)
+        elif job.kind == "images":  # the encoder creates the file afresh: its own
+            target.close()
+            target = None
             _images(job, settings, tmp, res)
         elif job.kind == "video":
-            _video(job, settings, tmp, res)
+            _video(job, settings, target, res)
         else:
             raise TranscodeError(f"unknown job kind {job.kind!r}")
+        if target is not None and not target.is_at_its_name():
+            raise TranscodeError(f"{tmp} was replaced while the job wrote it; nothing is kept")
         os.replace(tmp, job.output)
         res.bytes_out = Path(job.output).stat().st_size
     except (FFstreamError, OSError) as exc:
         res.status = "failed"
         res.error = str(exc).strip() or type(exc).__name__
     finally:
-        if tmp.exists():
+        if target is not None:
+            target.close()
+        if os.path.lexists(tmp):
             tmp.unlink()
         res.seconds = time.monotonic() - t0
     return res
 
 
-def _prepare_output(job: Job, tmp: Path) -> None:
+def _prepare_output(job: Job, tmp: Path) -> OpenedFile:
     """Make the output's folder, check that it really lies inside the destination (a
     linked sub-folder would lead outside it), and create the temporary file afresh and
     exclusively: whatever was at its name (a link, a file of a killed run) is removed
@@ -153,22 +159,19 @@ def _prepare_output(job: Job, tmp: Path) -> None:
             f"{out.parent} leads outside the destination {root} (a symbolic link?); "
             "nothing is written through it"
         )
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)  # a link is removed itself, not what it points to
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    os.close(os.open(tmp, flags, 0o666))
+    return OpenedFile.create(tmp, replace=True)  # a link is removed itself, never followed
 
 
-def _copy(job: Job, tmp: Path, res: JobResult) -> None:
+def _copy(job: Job, target: OpenedFile, res: JobResult) -> None:
     """Byte for byte, from a regular file only (never a link, a FIFO or a device)."""
     try:
         src = open_regular(job.source, follow_links=False)
     except NotRegularFileError as exc:
         raise TranscodeError(f"{exc}: only regular files are copied") from None
-    with src, open(tmp, "wb") as out:
+    with src, open(os.dup(target.fd), "wb") as out:  # written through its descriptor
         res.bytes_in = os.fstat(src.fileno()).st_size
         shutil.copyfileobj(src, out, 1 << 20)
-    if tmp.stat().st_size != res.bytes_in:
+    if os.fstat(target.fd).st_size != res.bytes_in:
         raise TranscodeError(f"copying {job.source} gave a file of another size")
     res.status = "copied"
 
@@ -178,7 +181,8 @@ def is_depth_video(info: VideoInfo) -> bool:
     return DEPTH_TAG in info.metadata or info.pix_fmt in DEPTH_PIX_FMTS
 
 
-def _video(job: Job, settings: JobSettings, tmp: Path, res: JobResult) -> None:
+def _video(job: Job, settings: JobSettings, target: OpenedFile, res: JobResult) -> None:
+    tmp = target.path
     ff = find_ffmpeg(settings.ffmpeg)
     src = Path(job.source)
     res.bytes_in = src.stat().st_size
@@ -187,7 +191,7 @@ def _video(job: Job, settings: JobSettings, tmp: Path, res: JobResult) -> None:
     res.depth = bool(job.depth) or is_depth_video(info)
     res.frames = frames
     if res.depth and settings.depth is None:
-        _copy(job, tmp, res)
+        _copy(job, target, res)
         res.codec, res.pix_fmt = info.codec, info.pix_fmt
         return
     config: EncoderConfig
@@ -205,10 +209,12 @@ def _video(job: Job, settings: JobSettings, tmp: Path, res: JobResult) -> None:
     config = resolve_config(config, ff)
     muxer = MUXERS.get(Path(job.output).suffix.lower(), "mp4")
     rate = fps_fraction(info.fps) if info.fps else None
+    written = target.for_child or tmp  # ffmpeg writes through the descriptor where it can
     argv = transcode_command(
-        ff, src, info.container, info.pix_fmt, config, tmp, muxer, settings.encoder_threads, rate
-    )
-    out = run(argv, JOB_TIMEOUT, what=f"transcoding {src.name}")
+        ff, src, info.container, info.pix_fmt, config, written, muxer, settings.encoder_threads,
+        rate,
+    )  # fmt: skip
+    out = run(argv, JOB_TIMEOUT, what=f"transcoding {src.name}", pass_fds=target.pass_fds)
     said = ffmpeg_errors(out.stderr)
     if out.returncode != 0 or said:  # a source that does not decode cleanly fails too
         tail = "\n".join(said[-6:]) or describe_exit(out.returncode)
