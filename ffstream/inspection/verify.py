@@ -336,7 +336,7 @@ def verify_video(
 ) -> Report:
     """Check one video file (optionally against the number of frames it should hold)."""
     ff = find_ffmpeg(ffmpeg)
-    check = VideoCheck(str(path), recorded=expected_frames)
+    check = VideoCheck(str(path), recorded=expected_frames, drops_recorded=False)
     _check_file(check, fps, ff, decode, reader)
     if decode and check.frames:  # no record of the pictures: look at them
         try:
