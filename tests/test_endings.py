@@ -280,7 +280,9 @@ def test_the_drop_in_keeps_its_record_of_drops_in_the_dataset(tmp_path, ffmpeg):
         enc.finish_episode()
     record = json.loads(lerobot_drops.path(root, 3).read_text())
     assert record["rows"] == 12 and record["repeat_dropped"] is True
-    assert record["cameras"]["front"] | {"dropped_indices": []} == {
+    front = record["cameras"]["front"]
+    assert 0 <= front.pop("feed_seconds") < 10  # a live feed: its pace is judged
+    assert front | {"dropped_indices": []} == {
         "fed": 12, "frames": 12, "dropped": 0, "repeated": 0, "dropped_indices": []
     }  # fmt: skip
     assert list(root.glob("ffstream-episode-*")) == []
@@ -312,14 +314,17 @@ def lerobot_dataset(tmp_path, ffmpeg) -> Path:
     return root
 
 
-def _keep(root: Path, index: int, rows: int, dropped: list[int]) -> None:
+def _keep(
+    root: Path, index: int, rows: int, dropped: list[int], seconds: float | None = None
+) -> None:
     class Result:  # what the drop-in's writer reported
         submitted, rejected, frames, repeated = rows, 0, rows, len(dropped)
         dropped_indices = dropped
 
     Result.dropped = len(dropped)  # type: ignore[attr-defined]
     stream = {"mode": "live", "repeat_dropped": True}
-    lerobot_drops.write(root, index, rows, stream, {"observation.images.front": Result})
+    feed = {FRONT: seconds} if seconds is not None else None
+    lerobot_drops.write(root, index, rows, stream, {FRONT: Result}, feed)
 
 
 FRONT = "observation.images.front"
@@ -343,6 +348,23 @@ def test_repeats_the_record_explains_are_drops_not_a_frozen_camera(lerobot_datas
     assert main(["verify", str(root)]) == (1 if report.verdict == "fail" else 0)
     line = next(x for x in capsys.readouterr().out.splitlines() if f"episode 1/{FRONT}:" in x)
     assert "19 dropped (47.5%) at 11-29" in line  # the depth camera has no record: said
+
+
+def test_a_drop_in_episode_is_judged_by_its_pace_as_verify_judges_an_api_episode(
+    lerobot_dataset,
+):
+    _keep(lerobot_dataset, 0, 45, [], seconds=44 / 30)  # on time
+    _keep(lerobot_dataset, 1, 40, [], seconds=0.5)  # a loop, not a camera
+    checks = {c.key: c for c in verify(lerobot_dataset).videos}
+    assert "were fed in" not in " ".join(checks[f"episode 0/{FRONT}"].reasons)
+    late = checks[f"episode 1/{FRONT}"]
+    assert late.verdict == "fail" and "frames came at 78 fps instead of 30" in _said_of(late)
+    page = gather(lerobot_dataset).episodes[1].cameras[FRONT]
+    assert page.verdict == "fail" and page.pace == "fail"
+
+
+def _said_of(check) -> str:
+    return " ".join(check.reasons)
 
 
 def test_a_dataset_without_a_record_says_so_instead_of_0_dropped(lerobot_dataset, capsys):

@@ -41,7 +41,8 @@ from ..errors import (
     SettingTypeError,
 )
 from ..ffmpeg import FFmpeg
-from ..files import lerobot_drops
+from .. import jsonfile
+from ..files import episode_json, lerobot_drops
 from ..files import lerobot_layout as layout
 
 log = logging.getLogger("ffstream.lerobot")
@@ -424,7 +425,7 @@ class StreamingVideoEncoder:
                     f"encoding failed, this episode's videos were removed: {exc}"
                 ) from exc
             self._report_drops()
-            _keep_drop_record(temp, results, self._encoder.settings)
+            _keep_drop_record(temp, results, self._encoder.settings, episode_dir)
             missing = [k for k in cams if k not in results]
             if missing:
                 raise RuntimeError(
@@ -486,10 +487,13 @@ class StreamingVideoEncoder:
         self.close()
 
 
-def _keep_drop_record(root: Path, results: dict[str, Any], settings: Any) -> None:
-    """The episode's drops and repeats, into the dataset it is saved in (LeRobot calls
-    finish_episode() with the dataset's root, whose meta/info.json counts the episodes
-    saved so far: this one's index). files/lerobot_drops.py says why and how."""
+def _keep_drop_record(
+    root: Path, results: dict[str, Any], settings: Any, episode_dir: Path
+) -> None:
+    """The episode's drops and repeats, and how long each live camera was fed (from the
+    episode's own record, in ``episode_dir``), into the dataset it is saved in (LeRobot
+    calls finish_episode() with the dataset's root, whose meta/info.json counts the
+    episodes saved so far: this one's index). files/lerobot_drops.py says why and how."""
     if not layout.is_dataset(root) or not results:
         return
     try:
@@ -498,7 +502,9 @@ def _keep_drop_record(root: Path, results: dict[str, Any], settings: Any) -> Non
             raise InvalidEpisodeError("meta/info.json gives no total_episodes")
         rows = max(r.submitted + r.rejected for r in results.values())
         stream = {"mode": settings.mode, "repeat_dropped": settings.repeat_dropped}
-        lerobot_drops.write(root, index, rows, stream, results)
+        wall = jsonfile.mapping((episode_json.read(episode_dir) or {}).get("wall"))
+        feed = jsonfile.mapping(wall.get("feed_seconds"))
+        lerobot_drops.write(root, index, rows, stream, results, feed)
     except (OSError, InvalidEpisodeError) as exc:
         log.warning("the episode's record of drops was not kept in %s: %s", root, exc)
 

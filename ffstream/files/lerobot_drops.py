@@ -11,13 +11,15 @@ of drops, and they say so.
 
 Fields: ``episode_index``, ``rows`` (frames the episode fed each camera), ``mode``,
 ``repeat_dropped``, ``ffstream_version``, ``cameras`` (per key: ``fed``, ``frames``,
-``dropped``, ``repeated``, ``dropped_indices``). Read as untrusted data: a file that is
+``dropped``, ``repeated``, ``dropped_indices``, and for a live feed ``feed_seconds``, from
+its first frame to its last). Read as untrusted data: a file that is
 not one of these, or names another episode, is no record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import stat
@@ -37,10 +39,19 @@ def path(root: Path, episode_index: int) -> Path:
     return root / FOLDER / f"episode_{episode_index:06d}.json"
 
 
-def write(root: Path, episode_index: int, rows: int, stream: dict[str, Any], cameras: Any) -> Path:
+def write(
+    root: Path,
+    episode_index: int,
+    rows: int,
+    stream: dict[str, Any],
+    cameras: Any,
+    feed_seconds: dict[str, float] | None = None,
+) -> Path:
     """Write the record of episode ``episode_index`` of the dataset at ``root``.
-    ``cameras``: key -> VideoResult. OSError if the folder is not a plain one of ours
+    ``cameras``: key -> VideoResult; ``feed_seconds``: key -> seconds from its first
+    frame to its last (a live feed). OSError if the folder is not a plain one of ours
     (a link planted at ``meta/ffstream`` is never written through)."""
+    feed = feed_seconds or {}
     folder = root / FOLDER
     with contextlib.suppress(FileExistsError):
         folder.mkdir()
@@ -61,6 +72,7 @@ def write(root: Path, episode_index: int, rows: int, stream: dict[str, Any], cam
                     "dropped": res.dropped,
                     "repeated": res.repeated,
                     "dropped_indices": list(res.dropped_indices),
+                    **({"feed_seconds": feed[key]} if key in feed else {}),
                 }
                 for key, res in cameras.items()
             },
@@ -75,6 +87,8 @@ class CameraDrops:
 
     dropped: list[int] = field(default_factory=list)  # rows, from 0 in the episode
     repeated: bool = False  # each dropped row was written as the row before it
+    fed: int = 0  # frames the camera was fed
+    feed_seconds: float | None = None  # from its first frame to its last (live)
 
 
 @dataclass
@@ -111,6 +125,15 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _seconds(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
 def _checked(data: Any, index: int) -> EpisodeDrops | None:
     if not isinstance(data, dict) or data.get("episode_index") != index:
         return None
@@ -122,5 +145,11 @@ def _checked(data: Any, index: int) -> EpisodeDrops | None:
         indices = cam.get("dropped_indices") if isinstance(cam, dict) else None
         if not isinstance(indices, list) or not all(_whole(i) and i < rows for i in indices):
             continue
-        out[str(key)] = CameraDrops(sorted(set(indices)), bool(data.get("repeat_dropped")))
+        fed, seconds = cam.get("fed"), cam.get("feed_seconds")
+        out[str(key)] = CameraDrops(
+            sorted(set(indices)),
+            bool(data.get("repeat_dropped")),
+            fed if isinstance(fed, int) and _whole(fed) else 0,
+            float(seconds) if _seconds(seconds) else None,
+        )
     return EpisodeDrops(rows, out)

@@ -36,6 +36,7 @@ from .verify import (
     Report,
     VideoCheck,
     episode_folders,
+    feed_pace,
     index_ranges,
     repeated_frames,
     verify_episode,
@@ -68,6 +69,7 @@ class CameraHealth:
     judged: str = "ok"  # what verify said of the file, where it was asked
     drops_recorded: bool = True  # False: a dataset with no record of this camera's drops
     by_verify: bool = False  # judged by verify (an episode, a folder of videos)
+    pace: str = "ok"  # a dataset's live feed, judged by its pace (verify.feed_pace)
     frozen_looked: bool = False  # its frozen stretches were found by the page, not verify
 
     @property
@@ -102,7 +104,7 @@ class CameraHealth:
             frozen_frames=repeated_frames(self.frozen),
             broken=bool(self.decode_error) or self.drift not in (None, 0),
         )
-        return worst((figures, self.judged))
+        return worst((figures, self.judged, self.pace))
 
     @property
     def colour(self) -> str:
@@ -468,7 +470,7 @@ def _lerobot(root: Path, ff: FFmpeg, notes: list[str]) -> list[EpisodeHealth]:
         notes.append(NO_DROP_RECORD)
     for index, health in indexed:
         for cam in health.cameras.values():
-            _explain(cam, drops.get(index) if index is not None else None, bool(drops))
+            _explain(cam, drops.get(index) if index is not None else None, bool(drops), fps)
     return out + _unsaved(root)
 
 
@@ -479,9 +481,12 @@ NO_DROP_RECORD = (
 )
 
 
-def _explain(cam: CameraHealth, record: lerobot_drops.EpisodeDrops | None, any_kept: bool) -> None:
+def _explain(
+    cam: CameraHealth, record: lerobot_drops.EpisodeDrops | None, any_kept: bool, fps: float
+) -> None:
     """What the drop-in recorded of this camera, against what its frames show: repeats
-    the record explains are drops of the encoder's queue, never a frozen camera."""
+    the record explains are drops of the encoder's queue, never a frozen camera; a live
+    feed is judged by its pace, as verify judges an episode's."""
     if record is None or cam.key not in record.cameras or record.rows != cam.rows:
         cam.drops_recorded = False
         if any_kept:
@@ -493,6 +498,10 @@ def _explain(cam: CameraHealth, record: lerobot_drops.EpisodeDrops | None, any_k
             queued = set(kept.dropped)
             cam.repeated = [i for i in cam.repeated if i not in queued]
             cam.frozen = [[a, b] for a, b in cam.frozen if not set(range(a + 1, b + 1)) <= queued]
+        judged = feed_pace(kept.feed_seconds, kept.fed, fps)
+        if judged is not None:
+            cam.pace = judged[0]
+            cam.reasons.append(judged[1])
         how = "repeated" if kept.repeated else "dropped"
         if kept.dropped:
             cam.reasons.append(

@@ -221,10 +221,28 @@ def _flag_rates(check: VideoCheck, judged: list[tuple[float, float, str]], who: 
 def _judge_feed_rate(check: VideoCheck, seconds: Any, fed: int, fps: float) -> None:
     """An episode with no capture timestamps (the Python API, the LeRobot drop-in): the
     time from its first frame to its last against what the video lasts."""
-    if fed < 2 or not _finite(seconds) or seconds <= 0:
-        return
-    video = f"{fed} frames ({fed / fps:.2f} s of video) were fed in {seconds + 1 / fps:.2f} s:"
-    _flag_rates(check, [_rate(check, seconds, fed - 1, fps, f"{video} frames came")], "the feed")
+    judged = feed_pace(seconds, fed, fps)
+    if judged is not None:
+        check.capture_fps = round((fed - 1) / seconds, 3)
+        check.flag(*judged)
+
+
+def feed_pace(seconds: Any, fed: int, fps: float) -> tuple[str, str] | None:
+    """(verdict, reason) of a live feed of ``fed`` frames over ``seconds`` from the first
+    to the last, at an episode rate of ``fps``; None when there is nothing to say."""
+    if fed < 2 or not _finite(seconds) or seconds <= 0 or fps <= 0:
+        return None
+    rate = (fed - 1) / seconds
+    share = abs(rate / fps - 1)
+    verdict = of_rate(abs(seconds * fps - (fed - 1)), share)  # rows the drift amounts to
+    if verdict == "ok":
+        return None
+    said = (
+        f"{fed} frames ({fed / fps:.2f} s of video) were fed in {seconds + 1 / fps:.2f} s: "
+        f"frames came at {round(rate, 3):g} fps instead of {fps:g} ({share:.1%} off)"
+    )
+    end = "could not keep its rate" if verdict == "fail" else "is close to its limit"
+    return verdict, f"{said}: the feed {end}"
 
 
 def _finite(value: Any) -> bool:
@@ -383,7 +401,8 @@ def verify_episode(
             repeated = int(v.get("repeated") or 0)
             recorded = v.get("frames")
             recorded = None if recorded is None else int(recorded)
-            fed = int(v.get("submitted") or 0) + int(v.get("rejected") or 0)
+            rejected = int(v.get("rejected") or 0)
+            fed = int(v.get("submitted") or 0) + rejected
         except (TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise InvalidEpisodeError(f"{meta_path} is not valid episode metadata: {exc}") from None
         check = VideoCheck(str(path), key=key, recorded=recorded, rows=rows, dropped=dropped)
@@ -402,7 +421,7 @@ def verify_episode(
                     f"holds {check.frames} of the {check.recorded} frames "
                     "recorded (cut short or damaged)",
                 )
-        _judge_rows(check, fed, repeated)
+        _judge_rows(check, fed, repeated, rejected)
         check.dropped_indices = _indices(v.get("dropped_indices"))
         recorded_frozen = _recorded_frozen(v.get("frozen"))
         if recorded_frozen is not None:
@@ -429,7 +448,7 @@ def verify_episode(
     return Report(str(directory), verdict, checks, reasons, record="episode.json")
 
 
-def _judge_rows(check: VideoCheck, fed: int, repeated: int) -> None:
+def _judge_rows(check: VideoCheck, fed: int, repeated: int, rejected: int) -> None:
     """Each camera of an episode holds a frame per row, or a recorded drop for it: a
     camera fed fewer (or more) frames than the episode has rows, or a video whose frames
     and unrepeated drops do not add up to the rows, fails with the numbers."""
@@ -447,10 +466,11 @@ def _judge_rows(check: VideoCheck, fed: int, repeated: int) -> None:
     frames = check.frames if check.frames is not None else check.recorded
     unrepeated = max(check.dropped - repeated, 0)
     if frames is not None and frames + unrepeated != rows:
+        refused = f", {rejected} refused by feed_frame" if rejected else ""
         check.flag(
             "fail",
             f"holds {frames} frames for {rows} rows ({check.dropped} dropped, {repeated} "
-            f"repeated): {abs(rows - frames - unrepeated)} row(s) unaccounted for",
+            f"repeated{refused}): {abs(rows - frames - unrepeated)} row(s) without their frame",
         )
 
 
