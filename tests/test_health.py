@@ -1,7 +1,9 @@
 import json
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -72,28 +74,19 @@ def test_monitor_summary_on_an_idle_machine():
         CpuMonitor(threshold=0)
 
 
+@pytest.fixture(scope="module")
+def recorded_episode(tmp_path_factory):
+    """One 2-second episode of `ffstream record`, recorded once for the module."""
+    out = tmp_path_factory.mktemp("health")
+    argv = ["record", "--out", str(out), "--episodes", "1", "--seconds", "2"]
+    assert main([*argv, "--resolution", "160x96", "--vcodec", "h264", "--quiet"]) == 0
+    return on_schedule(out / "episode_000000")
+
+
 @pytest.fixture
-def episode(tmp_path):
-    assert (
-        main(
-            [
-                "record",
-                "--out",
-                str(tmp_path),
-                "--episodes",
-                "1",
-                "--seconds",
-                "2",
-                "--resolution",
-                "160x96",
-                "--vcodec",
-                "h264",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    return on_schedule(tmp_path / "episode_000000")
+def episode(recorded_episode, tmp_path):
+    """A copy of it, for a test to change."""
+    return Path(shutil.copytree(recorded_episode, tmp_path / "episode_000000"))
 
 
 def test_verify_a_healthy_recording(episode, capsys):
