@@ -27,6 +27,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from .. import jsonfile
 from ..capture.frames import file_stem
 from ..capture.stats import stats_from_histogram
 from ..capture.stream_settings import drop_policy_settings
@@ -41,7 +42,6 @@ from ..errors import (
     SettingTypeError,
 )
 from ..ffmpeg import FFmpeg
-from .. import jsonfile
 from ..files import episode_json, lerobot_drops
 from ..files import lerobot_layout as layout
 
