@@ -396,7 +396,7 @@ def plan_episode(
             pix_fmt = input_pix_fmts.get(key, "rgb24")
         raw_format(pix_fmt)
         path = out / f"{stem}.{config.extension}"
-        if path.exists() and not overwrite:
+        if os.path.lexists(path) and not overwrite:  # a link there too, dangling or not
             raise OutputExistsError(
                 f"{path} already exists; use a new out_dir, or create the encoder with "
                 "overwrite=True to replace it"

@@ -311,6 +311,10 @@ def test_a_link_planted_at_a_videos_name_is_never_written_through(tmp_path, ffmp
     (ep / "cam.mp4").symlink_to(outside / "victim")  # dangling: "exists" says False
     with pytest.raises(OutputExistsError):
         FFmpegWriter(ep / "cam.mp4", 64, 48, 30, EncoderConfig("libx264"), ffmpeg=ffmpeg)
+    enc = StreamingVideoEncoder(30, EncoderConfig("libx264"), ffmpeg=ffmpeg)
+    with pytest.raises(OutputExistsError):  # refused before the episode starts
+        enc.start_episode(["cam"], ep)
+    enc.close()
     w = FFmpegWriter(
         ep / "cam.mp4", 64, 48, 30, EncoderConfig("libx264"), ffmpeg=ffmpeg, overwrite=True
     )
