@@ -175,9 +175,9 @@ class EpisodeEncoder(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def close_by(self, deadline: float) -> None:
-        """close(), waiting no later than ``deadline`` (time.monotonic()) where the
-        encoder can bound its wait (at exit)."""
+    def close_at_exit(self, deadline: float) -> None:
+        """close() when the program ends, waiting no later than ``deadline``
+        (time.monotonic()) where the encoder can bound its wait (at_exit.py)."""
         self.close()
 
     @abstractmethod
@@ -430,7 +430,7 @@ def _finish_at_exit(deadline: float) -> None:
                 "close()); finishing it so its frames are kept"
             )
         try:
-            encoder.close_by(deadline)
+            encoder.close_at_exit(deadline)
         except Exception as exc:
             log.error(
                 "finishing the open episode at exit failed: %s; `ffstream verify` says "

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import at_exit
 from ..codec.command import fps_fraction
 from ..codec.config import DepthEncoderConfig, EncoderConfig
 from ..depth import DEPTH_TAG, depth_metadata, depth_transform
@@ -337,10 +338,18 @@ class StreamingVideoEncoder(EpisodeEncoder):
         ``timeout``: the most it waits, in seconds. Then every ffmpeg still running is
         stopped, its file keeping what was written up to then; the episode's record
         says so (``ffstream verify`` fails it) and close() raises ProcessTimeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._close(deadline, f"{timeout:g} s of close()" if timeout is not None else "")
+
+    def close_at_exit(self, deadline: float) -> None:
+        self._close(
+            deadline, f"the {at_exit.FINISH_AT_EXIT_SECONDS:g} s the end of a program waits"
+        )
+
+    def _close(self, deadline: float | None, limit: str) -> None:
         if self._closed:
             return
         self._closed = True
-        deadline = None if timeout is None else time.monotonic() + timeout
         first_error: BaseException | None = None
         if self._cameras is not None:
             log.info("close(): finishing the running episode so its frames are kept")
@@ -349,7 +358,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
             try:
                 fut.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
-                first_error = first_error or self._stop_writers(timeout)
+                first_error = first_error or self._stop_writers(limit)
             except EpisodeError as exc:
                 if all(getattr(e, "reported", False) for e in exc.errors.values()):
                     # every failure was already raised to the caller by feed_frame: log it,
@@ -365,15 +374,12 @@ class StreamingVideoEncoder(EpisodeEncoder):
         if first_error is not None:
             raise first_error
 
-    def close_by(self, deadline: float) -> None:
-        self.close(max(0.0, deadline - time.monotonic()))
-
-    def _stop_writers(self, timeout: float | None) -> ProcessTimeout:
-        """close()'s time is up: stop every writer still running, then let the episodes'
-        records be written (each says which camera did not finish)."""
+    def _stop_writers(self, limit: str) -> ProcessTimeout:
+        """close()'s time (``limit``) is up: stop every writer still running, then let the
+        episodes' records be written (each says which camera did not finish)."""
         why = (
-            f"did not finish within {timeout:.3g} s of close() and was stopped; its file keeps "
-            "the frames written up to then"
+            f"did not finish within {limit} and was stopped; its file keeps the frames "
+            "written up to then"
         )
         for writer in list(self._writers):
             if writer._result is None:
