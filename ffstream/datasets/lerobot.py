@@ -374,7 +374,7 @@ class StreamingVideoEncoder:
         self._dropped_frames.clear()
         temp = Path(temp_dir)
         temp.mkdir(parents=True, exist_ok=True)
-        episode_dir = Path(tempfile.mkdtemp(dir=temp, prefix="ffstream-episode-"))
+        episode_dir = Path(tempfile.mkdtemp(dir=temp, prefix=lerobot_drops.EPISODE_FOLDER_PREFIX))
         try:
             self._encoder.start_episode(rgb_keys, episode_dir, depth_video_keys=depth_keys)
         except BaseException:

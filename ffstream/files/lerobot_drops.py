@@ -31,6 +31,9 @@ from .. import jsonfile
 from .._version import __version__
 
 FOLDER = Path("meta") / "ffstream"
+# The drop-in records each episode in a temporary folder of the dataset's root named so;
+# one left there is an episode that was recording when the program was killed.
+EPISODE_FOLDER_PREFIX = "ffstream-episode-"
 _NAME = re.compile(r"^episode_(\d{6,9})\.json$")
 MAX_RECORDS = 1_000_000
 

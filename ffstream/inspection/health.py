@@ -535,14 +535,11 @@ def _findings(cam: CameraHealth) -> list[str]:
     return said
 
 
-UNSAVED_PREFIX = "ffstream-episode-"  # the drop-in's folder of a running episode
-
-
 def _unsaved(root: Path) -> list[EpisodeHealth]:
     """Folders the drop-in leaves in the dataset's root only when the program was killed
     while an episode recorded: an episode LeRobot never saved."""
     out = []
-    for folder in sorted(root.glob(UNSAVED_PREFIX + "*")):
+    for folder in sorted(root.glob(lerobot_drops.EPISODE_FOLDER_PREFIX + "*")):
         if folder.is_dir() and not folder.is_symlink():
             out.append(
                 EpisodeHealth(
