@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..ffmpeg import FFmpeg
 from ..files import episode_json
-from ..files.png import encode_png as encode_png  # ffstream.batch.encode_png (DESIGN.md)
+from ..files.png import encode_png as encode_png  # ffstream.batch.encode_png, kept for callers
 from .episode import (
     EpisodeEncoder,
     StreamPlan,

@@ -3,7 +3,9 @@
 - run.py: ``transcode()``: sources to jobs, the run, LeRobot ``info.json``, the report;
 - job.py: one job as a worker runs it: re-encode, copy or encode images; verify; rename;
 - manifest.py: ``DST/transcode.json``: what earlier runs did, so a second run skips it;
-- executors.py: where jobs run: a local process pool, or Ray tasks.
+- records.py: an episode's ``episode.json``, carried into the output;
+- executors.py: where jobs run: threads of this process (each drives its ffmpeg), or Ray
+  tasks.
 """
 
 from .executors import EXECUTORS, LocalExecutor, RayExecutor, make_executor
