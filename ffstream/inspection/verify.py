@@ -193,20 +193,19 @@ def _judge_timing(check: VideoCheck, stamps: list[float | None], fps: float) -> 
     ]
     if len(known) >= 2 and known[-1][1] > 0:
         last, end = known[-1]  # row 0 is due when the episode starts: time 0
-        judged.insert(0, _rate(check, end, last, fps, "rows came"))
+        check.capture_fps, share, rows, said = _pace(end, last, fps, "rows came")
+        judged.insert(0, (share, rows, said))
     _flag_rates(check, judged, "the capture loop")
 
 
-def _rate(
-    check: VideoCheck, seconds: float, frames: int, fps: float, what: str
-) -> tuple[float, float, str]:
-    """(share, rows, reason) of a capture whose ``frames`` intervals took ``seconds``."""
-    check.capture_fps = round(frames / seconds, 3)
-    drift = abs(check.capture_fps / fps - 1)
+def _pace(seconds: float, intervals: int, fps: float, what: str) -> tuple[float, float, float, str]:
+    """(rate, share off, rows off, reason) of a capture whose ``intervals`` frame periods
+    took ``seconds``: what the timestamps of ``record`` and a live feed are judged by."""
+    rate = round(intervals / seconds, 3)
+    share = abs(rate / fps - 1)
     # Rows the drift amounts to: in a short episode one late last row is several percent.
-    rows = abs(seconds * fps - frames)
-    text = f"{what} at {check.capture_fps:g} fps instead of {fps:g} ({drift:.1%} off)"
-    return drift, rows, text
+    rows = abs(seconds * fps - intervals)
+    return rate, share, rows, f"{what} at {rate:g} fps instead of {fps:g} ({share:.1%} off)"
 
 
 def _flag_rates(check: VideoCheck, judged: list[tuple[float, float, str]], who: str) -> None:
@@ -223,7 +222,7 @@ def _judge_feed_rate(check: VideoCheck, seconds: Any, fed: int, fps: float) -> N
     time from its first frame to its last against what the video lasts."""
     judged = feed_pace(seconds, fed, fps)
     if judged is not None:
-        check.capture_fps = round((fed - 1) / seconds, 3)
+        check.capture_fps = _pace(seconds, fed - 1, fps, "")[0]
         check.flag(*judged)
 
 
@@ -232,15 +231,11 @@ def feed_pace(seconds: Any, fed: int, fps: float) -> tuple[str, str] | None:
     to the last, at an episode rate of ``fps``; None when there is nothing to say."""
     if fed < 2 or not _finite(seconds) or seconds <= 0 or fps <= 0:
         return None
-    rate = (fed - 1) / seconds
-    share = abs(rate / fps - 1)
-    verdict = of_rate(abs(seconds * fps - (fed - 1)), share)  # rows the drift amounts to
+    fed_in = f"{fed} frames ({fed / fps:.2f} s of video) were fed in {seconds + 1 / fps:.2f} s"
+    _, share, rows, said = _pace(seconds, fed - 1, fps, f"{fed_in}: frames came")
+    verdict = of_rate(rows, share)
     if verdict == "ok":
         return None
-    said = (
-        f"{fed} frames ({fed / fps:.2f} s of video) were fed in {seconds + 1 / fps:.2f} s: "
-        f"frames came at {round(rate, 3):g} fps instead of {fps:g} ({share:.1%} off)"
-    )
     end = "could not keep its rate" if verdict == "fail" else "is close to its limit"
     return verdict, f"{said}: the feed {end}"
 
