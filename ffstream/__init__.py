@@ -1,95 +1,59 @@
-"""ffstream: encode camera frames to video while they are captured."""
+"""ffstream: encode camera frames to video while they are captured.
 
-from . import verify as _legacy_verify_path  # noqa: F401  (before the function takes the name)
+Everything a user calls is importable from here; the exceptions live in
+``ffstream.errors``, the frame sources in ``ffstream.cameras`` and the LeRobot drop-in in
+``ffstream.lerobot``. Modules and packages whose names start with an underscore are
+internal and may change in any release.
+"""
+
+from . import cameras, errors, lerobot
+from ._capture.batch import BatchVideoEncoder, make_encoder
+from ._capture.result import VideoResult
+from ._capture.stats import aggregate_stats
+from ._capture.stream_settings import StreamSettings
+from ._capture.streaming import StreamingVideoEncoder
+from ._capture.writer import FFmpegWriter
+from ._codec.config import DepthEncoderConfig, EncoderConfig
+from ._codec.probe import probe_encoders, select_encoder
+from ._codec.reader import count_frames, read_depth, read_frames, video_info
+from ._datasets.transcode import transcode
+from ._ffmpeg import find_ffmpeg
+from ._inspection.judge import verify
+from ._inspection.report import write_report
+from ._inspection.verify import Report
+from ._machine.capacity import plan
+from ._monitor import CpuMonitor
+from ._priority import realtime_capture
 from ._version import __version__
-from .capture.batch import BatchVideoEncoder, make_encoder
-from .capture.result import VideoResult
-from .capture.stream_settings import StreamSettings
-from .capture.streaming import StreamingVideoEncoder
-from .capture.writer import FFmpegWriter
-from .codec.config import DepthEncoderConfig, EncoderConfig
-from .codec.probe import probe_encoders, resolve_config, select_encoder
-from .codec.reader import count_frames, read_depth, read_frames, video_info
-from .codec.reader_check import READERS, check_reader
-from .errors import (
-    BatchEncodeError,
-    CameraError,
-    EncoderError,
-    EpisodeError,
-    FFmpegNotFoundError,
-    FFstreamError,
-    FrameTypeError,
-    ImageWriteError,
-    InvalidEpisodeError,
-    InvalidFrameError,
-    InvalidSettingError,
-    NoWorkingEncoderError,
-    OutputExistsError,
-    OutputFolderError,
-    ProcessTimeout,
-    RealtimeUnavailable,
-    SettingTypeError,
-    StateError,
-    TranscodeError,
-    UnknownCameraError,
-    UnsafeSettingError,
-    VideoReadError,
-)
-from .ffmpeg import FFmpeg, find_ffmpeg
-from .formats import FrameConversion
-from .inspection.judge import verify
-from .inspection.verify import verify_episode, verify_folder, verify_video
-from .monitor import CpuMonitor
-from .priority import realtime_capture
+from .errors import FFstreamError
 
 __all__ = [
-    "__version__",
     "BatchVideoEncoder",
-    "BatchEncodeError",
-    "CameraError",
-    "FrameTypeError",
-    "ImageWriteError",
-    "InvalidEpisodeError",
-    "SettingTypeError",
-    "TranscodeError",
-    "READERS",
-    "check_reader",
-    "verify",
-    "verify_folder",
-    "InvalidFrameError",
-    "InvalidSettingError",
-    "NoWorkingEncoderError",
-    "OutputExistsError",
-    "OutputFolderError",
-    "ProcessTimeout",
-    "RealtimeUnavailable",
-    "StateError",
-    "UnknownCameraError",
-    "UnsafeSettingError",
     "CpuMonitor",
     "DepthEncoderConfig",
     "EncoderConfig",
-    "EncoderError",
-    "EpisodeError",
-    "FFmpeg",
-    "FFmpegNotFoundError",
     "FFmpegWriter",
-    "StreamSettings",
-    "FrameConversion",
     "FFstreamError",
+    "Report",
+    "StreamSettings",
     "StreamingVideoEncoder",
-    "VideoReadError",
     "VideoResult",
+    "__version__",
+    "aggregate_stats",
+    "cameras",
     "count_frames",
+    "errors",
     "find_ffmpeg",
+    "lerobot",
     "make_encoder",
+    "plan",
     "probe_encoders",
     "read_depth",
     "read_frames",
     "realtime_capture",
-    "resolve_config",
     "select_encoder",
-    "verify_episode",
-    "verify_video",
+    "transcode",
+    "verify",
     "video_info",
+    "write_report",
 ]

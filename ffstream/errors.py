@@ -80,6 +80,11 @@ class ProcessTimeout(FFstreamError, TimeoutError):
         self.stderr_tail = stderr_tail
 
 
+class Cancelled(FFstreamError):
+    """An ffmpeg was to start, or was running, in a run that was stopped (a transcode
+    cancelled by Ctrl-C or by its caller)."""
+
+
 class NoWorkingEncoderError(FFstreamError, RuntimeError):
     """The encoder asked for (or every encoder of the preference list) does not work
     here; the message says why."""

@@ -1,11 +1,10 @@
-"""`ffstream.lerobot`, kept for code outside ffstream (install, uninstall).
+"""The LeRobot drop-in: ``install()`` makes LeRobot's recorder encode through ffstream.
 
-The module lives in ffstream.datasets.lerobot; the old name is the very same module object, so an
-attribute read or set through either name is the same attribute.
+``install()`` replaces LeRobot's ``StreamingVideoEncoder`` with ffstream's, which takes
+LeRobot's arguments and configs; ``uninstall()`` puts LeRobot's own back. docs/lerobot.md
+says what changes and what stays.
 """
 
-import sys
+from ._datasets.lerobot import install, installed, uninstall
 
-from .datasets import lerobot as _home
-
-sys.modules[__name__] = _home
+__all__ = ["install", "installed", "uninstall"]

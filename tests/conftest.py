@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import textwrap
 import threading
 import time
@@ -175,18 +176,71 @@ def _private_cache(tmp_path_factory, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- tiers
-# `pytest -m fast` is the fast tier (under a minute on 2 cores); `.ci/run` runs all. A test
-# is "ray" when it starts Ray, "timing" when it waits for real time to pass (stalls,
-# timeouts, Ctrl-C, pacing), "slow" when it records, transcodes or runs whole commands.
-_TIMING_MODULES = ("reliability/test_stall.py", "reliability/test_interrupt.py")
-_TIMING_NAMES = ("timeout", "hanging", "phase", "spread", "pace", "stopped")
-_SLOW_MODULES = (
-    "test_transcode.py", "test_cli.py", "test_docs.py", "test_health.py",
-    "test_first_hour.py", "test_cameras.py", "test_report.py", "test_hostile_records.py",
-    "reliability/test_leaks.py",
-    "reliability/test_crash_safe.py", "reliability/test_recorder_failures.py",
-    "reliability/test_security.py",
-)  # fmt: skip
+# Every test declares its tier with a marker beside it: `fast` (`pytest -m fast`: no
+# recording, no ffmpeg encode, no child program that records, under a minute on 2 cores
+# for the whole tier), or one or more of `slow` (records, transcodes or runs whole
+# commands), `timing` (waits for real time to pass: stalls, timeouts, Ctrl-C, pacing) and
+# `ray` (starts Ray). Nothing is guessed: an undeclared test is a collection error, and a
+# fast test that starts a real ffmpeg encode fails.
+TIERS = ("fast", "slow", "timing", "ray")
+
+
+def _declared(item) -> set[str]:
+    return {m.name for m in item.iter_markers() if m.name in TIERS}
+
+
+def _real_ffmpegs() -> set[str]:
+    found = {os.path.realpath(find_ffmpeg().path)}
+    found |= {os.path.realpath(p) for p in ("/usr/bin/ffmpeg",) if os.path.exists(p)}
+    return found
+
+
+_fast_guard: dict = {"item": None, "encodes": []}
+_real_popen_init = subprocess.Popen.__init__
+
+
+def _guarded_popen_init(self, args, *rest, **kw):
+    """While a fast test runs: note every real ffmpeg that encodes (an argv with -c:v)."""
+    if _fast_guard["item"] is not None and isinstance(args, (list, tuple)):
+        argv = [os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args]
+        real = _fast_guard["real"]
+        if "-c:v" in argv and any(os.path.realpath(a) in real for a in argv if "/" in a):
+            _fast_guard["encodes"].append(" ".join(argv[-6:]))
+    _real_popen_init(self, args, *rest, **kw)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if "fast" in _declared(item):
+        _fast_guard.update(item=item, encodes=[], real=_real_ffmpegs())
+        subprocess.Popen.__init__ = _guarded_popen_init  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield
+    if _fast_guard["item"] is item:
+        subprocess.Popen.__init__ = _real_popen_init  # type: ignore[method-assign]
+        _fast_guard["item"] = None
+        encodes = _fast_guard["encodes"]
+        if encodes:
+            pytest.fail(
+                f"a fast test started {len(encodes)} ffmpeg encode(s): mark it slow ({encodes[0]})",
+                pytrace=False,
+            )
+    return result
+
+
+def pytest_collection_modifyitems(config, items):
+    errors = []
+    for item in items:
+        tiers = _declared(item)
+        if not tiers:
+            errors.append(f"{item.nodeid}: no tier (mark it fast, slow, timing or ray)")
+        elif "fast" in tiers and len(tiers) > 1:
+            errors.append(f"{item.nodeid}: fast with {sorted(tiers - {'fast'})}")
+    if errors:
+        raise pytest.UsageError("tests without a clear tier:\n" + "\n".join(errors))
 
 
 def pytest_configure(config):
@@ -195,18 +249,3 @@ def pytest_configure(config):
     nobody hears. Put back Python's own handler; children then start with the default."""
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        name = item.name.lower()
-        tiers = set()
-        if name.endswith("[ray]") or "_ray_" in name:
-            tiers.add("ray")
-        if path.endswith(_TIMING_MODULES) or any(word in name for word in _TIMING_NAMES):
-            tiers.add("timing")
-        if path.endswith(_SLOW_MODULES):
-            tiers.add("slow")
-        for tier in tiers or {"fast"}:
-            item.add_marker(getattr(pytest.mark, tier))

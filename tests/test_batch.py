@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-import ffstream.capture.batch as batch_mod
-import ffstream.capture.image_folder as image_folder
+import ffstream._capture.batch as batch_mod
+import ffstream._capture.image_folder as image_folder
 from ffstream import (
     BatchVideoEncoder,
     EncoderConfig,
@@ -15,18 +15,19 @@ from ffstream import (
     make_encoder,
     read_depth,
 )
+from ffstream._capture.batch import BatchEncodeError, encode_png
+from ffstream._capture.image_folder import encode_image_dir
+from ffstream._capture.streaming import EpisodeError
+from ffstream._files.png import read_png_header
 from ffstream.cameras import DEPTH_STAMP_MM, SyntheticCamera, read_stamp
-from ffstream.capture.batch import BatchEncodeError, encode_png
-from ffstream.capture.image_folder import encode_image_dir
-from ffstream.capture.streaming import EpisodeError
 from ffstream.errors import EncoderError, ImageWriteError
-from ffstream.files.png import read_png_header
 
 from .conftest import decode_pyav, psnr, stamps
 
 CFG = EncoderConfig("h264", crf=18, preset="veryfast")
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "image",
     [
@@ -56,6 +57,7 @@ def _record(enc, out, cams, n):
     return enc.finish_episode()
 
 
+@pytest.mark.slow
 def test_streaming_and_batch_give_the_same_videos(tmp_path):
     """The choice of mode is only about where the CPU is spent."""
     n = 40
@@ -71,6 +73,7 @@ def test_streaming_and_batch_give_the_same_videos(tmp_path):
     assert not (tmp_path / "b" / "images").exists()  # images gone after a verified encode
 
 
+@pytest.mark.slow
 def test_batch_of_three_encodes_concurrently_and_one_failure_is_contained(tmp_path, monkeypatch):
     active, peak = [0], [0]
     lock = threading.Lock()
@@ -114,6 +117,7 @@ def test_batch_of_three_encodes_concurrently_and_one_failure_is_contained(tmp_pa
     enc.close()
 
 
+@pytest.mark.slow
 def test_encode_pending_reports_the_failed_episode(tmp_path):
     cam = SyntheticCamera("cam", 160, 96)
     enc = BatchVideoEncoder(30, CFG, batch_encoding_size=5)
@@ -131,6 +135,7 @@ def test_encode_pending_reports_the_failed_episode(tmp_path):
     enc.close()
 
 
+@pytest.mark.slow
 def test_images_are_kept_when_the_video_does_not_verify(tmp_path, monkeypatch):
     """The safety net: a video with fewer frames than images never costs the images."""
     cam = SyntheticCamera("cam", 160, 96)
@@ -144,6 +149,7 @@ def test_images_are_kept_when_the_video_does_not_verify(tmp_path, monkeypatch):
     assert len(list(frames.glob("*.png"))) == 6
 
 
+@pytest.mark.slow
 def test_encode_image_dir_directly(tmp_path):
     cam = SyntheticCamera("cam", 160, 96)
     frames = tmp_path / "frames"
@@ -158,6 +164,7 @@ def test_encode_image_dir_directly(tmp_path):
         encode_image_dir(tmp_path / "empty", tmp_path / "w.mp4", 30, CFG)
 
 
+@pytest.mark.slow
 def test_depth_and_bgr_in_batch_mode(tmp_path):
     cam = SyntheticCamera("arm", 128, 96, depth=True)
     with BatchVideoEncoder(30, CFG) as enc:
@@ -176,6 +183,7 @@ def test_depth_and_bgr_in_batch_mode(tmp_path):
     assert res["arm_depth"].depth["format"] == "codes12"
 
 
+@pytest.mark.fast
 def test_image_write_errors_surface(tmp_path):
     cam = SyntheticCamera("cam", 64, 48)
     enc = BatchVideoEncoder(30, CFG)
@@ -194,6 +202,7 @@ def test_image_write_errors_surface(tmp_path):
         enc.close()
 
 
+@pytest.mark.fast
 def test_cancel_and_misuse(tmp_path):
     cam = SyntheticCamera("cam", 64, 48)
     enc = BatchVideoEncoder(30, CFG)
@@ -213,6 +222,7 @@ def test_cancel_and_misuse(tmp_path):
         BatchVideoEncoder(30, CFG, batch_encoding_size=0)
 
 
+@pytest.mark.fast
 def test_make_encoder_switch():
     s = make_encoder(True, fps=30, rgb_encoder=CFG, queue_maxsize=5, batch_encoding_size=3)
     b = make_encoder(False, fps=30, rgb_encoder=CFG, queue_maxsize=5, batch_encoding_size=3)
@@ -222,10 +232,11 @@ def test_make_encoder_switch():
     b.close()
 
 
+@pytest.mark.slow
 def test_record_without_streaming(tmp_path):
     import json
 
-    from ffstream.cli import main
+    from ffstream._cli import main
 
     args = [
         "record",
@@ -254,6 +265,7 @@ def test_record_without_streaming(tmp_path):
         assert not (ep / "images").exists()
 
 
+@pytest.mark.slow
 def test_image_folders_are_read_as_hostile(tmp_path):
     import struct
     import zlib
@@ -306,6 +318,7 @@ def test_image_folders_are_read_as_hostile(tmp_path):
         encode_image_dir(mixed, tmp_path / "mixed.mp4", 30, CFG)
 
 
+@pytest.mark.slow
 def test_the_encoders_take_one_settings_object_and_the_keywords_of_before(tmp_path):
     """StreamSettings is checked once and reaches every camera's writer, with the old
     keywords applied over it; batch mode takes the fields it applies and names any other."""
@@ -330,6 +343,7 @@ def test_the_encoders_take_one_settings_object_and_the_keywords_of_before(tmp_pa
         BatchVideoEncoder(30, CFG, queue_maxsize=5)
 
 
+@pytest.mark.fast
 def test_make_encoder_knows_what_each_encoder_takes():
     """Every argument make_encoder hands on is one the chosen encoder takes, and each
     streaming-only one would be refused by the batch encoder (the lists cannot drift)."""

@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 
 from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, read_depth
+from ffstream._depth import DepthQuantizer
 from ffstream.cameras import DEPTH_STAMP_MM, CameraError, SyntheticCamera, read_stamp
-from ffstream.depth import DepthQuantizer
 
 from .conftest import decode_pyav, psnr, stamps
 
 Q = DepthQuantizer()
 
 
+@pytest.mark.slow
 def test_synthetic_depth_survives_the_depth_pipeline(tmp_path):
     cam = SyntheticCamera("c", 128, 96, depth=True)
     with StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block") as enc:
@@ -30,6 +31,7 @@ def test_synthetic_depth_survives_the_depth_pipeline(tmp_path):
         assert np.all(np.abs(d[ok] - truth[ok]) <= Q.half_step(truth[ok] / 1000) * 1000 + 0.01)
 
 
+@pytest.mark.fast
 def test_synthetic_without_depth_says_so():
     with pytest.raises(RuntimeError, match="without depth=True"):
         SyntheticCamera("c", 64, 48).read_depth()
@@ -37,7 +39,7 @@ def test_synthetic_without_depth_says_so():
 
 # ----------------------------------------------------------------------------- OpenCV
 cv2 = pytest.importorskip("cv2")
-from ffstream.cameras.opencv import OpenCVCamera  # noqa: E402
+from ffstream.cameras._opencv import OpenCVCamera  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,7 @@ def clip(tmp_path_factory):
     return path, cam
 
 
+@pytest.mark.slow
 def test_opencv_file_as_a_camera_through_the_encoder(clip, tmp_path):
     path, source = clip
     cam = OpenCVCamera(path, fps=15)  # paced slower than we consume: every frame arrives once
@@ -74,6 +77,7 @@ def test_opencv_file_as_a_camera_through_the_encoder(clip, tmp_path):
     assert cam.async_read is not None
 
 
+@pytest.mark.slow
 def test_opencv_async_read_returns_the_latest_without_waiting(clip):
     path, _ = clip
     with OpenCVCamera(path, fps=30) as cam:
@@ -85,6 +89,7 @@ def test_opencv_async_read_returns_the_latest_without_waiting(clip):
         assert read_stamp(first) >= 0
 
 
+@pytest.mark.fast
 def test_opencv_errors(tmp_path):
     with pytest.raises(CameraError, match="does not exist"):
         OpenCVCamera(str(tmp_path / "nope.mp4")).connect()
@@ -94,6 +99,7 @@ def test_opencv_errors(tmp_path):
         OpenCVCamera(0).read()
 
 
+@pytest.mark.fast
 def test_opencv_device_that_disappears(monkeypatch):
     """A USB camera unplugged mid-recording (simulated: no device exists here)."""
 
@@ -132,6 +138,7 @@ def test_opencv_device_that_disappears(monkeypatch):
         cam.disconnect()
 
 
+@pytest.mark.slow
 def test_opencv_wrong_size_is_refused(clip):
     path, _ = clip
     with pytest.raises(CameraError, match="delivers 160x96, not the 640x480 asked for"):
@@ -140,7 +147,7 @@ def test_opencv_wrong_size_is_refused(clip):
 
 # ----------------------------------------------------------------------------- RealSense
 rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 (and libusb-1.0) not installed")
-from ffstream.cameras.realsense import RealSenseCamera, depth_to_mm  # noqa: E402
+from ffstream.cameras._realsense import RealSenseCamera, depth_to_mm  # noqa: E402
 
 
 class FakeRealSense:
@@ -204,6 +211,7 @@ class FakeRealSense:
         self.thread.join()
 
 
+@pytest.mark.slow
 def test_realsense_rgb_and_depth_through_the_encoder(tmp_path):
     fake = FakeRealSense()
     # align_depth=False: rs.align reprojects depth even with identical optics (it moves
@@ -247,6 +255,7 @@ def test_realsense_rgb_and_depth_through_the_encoder(tmp_path):
         assert np.all(np.abs(back[ok] - truth[ok]) <= Q.half_step(truth[ok] / 1000) * 1000 + 0.01)
 
 
+@pytest.mark.slow
 def test_realsense_aligns_depth_to_colour_by_default():
     fake = FakeRealSense()
     cam = RealSenseCamera(width=128, height=96, use_depth=True, device=fake.device)
@@ -261,6 +270,7 @@ def test_realsense_aligns_depth_to_colour_by_default():
     assert read_stamp(depth, *DEPTH_STAMP_MM) == read_stamp(color)
 
 
+@pytest.mark.slow
 def test_realsense_depth_only_with_another_depth_unit():
     fake = FakeRealSense(color=False, depth_unit=0.0001)  # 100 um steps, as on some models
     cam = RealSenseCamera(width=128, height=96, use_color=False, use_depth=True, device=fake.device)
@@ -277,6 +287,7 @@ def test_realsense_depth_only_with_another_depth_unit():
     assert np.abs(d.astype(int) - fake.source.depth_frame(i)).max() <= 1
 
 
+@pytest.mark.fast
 def test_realsense_errors():
     with pytest.raises(ValueError, match="needs use_color, use_depth or both"):
         RealSenseCamera(use_color=False)
@@ -295,6 +306,7 @@ def test_realsense_errors():
         RealSenseCamera().read_depth()
 
 
+@pytest.mark.fast
 def test_depth_units():
     z = np.array([[0, 1000, 65535]], np.uint16)
     assert depth_to_mm(z, 0.001).tolist() == [[0, 1000, 65535]]

@@ -10,8 +10,8 @@ import os
 import pytest
 
 from ffstream import find_ffmpeg
-from ffstream.cli import main
-from ffstream.machine.benchfile import (
+from ffstream._cli import main
+from ffstream._machine.benchfile import (
     BenchRow,
     add_rows,
     cpu_model,
@@ -19,7 +19,7 @@ from ffstream.machine.benchfile import (
     read_rows,
     save_rows,
 )
-from ffstream.machine.capacity import CostBook, advise, measured_path, plan
+from ffstream._machine.capacity import CostBook, advise, measured_path, plan
 
 HEADER = "encoder,width,height,fps,cpu_cores,frames,seconds,preset,threads,ffmpeg,cpu\n"
 
@@ -33,6 +33,7 @@ def _line(*fields) -> str:
     return ",".join(f'"{f}"' if "," in str(f) else str(f) for f in fields) + "\n"
 
 
+@pytest.mark.slow
 def test_hostile_rows_never_crash_or_drive_a_verdict(capsys, caplog):
     ff, cpu = _here()
     # each of these, if it were believed, would say "does not fit" (or crash)
@@ -69,6 +70,7 @@ def test_hostile_rows_never_crash_or_drive_a_verdict(capsys, caplog):
     assert skipped == 0 and [r.key for r in rows] == [rows[0].key, (ff, cpu)]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("kind", ["device", "huge", "binary"])
 def test_a_cache_that_is_not_a_results_file_is_ignored_with_a_warning(kind, caplog):
     path = measured_path()
@@ -89,6 +91,7 @@ def _add(path: str, tag: int) -> None:
         add_rows([BenchRow("libx264", 96 + tag, 64, 100 + k, 1.0, 10, 1.0)], path)
 
 
+@pytest.mark.fast
 def test_two_recorders_adding_at_once_keep_every_row_and_a_well_formed_file(tmp_path):
     path = tmp_path / "capacity.csv"
     ctx = multiprocessing.get_context("fork")
@@ -106,6 +109,7 @@ def test_two_recorders_adding_at_once_keep_every_row_and_a_well_formed_file(tmp_
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".partial")]
 
 
+@pytest.mark.fast
 def test_a_figure_is_scaled_only_from_a_comparable_size():
     tiny = BenchRow("libx264", 160, 120, 2000, 1.0, 100, 1.0, "ultrafast")
     book = CostBook([tiny])
@@ -114,6 +118,7 @@ def test_a_figure_is_scaled_only_from_a_comparable_size():
     assert source == "bench" and cost == pytest.approx(1.0 / 2000 * 4)
 
 
+@pytest.mark.fast
 def test_when_nothing_fits_the_cheapest_is_chosen_never_a_dearer_one():
     # figures in which ultrafast looks dearer than veryfast (as tiny, scaled rows made
     # it look): neither fits, and the plan takes veryfast, the cheaper of the two
@@ -128,6 +133,7 @@ def test_when_nothing_fits_the_cheapest_is_chosen_never_a_dearer_one():
     assert any("nothing cheaper fits either" in w for w in advise(p).reasons)
 
 
+@pytest.mark.fast
 def test_save_rows_replaces_a_planted_link_instead_of_writing_through_it(tmp_path):
     target = tmp_path / "elsewhere.txt"
     target.write_text("keep me")

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from ffstream.cli import main
+from ffstream._cli import main
 
 from .conftest import decode_pyav, stamps
 
@@ -16,6 +16,7 @@ def _ffstream(*args, cwd=None, timeout=180):
     return subprocess.run([*argv, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_record_with_no_arguments(tmp_path):
     """The README's first command: defaults, synthetic cameras, bundled or system ffmpeg.
     On a busy machine frames may be dropped: what is checked is that the recording's own
@@ -42,6 +43,7 @@ def test_record_with_no_arguments(tmp_path):
     assert out.returncode == verdict.returncode  # record's status is verify's
 
 
+@pytest.mark.slow
 def test_record_options_and_metadata(tmp_path, capsys):
     args = (
         "record --cameras 3 --resolution 160x96 --episodes 1 --seconds 0.5 --vcodec h264 "
@@ -76,6 +78,7 @@ def test_record_options_and_metadata(tmp_path, capsys):
     assert "episode" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_lost_frames_give_exit_code_1(tmp_path):
     """An encoder that cannot keep up (x265 at 120 fps, queue of 1) drops frames, and says so."""
     args = (
@@ -97,6 +100,7 @@ def test_lost_frames_give_exit_code_1(tmp_path):
     assert len(decode_pyav(tmp_path / "episode_000000" / "cam0.mp4")) == v["frames"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, code, message",
     [
@@ -113,6 +117,7 @@ def test_record_errors(tmp_path, args, code, message):
     assert message in out.stderr
 
 
+@pytest.mark.slow
 def test_record_depth_and_opencv_cameras(tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
     from ffstream import EncoderConfig, FFmpegWriter, read_depth
@@ -156,6 +161,7 @@ def test_record_depth_and_opencv_cameras(tmp_path, capsys):
     assert len(got) == 15 and got == sorted(got) and min(got) >= 0
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "spec, message",
     [
@@ -170,8 +176,9 @@ def test_bad_camera_specs(tmp_path, capsys, spec, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.fast
 def test_lateness_summary_counts_each_tick():
-    from ffstream.capture.recorder import lateness_summary
+    from ffstream._capture.recorder import lateness_summary
 
     assert lateness_summary([]) is None
     late = [0.0001] * 98 + [0.006, 0.020]  # seconds
@@ -179,6 +186,7 @@ def test_lateness_summary_counts_each_tick():
     assert s == {"p50": 0.1, "p99": 6.14, "max": 20.0, "over_5ms": 2, "ticks": 100}
 
 
+@pytest.mark.slow
 def test_the_command_line_survives_pipes_closed_streams_and_odd_words(tmp_path):
     video = tmp_path / "v.mp4"
     assert main(["record", "--episodes", "1", "--seconds", "0.2", "--cameras", "1"]
@@ -210,14 +218,16 @@ def test_the_command_line_survives_pipes_closed_streams_and_odd_words(tmp_path):
     assert odd.returncode == 2 and "nothing" in odd.stderr, odd.stderr
 
 
+@pytest.mark.fast
 def test_an_exit_by_signal_is_named_with_its_cause():
-    from ffstream.process import describe_exit
+    from ffstream._process import describe_exit
 
     assert describe_exit(-9) == "killed by signal 9 (SIGKILL)"
     assert "file size limit was reached, see `ulimit -f`" in describe_exit(-25)
     assert describe_exit(3) == "exit status 3" and describe_exit(None) == "still running"
 
 
+@pytest.mark.fast
 def test_help_texts_show_percent_signs_as_written(capsys):
     with pytest.raises(SystemExit):
         main(["advise", "--help"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ffstream import EncoderConfig, find_ffmpeg
-from ffstream.codec.command import InputSpec, build_command, fps_fraction
+from ffstream._codec.command import InputSpec, build_command, fps_fraction
 
 
 def _out() -> str:
@@ -24,6 +24,7 @@ def _opt(argv, name):
     return argv[argv.index(name) + 1]
 
 
+@pytest.mark.fast
 def test_global_options_come_before_the_input():
     argv = _argv(EncoderConfig("h264"))
     i = argv.index("-i")
@@ -50,6 +51,7 @@ def test_global_options_come_before_the_input():
     ]
 
 
+@pytest.mark.fast
 def test_frame_exact_and_colour_tagged():
     argv = _argv(EncoderConfig("h264"))
     out = argv[argv.index("pipe:0") + 1 :]
@@ -61,11 +63,13 @@ def test_frame_exact_and_colour_tagged():
     assert _opt(out, "-pix_fmt") == "yuv420p"
 
 
+@pytest.mark.fast
 def test_gray_input_gets_no_colour_matrix():
     argv = _argv(EncoderConfig("h264", pix_fmt="gray"), pix_fmt="gray")
     assert "-vf" not in argv and "-colorspace" not in argv
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "config, threads, expected",
     [
@@ -88,6 +92,7 @@ def test_codec_options(config, threads, expected):
         assert "-threads" not in argv and "lp=" not in " ".join(argv)
 
 
+@pytest.mark.fast
 def test_old_ffmpeg_uses_vsync(tmp_path):
     from ffstream import find_ffmpeg
 
@@ -99,6 +104,7 @@ def test_old_ffmpeg_uses_vsync(tmp_path):
     assert _opt(argv, "-vsync") == "passthrough" and "-fps_mode" not in argv
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "fps, exact",
     [
@@ -113,12 +119,14 @@ def test_fps_fraction(fps, exact):
     assert fps_fraction(fps) == exact
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf")])
 def test_fps_must_be_positive_and_finite(bad):
     with pytest.raises(ValueError, match="fps must be"):
         fps_fraction(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vcodec", ["libx264", "libsvtav1", "libx265"])
 def test_argv_runs_with_the_real_binary(ffmpeg, vcodec, tmp_path):
     """The argv we build is accepted by the real ffmpeg and encodes every frame."""
@@ -177,6 +185,7 @@ def hw(tmp_path_factory):
     return build
 
 
+@pytest.mark.fast
 def test_nvenc_recipe(hw):
     argv = _argv(hw("h264_nvenc", crf=23, preset="p5"), threads=4)
     assert argv == [
@@ -206,6 +215,7 @@ def test_nvenc_recipe(hw):
     ]  # encoder_threads is ignored for hardware encoders
 
 
+@pytest.mark.fast
 def test_vaapi_recipe(hw):
     argv = _argv(hw("h264_vaapi", crf=25, hw_device="/dev/dri/renderD129"))
     assert argv == [
@@ -231,17 +241,20 @@ def test_vaapi_recipe(hw):
     ]
 
 
+@pytest.mark.fast
 def test_vaapi_picks_the_first_render_node(hw, monkeypatch):
     monkeypatch.setattr(
-        "ffstream.codec.command.glob.glob", lambda p: ["/dev/dri/renderD129", "/dev/dri/renderD128"]
+        "ffstream._codec.command.glob.glob",
+        lambda p: ["/dev/dri/renderD129", "/dev/dri/renderD128"],
     )
     argv = _argv(hw("h264_vaapi"))
     assert argv[argv.index("-vaapi_device") + 1] == "/dev/dri/renderD128"
-    monkeypatch.setattr("ffstream.codec.command.glob.glob", lambda p: [])
+    monkeypatch.setattr("ffstream._codec.command.glob.glob", lambda p: [])
     with pytest.raises(ValueError, match=r"needs a GPU render node .*groups video/render"):
         _argv(hw("h264_vaapi"))
 
 
+@pytest.mark.fast
 def test_qsv_recipe(hw):
     argv = _argv(hw("h264_qsv", crf=24, preset="veryfast"), threads=2)
     assert argv == [
@@ -271,6 +284,7 @@ def test_qsv_recipe(hw):
     ]
 
 
+@pytest.mark.fast
 def test_videotoolbox_recipe(hw):
     argv = _argv(hw("h264_videotoolbox", crf=30))
     assert argv == [
@@ -296,6 +310,7 @@ def test_videotoolbox_recipe(hw):
     ]  # q:v = 100 - 2 crf (LeRobot's scale)
 
 
+@pytest.mark.fast
 def test_hardware_pix_fmt_rules(hw):
     config = hw("h264_vaapi", pix_fmt="yuv444p")  # a value: checked against the binary later
     with pytest.raises(ValueError, match=r"h264_vaapi takes pix_fmt yuv420p or nv12"):
@@ -304,6 +319,7 @@ def test_hardware_pix_fmt_rules(hw):
         hw("h264_nvenc", preset="fast")
 
 
+@pytest.mark.fast
 def test_libaom_av1_gets_threads_with_row_multithreading():
     argv = _argv(EncoderConfig("libaom-av1", crf=32), threads=3)
     assert _opt(argv, "-c:v") == "libaom-av1" and _opt(argv, "-crf") == "32"
@@ -311,10 +327,11 @@ def test_libaom_av1_gets_threads_with_row_multithreading():
     assert "-row-mt" not in _argv(EncoderConfig("libaom-av1"))  # no threads asked
 
 
+@pytest.mark.fast
 def test_mp4_time_scales_follow_the_frame_rate():
     """The movie gets the track's time scale (ffmpeg's own choice for the rate), so an
     edit list is exact; outputs that are not MP4/MOV get no such option."""
-    from ffstream.codec.command import mp4_timescale
+    from ffstream._codec.command import mp4_timescale
 
     assert [mp4_timescale(fps_fraction(f)) for f in (30, 29.97, 25, 60, 1)] == [
         15360, 30000, 12800, 15360, 16384,

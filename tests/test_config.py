@@ -1,8 +1,10 @@
 import pytest
 
-from ffstream import EncoderConfig, resolve_config
+from ffstream import EncoderConfig
+from ffstream._codec.probe import resolve_config
 
 
+@pytest.mark.fast
 def test_defaults():
     c = EncoderConfig()
     assert (c.vcodec, c.pix_fmt, c.g, c.crf, c.fast_decode) == ("libsvtav1", "yuv420p", 2, 30, 0)
@@ -10,11 +12,13 @@ def test_defaults():
     assert c.extension == "mp4"
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("alias, name", [("h264", "libx264"), ("hevc", "libx265")])
 def test_aliases(alias, name):
     assert EncoderConfig(alias).vcodec == name
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -53,6 +57,7 @@ def test_validation_names_the_fix(kwargs, error, message):
         resolve_config(EncoderConfig(**kwargs))  # static checks raise at construction
 
 
+@pytest.mark.slow
 def test_a_config_is_a_value_until_resolved(tmp_path):
     """Construction runs nothing: binary checks and "auto" wait for resolve_config."""
     config = EncoderConfig(pix_fmt="rgb24", ffmpeg=tmp_path / "no-such-ffmpeg")
@@ -63,12 +68,14 @@ def test_a_config_is_a_value_until_resolved(tmp_path):
     assert resolve_config(resolved) is resolved  # once per binary
 
 
+@pytest.mark.fast
 def test_allowed_extra_options():
     c = EncoderConfig("h264", extra_options={"tune": "zerolatency", "bf": 0, "profile": "high"})
     assert c.extra_options == {"tune": "zerolatency", "bf": "0", "profile": "high"}
     assert EncoderConfig(extra_options={"svtav1-params": "tune=0"}).extra_options
 
 
+@pytest.mark.fast
 def test_odd_size_check():
     c = EncoderConfig("h264")
     c.check_frame_size(640, 480)
@@ -79,6 +86,7 @@ def test_odd_size_check():
     EncoderConfig("h264", pix_fmt="yuv444p").check_frame_size(641, 479)
 
 
+@pytest.mark.fast
 def test_round_trip_through_dict():
     c = EncoderConfig("h264", crf=20, preset="veryfast", extra_options={"tune": "film"})
     assert EncoderConfig.from_dict(c.to_dict()) == c
@@ -86,6 +94,7 @@ def test_round_trip_through_dict():
         EncoderConfig.from_dict({**c.to_dict(), "input": "/etc/passwd"})
 
 
+@pytest.mark.fast
 def test_ranges_are_checked_against_the_binary(tmp_path):
     """An older ffmpeg (5.1) takes SVT-AV1 presets from -1 only: the binary's range wins."""
     from ffstream import find_ffmpeg

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, read_depth
-from ffstream.codec.config import DepthEncoderConfig
-from ffstream.codec.reader import read_frames, video_info
-from ffstream.depth import DepthQuantizer, dequantize_depth, quantize_depth
+from ffstream._codec.config import DepthEncoderConfig
+from ffstream._codec.reader import read_frames, video_info
+from ffstream._depth import DepthQuantizer, dequantize_depth, quantize_depth
 
 Q = DepthQuantizer()
 
@@ -56,6 +56,7 @@ def lerobot_metres(codes, dmin=0.01, dmax=10.0, shift=3.5, use_log=True):
 SETTINGS = [{}, {"dmin": 0.1, "dmax": 4.0, "shift": 0.3}, {"use_log": False}]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("settings", SETTINGS)
 def test_codes_are_lerobots_for_both_units(settings):
     rng = np.random.default_rng(0)
@@ -69,10 +70,11 @@ def test_codes_are_lerobots_for_both_units(settings):
         assert np.array_equal(quantize_depth(depth, **kw), lerobot_codes(depth, **settings))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("settings", SETTINGS)
 def test_the_writer_quantizes_millimetres_by_table_to_the_same_codes(settings):
     from ffstream import DepthEncoderConfig
-    from ffstream.depth import depth_transform, millimetre_codes
+    from ffstream._depth import depth_transform, millimetre_codes
 
     kw = {{"dmin": "depth_min", "dmax": "depth_max"}.get(k, k): v for k, v in settings.items()}
     config = DepthEncoderConfig(**kw)
@@ -89,6 +91,7 @@ def test_the_writer_quantizes_millimetres_by_table_to_the_same_codes(settings):
         table[0] = 1  # shared between writers: read-only
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("settings", SETTINGS)
 def test_values_are_lerobots(settings):
     codes = np.arange(4096, dtype=np.uint16).reshape(64, 64)
@@ -102,6 +105,7 @@ def test_values_are_lerobots(settings):
     assert dequantize_depth(codes, output_unit="m", **kw)[0, 0] == 0  # code 0: no reading
 
 
+@pytest.mark.fast
 def test_codes_follow_the_documented_formula():
     rng = np.random.default_rng(0)
     d = rng.uniform(0.0, 12.0, (200, 300)).astype(np.float32)
@@ -112,6 +116,7 @@ def test_codes_follow_the_documented_formula():
     assert quantize_depth(np.array([[0.01, 10.0]], np.float32)).tolist() == [[0, 4095]]
 
 
+@pytest.mark.fast
 def test_linear_mode():
     d = np.array([[0.01, 5.005, 10.0]], np.float32)
     codes = quantize_depth(d, use_log=False)
@@ -120,6 +125,7 @@ def test_linear_mode():
     assert np.abs(back[0, 1:] - d[0, 1:]).max() <= DepthQuantizer(use_log=False).half_step(1.0)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("shape", [(48, 64), (48, 64, 1), (3, 48, 64), (3, 48, 64, 1)])
 def test_shapes_are_kept(shape):
     d = np.full(shape, 1.5, np.float32)
@@ -128,6 +134,7 @@ def test_shapes_are_kept(shape):
     assert dequantize_depth(codes).shape == shape
 
 
+@pytest.mark.fast
 def test_units():
     mm = np.array([[300, 1000, 4999]], np.uint16)
     assert np.array_equal(quantize_depth(mm, input_unit="mm"), quantize_depth(mm))
@@ -140,6 +147,7 @@ def test_units():
     assert np.allclose(m * 1000, dequantize_depth(quantize_depth(mm), output_unit="mm"))
 
 
+@pytest.mark.fast
 def test_no_reading_round_trips_to_zero():
     d = np.array([[0.0, -1.0, np.nan, np.inf, 1.0]], np.float32)
     codes = quantize_depth(d)
@@ -150,6 +158,7 @@ def test_no_reading_round_trips_to_zero():
     assert dequantize_depth(codes, zero_is_invalid=False)[0, 0] == pytest.approx(10, abs=0.1)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "call, error, message",
     [
@@ -207,6 +216,7 @@ def _encode_codes(tmp_path, frames, config, pix_fmt):
     return path
 
 
+@pytest.mark.slow
 def test_hevc_gray12_is_exactly_lossless(tmp_path):
     """quantize -> HEVC Main 12 lossless -> decode gives the same codes, bit for bit."""
     rng = np.random.default_rng(3)
@@ -224,6 +234,7 @@ def test_hevc_gray12_is_exactly_lossless(tmp_path):
     assert np.array_equal(first, random_codes[0])
 
 
+@pytest.mark.slow
 def test_ffv1_gray16_is_exactly_lossless(tmp_path):
     rng = np.random.default_rng(4)
     mm = [rng.integers(0, 65536, (96, 128), dtype=np.uint16) for _ in range(4)]
@@ -233,6 +244,7 @@ def test_ffv1_gray16_is_exactly_lossless(tmp_path):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_end_to_end_error_within_half_a_step(tmp_path):
     rng = np.random.default_rng(5)
     depths = [rng.uniform(0.3, 5.0, (96, 128)).astype(np.float32) for _ in range(4)]
@@ -247,6 +259,7 @@ def test_end_to_end_error_within_half_a_step(tmp_path):
     assert Q.half_step(1.0) == pytest.approx(0.00074, abs=0.00002)  # ~0.7 mm at 1 m
 
 
+@pytest.mark.slow
 def test_streaming_rgb_and_depth_together(tmp_path):
     from ffstream.cameras import SyntheticCamera
 
@@ -276,6 +289,7 @@ def test_streaming_rgb_and_depth_together(tmp_path):
         assert np.all(np.abs(back[valid] - d[valid]) <= Q.half_step(d[valid] / 1000) * 1000 + 0.01)
 
 
+@pytest.mark.slow
 def test_raw16_streaming_from_metres(tmp_path):
     d = realistic_depth(48, 64)
     with StreamingVideoEncoder(
@@ -288,6 +302,7 @@ def test_raw16_streaming_from_metres(tmp_path):
     assert np.abs(back - np.rint(d * 1000)).max() == 0
 
 
+@pytest.mark.slow
 def test_depth_errors(tmp_path):
     with pytest.raises(TypeError, match="depth_encoder must be a DepthEncoderConfig"):
         StreamingVideoEncoder(30, depth_encoder=EncoderConfig("h264"))
@@ -310,6 +325,7 @@ def test_depth_errors(tmp_path):
     enc.close()
 
 
+@pytest.mark.slow
 def test_read_depth_needs_parameters(tmp_path):
     from ffstream.cameras import SyntheticCamera
 

@@ -77,6 +77,7 @@ def recordings(tmp_path_factory) -> Path:
     raise AssertionError(f"no healthy recording in two takes:\n{take.stderr[-3000:]}")
 
 
+@pytest.mark.fast
 def test_every_page_has_its_examples_found():
     counted = {p.name: len(_blocks(p)) for p in PAGES}
     assert counted["README.md"] >= 3 and counted["usage.md"] >= 4, counted
@@ -102,6 +103,7 @@ def _run(page: Path, lang: str, code: str, cwd: Path, timeout: float) -> None:
     assert run.returncode == 0, f"{page.name}:\n{code}\n--- stderr:\n{run.stderr[-3000:]}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", RUNNABLE, ids=[p.name for p in RUNNABLE])
 def test_the_examples_of_a_page_run_as_written(page, recordings, tmp_path):
     shutil.copytree(recordings, tmp_path / "recordings")
@@ -110,6 +112,7 @@ def test_the_examples_of_a_page_run_as_written(page, recordings, tmp_path):
             _run(page, lang, code, tmp_path, 300)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("page", "index", "module"), NEEDING)
 def test_the_examples_that_need_another_library_run_where_it_is(page, index, module, tmp_path):
     """LeRobot's round trip runs in LeRobot's environment (tools/lerobot-check.sh)."""
@@ -117,3 +120,30 @@ def test_the_examples_that_need_another_library_run_where_it_is(page, index, mod
         pytest.skip(f"{page.name} example {index} needs {module}, not installed here")
     lang, code, _, _ = _examples(page)[index]
     _run(page, lang, code, tmp_path, 600)
+
+
+@pytest.mark.slow
+def test_the_python_examples_type_check(tmp_path):
+    """Every ```python block, skipped or not, passes mypy against the installed package:
+    an import a page shows resolves to what a type checker sees (no module stands in for
+    another), and the calls match the signatures."""
+    api = pytest.importorskip("mypy.api")
+    files = []
+    for page in PAGES:
+        for k, (lang, code, _, _) in enumerate(_examples(page)):
+            if lang == "python":
+                files.append(tmp_path / f"{page.stem.replace('-', '_')}_{k}.py")
+                files[-1].write_text(code)
+    assert len(files) >= 10, files
+    tomllib = pytest.importorskip("tomllib")
+    untyped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["overrides"]
+    others = [m for o in untyped for m in o["module"]] + ["lerobot", "lerobot.*", "torch"]
+    config = tmp_path / "mypy.ini"  # ffstream must resolve; only other projects may not
+    config.write_text(
+        f"[mypy]\ncheck_untyped_defs = True\n[mypy-{','.join(others)}]\n"
+        "ignore_missing_imports = True\n"
+    )
+    flags = ["--config-file", str(config), "--cache-dir", str(tmp_path / "cache")]
+    flags += ["--no-error-summary"]
+    out, err, status = api.run([*flags, *map(str, files)])
+    assert status == 0, out + err

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 
 from ffstream import EncoderConfig, StreamingVideoEncoder
+from ffstream._cli import main
+from ffstream._cli.record import closing_check
+from ffstream._files import lerobot_drops
+from ffstream._inspection.health import gather, verdict_of
+from ffstream._inspection.judge import verify
 from ffstream.cameras import SyntheticCamera
-from ffstream.cli import main
-from ffstream.cli.record import closing_check
-from ffstream.files import lerobot_drops
-from ffstream.inspection.health import gather, verdict_of
-from ffstream.inspection.judge import verify
 
 from .conftest import wait_until
 
@@ -146,6 +146,7 @@ def _said(report) -> str:
     return " ".join([*report.reasons, *(r for c in report.videos for r in c.reasons)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["healthy", *EXPECTED])
 def test_verify_the_report_and_records_closing_check_give_one_verdict(hostile, name):
     folder = hostile[name]
@@ -156,6 +157,7 @@ def test_verify_the_report_and_records_closing_check_give_one_verdict(hostile, n
     assert closing_check(folder).verdict == judged.verdict
 
 
+@pytest.mark.slow
 def test_a_folder_of_episodes_names_every_failed_one(hostile, capsys):
     root = hostile["healthy"].parent
     report = verify(root, decode=False)
@@ -172,6 +174,7 @@ def test_a_folder_of_episodes_names_every_failed_one(hostile, capsys):
     assert "episode_000002: " in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_an_exception_that_ends_the_episode_is_in_its_record(hostile):
     meta = json.loads((hostile["raised"] / "episode.json").read_text())
     assert meta["state"] == "finished" and meta["keys"] == ["a", "b"]
@@ -179,6 +182,7 @@ def test_an_exception_that_ends_the_episode_is_in_its_record(hostile):
     assert [meta["videos"][k]["frames"] for k in ("a", "b")] == [46, 45]
 
 
+@pytest.mark.slow
 def test_an_api_feed_at_the_episodes_rate_passes_the_rate_check(hostile, tmp_path):
     """The same 333 frames, fed over the 11.07 s they last: no finding."""
     folder = tmp_path / "ep"
@@ -187,6 +191,7 @@ def test_an_api_feed_at_the_episodes_rate_passes_the_rate_check(hostile, tmp_pat
     assert verify(folder, decode=False).verdict == "ok"
 
 
+@pytest.mark.slow
 def test_a_cancelled_episode_leaves_nothing(tmp_path, ffmpeg):
     with StreamingVideoEncoder(30, EncoderConfig("libx264"), ffmpeg=ffmpeg) as enc:
         enc.start_episode(["front"], tmp_path / "ep")
@@ -199,11 +204,11 @@ def test_a_cancelled_episode_leaves_nothing(tmp_path, ffmpeg):
 # ------------------------------------------------------------------ the end of a program
 STOPPED_AT_EXIT = """
     import os, signal, sys, time
-    import ffstream.at_exit
+    import ffstream._at_exit
     from ffstream import EncoderConfig, StreamingVideoEncoder
     from ffstream.cameras import SyntheticCamera
 
-    ffstream.at_exit.FINISH_AT_EXIT_SECONDS = 3.0
+    ffstream._at_exit.FINISH_AT_EXIT_SECONDS = 3.0
     cam = SyntheticCamera("front", 64, 48)
     enc = StreamingVideoEncoder(30, EncoderConfig("libx264"), ffmpeg=sys.argv[2])
     enc.start_episode(["front"], sys.argv[1])
@@ -216,6 +221,7 @@ STOPPED_AT_EXIT = """
 """
 
 
+@pytest.mark.slow
 def test_the_end_of_a_program_waits_a_stated_time_then_marks_what_it_could_not_finish(
     tmp_path, ffmpeg
 ):
@@ -252,6 +258,7 @@ FORKED = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork() here")
 def test_a_forked_child_never_touches_the_parents_episode(tmp_path, ffmpeg):
     out = _child(FORKED, str(tmp_path / "ep"), str(ffmpeg), timeout=60)
@@ -269,8 +276,9 @@ def _dataset_root(tmp_path: Path, episodes: int) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_drop_in_keeps_its_record_of_drops_in_the_dataset(tmp_path, ffmpeg):
-    from ffstream.datasets.lerobot import StreamingVideoEncoder as DropIn
+    from ffstream._datasets.lerobot import LeRobotEncoder as DropIn
 
     root = _dataset_root(tmp_path, 3)  # LeRobot has saved 3 episodes: this one is index 3
     cam = SyntheticCamera("front", W, H)
@@ -290,8 +298,9 @@ def test_the_drop_in_keeps_its_record_of_drops_in_the_dataset(tmp_path, ffmpeg):
     assert lerobot_drops.read(root)[3].cameras["front"].dropped == []
 
 
+@pytest.mark.slow
 def test_a_link_planted_for_the_record_folder_is_never_written_through(tmp_path, ffmpeg, caplog):
-    from ffstream.datasets.lerobot import StreamingVideoEncoder as DropIn
+    from ffstream._datasets.lerobot import LeRobotEncoder as DropIn
 
     root = _dataset_root(tmp_path, 0)
     elsewhere = tmp_path / "elsewhere"
@@ -331,6 +340,7 @@ def _keep(
 FRONT = "observation.images.front"
 
 
+@pytest.mark.slow
 def test_repeats_the_record_explains_are_drops_not_a_frozen_camera(lerobot_dataset, capsys):
     root = lerobot_dataset
     _keep(root, 0, 45, [10, 20, 30])
@@ -351,6 +361,8 @@ def test_repeats_the_record_explains_are_drops_not_a_frozen_camera(lerobot_datas
     assert "19 dropped (47.5%) at 11-29" in line  # the depth camera has no record: said
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_a_drop_in_episode_is_judged_by_its_pace_as_verify_judges_an_api_episode(
     lerobot_dataset,
 ):
@@ -368,6 +380,7 @@ def _said_of(check) -> str:
     return " ".join(check.reasons)
 
 
+@pytest.mark.slow
 def test_a_dataset_without_a_record_says_so_instead_of_0_dropped(lerobot_dataset, capsys):
     report = verify(lerobot_dataset)
     assert report.record == "none"
@@ -378,6 +391,7 @@ def test_a_dataset_without_a_record_says_so_instead_of_0_dropped(lerobot_dataset
     assert "frozen from frame 10 to 29" in out  # no record: what the pictures show
 
 
+@pytest.mark.slow
 def test_an_unsaved_episode_and_an_empty_dataset_fail(lerobot_dataset, tmp_path):
     stray = lerobot_dataset / "ffstream-episode-abc123"
     stray.mkdir()
@@ -395,13 +409,14 @@ def test_an_unsaved_episode_and_an_empty_dataset_fail(lerobot_dataset, tmp_path)
     assert report.verdict == "fail" and "the dataset holds no episode" in report.reasons
 
 
+@pytest.mark.slow
 def test_the_drop_in_cancels_an_unsaved_episode_at_exit(tmp_path, ffmpeg):
     code = """
         import sys
         import numpy as np
-        from ffstream.datasets.lerobot import StreamingVideoEncoder
+        from ffstream._datasets.lerobot import LeRobotEncoder
 
-        enc = StreamingVideoEncoder(30, ffmpeg=sys.argv[2])
+        enc = LeRobotEncoder(30, ffmpeg=sys.argv[2])
         enc.start_episode(["front"], sys.argv[1])
         enc.feed_frame("front", np.zeros((48, 64, 3), np.uint8))
         raise SystemExit(0)  # the program ends with the episode unsaved
@@ -412,6 +427,8 @@ def test_the_drop_in_cancels_an_unsaved_episode_at_exit(tmp_path, ffmpeg):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_a_stopped_ffmpeg_cannot_hold_up_close(tmp_path, ffmpeg):
     enc = StreamingVideoEncoder(30, EncoderConfig("libx264"), ffmpeg=ffmpeg)
     enc.start_episode(["front"], tmp_path / "ep")

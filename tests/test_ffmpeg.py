@@ -2,13 +2,15 @@ import os
 
 import pytest
 
-import ffstream.ffmpeg as ffm
-from ffstream import FFmpegNotFoundError, find_ffmpeg
-from ffstream.ffmpeg import parse_encoder_help, parse_encoders, parse_version
+import ffstream._ffmpeg as ffm
+from ffstream import find_ffmpeg
+from ffstream._ffmpeg import parse_encoder_help, parse_encoders, parse_version
+from ffstream.errors import FFmpegNotFoundError
 
 from .conftest import make_fake_ffmpeg
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -24,6 +26,7 @@ def test_parse_version(text, expected):
     assert parse_version(text) == expected
 
 
+@pytest.mark.fast
 def test_real_binary_answers(ffmpeg):
     assert ffmpeg.version is not None and ffmpeg.version >= (5, 1)
     assert {"libx264", "libsvtav1"} <= set(ffmpeg.encoders)
@@ -34,6 +37,7 @@ def test_real_binary_answers(ffmpeg):
     assert ffmpeg.encoder_help("no_such_encoder") is None
 
 
+@pytest.mark.fast
 def test_parse_encoders_old_and_new_layout():
     text = """Encoders:
  V..... = Video
@@ -49,6 +53,7 @@ def test_parse_encoders_old_and_new_layout():
     assert enc["h264_qsv"].description.startswith("H.264")
 
 
+@pytest.mark.fast
 def test_parse_encoder_help_choices():
     text = """Encoder libx264 [libx264 H.264]:
     Supported pixel formats: yuv420p gray
@@ -65,6 +70,7 @@ libx264 AVOptions:
     assert parse_encoder_help("libx264", "Codec 'libx264' is not recognized") is None
 
 
+@pytest.mark.fast
 def test_lookup_order(tmp_path, clean_env, monkeypatch):
     (tmp_path / "a").mkdir()
     explicit = make_fake_ffmpeg(tmp_path / "a")
@@ -81,6 +87,7 @@ def test_lookup_order(tmp_path, clean_env, monkeypatch):
     assert find_ffmpeg().version == (6, 0)
 
 
+@pytest.mark.fast
 def test_falls_back_to_bundled_build(clean_env, monkeypatch):
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
     monkeypatch.setenv("PATH", str(clean_env))  # hide any system ffmpeg
@@ -89,6 +96,7 @@ def test_falls_back_to_bundled_build(clean_env, monkeypatch):
     assert find_ffmpeg().path == os.path.realpath(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+@pytest.mark.fast
 def test_missing_binary_says_how_to_get_one(tmp_path, clean_env, monkeypatch):
     with pytest.raises(FFmpegNotFoundError, match=r'pip install "ffstream\[static\]"'):
         find_ffmpeg(tmp_path / "nope")
@@ -97,6 +105,7 @@ def test_missing_binary_says_how_to_get_one(tmp_path, clean_env, monkeypatch):
         find_ffmpeg()
 
 
+@pytest.mark.fast
 def test_no_binary_anywhere(clean_env, monkeypatch):
     monkeypatch.setenv("PATH", str(clean_env))
     monkeypatch.setitem(__import__("sys").modules, "imageio_ffmpeg", None)
@@ -104,6 +113,7 @@ def test_no_binary_anywhere(clean_env, monkeypatch):
         find_ffmpeg()
 
 
+@pytest.mark.fast
 def test_not_executable(tmp_path):
     f = tmp_path / "ffmpeg"
     f.write_text("#!/bin/sh\n")
@@ -112,6 +122,7 @@ def test_not_executable(tmp_path):
         find_ffmpeg(f)
 
 
+@pytest.mark.fast
 def test_binary_that_is_not_ffmpeg(tmp_path):
     fake = tmp_path / "ffmpeg"
     fake.write_text("#!/bin/sh\necho hello\n")
@@ -120,6 +131,7 @@ def test_binary_that_is_not_ffmpeg(tmp_path):
         _ = find_ffmpeg(fake).version
 
 
+@pytest.mark.fast
 def test_answers_are_cached_per_binary(ffmpeg, monkeypatch):
     assert ffmpeg.encoders  # warm the cache
     calls = []

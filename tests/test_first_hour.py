@@ -7,19 +7,20 @@ import signal
 
 import pytest
 
-from ffstream import EncoderConfig, EncoderError, StreamingVideoEncoder, find_ffmpeg
+from ffstream import EncoderConfig, StreamingVideoEncoder, find_ffmpeg
+from ffstream._capture.batch import make_encoder
+from ffstream._capture.recorder import Recorder
+from ffstream._cli import main
+from ffstream._codec.probe import NoWorkingEncoderError, probe_encoders
+from ffstream._inspection.judge import verify
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture.batch import make_encoder
-from ffstream.capture.recorder import Recorder
-from ffstream.cli import main
-from ffstream.codec.probe import NoWorkingEncoderError, probe_encoders
-from ffstream.errors import OutputFolderError
-from ffstream.inspection.judge import verify
+from ffstream.errors import EncoderError, OutputFolderError
 
 from .conftest import on_schedule, wait_until
 from .fake_ffmpeg import calls, make_fake
 
 
+@pytest.mark.slow
 def test_verify_checks_every_episode_of_a_recordings_folder(tmp_path, capsys):
     cams = [SyntheticCamera("front", 96, 64, 30), SyntheticCamera("a_long_camera_name", 96, 64, 30)]
     with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
@@ -42,6 +43,7 @@ def test_verify_checks_every_episode_of_a_recordings_folder(tmp_path, capsys):
         verify(empty)
 
 
+@pytest.mark.slow
 def test_verify_takes_python_api_episodes_transcode_output_and_any_folder(tmp_path, capsys):
     """Episodes written with the Python API carry an episode.json (rate, frame counts);
     a transcode output carries that record and is judged against it and against its
@@ -74,23 +76,7 @@ def test_verify_takes_python_api_episodes_transcode_output_and_any_folder(tmp_pa
     assert verify(tmp_path / "loose").videos[0].key == "sub/x.mp4"
 
 
-def test_every_error_is_importable_from_ffstream():
-    import inspect
-
-    import ffstream
-    import ffstream.errors
-
-    errors = {
-        name
-        for name, cls in inspect.getmembers(ffstream.errors, inspect.isclass)
-        if issubclass(cls, ffstream.errors.FFstreamError)
-    }
-    assert errors <= set(ffstream.__all__), errors - set(ffstream.__all__)
-    assert {"FrameTypeError", "SettingTypeError", "BatchEncodeError", "InvalidEpisodeError"} <= (
-        errors
-    )
-
-
+@pytest.mark.fast
 def test_from_dict_refuses_fields_it_does_not_know(tmp_path):
     with pytest.raises(ValueError, match="unknown EncoderConfig field"):
         EncoderConfig.from_dict({"vcodec": "libx264", "bitrate": "9M"})
@@ -98,6 +84,7 @@ def test_from_dict_refuses_fields_it_does_not_know(tmp_path):
         EncoderConfig.from_dict(["libx264"])  # type: ignore[arg-type]
 
 
+@pytest.mark.timing
 def test_a_probe_timeout_is_not_cached_as_broken(tmp_path):
     fake = make_fake(tmp_path, {"h264_nvenc": "hang"})
     report = probe_encoders(fake, ["h264_nvenc"], timeout=0.5)
@@ -109,6 +96,7 @@ def test_a_probe_timeout_is_not_cached_as_broken(tmp_path):
     assert calls(tmp_path).count("h264_nvenc") == 2  # probed again, not read from the cache
 
 
+@pytest.mark.fast
 def test_a_hardware_encoder_known_to_fail_is_refused_before_recording(tmp_path, capsys):
     fake = make_fake(tmp_path, {"h264_nvenc": "fail:Cannot load libcuda.so.1"})
     config = EncoderConfig("h264_nvenc", ffmpeg=fake)
@@ -123,6 +111,7 @@ def test_a_hardware_encoder_known_to_fail_is_refused_before_recording(tmp_path, 
     assert not out.exists()  # no empty episode folder, nothing to renumber around
 
 
+@pytest.mark.slow
 def test_an_output_folder_that_cannot_be_written_is_refused_at_start(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -138,6 +127,7 @@ def test_an_output_folder_that_cannot_be_written_is_refused_at_start(tmp_path, c
     assert code == 2 and "cannot write to the output folder" in err and "Traceback" not in err
 
 
+@pytest.mark.fast
 def test_the_overwrite_hint_names_where_overwrite_goes(tmp_path):
     (tmp_path / "cam.mp4").write_bytes(b"")
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
@@ -158,6 +148,7 @@ def _episode_with_a_killed_encoder(tmp_path):
     return enc, cam
 
 
+@pytest.mark.slow
 def test_close_does_not_raise_a_failure_the_caller_already_handled(tmp_path):
     enc, cam = _episode_with_a_killed_encoder(tmp_path)
     with enc, pytest.raises(EncoderError, match="killed by signal 9"):
@@ -165,12 +156,14 @@ def test_close_does_not_raise_a_failure_the_caller_already_handled(tmp_path):
     # leaving the block normally: no second traceback for the failure handled above
 
 
+@pytest.mark.slow
 def test_close_still_raises_a_failure_nobody_saw(tmp_path):
     enc, _ = _episode_with_a_killed_encoder(tmp_path)
     with pytest.raises(EncoderError, match="killed by signal 9"):
         enc.close()
 
 
+@pytest.mark.slow
 def test_cancelled_and_failed_episodes_leave_no_empty_folder(tmp_path):
     cam = SyntheticCamera("cam", 96, 64)
     with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
@@ -182,6 +175,7 @@ def test_cancelled_and_failed_episodes_leave_no_empty_folder(tmp_path):
     assert not (tmp_path / "cancelled").exists() and not (tmp_path / "unused").exists()
 
 
+@pytest.mark.fast
 def test_make_encoder_refuses_misspelt_arguments():
     with pytest.raises(TypeError, match=r"unknown argument\(s\) drop_polcy, queue_max_size"):
         make_encoder(True, fps=30, queue_max_size=5, drop_polcy="block")
@@ -189,6 +183,7 @@ def test_make_encoder_refuses_misspelt_arguments():
     enc.close()
 
 
+@pytest.mark.slow
 def test_record_names_its_ffmpeg_and_aligns_long_camera_names(tmp_path, capsys):
     long = "a_rather_long_camera_name"
     args = ["record", "--vcodec", "h264", "--seconds", "0.3", "--episodes", "1"]
@@ -201,9 +196,10 @@ def test_record_names_its_ffmpeg_and_aligns_long_camera_names(tmp_path, capsys):
     assert long in row
 
 
+@pytest.mark.fast
 def test_every_deliberate_error_is_an_ffstream_error_and_its_builtin(tmp_path):
-    from ffstream import (
-        FFstreamError,
+    from ffstream import FFstreamError
+    from ffstream.errors import (
         InvalidSettingError,
         OutputExistsError,
         StateError,
@@ -233,10 +229,11 @@ def test_every_deliberate_error_is_an_ffstream_error_and_its_builtin(tmp_path):
     assert isinstance(err.value, ValueError) and isinstance(err.value, FFstreamError)
 
 
+@pytest.mark.slow
 def test_record_fits_the_machine_and_keeps_what_was_named(tmp_path, capsys, monkeypatch):
-    import ffstream.machine.capacity as capacity
-    from ffstream.machine.bench import BenchRow, save_rows
-    from ffstream.machine.benchfile import cpu_model, ffmpeg_key
+    import ffstream._machine.capacity as capacity
+    from ffstream._machine.bench import BenchRow, save_rows
+    from ffstream._machine.benchfile import cpu_model, ffmpeg_key
 
     monkeypatch.setattr(capacity, "available_cores", lambda: 2)
     ff = find_ffmpeg()
@@ -265,13 +262,14 @@ def test_record_fits_the_machine_and_keeps_what_was_named(tmp_path, capsys, monk
     assert "encoder_threads=2 x 4 cameras = 8 encoder threads on 2 cores" in err
 
 
+@pytest.mark.slow
 def test_record_summary_and_exit_status_carry_verifys_verdict(tmp_path, capsys):
     """A camera slower than the rate: no frame is dropped, but rows come late. record's
     summary must say what `ffstream verify` says, and exit 1 as verify does."""
     import time
 
-    from ffstream.cli.common import EXIT_FRAMES_LOST
-    from ffstream.cli.record import _summary
+    from ffstream._cli.common import EXIT_FRAMES_LOST
+    from ffstream._cli.record import _summary
 
     class SlowCamera(SyntheticCamera):
         def read(self):
@@ -290,6 +288,7 @@ def test_record_summary_and_exit_status_carry_verifys_verdict(tmp_path, capsys):
     assert f"`ffstream verify {tmp_path}` says which frames and why; `ffstream advise`" in out
 
 
+@pytest.mark.slow
 def test_record_checks_its_settings_before_any_episode_folder(tmp_path, capsys):
     """An odd size for yuv420p, or a binary that is not ffmpeg, is refused before the
     first episode folder exists; --pix-fmt yuv444p takes the odd size."""
@@ -306,6 +305,7 @@ def test_record_checks_its_settings_before_any_episode_folder(tmp_path, capsys):
     assert verify(out).ok
 
 
+@pytest.mark.slow
 def test_the_log_can_be_quieted(tmp_path):
     """-q keeps errors only; --log-level sets any level (a FIFO in a source is warned of)."""
     import subprocess
@@ -322,6 +322,7 @@ def test_the_log_can_be_quieted(tmp_path):
         assert ("is not a regular file" in run.stderr) is warned, (flags, run.stderr)
 
 
+@pytest.mark.slow
 def test_a_python_api_image_folder_transcodes_without_fps(tmp_path):
     """Non-streaming mode keeps its images with an episode.json that gives their rate,
     so `ffstream transcode` needs no --fps; a run in which every job fails leaves no
@@ -341,6 +342,7 @@ def test_a_python_api_image_folder_transcodes_without_fps(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.fast
 def test_finish_episode_async_is_typed_with_its_results():
     import typing
 
@@ -348,6 +350,7 @@ def test_finish_episode_async_is_typed_with_its_results():
     assert "VideoResult" in str(hints["return"])
 
 
+@pytest.mark.slow
 def test_a_destination_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):
     """A read-only folder or a file in the way: the reason and the fix, no bare OSError."""
     make_video = SyntheticCamera("cam", 64, 48, 30)

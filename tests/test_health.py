@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-import ffstream.machine.bench as bench_mod
+import ffstream._machine.bench as bench_mod
 from ffstream import CpuMonitor, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
+from ffstream._capture.recorder import Recorder
+from ffstream._cli import main
+from ffstream._inspection.judge import verify
+from ffstream._inspection.verify import verify_episode, verify_video
+from ffstream._machine.bench import BenchRow, load_rows, run_bench, save_rows
+from ffstream._machine.capacity import CostBook, advise, plan
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture.recorder import Recorder
-from ffstream.cli import main
-from ffstream.inspection.judge import verify
-from ffstream.inspection.verify import verify_episode, verify_video
-from ffstream.machine.bench import BenchRow, load_rows, run_bench, save_rows
-from ffstream.machine.capacity import CostBook, advise, plan
 
 from .conftest import on_schedule
 
@@ -34,6 +34,7 @@ def busy_cpu():
         p.wait()
 
 
+@pytest.mark.slow
 def test_overload_is_seen_by_monitor_counted_as_drops_and_failed_by_verify(
     tmp_path, busy_cpu, caplog
 ):
@@ -58,6 +59,7 @@ def test_overload_is_seen_by_monitor_counted_as_drops_and_failed_by_verify(
     assert not monitor.running  # the encoder started it, so it stopped it
 
 
+@pytest.mark.fast
 def test_monitor_summary_on_an_idle_machine():
     with CpuMonitor(interval=0.1, threshold=99.9, sustain=5) as mon:
         t0 = time.monotonic()
@@ -89,6 +91,7 @@ def episode(recorded_episode, tmp_path):
     return Path(shutil.copytree(recorded_episode, tmp_path / "episode_000000"))
 
 
+@pytest.mark.slow
 def test_verify_a_healthy_recording(episode, capsys):
     report = verify(episode)
     assert report.verdict == "ok" and report.ok
@@ -104,6 +107,7 @@ def test_verify_a_healthy_recording(episode, capsys):
     assert json.loads(capsys.readouterr().out)["verdict"] == "ok"
 
 
+@pytest.mark.slow
 def test_verify_a_video_cut_short(episode, ffmpeg):
     video = episode / "cam0.mp4"
     cut = episode / "cut.mp4"
@@ -117,6 +121,7 @@ def test_verify_a_video_cut_short(episode, ffmpeg):
     assert "holds 12 of the 60 frames recorded" in report.videos[0].reasons[0]
 
 
+@pytest.mark.slow
 def test_verify_a_file_with_its_end_cut_off(episode):
     video = episode / "cam1.mp4"
     data = video.read_bytes()
@@ -127,6 +132,7 @@ def test_verify_a_file_with_its_end_cut_off(episode):
     assert "does not decode completely" in reason or "not a readable video" in reason, reason
 
 
+@pytest.mark.fast
 def test_verify_something_that_is_not_a_video(tmp_path, capsys):
     bad = tmp_path / "notes.mp4"
     bad.write_text("not a video")
@@ -143,6 +149,7 @@ def test_verify_something_that_is_not_a_video(tmp_path, capsys):
         verify(tmp_path / "empty")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "dropped, verdict, words",
     [
@@ -165,6 +172,7 @@ def test_drop_thresholds(episode, dropped, verdict, words):
     assert words in " ".join(report.videos[0].reasons)
 
 
+@pytest.mark.slow
 def test_verify_shows_where_frames_were_dropped_and_why(episode, capsys):
     meta_path = episode / "episode.json"
     meta = json.loads(meta_path.read_text())
@@ -184,6 +192,7 @@ def test_verify_shows_where_frames_were_dropped_and_why(episode, capsys):
     assert "4 dropped (6.2%), captured" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_duration_must_match_the_frame_count(tmp_path):
     w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), drop_policy="block")
     cam = SyntheticCamera("c", 64, 48)
@@ -203,6 +212,7 @@ def test_duration_must_match_the_frame_count(tmp_path):
 
 
 # ----------------------------------------------------------------------------- bench/advise
+@pytest.mark.slow
 def test_bench_measures_and_round_trips(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_mod, "QUICK_SECONDS", 0.6)
     rows = run_bench(encoders=["libx264", "libsvtav1"], resolutions=[(160, 96)], quick=True)
@@ -231,6 +241,7 @@ def _book(svt=None, veryfast=None, ultrafast=None):
     return CostBook(rows)
 
 
+@pytest.mark.fast
 def test_capacity_keeps_the_smallest_files_that_fit():
     # 2 x 30 fps x 1.8/200 s = 0.54 cores: 27 % of 2 cores
     p = plan(2, 640, 480, 30, cores=2, book=_book(200, 400))
@@ -241,6 +252,7 @@ def test_capacity_keeps_the_smallest_files_that_fit():
     assert plan(2, 640, 480, 30, cores=32, book=_book(200)).encoder_threads == 11
 
 
+@pytest.mark.fast
 def test_capacity_steps_down_when_the_default_does_not_fit():
     # libsvtav1: 4 x 30 x 1.8/100 = 2.16 cores (108 %); x264 veryfast 0.54 cores (27 %)
     p = plan(4, 640, 480, 30, cores=2, book=_book(100, 400))
@@ -251,6 +263,7 @@ def test_capacity_steps_down_when_the_default_does_not_fit():
     assert plan(4, 1280, 960, 30, cores=2, book=book).preset == "ultrafast"
 
 
+@pytest.mark.fast
 def test_capacity_keeps_what_was_named_and_says_what_would_fit():
     book = _book(100, 400)
     p = plan(4, 640, 480, 30, vcodec="libsvtav1", encoder_threads=2, cores=2, book=book)
@@ -264,6 +277,7 @@ def test_capacity_keeps_what_was_named_and_says_what_would_fit():
     assert any("2 x 4 cameras = 8 encoder threads on 2 cores" in w for w in p.warnings)
 
 
+@pytest.mark.fast
 def test_capacity_when_nothing_fits_advises_non_streaming():
     book = _book(20, 30, 40)
     a = advise(plan(2, 640, 480, 30, cores=2, book=book))
@@ -277,6 +291,7 @@ def test_capacity_when_nothing_fits_advises_non_streaming():
     assert unknown.fits is None and unknown.verdict.startswith("unknown: no figure for")
 
 
+@pytest.mark.slow
 def test_capacity_measures_what_the_bench_lacks_and_keeps_it(tmp_path):
     cache = tmp_path / "capacity.csv"
     book = CostBook(measure_missing=True, cache=cache)
@@ -289,6 +304,7 @@ def test_capacity_measures_what_the_bench_lacks_and_keeps_it(tmp_path):
     assert again.load is not None and again.load.source == "bench"
 
 
+@pytest.mark.slow
 def test_bench_and_advise_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bench_mod, "QUICK_SECONDS", 0.5)
     csv_path = tmp_path / "b.csv"

@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ffstream.cli.record as record_cli
+import ffstream._cli.record as record_cli
 from ffstream import EncoderConfig, StreamingVideoEncoder
+from ffstream._cli import main
+from ffstream._datasets.transcode import transcode
+from ffstream._files.lerobot_layout import check_video_path
+from ffstream._inspection.health import MAX_POINTS, MAX_SERIES, clean_timeline, gather
+from ffstream._inspection.judge import verify
+from ffstream._inspection.report import render
 from ffstream.cameras import SyntheticCamera
-from ffstream.cli import main
-from ffstream.datasets.transcode import transcode
 from ffstream.errors import InvalidEpisodeError
-from ffstream.files.lerobot_layout import check_video_path
-from ffstream.inspection.health import MAX_POINTS, MAX_SERIES, clean_timeline, gather
-from ffstream.inspection.judge import verify
-from ffstream.inspection.report import render
 
 from .conftest import read_stamp
 from .test_report import _browser
@@ -69,6 +69,7 @@ def _edit(episode: Path, change) -> None:
 
 
 # ------------------------------------------------------------------ the report's values
+@pytest.mark.slow
 def test_a_wide_cores_row_costs_only_what_the_page_can_show(recorded, tmp_path):
     """One row of N cores plus N empty rows made the page cost N squared."""
     rec = _copy(recorded, tmp_path)
@@ -89,6 +90,7 @@ def test_a_wide_cores_row_costs_only_what_the_page_can_show(recorded, tmp_path):
     assert (tmp_path / "page.html").stat().st_size < 3_000_000
 
 
+@pytest.mark.slow
 def test_odd_values_give_a_red_row_with_the_reason_and_the_page_is_written(recorded, tmp_path):
     rec = _copy(recorded, tmp_path)
 
@@ -117,6 +119,7 @@ def test_odd_values_give_a_red_row_with_the_reason_and_the_page_is_written(recor
     assert [ep.verdict for ep in gather(rec).episodes] == ["fail", "fail"]
 
 
+@pytest.mark.slow
 def test_verify_and_the_report_judge_alike(recorded, tmp_path):
     """0.5 % dropped was a warning in verify and green on the page."""
     rec = _copy(recorded, tmp_path)
@@ -153,6 +156,7 @@ def _table(path: Path, change) -> None:
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
+@pytest.mark.slow
 def test_a_lerobot_episode_with_an_endless_timestamp_is_a_red_row(dataset, tmp_path):
     ds = tmp_path / "ds"
     shutil.copytree(dataset, ds)
@@ -174,6 +178,7 @@ def test_a_lerobot_episode_with_an_endless_timestamp_is_a_red_row(dataset, tmp_p
     assert "no usable video for observation.images.front" in page.read_text()
 
 
+@pytest.mark.slow
 def test_a_lerobot_table_of_text_where_numbers_belong_gives_red_rows(dataset, tmp_path):
     ds = tmp_path / "ds"
     shutil.copytree(dataset, ds)
@@ -186,6 +191,7 @@ def test_a_lerobot_table_of_text_where_numbers_belong_gives_red_rows(dataset, tm
     assert episodes[0].errors == ["the episode table gives no episode_index or length"]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "template, words",
     [
@@ -201,6 +207,7 @@ def test_a_video_path_template_is_limited_to_its_fields(template, words):
         check_video_path(template)
 
 
+@pytest.mark.slow
 def test_a_hostile_video_path_gives_a_page_not_a_gigabyte(dataset, tmp_path):
     ds = tmp_path / "ds"
     shutil.copytree(dataset, ds)
@@ -214,6 +221,7 @@ def test_a_hostile_video_path_gives_a_page_not_a_gigabyte(dataset, tmp_path):
     assert len(render(health)) < 2_000_000
 
 
+@pytest.mark.slow
 def test_a_table_of_millions_of_rows_is_read_as_columns(dataset, tmp_path):
     """2M rows as a list of dicts cost +630-700 MB; as three columns read in batches into
     arrays made once, about 110 MB (of which 48 MB are the columns themselves)."""
@@ -231,7 +239,7 @@ def test_a_table_of_millions_of_rows_is_read_as_columns(dataset, tmp_path):
     probe = textwrap.dedent(
         f"""
         import resource, sys
-        from ffstream.inspection.health import gather
+        from ffstream._inspection.health import gather
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         health = gather({str(ds)!r})
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -245,6 +253,7 @@ def test_a_table_of_millions_of_rows_is_read_as_columns(dataset, tmp_path):
 
 
 # ------------------------------------------------------------------ no silent laundering
+@pytest.mark.slow
 def test_transcode_carries_the_record_so_a_failed_recording_stays_failed(
     recorded, tmp_path, ffmpeg, capsys
 ):
@@ -270,6 +279,7 @@ def test_transcode_carries_the_record_so_a_failed_recording_stays_failed(
     assert json.loads((out / "episode_000001/episode.json").read_text())["transcoded"]
 
 
+@pytest.mark.slow
 def test_transcode_api_reports_the_folders_it_carried_a_record_to(recorded, tmp_path, ffmpeg):
     out = tmp_path / "out"
     report = transcode(recorded, out, EncoderConfig("libx264"), ffmpeg=ffmpeg, workers=1)
@@ -293,6 +303,7 @@ for i in range(60):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["StreamingVideoEncoder", "BatchVideoEncoder"])
 def test_an_episode_left_open_at_exit_is_finished_with_a_warning(tmp_path, encoder):
     ep = tmp_path / "ep"
@@ -314,6 +325,7 @@ def test_an_episode_left_open_at_exit_is_finished_with_a_warning(tmp_path, encod
     assert stamps == list(range(60))
 
 
+@pytest.mark.slow
 def test_verify_says_when_there_is_no_record_to_judge_by(recorded, tmp_path, capsys):
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -325,6 +337,7 @@ def test_verify_says_when_there_is_no_record_to_judge_by(recorded, tmp_path, cap
 
 
 # ------------------------------------------------------------------ the command line
+@pytest.mark.slow
 def test_record_keeps_rows_aligned_by_default_and_says_so(tmp_path, capsys):
     args = ["record", "--cameras", "1", "--episodes", "1", "--seconds", "0.3"]
     assert main([*args, "--resolution", "96x64", "--quiet", "--out", str(tmp_path)]) == 0
@@ -333,6 +346,7 @@ def test_record_keeps_rows_aligned_by_default_and_says_so(tmp_path, capsys):
     assert (meta["encoder"]["mode"], meta["encoder"]["repeat_dropped"]) == ("live", True)
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_during_the_closing_check_exits_131_without_a_traceback(
     tmp_path, capsys, monkeypatch
 ):
@@ -346,11 +360,12 @@ def test_a_second_ctrl_c_during_the_closing_check_exits_131_without_a_traceback(
     assert "aborted: the closing check was stopped" in err and "Traceback" not in err
 
 
+@pytest.mark.fast
 def test_an_error_with_no_name_is_one_line_and_exit_4(monkeypatch, capsys, tmp_path):
     def broken(*args, **kwargs):
         raise OverflowError("cannot convert float infinity to integer")
 
-    monkeypatch.setattr("ffstream.cli.verify.verify", broken)
+    monkeypatch.setattr("ffstream._cli.verify.verify", broken)
     assert main(["verify", str(tmp_path)]) == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [

@@ -1,4 +1,4 @@
-"""ffstream.datasets.lerobot: LeRobot's StreamingVideoEncoder contract, without LeRobot installed.
+"""ffstream._datasets.lerobot: LeRobot's StreamingVideoEncoder contract, without LeRobot installed.
 
 LeRobot's config objects are stood in for by dataclasses with the same fields (the
 adapter reads them by attribute). tools/lerobot-check.sh runs LeRobot's own tests and
@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import ffstream.datasets.lerobot as adapter
-from ffstream.cameras.synthetic import SyntheticCamera, stamp_index
-from ffstream.codec.command import InputSpec, build_command
-from ffstream.codec.reader import read_frames
-from ffstream.datasets.lerobot import StreamingVideoEncoder, codec_options, to_ffstream_config
+import ffstream._datasets.lerobot as adapter
+from ffstream._codec.command import InputSpec, build_command
+from ffstream._codec.reader import read_frames
+from ffstream._datasets.lerobot import LeRobotEncoder, codec_options, to_ffstream_config
+from ffstream.cameras._synthetic import SyntheticCamera, stamp_index
 from ffstream.errors import FFstreamError
 
 from .conftest import decode_pyav, stamps, stream_seconds, wait_until
@@ -66,11 +66,11 @@ class DepthConfig(RGBConfig):
     use_log: bool = True
 
 
-def _encoder(**kw) -> StreamingVideoEncoder:
+def _encoder(**kw) -> LeRobotEncoder:
     kw.setdefault("rgb_encoder", RGBConfig(vcodec="h264", preset="ultrafast"))
     kw.setdefault("depth_encoder", DepthConfig(preset="ultrafast"))
     kw.setdefault("drop_policy", "block")
-    return StreamingVideoEncoder(30, **kw)
+    return LeRobotEncoder(30, **kw)
 
 
 def _files(folder: Path) -> list[Path]:
@@ -78,6 +78,7 @@ def _files(folder: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------- the contract
+@pytest.mark.slow
 def test_rgb_and_depth_episode_as_lerobot_calls_it(tmp_path):
     """LeRobot passes every video key, depth ones included, and a depth list that may
     name image-only keys; each MP4 comes back in a folder of its own."""
@@ -119,6 +120,7 @@ def test_rgb_and_depth_episode_as_lerobot_calls_it(tmp_path):
     assert int(depth_stats["count"][0]) == int(rgb_stats["count"][0]) > 12
 
 
+@pytest.mark.slow
 def test_channel_first_float_rgb_and_float_metre_depth(tmp_path):
     rgb = np.zeros((3, 64, 96), np.float32)
     rgb[0] = 1.0  # pure red, CHW, floats in [0, 1]
@@ -136,6 +138,7 @@ def test_channel_first_float_rgb_and_float_metre_depth(tmp_path):
     assert stats["q50"][0] == pytest.approx(2.0, abs=0.002)
 
 
+@pytest.mark.slow
 def test_statistics_need_two_frames(tmp_path):
     with _encoder() as enc:
         enc.start_episode(["cam"], tmp_path)
@@ -144,6 +147,7 @@ def test_statistics_need_two_frames(tmp_path):
     assert path.exists() and stats is None
 
 
+@pytest.mark.slow
 def test_episodes_in_a_row_and_a_restart_cancels(tmp_path):
     cam = SyntheticCamera("cam", 96, 64)
     with _encoder() as enc:
@@ -162,6 +166,7 @@ def test_episodes_in_a_row_and_a_restart_cancels(tmp_path):
     assert len(_files(tmp_path)) == 2
 
 
+@pytest.mark.slow
 def test_close_cancels_the_running_episode(tmp_path):
     enc = _encoder()
     enc.start_episode(["cam"], tmp_path)
@@ -173,6 +178,7 @@ def test_close_cancels_the_running_episode(tmp_path):
         enc.start_episode(["cam"], tmp_path)
 
 
+@pytest.mark.fast
 def test_errors_read_like_lerobots(tmp_path):
     enc = _encoder()
     with pytest.raises(RuntimeError, match=r"No active episode\. Call start_episode\(\) first"):
@@ -185,6 +191,7 @@ def test_errors_read_like_lerobots(tmp_path):
     enc.close()
 
 
+@pytest.mark.slow
 def test_a_dead_encoder_raises_runtime_error_and_removes_the_episode(tmp_path):
     cam = SyntheticCamera("cam", 96, 64)
     enc = _encoder(drop_policy="drop")
@@ -230,6 +237,7 @@ def _flood(tmp_path, drop_policy, n=40):
     return dropped, stamps(decode_pyav(path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("drop_policy", [None, "repeat"])
 def test_repeat_replaces_a_dropped_frame_by_the_one_before(tmp_path, caplog, drop_policy):
     """The default ("repeat") waits as LeRobot does, then keeps one video frame per
@@ -249,12 +257,13 @@ def test_repeat_replaces_a_dropped_frame_by_the_one_before(tmp_path, caplog, dro
     )
 
 
+@pytest.mark.slow
 def test_an_offline_producer_keeps_every_row(tmp_path):
     """add_frame in a tight loop (a simulation, a conversion) with drop_policy="block":
     3 episodes of 45 rows, RGB and depth, every row its own frame in both videos."""
     cam = SyntheticCamera("cam", 128, 96)
     depth = [(realistic_depth(96, 128, t) * 1000).astype(np.uint16) for t in range(45)]
-    enc = StreamingVideoEncoder(
+    enc = LeRobotEncoder(
         30,
         RGBConfig(vcodec="h264", preset="ultrafast"),
         DepthConfig(preset="ultrafast"),
@@ -279,6 +288,7 @@ def test_an_offline_producer_keeps_every_row(tmp_path):
                 assert np.array_equal(got, lerobot_codes(d))
 
 
+@pytest.mark.slow
 def test_every_video_lasts_exactly_its_frames(tmp_path):
     """LeRobot joins episodes into one file and finds each by the sum of the durations
     before it, within 0.1 ms. An MP4 whose edit list is rounded to whole milliseconds
@@ -299,6 +309,7 @@ def test_every_video_lasts_exactly_its_frames(tmp_path):
         assert stream_seconds(path) == Fraction(31, 30), path.name
 
 
+@pytest.mark.slow
 def test_drop_policy_drop_leaves_frames_out(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     dropped, seen = _flood(tmp_path, drop_policy="drop")
@@ -307,16 +318,18 @@ def test_drop_policy_drop_leaves_frames_out(tmp_path, caplog):
     assert any("(left out: the video is shorter than the episode)" in m for m in caplog.messages)
 
 
+@pytest.mark.fast
 def test_default_configs_are_lerobots_defaults():
     rgb, depth = adapter.default_rgb_config(), adapter.default_depth_config()
     assert codec_options(rgb) == codec_options(RGBConfig())
     assert codec_options(depth) == codec_options(DepthConfig())
-    enc = StreamingVideoEncoder(30)
+    enc = LeRobotEncoder(30)
     assert enc._encoder.rgb_encoder.vcodec == "libsvtav1"
     assert enc._encoder.depth_encoder.vcodec == "libx265"
     enc.close()
 
 
+@pytest.mark.fast
 def test_lossless_depth_with_no_preset_encodes_at_ultrafast():
     """Lossless stores the same codes at any preset; x265's default would need more
     than two cores at 30 fps. An explicit preset, or a lossy config, is kept as given."""
@@ -327,6 +340,7 @@ def test_lossless_depth_with_no_preset_encodes_at_ultrafast():
     assert to_ffstream_config(RGBConfig("hevc"), depth=False).preset is None
 
 
+@pytest.mark.fast
 def test_a_depth_config_ffstream_cannot_use_fails_only_when_a_depth_camera_comes(tmp_path):
     bad = DepthConfig(pix_fmt="yuv420p12le")
     with _encoder(depth_encoder=bad) as enc:
@@ -337,18 +351,20 @@ def test_a_depth_config_ffstream_cannot_use_fails_only_when_a_depth_camera_comes
     assert not (tmp_path / "depth").exists() or _files(tmp_path / "depth") == []
 
 
+@pytest.mark.slow
 def test_ffstreams_own_auto_config_is_taken_and_probed():
     """For a probed choice instead of LeRobot's (which only asks what PyAV lists)."""
     from ffstream import EncoderConfig, select_encoder
 
-    with StreamingVideoEncoder(30, rgb_encoder=EncoderConfig("auto")) as enc:
+    with LeRobotEncoder(30, rgb_encoder=EncoderConfig("auto")) as enc:
         chosen = enc._encoder.rgb_encoder.vcodec
         assert chosen == select_encoder("auto", enc._encoder.ffmpeg) != "auto"
 
 
+@pytest.mark.fast
 def test_a_config_without_lerobots_fields_is_refused():
     with pytest.raises(TypeError, match="has no 'pix_fmt': pass LeRobot's RGBEncoderConfig"):
-        StreamingVideoEncoder(30, rgb_encoder=type("Cfg", (), {"vcodec": "h264"})())
+        LeRobotEncoder(30, rgb_encoder=type("Cfg", (), {"vcodec": "h264"})())
 
 
 # ---------------------------------------------------------------------- the option table
@@ -385,6 +401,7 @@ FAMILIES = {
 }
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("family", FAMILIES)
 def test_codec_options_per_family(family):
     config, expected = FAMILIES[family]
@@ -425,6 +442,7 @@ def _num(text: str) -> bool:
     return True
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_ffmpeg_command_carries_lerobots_options(family, monkeypatch):
     monkeypatch.setenv("FFSTREAM_VAAPI_DEVICE", "/dev/dri/renderD128")
@@ -438,6 +456,7 @@ def test_the_ffmpeg_command_carries_lerobots_options(family, monkeypatch):
     _same(codec_options(config, encoder_threads=2), _realised(argv))
 
 
+@pytest.mark.fast
 def test_an_extra_option_never_replaces_a_field(caplog):
     config = RGBConfig("h264", extra_options={"crf": 10, "tune": "film"})
     assert codec_options(config)["crf"] == "30" and codec_options(config)["tune"] == "film"
@@ -446,6 +465,7 @@ def test_an_extra_option_never_replaces_a_field(caplog):
     assert "extra_options['crf'] is ignored" in caplog.text
 
 
+@pytest.mark.fast
 def test_the_docs_show_the_table_in_code():
     text = DOCS.read_text()
     for rule in adapter.OPTION_TABLE:
@@ -487,6 +507,7 @@ def stub_lerobot(tmp_path, monkeypatch):
         del sys.modules[name]
 
 
+@pytest.mark.fast
 def test_install_patches_every_place_lerobot_builds_its_encoder(stub_lerobot):
     from lerobot.datasets import dataset_writer, lerobot_dataset, video_utils
 
@@ -495,22 +516,24 @@ def test_install_patches_every_place_lerobot_builds_its_encoder(stub_lerobot):
     adapter.install()  # idempotent
     assert adapter.installed()
     for module in (video_utils, lerobot_dataset, dataset_writer):
-        assert module.StreamingVideoEncoder is StreamingVideoEncoder
+        assert module.StreamingVideoEncoder is LeRobotEncoder
     adapter.uninstall()
     assert not adapter.installed()
     for module in (video_utils, lerobot_dataset, dataset_writer):
         assert module.StreamingVideoEncoder is original
 
 
+@pytest.mark.fast
 def test_install_settings_reach_the_encoders_lerobot_builds(stub_lerobot, tmp_path):
     adapter.install(drop_policy="block")
-    enc = StreamingVideoEncoder(30, rgb_encoder=RGBConfig("h264", preset="ultrafast"))
+    enc = LeRobotEncoder(30, rgb_encoder=RGBConfig("h264", preset="ultrafast"))
     assert enc._encoder.settings.mode == "offline"
     enc.close()
     with pytest.raises(ValueError, match="drop_policy"):
         adapter.install(drop_policy="sometimes")
 
 
+@pytest.mark.fast
 def test_install_without_lerobot_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "lerobot", None)
     with pytest.raises(
@@ -530,6 +553,7 @@ def _cli(args, env=None):
     )
 
 
+@pytest.mark.slow
 def test_lerobot_record_runs_lerobots_entry_point_with_ffstream(stub_lerobot, tmp_path):
     import json
 
@@ -538,7 +562,7 @@ def test_lerobot_record_runs_lerobots_entry_point_with_ffstream(stub_lerobot, tm
     proc = _cli(["lerobot-record", "--robot.type=so101_follower", "--dataset.repo_id=me/demo"], env)
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(out.read_text())
-    assert seen["cls"] == "ffstream.datasets.lerobot"
+    assert seen["cls"] == "ffstream._datasets.lerobot"
     assert seen["argv"] == [
         "lerobot-record",
         "--robot.type=so101_follower",
@@ -547,12 +571,14 @@ def test_lerobot_record_runs_lerobots_entry_point_with_ffstream(stub_lerobot, tm
     ]
 
 
+@pytest.mark.slow
 def test_lerobot_record_refuses_streaming_off(stub_lerobot):
     proc = _cli(["lerobot-record", "--dataset.streaming_encoding=false"])
     assert proc.returncode == 2
     assert "turns streaming encoding off, and with it ffstream's encoder" in proc.stderr
 
 
+@pytest.mark.slow
 def test_lerobot_record_without_lerobot(tmp_path):
     fake = tmp_path / "lerobot"
     fake.mkdir()
@@ -563,8 +589,9 @@ def test_lerobot_record_without_lerobot(tmp_path):
     assert "pip install 'lerobot[dataset]>=0.6.1'" in proc.stderr
 
 
+@pytest.mark.fast
 def test_the_install_line_names_the_python_that_lerobots_streaming_encoder_needs():
-    from ffstream.datasets.lerobot import lerobot_install_hint
+    from ffstream._datasets.lerobot import lerobot_install_hint
 
     old = lerobot_install_hint((3, 11))  # pip would resolve LeRobot 0.4.4 there
     assert "needs Python 3.12 or newer, and this is Python 3.11" in old

@@ -13,21 +13,14 @@ import time
 
 import pytest
 
-from ffstream import (
-    EncoderConfig,
-    FFmpegWriter,
-    RealtimeUnavailable,
-    StreamingVideoEncoder,
-    contention,
-)
-from ffstream import priority as prio
-from ffstream.cameras import SyntheticCamera
-from ffstream.capture.recorder import Recorder
-from ffstream.cli import main
-from ffstream.errors import InvalidSettingError, SettingTypeError
-from ffstream.inspection.verify import drop_cause, index_ranges
-from ffstream.monitor import saturation_cause
-from ffstream.priority import (
+from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder
+from ffstream import _contention as contention
+from ffstream import _priority as prio
+from ffstream._capture.recorder import Recorder
+from ffstream._cli import main
+from ffstream._inspection.verify import drop_cause, index_ranges
+from ffstream._monitor import saturation_cause
+from ffstream._priority import (
     LOW_NICE,
     Scheduling,
     check_priority,
@@ -35,6 +28,8 @@ from ffstream.priority import (
     read_thread,
     realtime_capture,
 )
+from ffstream.cameras import SyntheticCamera
+from ffstream.errors import InvalidSettingError, RealtimeUnavailable, SettingTypeError
 
 from .conftest import decode_pyav, stamps, wait_until
 
@@ -130,6 +125,7 @@ def _live_episode(tmp_path, frames: int = 12, cameras: int = 2, realtime: bool =
     return me, during, sched, results
 
 
+@pytest.mark.slow
 @linux_only
 def test_by_default_no_thread_of_the_program_changes_its_scheduling(tmp_path):
     """As root too (where SVT-AV1 would make its threads real-time, and where ffstream
@@ -150,6 +146,7 @@ def test_by_default_no_thread_of_the_program_changes_its_scheduling(tmp_path):
         assert stamps(decode_pyav(result.path)) == list(range(12))
 
 
+@pytest.mark.slow
 @linux_only
 @needs_realtime
 def test_realtime_capture_raises_the_loop_while_it_records_and_puts_it_back(tmp_path):
@@ -174,6 +171,7 @@ def test_realtime_capture_raises_the_loop_while_it_records_and_puts_it_back(tmp_
     assert seen[0] is not None and seen[0]["policy"] == "other"  # reset on fork
 
 
+@pytest.mark.fast
 @linux_only
 def test_realtime_capture_refused_says_what_would_allow_it(monkeypatch):
     def refuse(*args):
@@ -186,6 +184,7 @@ def test_realtime_capture_refused_says_what_would_allow_it(monkeypatch):
     assert _me()["policy"] == "other"
 
 
+@pytest.mark.slow
 @linux_only
 def test_encoders_over_capacity_go_idle(tmp_path, monkeypatch):
     """The encoders run at nice +5; once a drop warning, or a writer's look at the
@@ -225,6 +224,7 @@ def test_encoders_over_capacity_go_idle(tmp_path, monkeypatch):
                 w.abort()
 
 
+@pytest.mark.fast
 def test_a_drop_warning_that_blames_the_encoders_makes_them_yield(monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(contention, "yield_to_the_loop", calls.append)
@@ -238,6 +238,7 @@ def test_a_drop_warning_that_blames_the_encoders_makes_them_yield(monkeypatch):
     assert calls == ["low"]  # other programs held the CPU: not the encoders' doing
 
 
+@pytest.mark.slow
 @linux_only
 def test_idle_puts_the_encoder_below_everything_with_no_realtime_thread(tmp_path):
     # SVT-AV1 turns its workers into SCHED_FIFO threads when it may (as root): those
@@ -258,6 +259,7 @@ def test_idle_puts_the_encoder_below_everything_with_no_realtime_thread(tmp_path
     assert stamps(decode_pyav(result.path)) == list(range(20))
 
 
+@pytest.mark.slow
 @linux_only
 def test_normal_priority_keeps_the_callers_level(tmp_path):
     w, sched = _encoding(tmp_path, "libx264", "normal")
@@ -270,6 +272,7 @@ def test_normal_priority_keeps_the_callers_level(tmp_path):
         w.close()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("value", "error", "text"),
     [
@@ -284,6 +287,8 @@ def test_a_bad_priority_is_refused_with_the_choices(value, error, text):
         StreamingVideoEncoder(30, EncoderConfig("libx264"), encoder_priority=value)
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 @linux_only
 def test_a_stopped_encoder_makes_feed_frame_return_false_with_every_drop_counted(tmp_path):
     cam = SyntheticCamera("c", W, H)
@@ -311,6 +316,7 @@ def test_a_stopped_encoder_makes_feed_frame_return_false_with_every_drop_counted
     assert stamps(decode_pyav(result.path)) == [i for i in range(61) if i not in refused]
 
 
+@pytest.mark.fast
 def test_saturation_names_the_largest_user():
     assert saturation_cause(99, 90, 5).startswith(
         "mostly by the encoders (ffmpeg 90%, this process 5%, other programs 4%)"
@@ -319,6 +325,7 @@ def test_saturation_names_the_largest_user():
     assert "capture program itself" in saturation_cause(100, 20, 70)
 
 
+@pytest.mark.fast
 def test_verify_explains_drops_from_untrusted_cpu_figures():
     cpu = {"saturated_seconds": 4, "cpu_mean": 99, "ffmpeg_cpu_mean": 90, "recorder_cpu_mean": 5}
     assert "saturated for 4 s, mostly by the encoders" in drop_cause(cpu)
@@ -341,6 +348,7 @@ class _WatchedCamera(SyntheticCamera):
         return super().read()
 
 
+@pytest.mark.slow
 @linux_only
 def test_record_realtime_runs_the_loop_realtime_while_it_records_or_says_why_not(
     tmp_path, monkeypatch, capsys

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StreamingVideoEncoder
-from ffstream.cameras import SyntheticCamera
-from ffstream.cli import main
-from ffstream.codec.probe import (
+from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder
+from ffstream._cli import main
+from ffstream._codec.probe import (
     DEFAULT_PREFERENCE,
     NoWorkingEncoderError,
     cache_dir,
@@ -17,6 +16,8 @@ from ffstream.codec.probe import (
     resolve_config,
     select_encoder,
 )
+from ffstream.cameras import SyntheticCamera
+from ffstream.errors import EncoderError
 
 from .conftest import decode_pyav, ffmpeg_children, stamps, wait_until
 from .fake_ffmpeg import calls, make_fake
@@ -24,6 +25,7 @@ from .fake_ffmpeg import calls, make_fake
 HARDWARE_HERE = bool(list(Path("/dev").glob("dri/renderD*"))) or Path("/dev/nvidia0").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(HARDWARE_HERE, reason="this machine has a GPU device node")
 def test_real_binary_lists_hardware_encoders_that_do_not_work(ffmpeg, tmp_path):
     """The CI machine: hardware wrappers are compiled in, but there is no device."""
@@ -46,6 +48,7 @@ def test_real_binary_lists_hardware_encoders_that_do_not_work(ffmpeg, tmp_path):
     assert stamps(decode_pyav(r.path)) == list(range(10))
 
 
+@pytest.mark.fast
 def test_only_software_listed(tmp_path):
     fake = make_fake(tmp_path, {})
     report = probe_encoders(fake)
@@ -54,6 +57,7 @@ def test_only_software_listed(tmp_path):
     assert select_encoder("auto", fake) == "libsvtav1"
 
 
+@pytest.mark.fast
 def test_listed_but_broken_are_reported_with_their_reason(tmp_path, caplog):
     fake = make_fake(
         tmp_path,
@@ -71,6 +75,7 @@ def test_listed_but_broken_are_reported_with_their_reason(tmp_path, caplog):
     assert any("auto: chose libsvtav1" in m for m in caplog.messages)
 
 
+@pytest.mark.fast
 def test_all_working_picks_by_preference(tmp_path):
     everything = dict.fromkeys(
         ["h264_videotoolbox", "hevc_videotoolbox", "h264_nvenc", "hevc_nvenc", "h264_qsv"], "ok"
@@ -81,6 +86,8 @@ def test_all_working_picks_by_preference(tmp_path):
     assert select_encoder("auto", fake, preference=["libx264", "h264_nvenc"]) == "libx264"
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_hanging_encoder_is_killed_at_the_timeout(tmp_path):
     fake = make_fake(tmp_path, {"h264_nvenc": "hang", "hevc_nvenc": "ok", "h264_qsv": "hang"})
     before = {p.pid for p in ffmpeg_children()}  # another test's leftovers are not ours
@@ -95,12 +102,14 @@ def test_hanging_encoder_is_killed_at_the_timeout(tmp_path):
     assert wait_until(lambda: not [p for p in ffmpeg_children() if p.pid not in before], 5)
 
 
+@pytest.mark.fast
 def test_partial_encode_does_not_count_as_working(tmp_path):
     fake = make_fake(tmp_path, {"h264_nvenc": "partial"})
     st = probe_encoders(fake).statuses["h264_nvenc"]
     assert not st.works and st.reason == "encoded 2 of 5 frames"
 
 
+@pytest.mark.fast
 def test_named_encoder_that_does_not_work(tmp_path):
     fake = make_fake(tmp_path, {"h264_nvenc": "fail:Cannot load libcuda.so.1"})
     with pytest.raises(
@@ -113,6 +122,7 @@ def test_named_encoder_that_does_not_work(tmp_path):
         select_encoder("nvenc", fake)
 
 
+@pytest.mark.fast
 def test_nothing_works(tmp_path):
     fake = make_fake(tmp_path, {"libsvtav1": "fail:broken build", "h264_nvenc": "fail:no gpu"})
     with pytest.raises(
@@ -124,11 +134,13 @@ def test_nothing_works(tmp_path):
         resolve_config(EncoderConfig("auto"), fake)
 
 
+@pytest.mark.fast
 def test_unknown_candidate(tmp_path):
     with pytest.raises(ValueError, match="cannot probe unknown encoder"):
         probe_encoders(make_fake(tmp_path, {}), candidates=["mpeg9"])
 
 
+@pytest.mark.fast
 def test_cache_hit_refresh_and_corrupt_file(tmp_path):
     fake = make_fake(tmp_path, {"h264_nvenc": "ok"})
     first = probe_encoders(fake)
@@ -148,6 +160,7 @@ def test_cache_hit_refresh_and_corrupt_file(tmp_path):
     assert probe_encoders(fake).from_cache
 
 
+@pytest.mark.fast
 def test_cache_is_per_binary(tmp_path):
     fake = make_fake(tmp_path, {"h264_nvenc": "ok"})
     assert probe_encoders(fake).choose() == "h264_nvenc"
@@ -156,6 +169,7 @@ def test_cache_is_per_binary(tmp_path):
     assert probe_encoders(fake).choose() == "libsvtav1"
 
 
+@pytest.mark.fast
 def test_vaapi_probes_render_nodes_and_auto_keeps_the_device(tmp_path, monkeypatch):
     node = tmp_path / "renderD128"
     node.touch()
@@ -167,19 +181,22 @@ def test_vaapi_probes_render_nodes_and_auto_keeps_the_device(tmp_path, monkeypat
     assert (config.vcodec, config.hw_device) == ("h264_vaapi", str(node))
 
 
+@pytest.mark.fast
 def test_vaapi_without_render_node(tmp_path, monkeypatch):
-    monkeypatch.setattr("ffstream.codec.command.glob.glob", lambda pattern: [])
+    monkeypatch.setattr("ffstream._codec.command.glob.glob", lambda pattern: [])
     fake = make_fake(tmp_path, {"h264_vaapi": "ok"})
     st = probe_encoders(fake).statuses["h264_vaapi"]
     assert not st.works and "no GPU render node" in st.reason
     assert "h264_vaapi" not in calls(tmp_path)
 
 
+@pytest.mark.fast
 def test_auto_refuses_a_preset(tmp_path):
     with pytest.raises(ValueError, match="preset cannot be combined with vcodec='auto'"):
         EncoderConfig("auto", preset=8, ffmpeg=make_fake(tmp_path, {}))
 
 
+@pytest.mark.fast
 def test_hardware_failure_at_the_real_frame_size_says_how_to_fall_back(tmp_path, no_leaks):
     """The probe passed, the real recording fails: the error names encoder, size, fix."""
     fake = make_fake(
@@ -201,6 +218,7 @@ def test_hardware_failure_at_the_real_frame_size_says_how_to_fall_back(tmp_path,
         w.close()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "stderr, reason",
     [
@@ -221,6 +239,7 @@ def test_failure_reason(stderr, reason):
     assert failure_reason(stderr) == reason
 
 
+@pytest.mark.fast
 def test_probe_cli(tmp_path, capsys):
     fake = make_fake(tmp_path, {"h264_nvenc": "fail:Cannot load libcuda.so.1", "h264_qsv": "ok"})
     assert main(["probe", "--ffmpeg", str(fake)]) == 0
@@ -235,6 +254,7 @@ def test_probe_cli(tmp_path, capsys):
     assert data["preference"] == list(DEFAULT_PREFERENCE)
 
 
+@pytest.mark.fast
 def test_probe_cli_nothing_works_is_an_answer(tmp_path, capsys):
     fake = make_fake(tmp_path, {"libsvtav1": "fail:x", "libx264": "fail:y"})
     assert main(["probe", "--ffmpeg", str(fake), "--refresh"]) == 0

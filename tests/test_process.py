@@ -9,12 +9,13 @@ import textwrap
 import psutil
 import pytest
 
+from ffstream._process import MAX_LINE, Cancelled, FFmpegProcess, ProcessScope, run
 from ffstream.errors import FFstreamError, ProcessTimeout
-from ffstream.process import MAX_LINE, Cancelled, FFmpegProcess, ProcessScope, run
 
 from .conftest import _children, wait_until
 
 
+@pytest.mark.fast
 def test_children_get_their_own_group_so_terminal_signals_miss_them():
     # a process group of its own (a terminal's Ctrl-C goes to the foreground group only),
     # in the caller's session: with autogroup scheduling a session is a scheduling group
@@ -27,6 +28,7 @@ def test_children_get_their_own_group_so_terminal_signals_miss_them():
         assert p.close() == -signal.SIGKILL
 
 
+@pytest.mark.fast
 def test_both_pipes_are_drained_and_the_tail_is_bounded():
     # 2 MB on stdout and ~2 MB of error lines on stderr: a reader of one pipe only blocks
     script = (
@@ -45,6 +47,8 @@ def test_both_pipes_are_drained_and_the_tail_is_bounded():
     assert len(out.stderr) <= 1 << 20  # only the head is kept for parsing
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_a_timeout_kills_and_says_so():
     # a shell starts in milliseconds even on a busy machine; the timeout leaves it seconds
     with pytest.raises(ProcessTimeout, match="did not finish within 5 s and was killed") as err:
@@ -54,18 +58,20 @@ def test_a_timeout_kills_and_says_so():
     assert wait_until(lambda: not _children(), 10)
 
 
+@pytest.mark.fast
 def test_input_is_fed_while_output_is_read():
     data = os.urandom(3_000_000)  # larger than both pipe buffers
     out = run(["cat"], 60, input=data)
     assert out.returncode == 0 and out.stdout == data
 
 
+@pytest.mark.slow
 def test_children_die_with_their_owner(tmp_path):
     """SIGKILL the Python process that owns ffmpeg-like children: they get SIGTERM."""
     owner = textwrap.dedent(
         """
         import sys, threading, time
-        from ffstream.process import FFmpegProcess
+        from ffstream._process import FFmpegProcess
         procs = []
         def start():  # from a short-lived thread: the child must outlive the thread
             procs.append(FFmpegProcess(["sleep", "300"]))
@@ -94,6 +100,7 @@ def test_children_die_with_their_owner(tmp_path):
         proc.stdout.close()
 
 
+@pytest.mark.fast
 def test_pipes_are_read_with_a_thousand_files_open():
     # select.select() refuses descriptors numbered 1024 or more
     import resource
@@ -118,6 +125,7 @@ def _running(argv_path: str) -> list[str]:
     return [argv_path, "-v", "error", "-f", "lavfi", "-i", "nullsrc", "-f", "null", "-"]
 
 
+@pytest.mark.fast
 def test_a_cancelled_scope_kills_its_own_ffmpeg_only_and_refuses_new_ones(ffmpeg):
     outside = FFmpegProcess(_running(ffmpeg.path))
     scope = ProcessScope()
@@ -136,6 +144,7 @@ def test_a_cancelled_scope_kills_its_own_ffmpeg_only_and_refuses_new_ones(ffmpeg
         inside.close()
 
 
+@pytest.mark.slow
 def test_a_scopes_processes_get_sigkill_when_the_program_dies(tmp_path):
     """A child that ignores SIGTERM (as an encoder hung in its shutdown does) still ends
     when the program that started it in a scope is killed."""
@@ -145,7 +154,7 @@ def test_a_scopes_processes_get_sigkill_when_the_program_dies(tmp_path):
     program = textwrap.dedent(
         f"""
         import os, sys
-        from ffstream.process import FFmpegProcess, ProcessScope
+        from ffstream._process import FFmpegProcess, ProcessScope
         with ProcessScope():
             p = FFmpegProcess([{str(stubborn)!r}])
         print(p.pid, flush=True)
@@ -162,12 +171,13 @@ def test_a_scopes_processes_get_sigkill_when_the_program_dies(tmp_path):
     assert wait_until(lambda: not child.is_running() or child.status() == "zombie", 10)
 
 
+@pytest.mark.fast
 def test_the_live_processes_are_listed_while_others_start_and_end():
     """A writer starting its ffmpeg while another writer measures the CPU of the live
     ones: listing them never fails (a set that changes size while it is iterated)."""
     import threading
 
-    from ffstream import process
+    from ffstream import _process as process
 
     class Placeholder:  # makes each listing long, so that a start lands inside one
         returncode, pid = None, 0

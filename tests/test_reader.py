@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from ffstream import EncoderConfig, FFmpegWriter, VideoReadError, read_frames, video_info
+from ffstream import EncoderConfig, FFmpegWriter, read_frames, video_info
 from ffstream.cameras import SyntheticCamera
+from ffstream.errors import VideoReadError
 
 from .conftest import decode_pyav, ffmpeg_children, stamps, wait_until
 
@@ -18,6 +19,7 @@ def video(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_read_frames_matches_an_independent_decoder(video):
     ours = list(read_frames(video))
     theirs = decode_pyav(video)
@@ -28,6 +30,7 @@ def test_read_frames_matches_an_independent_decoder(video):
         assert np.abs(a.astype(int) - b).mean() < 1.0
 
 
+@pytest.mark.slow
 def test_gray_and_bgr_output(video):
     gray = next(iter(read_frames(video, pix_fmt="gray")))
     assert gray.shape == (96, 128) and gray.dtype == np.uint8
@@ -36,6 +39,7 @@ def test_gray_and_bgr_output(video):
     assert np.array_equal(rgb, bgr[..., ::-1])
 
 
+@pytest.mark.slow
 def test_video_info(video):
     info = video_info(video)
     assert (info.width, info.height, info.codec, info.pix_fmt) == (128, 96, "h264", "yuv420p")
@@ -43,6 +47,7 @@ def test_video_info(video):
     assert info.duration == pytest.approx(25 / 30, abs=0.05)
 
 
+@pytest.mark.fast
 def test_not_a_video(tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("hello, not a video")
@@ -55,6 +60,7 @@ def test_not_a_video(tmp_path):
         video_info(tmp_path / "missing.mp4")
 
 
+@pytest.mark.slow
 def test_truncated_video_fails_loudly(video, tmp_path):
     cut = tmp_path / "cut.mp4"
     data = video.read_bytes()
@@ -63,6 +69,7 @@ def test_truncated_video_fails_loudly(video, tmp_path):
         list(read_frames(cut))
 
 
+@pytest.mark.slow
 def test_stopping_early_leaves_no_process(video):
     frames = read_frames(video)
     next(frames)

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, check_reader
-from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
-from ffstream.cli import main
-from ffstream.codec import reader_check as readers
-from ffstream.codec.reader_check import OPENCV_WHEELS_AV1, opencv_reads_av1
-from ffstream.formats import FrameConversion
+from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter
+from ffstream._cli import main
+from ffstream._codec import reader_check as readers
+from ffstream._codec.reader_check import OPENCV_WHEELS_AV1, check_reader, opencv_reads_av1
+from ffstream._formats import FrameConversion
+from ffstream.cameras._synthetic import SyntheticCamera, read_stamp
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "usage.md"
 W, H, FRAMES = 96, 64, 8
@@ -65,6 +65,7 @@ def _claim(codec: str, column: str) -> bool:
     return reads
 
 
+@pytest.mark.fast
 def test_the_opencv_wheels_table_is_the_one_ffstream_warns_from():
     _, *rows = _rows("opencv-wheels-table")
     documented = {tuple(int(v) for v in r[0].split(".")): r[1] == "yes" for r in rows}
@@ -128,6 +129,7 @@ def _stamps(reader: str, path: Path) -> list[int]:
         got.append(read_stamp(frame[..., ::-1]))
 
 
+@pytest.mark.slow
 def test_the_docs_table_holds_for_every_reader_installed_here(clips, ffmpeg):
     table = _table()
     assert set(table) == set(clips), "the table names the codecs ffstream offers"
@@ -144,6 +146,7 @@ def test_the_docs_table_holds_for_every_reader_installed_here(clips, ffmpeg):
     assert checked >= 3 * len(clips)  # ffmpeg, PyAV and OpenCV at least (the dev extra)
 
 
+@pytest.mark.slow
 def test_verify_with_a_reader_names_what_it_could_not_read(clips, capsys):
     opencv = _opencv_column()
     if opencv is None:
@@ -160,6 +163,7 @@ def test_verify_with_a_reader_names_what_it_could_not_read(clips, capsys):
     assert re.search(r"opencv \S+ decoded 8 of 8 frames", capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_a_reader_that_is_not_installed_is_named_with_its_install_line(clips, capsys):
     if importlib.util.find_spec("torchcodec") is not None:
         pytest.skip("torchcodec is installed here")
@@ -169,6 +173,7 @@ def test_a_reader_that_is_not_installed_is_named_with_its_install_line(clips, ca
         check_reader("vlc", clips["libx264"], FRAMES)
 
 
+@pytest.mark.slow
 def test_record_warns_when_the_opencv_beside_it_cannot_read_what_it_records(
     tmp_path, capsys, monkeypatch
 ):
@@ -188,6 +193,7 @@ def test_record_warns_when_the_opencv_beside_it_cannot_read_what_it_records(
     )
 
 
+@pytest.mark.fast
 def test_opencv_messages_stay_off_the_terminal(capfd):
     with readers._quiet_stderr():
         os.write(2, b"Your platform doesn't support hardware accelerated AV1 decoding\n")
@@ -195,6 +201,7 @@ def test_opencv_messages_stay_off_the_terminal(capfd):
     assert capfd.readouterr().err == "ours\n"
 
 
+@pytest.mark.slow
 def test_a_reader_whose_libraries_do_not_load_is_said_to_be_unavailable(
     clips, capsys, tmp_path, monkeypatch
 ):

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
+from ffstream._capture.frozen import FrozenTracker, stretches_in, to_rows
+from ffstream._cli import main
+from ffstream._formats import FrameConversion
+from ffstream._inspection.health import gather
+from ffstream._inspection.judge import verify
+from ffstream._inspection.report import render
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture.frozen import FrozenTracker, stretches_in, to_rows
-from ffstream.cli import main
-from ffstream.formats import FrameConversion
-from ffstream.inspection.health import gather
-from ffstream.inspection.judge import verify
-from ffstream.inspection.report import render
 
 from .conftest import stop_process, wait_until
 
@@ -49,6 +49,7 @@ def _frame(i: int, cam: SyntheticCamera, frozen: range) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- frozen
+@pytest.mark.fast
 def test_frozen_stretches_are_found_and_mapped_to_rows():
     moving = [np.full((48, 64, 3), i, np.uint8) for i in range(12)]
     still = [moving[-1]] * 15
@@ -102,6 +103,7 @@ def episode(tmp_path_factory, ffmpeg) -> tuple[Path, dict]:
     return out, {k: r.to_dict() for k, r in results.items()}
 
 
+@pytest.mark.slow
 def test_the_writer_records_frozen_stretches_in_rows_and_verify_reports_them(episode):
     out, results = episode
     dropped = results["front"]["dropped_indices"]
@@ -116,6 +118,7 @@ def test_the_writer_records_frozen_stretches_in_rows_and_verify_reports_them(epi
     assert loose[0][0] == 20 and loose[0][1] - 20 >= 10
 
 
+@pytest.mark.slow
 def test_the_report_shows_drops_late_rows_and_the_frozen_stretch(episode, tmp_path):
     out, results = episode
     page = tmp_path / "report.html"
@@ -146,6 +149,7 @@ def _not_blank(png: Path) -> None:
     assert colours > 50 and image.mean() < 250, colours
 
 
+@pytest.mark.slow
 def test_record_report_gives_a_page_with_the_two_episodes(tmp_path):
     args = ["record", "--vcodec", "libx264", "--cameras", "1", "--seconds", "0.5", "--quiet"]
     assert main([*args, "--out", str(tmp_path), "--report"]) == 0
@@ -229,6 +233,7 @@ def _lerobot_dataset(root: Path, ffmpeg) -> None:
     (root / "meta" / "info.json").write_text(json.dumps(info))
 
 
+@pytest.mark.slow
 def test_a_lerobot_dataset_shows_frozen_repeats_gaps_and_depth_range(tmp_path, ffmpeg):
     pytest.importorskip("pyarrow", reason="the LeRobot tables are parquet: pip install pyarrow")
     _lerobot_dataset(tmp_path / "ds", ffmpeg)
@@ -249,6 +254,7 @@ def test_a_lerobot_dataset_shows_frozen_repeats_gaps_and_depth_range(tmp_path, f
     assert re.search(r"depth range</th>.*\d\.\d+ m to \d+\.\d+ m", body)
 
 
+@pytest.mark.slow
 def test_hostile_names_are_text_on_the_page(episode, tmp_path):
     """Camera keys and notes come from episode.json, which anyone can write: they are
     escaped, never markup."""
@@ -271,6 +277,7 @@ def html_escaped(text: str) -> str:
     return html.escape(text)
 
 
+@pytest.mark.slow
 def test_a_report_html_planted_as_a_link_is_replaced_not_written_through(episode, tmp_path):
     out, _ = episode
     copy = tmp_path / "ep"

@@ -6,9 +6,10 @@ import time
 import numpy as np
 import pytest
 
-from ffstream.capture.ring import END, SlotRing
+from ffstream._capture.ring import END, SlotRing
 
 
+@pytest.mark.fast
 def test_a_full_ring_refuses_at_once_and_never_grows():
     ring = SlotRing(3, (2, 2), np.uint8)
     taken = [ring.take() for _ in range(3)]
@@ -17,6 +18,7 @@ def test_a_full_ring_refuses_at_once_and_never_grows():
     assert ring.slots.shape == (3, 2, 2)
 
 
+@pytest.mark.fast
 def test_slots_come_out_in_push_order_then_the_end():
     ring = SlotRing(4, (1,), np.uint8)
     order = []
@@ -32,6 +34,7 @@ def test_slots_come_out_in_push_order_then_the_end():
     assert [int(ring.slots[s][0]) for s, _ in got[:3]] == [7, 8, 9]
 
 
+@pytest.mark.fast
 def test_the_slot_released_last_is_taken_first():
     """A writer that keeps up makes the caller reuse the same few (warm) slots."""
     ring = SlotRing(4, (1,), np.uint8)
@@ -48,6 +51,7 @@ def test_the_slot_released_last_is_taken_first():
     assert ring.take() == a != b
 
 
+@pytest.mark.fast
 def test_a_push_records_when_it_happened():
     ring = SlotRing(2, (1,), np.uint8)
     first, second = ring.take(), ring.take()
@@ -58,6 +62,7 @@ def test_a_push_records_when_it_happened():
     assert before <= ring.pushed_at[first] <= ring.pushed_at[second] <= after
 
 
+@pytest.mark.fast
 def test_a_slot_is_free_only_when_every_holder_released_it():
     ring = SlotRing(1, (1,), np.uint8)
     slot = ring.take()
@@ -70,6 +75,7 @@ def test_a_slot_is_free_only_when_every_holder_released_it():
     assert ring.take() == slot
 
 
+@pytest.mark.timing
 def test_a_blocking_take_waits_for_a_release_and_can_be_stopped():
     ring = SlotRing(1, (1,), np.uint8)
     slot = ring.take()
@@ -85,6 +91,7 @@ def test_a_blocking_take_waits_for_a_release_and_can_be_stopped():
         ring.take(block=True, poll=fail)
 
 
+@pytest.mark.fast
 def test_a_slot_taken_but_not_pushed_can_be_given_back():
     ring = SlotRing(1, (1,), np.uint8)
     slot = ring.take()
@@ -92,6 +99,7 @@ def test_a_slot_taken_but_not_pushed_can_be_given_back():
     assert ring.take() == slot
 
 
+@pytest.mark.fast
 def test_a_ring_needs_a_slot():
     with pytest.raises(ValueError, match="at least one slot"):
         SlotRing(0, (1,), np.uint8)

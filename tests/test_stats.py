@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 
 from ffstream import BatchVideoEncoder, EncoderConfig, FFmpegWriter, StreamingVideoEncoder
-from ffstream.cameras import SyntheticCamera
-from ffstream.capture.stats import (
+from ffstream._capture.stats import (
     StatsAccumulator,
     aggregate_stats,
     stats_from_histogram,
     stride_for,
     to_jsonable,
 )
-from ffstream.depth import quantize_depth
-from ffstream.formats import FrameConversion
+from ffstream._depth import quantize_depth
+from ffstream._formats import FrameConversion
+from ffstream.cameras import SyntheticCamera
 
 from .conftest import wait_until
 
@@ -37,10 +37,12 @@ def assert_close(stats, ref, bins):
         assert np.all(np.abs(stats[key].ravel() - ref[key]) <= 1 / (bins - 1) + 1e-12), key
 
 
+@pytest.mark.fast
 def test_stride_keeps_the_longer_side_under_150():
     assert stride_for(640, 480) == 5 and stride_for(1920, 1080) == 13 and stride_for(96, 64) == 1
 
 
+@pytest.mark.fast
 def test_rgb_stats_match_numpy():
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) // (i + 1) for i in range(6)]
@@ -53,6 +55,7 @@ def test_rgb_stats_match_numpy():
     assert_close(s, reference(sampled, 255), 256)
 
 
+@pytest.mark.fast
 def test_depth_codes_use_4096_bins():
     rng = np.random.default_rng(1)
     codes = [quantize_depth(rng.uniform(0.3, 5, (96, 128)).astype(np.float32)) for _ in range(3)]
@@ -66,6 +69,7 @@ def test_depth_codes_use_4096_bins():
         StatsAccumulator(1, 256).update(np.full((4, 4), 300, np.uint16))
 
 
+@pytest.mark.fast
 def test_aggregate_equals_the_concatenation():
     rng = np.random.default_rng(2)
     episodes = [
@@ -91,6 +95,7 @@ def test_aggregate_equals_the_concatenation():
     assert approx["count"].tolist() == [10]
 
 
+@pytest.mark.fast
 def test_empty_episode_gives_count_zero_and_no_nan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a division by zero would warn
@@ -110,6 +115,7 @@ def _episode_frames(n=20):
     return cams, [[c.read() for _ in range(n)] for c in cams]
 
 
+@pytest.mark.slow
 def test_streaming_stats_match_an_offline_reference(tmp_path):
     cams, frames = _episode_frames()
     with StreamingVideoEncoder(30, CFG, compute_stats=True, drop_policy="block") as enc:
@@ -128,6 +134,7 @@ def test_streaming_stats_match_an_offline_reference(tmp_path):
         assert r.frames == 20
 
 
+@pytest.mark.slow
 def test_batch_mode_gives_the_same_stats(tmp_path):
     cams, frames = _episode_frames(10)
     out = {}
@@ -145,6 +152,7 @@ def test_batch_mode_gives_the_same_stats(tmp_path):
         assert np.array_equal(out["s"][key], out["b"][key]), key
 
 
+@pytest.mark.slow
 def test_depth_stats_while_streaming(tmp_path):
     cam = SyntheticCamera("c", 128, 96, depth=True)
     maps = [cam.depth_frame(i) for i in range(8)]
@@ -159,6 +167,7 @@ def test_depth_stats_while_streaming(tmp_path):
     assert_close(r.stats, reference(codes, 4095), 4096)
 
 
+@pytest.mark.slow
 def test_mixed_shapes_are_refused_like_the_video(tmp_path):
     cam = SyntheticCamera("c", 96, 64)
     with StreamingVideoEncoder(30, CFG, compute_stats=True, drop_policy="block") as enc:
@@ -170,6 +179,7 @@ def test_mixed_shapes_are_refused_like_the_video(tmp_path):
     assert r.stats["count"].tolist() == [1] and r.rejected == 1
 
 
+@pytest.mark.slow
 def test_failing_statistics_never_cost_a_frame(tmp_path, caplog):
     def broken(frame):
         raise RuntimeError("boom")

@@ -4,13 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from ffstream import (
-    EncoderConfig,
-    EpisodeError,
-    FFmpegNotFoundError,
-    StreamingVideoEncoder,
-)
+from ffstream import EncoderConfig, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
+from ffstream.errors import EpisodeError, FFmpegNotFoundError
 
 from .conftest import decode_pyav, ffmpeg_children, psnr, stamps, wait_until
 
@@ -25,6 +21,7 @@ def _feed(enc, cams, n, fps=None):
             enc.feed_frame(cam.name, cam.read())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vcodec", ["libsvtav1", "libx264"])
 def test_round_trip_two_cameras(tmp_path, vcodec, no_leaks):
     """2 cameras x 90 frames: every frame decoded by PyAV, in order, PSNR > 30 dB."""
@@ -53,6 +50,7 @@ COLOURS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vcodec", ["libsvtav1", "libx264"])
 def test_colours_survive(tmp_path, vcodec):
     """Solid colours decode back within 4 levels per channel (a BT.601/709 mix-up is ~10-20)."""
@@ -69,6 +67,7 @@ def test_colours_survive(tmp_path, vcodec):
         assert err.max() < 4, (name, err)
 
 
+@pytest.mark.slow
 def test_solid_colours_come_back_from_rgb_and_bgr(tmp_path):
     """A red of 200 comes back as 200 whether the camera gives RGB or BGR frames (the
     BGR path once gave 196: swscale's fast BGR conversion rounds poorly)."""
@@ -86,6 +85,7 @@ def test_solid_colours_come_back_from_rgb_and_bgr(tmp_path):
         assert np.abs(pixel.astype(int) - (200, 0, 0)).max() <= 1, (key, pixel)
 
 
+@pytest.mark.slow
 def test_chw_float_and_bgr_inputs(tmp_path):
     base = SyntheticCamera("a", 96, 64).frame(7)
     enc = StreamingVideoEncoder(30, EncoderConfig("h264", crf=10), drop_policy="block")
@@ -101,6 +101,7 @@ def test_chw_float_and_bgr_inputs(tmp_path):
         assert psnr(decoded, base) > 30, key
 
 
+@pytest.mark.slow
 def test_three_sequential_episodes_cancel_and_close_twice(tmp_path, no_leaks):
     cam = SyntheticCamera("cam", 160, 96)
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block")
@@ -123,6 +124,7 @@ def test_three_sequential_episodes_cancel_and_close_twice(tmp_path, no_leaks):
         enc.start_episode(["cam"], tmp_path / "late")
 
 
+@pytest.mark.slow
 def test_finish_async_returns_before_files_are_final(tmp_path, no_leaks):
     cams = [SyntheticCamera("a", 320, 240), SyntheticCamera("b", 320, 240, seed=3)]
     with StreamingVideoEncoder(30, EncoderConfig(), queue_maxsize=200) as enc:
@@ -138,6 +140,7 @@ def test_finish_async_returns_before_files_are_final(tmp_path, no_leaks):
         assert second.result(timeout=60)["b"].frames == 10
 
 
+@pytest.mark.slow
 def test_close_keeps_a_running_episode(tmp_path):
     cam = SyntheticCamera("cam", 160, 96)
     with StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block") as enc:
@@ -146,6 +149,7 @@ def test_close_keeps_a_running_episode(tmp_path):
     assert stamps(decode_pyav(tmp_path / "cam.mp4")) == list(range(7))
 
 
+@pytest.mark.slow
 def test_error_inside_with_block_still_saves_frames(tmp_path):
     cam = SyntheticCamera("cam", 160, 96)
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block")
@@ -156,6 +160,7 @@ def test_error_inside_with_block_still_saves_frames(tmp_path):
     assert stamps(decode_pyav(tmp_path / "cam.mp4")) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "frame, error, message",
     [
@@ -200,6 +205,7 @@ def test_bad_frames_name_the_fix_and_other_cameras_keep_recording(tmp_path, fram
     assert stamps(decode_pyav(results["good"].path)) == list(range(6))
 
 
+@pytest.mark.slow
 def test_shape_change_mid_episode_is_rejected_and_counted(tmp_path):
     cam = SyntheticCamera("cam", 96, 64)
     with StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block") as enc:
@@ -219,6 +225,7 @@ def test_shape_change_mid_episode_is_rejected_and_counted(tmp_path):
     assert (r.frames, r.rejected) == (2, 3)
 
 
+@pytest.mark.fast
 def test_episode_api_misuse(tmp_path):
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
     with pytest.raises(RuntimeError, match="no episode is running; call start_episode"):
@@ -234,6 +241,7 @@ def test_episode_api_misuse(tmp_path):
     enc.close()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "keys, message",
     [
@@ -250,6 +258,7 @@ def test_camera_keys_become_safe_file_names(tmp_path, keys, message):
     enc.close()
 
 
+@pytest.mark.slow
 def test_traversal_key_stays_inside_out_dir(tmp_path):
     with StreamingVideoEncoder(30, EncoderConfig("h264"), drop_policy="block") as enc:
         enc.start_episode(["../../etc/evil"], tmp_path / "ep")
@@ -258,6 +267,7 @@ def test_traversal_key_stays_inside_out_dir(tmp_path):
     assert r.path.parent == tmp_path / "ep"
 
 
+@pytest.mark.fast
 def test_existing_episode_is_not_overwritten(tmp_path):
     (tmp_path / "cam.mp4").write_bytes(b"old")
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
@@ -266,6 +276,7 @@ def test_existing_episode_is_not_overwritten(tmp_path):
     enc.close()
 
 
+@pytest.mark.slow
 def test_a_retake_into_a_folder_still_finishing_waits_for_it(tmp_path):
     cam = SyntheticCamera("c", 160, 96)
     with StreamingVideoEncoder(
@@ -284,6 +295,7 @@ def test_a_retake_into_a_folder_still_finishing_waits_for_it(tmp_path):
     assert stamps(decode_pyav(second.path)) == list(range(100, 110))
 
 
+@pytest.mark.fast
 def test_constructor_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown vcodec 'mpeg9'"):
         StreamingVideoEncoder(30, EncoderConfig("mpeg9"))
@@ -299,6 +311,8 @@ def test_constructor_errors(tmp_path):
         StreamingVideoEncoder(30, spread_writes="yes")
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 @pytest.mark.parametrize(
     "kwargs, phases",
     [
@@ -323,6 +337,7 @@ def test_cameras_are_written_spread_over_the_frame_period(tmp_path, kwargs, phas
         assert stamps(decode_pyav(results[k].path)) == list(range(20))
 
 
+@pytest.mark.slow
 def test_one_camera_failing_keeps_the_others(tmp_path, no_leaks):
     import os
     import signal
@@ -345,6 +360,7 @@ def test_one_camera_failing_keeps_the_others(tmp_path, no_leaks):
     enc.close()
 
 
+@pytest.mark.slow
 def test_libaom_av1_round_trip(tmp_path):
     """LeRobot's other AV1 encoder: every frame back, in order."""
     cam = SyntheticCamera("front", 96, 64)
@@ -358,6 +374,7 @@ def test_libaom_av1_round_trip(tmp_path):
     assert stamps(decode_pyav(r.path)) == list(range(6))
 
 
+@pytest.mark.slow
 def test_the_encoder_is_live_unless_told_offline(tmp_path):
     """Live by default (as the guide promises); a producer that may wait and must lose
     nothing names the offline mode, and episode.json records which it was."""

@@ -3,6 +3,8 @@
 import ast
 from pathlib import Path
 
+import pytest
+
 import ffstream
 
 PACKAGE = Path(ffstream.__file__).parent
@@ -55,6 +57,7 @@ def _graph() -> dict[str, set[str]]:
     return graph
 
 
+@pytest.mark.fast
 def test_no_import_cycle_among_ffstream_modules():
     graph = _graph()
     # the package's __init__ re-exports everything; cycles through it are not layering
@@ -77,6 +80,7 @@ def test_no_import_cycle_among_ffstream_modules():
     assert not cycles, cycles
 
 
+@pytest.mark.fast
 def test_imports_inside_functions_are_optional_dependencies_only():
     found = []
     for name, tree in _modules().items():
@@ -95,6 +99,7 @@ def test_imports_inside_functions_are_optional_dependencies_only():
     assert not found, found
 
 
+@pytest.mark.fast
 def test_importing_ffstream_needs_no_optional_dependency():
     import subprocess
     import sys
@@ -107,7 +112,7 @@ def test_importing_ffstream_needs_no_optional_dependency():
         "    if level == 0 and name.split('.')[0] in blocked: raise ImportError(name)\n"
         "    return real(name, globals, locals, fromlist, level)\n"
         "builtins.__import__ = guard\n"
-        "import ffstream, ffstream.cli, ffstream.datasets.lerobot\n"
+        "import ffstream, ffstream._cli, ffstream._datasets.lerobot\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -116,25 +121,20 @@ def test_importing_ffstream_needs_no_optional_dependency():
 # parts below it, never one above: capture and inspection never reach into the dataset
 # tools, the file formats and the ffmpeg layer know nothing of what uses them. A folder
 # is one part (every module in it belongs there); the top-level modules are named.
-# The old import paths (DESIGN.md), each the very module of its part under its old name.
-LEGACY = {  # the old name -> the module it is now
-    "batch": "capture.batch", "capacity": "machine.capacity", "config": "codec.config",
-    "lerobot": "datasets.lerobot", "reader": "codec.reader", "report": "inspection.report",
-    "stats": "capture.stats", "transcode": "datasets.transcode", "verify": "inspection.judge",
-}  # fmt: skip
 LAYERS: dict[str, set[str]] = {
     "foundations": {
-        "_version", "at_exit", "cores", "depth", "errors", "formats", "jsonfile",
-        "monitor", "untrusted", "verdict", "files", "cameras",
+        "_version", "_at_exit", "_cores", "_depth", "errors", "_formats", "_jsonfile",
+        "_monitor", "_untrusted", "_verdict", "_files", "cameras",
     },
-    "running ffmpeg": {"contention", "ffmpeg", "priority", "process"},
-    "codec": {"codec"},
-    "capture": {"capture"},
-    "machine": {"machine"},
-    "inspection": {"inspection"},
-    "datasets": {"datasets"},
-    "interface": {"", "__main__", "cli", *LEGACY},
+    "running ffmpeg": {"_contention", "_ffmpeg", "_priority", "_process"},
+    "codec": {"_codec"},
+    "capture": {"_capture"},
+    "machine": {"_machine"},
+    "inspection": {"_inspection"},
+    "datasets": {"_datasets"},
+    "interface": {"", "__main__", "_cli", "lerobot"},
 }  # fmt: skip
+PUBLIC_MODULES = {"ffstream", "ffstream.errors", "ffstream.cameras", "ffstream.lerobot"}
 
 
 def _layer_of() -> dict[str, int]:
@@ -148,6 +148,7 @@ def _layer_of() -> dict[str, int]:
     return placed
 
 
+@pytest.mark.fast
 def test_every_module_belongs_to_one_part():
     names = [m for mods in LAYERS.values() for m in mods]
     assert len(names) == len(set(names)), "a module is in two parts"
@@ -157,6 +158,7 @@ def test_every_module_belongs_to_one_part():
     assert sorted(gone) == [], "LAYERS names a module that is gone"
 
 
+@pytest.mark.fast
 def test_imports_point_down_the_parts():
     placed, parts = _layer_of(), list(LAYERS)
     upward = [
@@ -168,6 +170,7 @@ def test_imports_point_down_the_parts():
     assert not upward, upward
 
 
+@pytest.mark.fast
 def test_folders_hold_their_parts_and_nothing_else_is_flat():
     top = {p.stem for p in PACKAGE.glob("*.py")} | {
         p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()
@@ -176,31 +179,67 @@ def test_folders_hold_their_parts_and_nothing_else_is_flat():
     assert top - named == set(), "a new top-level module: put it in a part's folder"
 
 
-def test_the_old_import_paths_are_the_modules_of_their_parts():
-    """Code outside ffstream imports the old paths (DESIGN.md); they must be the very
-    modules, so that a monkeypatch through either name reaches the code, and importing
-    `ffstream.verify` must not take the name of the function `ffstream.verify`."""
-    import subprocess
-    import sys
+@pytest.mark.fast
+def test_only_the_documented_modules_are_public():
+    """A module a user may import has a name without an underscore at every level; every
+    other module is internal. A new public module is a decision: add it here and to the
+    README."""
+    public = {m for m in _graph() if not any(part.startswith("_") for part in m.split("."))}
+    assert public == PUBLIC_MODULES
 
-    code = (
-        "import importlib, sys\n"
-        "import ffstream\n"
-        f"for old, part in {LEGACY!r}.items():\n"
-        "    legacy = importlib.import_module(f'ffstream.{old}')\n"
-        "    home = importlib.import_module(f'ffstream.{part}')\n"
-        "    assert legacy is home, old\n"
-        "import ffstream.verify\n"
-        "from ffstream.verify import verify\n"
-        "assert callable(ffstream.verify) and ffstream.verify is verify, ffstream.verify\n"
-        "from ffstream.batch import BatchVideoEncoder, encode_png\n"
-        "from ffstream.config import CODECS, GENERIC_OPTIONS\n"
-        "from ffstream.reader import video_info\n"
-        "from ffstream.report import write_report\n"
-        "from ffstream.lerobot import install\n"
-        "from ffstream.transcode import transcode\n"
-        "from ffstream.capacity import plan\n"
-        "from ffstream.stats import aggregate_stats\n"
-        "from ffstream.cameras.synthetic import SyntheticCamera, stamp_index, read_stamp\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+
+@pytest.mark.fast
+def test_no_module_replaces_itself_in_sys_modules():
+    found = []
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            for target in targets:
+                if isinstance(target, ast.Subscript) and "sys.modules" in ast.unparse(target):
+                    found.append(name)
+    assert not found, found
+
+
+@pytest.mark.fast
+def test_the_public_face_is_small_and_every_name_is_documented():
+    """What `import ffstream` offers: at most 40 names, each in __all__ and each named in
+    the README or a page of docs/."""
+    public = sorted(n for n in dir(ffstream) if not n.startswith("_"))
+    assert len(public) <= 40, public
+    assert set(public) == set(ffstream.__all__) - {"__version__"}
+    root = PACKAGE.parent
+    text = "\n".join(p.read_text() for p in [root / "README.md", *sorted(root.glob("docs/*.md"))])
+    undocumented = [n for n in public if not _named(n, text)]
+    assert undocumented == [], undocumented
+
+
+def _named(name: str, text: str) -> bool:
+    import re
+
+    return re.search(rf"`[^`]*\b{re.escape(name)}\b[^`]*`", text) is not None
+
+
+@pytest.mark.fast
+def test_every_error_lives_in_ffstream_errors():
+    """An exception a user may catch is defined once, in ffstream.errors, and derives
+    from FFstreamError; ffstream.FFstreamError catches them all."""
+    import ffstream.errors as errors
+
+    outside = [
+        f"{name}.{node.name}"
+        for name, tree in _modules().items()
+        if name != "ffstream.errors"
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and any("Error" in ast.unparse(b) or "Exception" in ast.unparse(b) for b in node.bases)
+        and not node.name.startswith("_")
+    ]
+    assert outside == ["ffstream._untrusted.NotRegularFileError"], outside  # never leaves
+    for value in vars(errors).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, Exception)
+            and value.__module__ == errors.__name__
+        ):
+            assert issubclass(value, ffstream.FFstreamError), value
+    assert ffstream.FFstreamError is errors.FFstreamError

@@ -32,17 +32,17 @@ from ffstream import (
     read_frames,
     video_info,
 )
-from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
-from ffstream.capture.image_folder import FRAME_NAME, encode_image_dir
-from ffstream.cli import main
-from ffstream.datasets.transcode import LOCK_NAME, depth_keys, plan, transcode
-from ffstream.datasets.transcode.executors import LocalExecutor, make_executor
-from ffstream.datasets.transcode.job import Job, JobResult, JobSettings, partial_path, run_job
-from ffstream.datasets.transcode.manifest import MANIFEST_NAME
+from ffstream._capture.image_folder import FRAME_NAME, encode_image_dir
+from ffstream._cli import main
+from ffstream._datasets.transcode import LOCK_NAME, depth_keys, plan_transcode, transcode
+from ffstream._datasets.transcode.executors import LocalExecutor, make_executor
+from ffstream._datasets.transcode.job import Job, JobResult, JobSettings, partial_path, run_job
+from ffstream._datasets.transcode.manifest import MANIFEST_NAME
+from ffstream._files.png import encode_png, png_is_depth
+from ffstream._formats import FrameConversion
+from ffstream._process import FFmpegProcess
+from ffstream.cameras._synthetic import SyntheticCamera, read_stamp
 from ffstream.errors import InvalidSettingError, TranscodeError
-from ffstream.files.png import encode_png, png_is_depth
-from ffstream.formats import FrameConversion
-from ffstream.process import FFmpegProcess
 
 from .conftest import wait_until
 
@@ -117,7 +117,8 @@ def mixed(tmp_path, ffmpeg):
     return src
 
 
-@pytest.mark.parametrize("executor", ["local", "ray"])
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.ray)])
 def test_mixed_folder_transcodes_verified_with_both_executors(mixed, tmp_path, ffmpeg, executor):
     dst = tmp_path / "dst"
     seen = []
@@ -147,6 +148,7 @@ def test_mixed_folder_transcodes_verified_with_both_executors(mixed, tmp_path, f
     assert len(list((mixed / "ep2" / "images" / "wrist").glob("*.png"))) == 12
 
 
+@pytest.mark.slow
 def test_second_run_skips_what_is_done_and_redoes_what_changed(mixed, tmp_path, ffmpeg):
     dst = tmp_path / "dst"
     first = transcode(mixed, dst, AV1, workers=2, ffmpeg=ffmpeg)
@@ -168,6 +170,7 @@ def test_second_run_skips_what_is_done_and_redoes_what_changed(mixed, tmp_path, 
     assert {r.status for r in crf.results if r.kind != "video" or not r.depth} == {"encoded"}
 
 
+@pytest.mark.slow
 def test_manifest_entries_of_the_wrong_type_are_not_trusted(tmp_path, ffmpeg, capsys):
     src = tmp_path / "src"
     make_video(src / "a.mp4", 3, ffmpeg)
@@ -183,6 +186,7 @@ def test_manifest_entries_of_the_wrong_type_are_not_trusted(tmp_path, ffmpeg, ca
     assert "skipped" in capsys.readouterr().out  # and the summary adds real numbers
 
 
+@pytest.mark.slow
 def test_links_in_the_destination_never_lead_writes_outside_it(tmp_path, ffmpeg):
     src = tmp_path / "src"
     make_video(src / "a.mp4", 3, ffmpeg)
@@ -201,6 +205,7 @@ def test_links_in_the_destination_never_lead_writes_outside_it(tmp_path, ffmpeg)
     assert list(outside.iterdir()) == []  # nothing was written through either link
 
 
+@pytest.mark.slow
 def test_a_source_with_a_hidden_name_is_refused(tmp_path, ffmpeg):
     # ".a.partial.mp4" is the temporary name of a.mp4's job: both would be lost
     make_video(tmp_path / "a.mp4", 3, ffmpeg)
@@ -209,6 +214,7 @@ def test_a_source_with_a_hidden_name_is_refused(tmp_path, ffmpeg):
         transcode([tmp_path / "a.mp4", tmp_path / ".a.partial.mp4"], tmp_path / "dst", AV1)
 
 
+@pytest.mark.fast
 def test_a_destination_that_is_a_link_loop_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
@@ -216,6 +222,7 @@ def test_a_destination_that_is_a_link_loop_is_a_clear_error(tmp_path, capsys):
     assert "cannot be resolved to a real folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_corrupt_source_fails_alone_with_its_reason(tmp_path, ffmpeg, capsys):
     src = tmp_path / "src"
     make_video(src / "good.mp4", 12, ffmpeg)
@@ -303,6 +310,7 @@ def _all_end(family: list[psutil.Process], seconds: float) -> None:
     assert wait_until(lambda: not alive(), seconds), [(p.pid, _named(p)) for p in alive()]
 
 
+@pytest.mark.slow
 def test_a_killed_run_finishes_when_run_again_with_no_partial_file(tmp_path, ffmpeg):
     src, dst, argv = slow_run(tmp_path, ffmpeg, 4)
     _all_end(_kill_mid_job(argv, dst), 20)  # the workers and their ffmpeg die with it
@@ -321,6 +329,8 @@ def test_a_killed_run_finishes_when_run_again_with_no_partial_file(tmp_path, ffm
     assert {manifest[f"clip{n}.mp4"]["status"] for n in range(4)} == {"encoded"}
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_a_killed_ray_coordinator_leaves_no_ray_process_running(tmp_path, ffmpeg):
     """SIGKILL a --executor ray run mid-job: Ray's head processes exit by themselves,
     but its agents would run on; the run's guard ends every process the run started."""
@@ -328,6 +338,7 @@ def test_a_killed_ray_coordinator_leaves_no_ray_process_running(tmp_path, ffmpeg
     _all_end(_kill_mid_job([*argv, "--executor", "ray"], dst, wanted="Agent"), 30)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_workers_removes_partials_and_exits_130(tmp_path, ffmpeg):
     _, dst, argv = slow_run(tmp_path, ffmpeg, 3)
     # its own process group, signalled as a terminal's Ctrl-C signals the foreground group
@@ -352,11 +363,12 @@ def test_ctrl_c_stops_the_workers_removes_partials_and_exits_130(tmp_path, ffmpe
     )
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_can_call_transcode(tmp_path, ffmpeg):
     make_video(tmp_path / "src" / "a.mp4", 4, ffmpeg)
     script = tmp_path / "convert.py"
     script.write_text(
-        "from ffstream.datasets.transcode import transcode\n"
+        "from ffstream._datasets.transcode import transcode\n"
         f"r = transcode({str(tmp_path / 'src')!r}, {str(tmp_path / 'dst')!r}, workers=2, "
         f"ffmpeg={ffmpeg.path!r})\n"
         "print('done', r.ok, len(r.results))\n"
@@ -365,6 +377,7 @@ def test_a_script_without_a_main_guard_can_call_transcode(tmp_path, ffmpeg):
     assert out.stdout.strip() == "done True 1", out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_depth_reencoded_only_losslessly_and_bit_exact(tmp_path, ffmpeg):
     src = tmp_path / "ep"
     make_episode(src, 15, ffmpeg)
@@ -456,6 +469,7 @@ def make_lerobot_dataset(root: Path, ffmpeg) -> dict:
     return info
 
 
+@pytest.mark.slow
 def test_lerobot_dataset_transcodes_with_meta_updated(tmp_path, ffmpeg):
     src = tmp_path / "dataset"
     info = make_lerobot_dataset(src, ffmpeg)
@@ -484,6 +498,7 @@ def test_lerobot_dataset_transcodes_with_meta_updated(tmp_path, ffmpeg):
         assert filecmp.cmp(src / rel, dst / rel, shallow=False), rel
 
 
+@pytest.mark.slow
 def test_a_dataset_with_a_failed_file_gets_no_info_json(tmp_path, ffmpeg):
     src = tmp_path / "dataset"
     make_lerobot_dataset(src, ffmpeg)
@@ -498,6 +513,7 @@ def test_a_dataset_with_a_failed_file_gets_no_info_json(tmp_path, ffmpeg):
     assert (dst / "meta" / "stats.json").exists()  # the rest is done and kept
 
 
+@pytest.mark.slow
 def test_a_rerun_that_does_not_finish_leaves_no_stale_info_json(tmp_path, ffmpeg):
     src = tmp_path / "dataset"
     make_lerobot_dataset(src, ffmpeg)
@@ -512,6 +528,7 @@ def test_a_rerun_that_does_not_finish_leaves_no_stale_info_json(tmp_path, ffmpeg
     assert not report.ok and not (dst / "meta" / "info.json").exists()
 
 
+@pytest.mark.fast
 def test_depth_keys_reads_current_and_legacy_markers():
     info = {
         "features": {
@@ -527,33 +544,38 @@ def test_depth_keys_reads_current_and_legacy_markers():
 
 
 # ----------------------------------------------------------------------------- planning
+@pytest.mark.fast
 def test_plan_mirrors_one_folder_and_names_several_sources(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for root in (a, b):
         (root / "x").mkdir(parents=True)
         (root / "x" / "v.mp4").write_bytes(b"")
     (tmp_path / "c.mkv").write_bytes(b"")
-    one = plan([a], tmp_path / "out")
+    one = plan_transcode([a], tmp_path / "out")
     assert [j.name for j in one.jobs] == ["x/v.mp4"]
-    several = plan([a, b, tmp_path / "c.mkv"], tmp_path / "out")
+    several = plan_transcode([a, b, tmp_path / "c.mkv"], tmp_path / "out")
     assert [j.name for j in several.jobs] == ["a/x/v.mp4", "b/x/v.mp4", "c.mkv"]
     # FFV1 needs Matroska: an .mp4 source becomes .mkv
-    assert [j.name for j in plan([a], tmp_path / "out", ("mkv", "mp4")).jobs] == ["x/v.mkv"]
+    assert [j.name for j in plan_transcode([a], tmp_path / "out", ("mkv", "mp4")).jobs] == [
+        "x/v.mkv"
+    ]
 
 
+@pytest.mark.fast
 def test_plan_names_image_folders_as_non_streaming_mode_would(tmp_path):
     src = tmp_path / "rec"
     make_images(src / "episode_000000" / "images" / "front", 2, fps=20)
     make_images(src / "loose", 2, fps=None)
     make_images(src / "depthcam" / "images" / "d", 2, fps=None, depth=True)
-    jobs = {j.name: j for j in plan([src], tmp_path / "out", ("mp4", "mkv")).jobs}
+    jobs = {j.name: j for j in plan_transcode([src], tmp_path / "out", ("mp4", "mkv")).jobs}
     assert set(jobs) == {"episode_000000/front.mp4", "loose.mp4", "depthcam/d.mkv"}
     assert jobs["episode_000000/front.mp4"].fps == 20
     assert jobs["loose.mp4"].fps is None
-    alone = plan([src / "loose"], tmp_path / "out2").jobs
+    alone = plan_transcode([src / "loose"], tmp_path / "out2").jobs
     assert [(j.kind, j.name) for j in alone] == [("images", "loose.mp4")]
 
 
+@pytest.mark.slow
 def test_an_image_folder_with_no_rate_fails_asking_for_fps(tmp_path, ffmpeg):
     make_images(tmp_path / "src" / "cam", 3, fps=None)
     (tmp_path / "src" / "episode.json").write_text('{"fps": "NaN"}')  # ignored: not a rate
@@ -563,20 +585,22 @@ def test_an_image_folder_with_no_rate_fails_asking_for_fps(tmp_path, ffmpeg):
     assert with_fps.ok and video_info(tmp_path / "dst" / "cam.mp4", ffmpeg).fps == 10
 
 
+@pytest.mark.fast
 def test_two_sources_that_would_make_one_output_are_refused(tmp_path):
     src = tmp_path / "src"
     make_images(src / "ep" / "images" / "cam", 1)
     (src / "ep" / "cam.mp4").write_bytes(b"")  # the image folder becomes ep/cam.mp4 too
     with pytest.raises(TranscodeError, match="would both become"):
-        plan([src], tmp_path / "out")
+        plan_transcode([src], tmp_path / "out")
     (src / "ep" / "cam.mp4").unlink()
     (src / "v.mp4").write_bytes(b"")
     (src / "v.mkv").write_bytes(b"")
-    plan([src], tmp_path / "out")  # distinct names: fine
+    plan_transcode([src], tmp_path / "out")  # distinct names: fine
     with pytest.raises(TranscodeError, match="would both become"):
-        plan([src], tmp_path / "out", ("mkv", "mp4"))  # FFV1: v.mp4 -> v.mkv
+        plan_transcode([src], tmp_path / "out", ("mkv", "mp4"))  # FFV1: v.mp4 -> v.mkv
 
 
+@pytest.mark.fast
 def test_links_and_hidden_files_are_not_followed(tmp_path):
     outside = tmp_path / "secret.mp4"
     outside.write_bytes(b"")
@@ -586,9 +610,10 @@ def test_links_and_hidden_files_are_not_followed(tmp_path):
     (src / "link.mp4").symlink_to(outside)
     (src / "linked_dir").symlink_to(tmp_path, target_is_directory=True)
     (src / "real.mp4").write_bytes(b"")
-    assert [j.name for j in plan([src], tmp_path / "out").jobs] == ["real.mp4"]
+    assert [j.name for j in plan_transcode([src], tmp_path / "out").jobs] == ["real.mp4"]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -618,22 +643,24 @@ def test_plan_refuses_what_cannot_be_done_safely(tmp_path, case, message):
         "none": ([], tmp_path / "out"),
     }[case]
     with pytest.raises(TranscodeError, match=message):
-        plan(sources, dst)
+        plan_transcode(sources, dst)
 
 
+@pytest.mark.fast
 def test_an_mkv_only_codec_is_refused_for_a_lerobot_dataset(tmp_path):
     (tmp_path / "ds" / "meta").mkdir(parents=True)
     (tmp_path / "ds" / "meta" / "info.json").write_text('{"features": {}}')
     (tmp_path / "ds" / "videos" / "k" / "chunk-000").mkdir(parents=True)
     (tmp_path / "ds" / "videos" / "k" / "chunk-000" / "file-000.mp4").write_bytes(b"")
     with pytest.raises(TranscodeError, match="LeRobot datasets hold MP4"):
-        plan([tmp_path / "ds"], tmp_path / "out", ("mkv", "mp4"))
+        plan_transcode([tmp_path / "ds"], tmp_path / "out", ("mkv", "mp4"))
     (tmp_path / "ds" / "meta" / "info.json").write_text("[1, 2]")
     with pytest.raises(TranscodeError, match="not a LeRobot info.json"):
-        plan([tmp_path / "ds"], tmp_path / "out")
+        plan_transcode([tmp_path / "ds"], tmp_path / "out")
 
 
 # ----------------------------------------------------------------------------- running
+@pytest.mark.slow
 def test_an_unreadable_manifest_is_set_aside_and_the_run_starts_afresh(tmp_path, ffmpeg, caplog):
     make_video(tmp_path / "src" / "a.mp4", 5, ffmpeg)
     dst = tmp_path / "dst"
@@ -646,6 +673,7 @@ def test_an_unreadable_manifest_is_set_aside_and_the_run_starts_afresh(tmp_path,
     assert (dst / (MANIFEST_NAME + ".unreadable")).exists()
 
 
+@pytest.mark.slow
 def test_one_run_per_destination(tmp_path, ffmpeg):
     import fcntl
 
@@ -658,6 +686,7 @@ def test_one_run_per_destination(tmp_path, ffmpeg):
             transcode(tmp_path / "src", dst, AV1, ffmpeg=ffmpeg)
 
 
+@pytest.mark.slow
 def test_a_stale_partial_file_is_removed(tmp_path, ffmpeg):
     make_video(tmp_path / "src" / "a.mp4", 3, ffmpeg)
     dst = tmp_path / "dst"
@@ -675,6 +704,7 @@ def _job_that_raises(job: Job, settings: JobSettings) -> JobResult:
     raise RuntimeError("a bug in the worker")
 
 
+@pytest.mark.fast
 def test_a_worker_that_raises_becomes_a_failed_job(tmp_path):
     job = Job("video", str(tmp_path / "a.mp4"), str(tmp_path / "o" / "a.mp4"), "a.mp4")
     results = list(LocalExecutor(1, run=_job_that_raises).map([job], JobSettings({}, None)))
@@ -696,6 +726,7 @@ def _writes(p: psutil.Process) -> str:
         return ""
 
 
+@pytest.mark.slow
 def test_an_encoder_killed_from_outside_fails_only_its_own_job(tmp_path, ffmpeg):
     """The out-of-memory killer takes one job's ffmpeg: that job fails, with the signal
     named, and the other job is encoded and verified."""
@@ -718,6 +749,7 @@ def test_an_encoder_killed_from_outside_fails_only_its_own_job(tmp_path, ffmpeg)
     assert partials(dst) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_only_the_runs_own_ffmpeg(tmp_path, ffmpeg):
     """A program that records while it transcodes: Ctrl-C stops the transcode's jobs and
     their ffmpeg, and leaves the program's other ffmpeg running."""
@@ -741,6 +773,7 @@ def test_ctrl_c_stops_only_the_runs_own_ffmpeg(tmp_path, ffmpeg):
         other.close()
 
 
+@pytest.mark.fast
 def test_settings_errors_name_the_fix(tmp_path, monkeypatch):
     with pytest.raises(TranscodeError, match="executor must be one of local, ray"):
         transcode(tmp_path, tmp_path / "o", executor="slurm")
@@ -755,6 +788,7 @@ def test_settings_errors_name_the_fix(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_dry_run_and_json(tmp_path, ffmpeg, capsys):
     make_video(tmp_path / "src" / "a.mp4", 4, ffmpeg)
     dst = tmp_path / "dst"
@@ -768,6 +802,7 @@ def test_cli_dry_run_and_json(tmp_path, ffmpeg, capsys):
     assert video_info(dst / "a.mp4", ffmpeg).codec == "h264"
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -785,8 +820,9 @@ def test_cli_usage_errors_exit_2(tmp_path, monkeypatch, capsys, args, message):
 
 
 # ----------------------------------------------------------------------------- pieces
+@pytest.mark.fast
 def test_transcode_command_opens_the_source_safely_and_keeps_its_tags(tmp_path, ffmpeg):
-    from ffstream.codec.command import transcode_command
+    from ffstream._codec.command import transcode_command
 
     argv = transcode_command(
         ffmpeg, tmp_path / "in.mp4", "mov", "yuv420p", AV1, tmp_path / ".o.partial.mp4", "mp4", 1
@@ -804,8 +840,9 @@ def test_transcode_command_opens_the_source_safely_and_keeps_its_tags(tmp_path, 
     assert "scale=out_color_matrix=bt709" in " ".join(rgb)  # RGB in: converted as recording does
 
 
+@pytest.mark.fast
 def test_ffmpeg_errors_ignore_encoder_chatter():
-    from ffstream.datasets.transcode.job import ffmpeg_errors
+    from ffstream._datasets.transcode.job import ffmpeg_errors
 
     text = (
         "Svt[info]: SVT [config]: preset : 12\n"
@@ -818,10 +855,11 @@ def test_ffmpeg_errors_ignore_encoder_chatter():
     assert ffmpeg_errors("Svt[error]: bad\n") == ["Svt[error]: bad"]
 
 
+@pytest.mark.fast
 def test_special_files_in_a_dataset_are_never_copied_and_reads_are_capped(tmp_path):
     """A link to /dev/zero, a device node and a FIFO inside a dataset would never end
     (or block) a copy: planning leaves them out, and a copy job refuses them itself."""
-    from ffstream.untrusted import NotRegularFileError, read_regular
+    from ffstream._untrusted import NotRegularFileError, read_regular
 
     src = tmp_path / "ds"
     (src / "meta").mkdir(parents=True)
@@ -831,7 +869,7 @@ def test_special_files_in_a_dataset_are_never_copied_and_reads_are_capped(tmp_pa
     os.mkfifo(src / "meta" / "pipe.parquet")
     device = src / "meta" / "null.parquet"
     os.mknod(device, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # /dev/null's numbers
-    jobs = plan([src], tmp_path / "dst").jobs
+    jobs = plan_transcode([src], tmp_path / "dst").jobs
     assert [j.name for j in jobs] == ["meta/stats.json"]
     for source in (device, src / "meta" / "zero.bin"):
         job = Job("copy", str(source), str(tmp_path / "out" / "x.bin"), "x.bin")
@@ -845,6 +883,7 @@ def test_special_files_in_a_dataset_are_never_copied_and_reads_are_capped(tmp_pa
         read_regular(big, 1000)
 
 
+@pytest.mark.fast
 def test_a_fifo_among_the_frames_never_blocks_planning(tmp_path, caplog):
     """A FIFO as frame 0 is left out, with a warning that names it; planning returns."""
     import threading
@@ -885,6 +924,7 @@ def _filtered_rows(path: Path) -> int:
     return sum(raw[i * row] != 0 for i in range(h))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", ["pil", "opencv"])
 def test_png_folders_written_by_other_tools_transcode_bit_exact(tmp_path, ffmpeg, tool):
     """Frames saved by PIL (LeRobot's image writer) or OpenCV, with filtered rows: ffmpeg
@@ -913,6 +953,7 @@ def test_png_folders_written_by_other_tools_transcode_bit_exact(tmp_path, ffmpeg
     assert all(np.array_equal(a, b) for a, b in zip(got, frames, strict=True))
 
 
+@pytest.mark.slow
 def test_16_bit_depth_pngs_of_other_tools_are_decoded_by_ffmpeg_exactly(tmp_path, ffmpeg):
     """Depth maps saved by PIL as 16-bit PNGs: the quantized video is the one the same
     maps give through the streaming encoder, value for value, and raw16 keeps every

@@ -9,9 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from ffstream import EncoderConfig, EncoderError, FFmpegWriter, StreamSettings
+from ffstream import EncoderConfig, FFmpegWriter, StreamSettings
+from ffstream._capture.thread_starter import start_soon
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture.thread_starter import start_soon
+from ffstream.errors import EncoderError
 
 from .conftest import decode_pyav, ffmpeg_children, make_fake_ffmpeg, stamps, wait_until
 
@@ -40,6 +41,7 @@ def _submit_while_stopped(w, cam, n):
     return latencies
 
 
+@pytest.mark.slow
 def test_round_trip_every_frame_in_order(tmp_path, no_leaks):
     w, cam = _writer(tmp_path, queue_maxsize=64)
     for _ in range(40):
@@ -52,6 +54,7 @@ def test_round_trip_every_frame_in_order(tmp_path, no_leaks):
     assert w.close() is r  # idempotent
 
 
+@pytest.mark.slow
 def test_saturated_writer_never_blocks_and_loses_nothing_it_accepted(tmp_path, no_leaks):
     """SIGSTOP ffmpeg: submit() keeps returning at once while dropping; after SIGCONT the
     file holds exactly the frames that were accepted."""
@@ -67,6 +70,7 @@ def test_saturated_writer_never_blocks_and_loses_nothing_it_accepted(tmp_path, n
     assert stamps(decode_pyav(r.path)) == kept
 
 
+@pytest.mark.slow
 def test_drop_warning_is_rate_limited(tmp_path, caplog):
     w, cam = _writer(tmp_path, queue_maxsize=2, name="cam_a.mp4", drop_policy="drop")
     with caplog.at_level("WARNING", logger="ffstream.writer"):
@@ -79,6 +83,7 @@ def test_drop_warning_is_rate_limited(tmp_path, caplog):
     assert f"({r.dropped} in total)" in warnings[-1]
 
 
+@pytest.mark.slow
 def test_repeat_policy_keeps_frame_i_at_row_i(tmp_path):
     w, cam = _writer(tmp_path, queue_maxsize=4, drop_policy="repeat")
     for _ in range(3):
@@ -98,6 +103,7 @@ def test_repeat_policy_keeps_frame_i_at_row_i(tmp_path):
             assert s == i
 
 
+@pytest.mark.slow
 def test_repeat_policy_drops_at_the_very_end(tmp_path):
     w, cam = _writer(tmp_path, queue_maxsize=2, drop_policy="repeat")
     _submit_while_stopped(w, cam, 10)
@@ -106,6 +112,8 @@ def test_repeat_policy_drops_at_the_very_end(tmp_path):
     assert len(got) == 10 and got[-1] == max(set(range(10)) - set(r.dropped_indices))
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_live_is_the_default_and_never_waits_for_a_stopped_encoder(tmp_path):
     """However fast or slow the producer, a live writer drops at once when its ring is
     full: nothing is guessed from the producer's rate."""
@@ -120,6 +128,7 @@ def test_live_is_the_default_and_never_waits_for_a_stopped_encoder(tmp_path):
     assert max(latencies) < 0.5  # generous: it did not wait for the stopped encoder
 
 
+@pytest.mark.slow
 def test_live_wait_bounds_the_wait_then_drops(tmp_path):
     """``live_wait`` (LeRobot's contract: 0.1 s): a frame with no room waits that long at
     most, then is dropped and counted."""
@@ -131,6 +140,7 @@ def test_live_wait_bounds_the_wait_then_drops(tmp_path):
     assert max(latencies) < 2  # generous: bounded, not stuck on the stopped encoder
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -146,6 +156,7 @@ def test_the_mode_is_named_and_checked(tmp_path, kwargs, message):
         _writer(tmp_path, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs", [{"mode": "offline"}, {"drop_policy": "block"}])
 def test_offline_loses_nothing_under_overload(tmp_path, kwargs):
     w, cam = _writer(tmp_path, queue_maxsize=2, **kwargs)
@@ -161,6 +172,7 @@ def test_offline_loses_nothing_under_overload(tmp_path, kwargs):
     assert stamps(decode_pyav(r.path)) == list(range(60))
 
 
+@pytest.mark.slow
 def test_ffmpeg_killed_mid_stream(tmp_path, no_leaks):
     w, cam = _writer(tmp_path)
     for _ in range(5):
@@ -177,6 +189,7 @@ def test_ffmpeg_killed_mid_stream(tmp_path, no_leaks):
     assert not ffmpeg_children()
 
 
+@pytest.mark.slow
 def test_runtime_failure_carries_stderr(tmp_path, no_leaks):
     """Settings ffmpeg only rejects once frames flow: the error has ffmpeg's own words."""
     cfg = EncoderConfig("h264", pix_fmt="yuv444p", extra_options={"profile": "baseline"})
@@ -193,6 +206,7 @@ def test_runtime_failure_carries_stderr(tmp_path, no_leaks):
         w.close()
 
 
+@pytest.mark.fast
 def test_broken_pipe_becomes_encoder_error(tmp_path, monkeypatch, no_leaks):
     """A binary that exits without reading stdin: no bare BrokenPipeError reaches the user."""
     fake = make_fake_ffmpeg(tmp_path, "echo \"Unknown encoder 'xyz'\" >&2\nexit 8\n")
@@ -212,6 +226,7 @@ def test_broken_pipe_becomes_encoder_error(tmp_path, monkeypatch, no_leaks):
         w.close()
 
 
+@pytest.mark.slow
 def test_abort_removes_the_partial_file(tmp_path, no_leaks):
     w, cam = _writer(tmp_path)
     for _ in range(10):
@@ -221,6 +236,7 @@ def test_abort_removes_the_partial_file(tmp_path, no_leaks):
     assert not ffmpeg_children()
 
 
+@pytest.mark.slow
 def test_a_writer_never_closed_keeps_its_frames_at_exit(tmp_path, ffmpeg):
     """A program that drops its writer without close() and ends: the writer is closed
     at exit, its frames in the file (and no ffmpeg outlives the program)."""
@@ -244,6 +260,7 @@ def test_a_writer_never_closed_keeps_its_frames_at_exit(tmp_path, ffmpeg):
     assert stamps(decode_pyav(tmp_path / "w.mp4")) == list(range(12))
 
 
+@pytest.mark.slow
 def test_noncontiguous_and_negative_stride_frames(tmp_path):
     w, cam = _writer(tmp_path)
     frames = [cam.read() for _ in range(3)]
@@ -257,6 +274,7 @@ def test_noncontiguous_and_negative_stride_frames(tmp_path):
     assert stamps(decoded) == [0, 1, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "frame, error, message",
     [
@@ -279,6 +297,7 @@ def test_submit_rejects_bad_frames(tmp_path, frame, error, message):
     assert w.close().frames == 1
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -309,6 +328,7 @@ def test_constructor_rejects_bad_settings(tmp_path, kwargs, error, message):
         FFmpegWriter(**args)
 
 
+@pytest.mark.slow
 def test_settings_are_one_object_and_the_old_keywords_still_apply(tmp_path):
     settings = StreamSettings(mode="offline", queue_maxsize=4, overwrite=True)
     with pytest.raises(ValueError, match="queue_maxsize must be an integer >= 1"):
@@ -326,6 +346,7 @@ def test_settings_are_one_object_and_the_old_keywords_still_apply(tmp_path):
         assert stamps(decode_pyav(w.close().path)) == list(range(5))
 
 
+@pytest.mark.fast
 def test_never_overwrites_by_default(tmp_path):
     (tmp_path / "x.mp4").write_bytes(b"precious")
     with pytest.raises(FileExistsError, match="overwrite=True"):
@@ -333,6 +354,7 @@ def test_never_overwrites_by_default(tmp_path):
     assert (tmp_path / "x.mp4").read_bytes() == b"precious"
 
 
+@pytest.mark.slow
 def test_submit_after_close(tmp_path):
     w, cam = _writer(tmp_path)
     w.close()
@@ -340,6 +362,7 @@ def test_submit_after_close(tmp_path):
         w.submit(cam.read())
 
 
+@pytest.mark.slow
 def test_bgr_input_is_converted_by_ffmpeg(tmp_path):
     w, cam = _writer(tmp_path, input_pix_fmt="bgr24")
     frame = np.zeros((96, 160, 3), np.uint8)
@@ -360,6 +383,7 @@ class _BlockedStart:
         self.release.wait(30)
 
 
+@pytest.mark.slow
 def test_the_caller_never_waits_for_the_writer_thread_to_start(tmp_path, ffmpeg):
     blocker = _BlockedStart()
     start_soon(blocker, print)  # the starter is now busy: no writer thread can start
@@ -375,6 +399,7 @@ def test_the_caller_never_waits_for_the_writer_thread_to_start(tmp_path, ffmpeg)
     assert r.frames == 10 and stamps(decode_pyav(r.path)) == list(range(10))
 
 
+@pytest.mark.fast
 def test_a_writer_thread_that_cannot_start_is_an_error_not_a_silent_loss(
     tmp_path, ffmpeg, monkeypatch
 ):
@@ -412,6 +437,8 @@ def _record_writes(monkeypatch):
     return times
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_a_frame_is_written_no_sooner_than_its_phase(tmp_path, monkeypatch, no_leaks):
     writes = _record_writes(monkeypatch)
     cam = SyntheticCamera(width=64, height=48)
@@ -427,6 +454,8 @@ def test_a_frame_is_written_no_sooner_than_its_phase(tmp_path, monkeypatch, no_l
         assert not hurried and t_written - t_fed >= 0.3
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_the_end_of_the_stream_does_not_wait_for_phases(tmp_path, monkeypatch, no_leaks):
     """A phase of a minute: close() and abort() still end at once, every frame written."""
     writes = _record_writes(monkeypatch)

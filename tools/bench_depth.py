@@ -17,9 +17,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ffstream import FFmpegWriter, find_ffmpeg
+from ffstream._codec.config import DepthEncoderConfig
+from ffstream._depth import dequantize_depth, quantize_depth
 from ffstream.cameras import SyntheticCamera
-from ffstream.codec.config import DepthEncoderConfig
-from ffstream.depth import dequantize_depth, quantize_depth
 
 
 def per_frame_ms(fn, arg, n=200) -> float:

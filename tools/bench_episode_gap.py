@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ffstream import EncoderConfig, make_encoder
+from ffstream._capture.recorder import Recorder
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture.recorder import Recorder
 
 
 def run(streaming: bool, args, out: Path) -> list:

@@ -3,7 +3,7 @@ drop-in, interleaved episode by episode in one run.
 
 For each set-up (2 and 3 cameras 640x480, and 2 cameras + 1 depth camera) two datasets
 are created with ``LeRobotDataset.create(..., streaming_encoding=True)``: one before
-``ffstream.datasets.lerobot.install()``, one after. Episodes alternate between them. The loop
+``ffstream._datasets.lerobot.install()``, one after. Episodes alternate between them. The loop
 calls ``add_frame`` at 30 fps, sleeping to each deadline; it reports
 
 - loop lateness (how late each tick starts, ms): p50 / p99 / max,
@@ -41,8 +41,8 @@ from lerobot.configs import DepthEncoderConfig
 from lerobot.datasets import video_utils
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-import ffstream.datasets.lerobot as adapter
-from ffstream.cameras.synthetic import SyntheticCamera, read_stamp, stamp_index
+import ffstream._datasets.lerobot as adapter
+from ffstream.cameras._synthetic import SyntheticCamera, read_stamp, stamp_index
 
 FPS = 30
 W, H = 640, 480
@@ -172,7 +172,7 @@ def run(
             depth_encoder=DepthEncoderConfig(preset=preset) if preset else None,
         )
     adapter.uninstall()
-    want = {"lerobot": video_utils.StreamingVideoEncoder, "ffstream": adapter.StreamingVideoEncoder}
+    want = {"lerobot": video_utils.StreamingVideoEncoder, "ffstream": adapter.LeRobotEncoder}
     for name, ds in datasets.items():
         assert type(ds.writer._streaming_encoder) is want[name], name
     per = {name: [] for name in datasets}

@@ -83,9 +83,9 @@ from ffstream import (
     find_ffmpeg,
     realtime_capture,
 )
-from ffstream.cameras.synthetic import SyntheticCamera
-from ffstream.codec.command import InputSpec, build_command, fps_fraction
-from ffstream.priority import launches
+from ffstream._codec.command import InputSpec, build_command, fps_fraction
+from ffstream._priority import launches
+from ffstream.cameras._synthetic import SyntheticCamera
 
 W, H = 640, 480
 TICK_HZ = 100

@@ -39,9 +39,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, find_ffmpeg, priority
+from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, find_ffmpeg
+from ffstream import _priority as priority
+from ffstream._codec.command import InputSpec, build_command, fps_fraction
 from ffstream.cameras import SyntheticCamera
-from ffstream.codec.command import InputSpec, build_command, fps_fraction
 
 W, H = 640, 480
 STATS = False  # --stats: per-episode image statistics on, to measure what they cost

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ffstream.ffmpeg as ffm
+import ffstream._ffmpeg as ffm
 from ffstream import find_ffmpeg
-from ffstream.codec.probe import DEFAULT_CANDIDATES, probe_encoders, select_encoder
+from ffstream._codec.probe import DEFAULT_CANDIDATES, probe_encoders, select_encoder
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ffstream._capture.stats import StatsAccumulator, stride_for
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture.stats import StatsAccumulator, stride_for
 
 
 def cpu_ms_per_frame(fn, frames) -> float:

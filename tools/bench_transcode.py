@@ -39,8 +39,8 @@ from pathlib import Path
 import imageio_ffmpeg
 
 from ffstream import EncoderConfig, FFmpegWriter, find_ffmpeg
-from ffstream.cameras.synthetic import SyntheticCamera
-from ffstream.datasets.transcode import transcode
+from ffstream._datasets.transcode import transcode
+from ffstream.cameras._synthetic import SyntheticCamera
 
 W, H, FPS = 640, 480, 30
 

@@ -39,9 +39,9 @@ from lerobot.datasets import reencode_dataset
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from ffstream import EncoderConfig, find_ffmpeg
-from ffstream.cameras.synthetic import SyntheticCamera
-from ffstream.codec.reader import count_frames
-from ffstream.datasets.transcode import transcode
+from ffstream._codec.reader import count_frames
+from ffstream._datasets.transcode import transcode
+from ffstream.cameras._synthetic import SyntheticCamera
 
 
 def make_dataset(root: Path, cameras: int, episodes: int, frames: int) -> None:

@@ -30,7 +30,7 @@ import imageio_ffmpeg
 import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-import ffstream.datasets.lerobot as adapter
+import ffstream._datasets.lerobot as adapter
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_lerobot import FPS, features, frame_pool
@@ -87,7 +87,7 @@ def main() -> None:
     adapter.install(ffmpeg=os.environ.get("FFSTREAM_FFMPEG") or imageio_ffmpeg.get_ffmpeg_exe())
     timed = Timed()
     for name in ("start_episode", "feed_frame"):
-        timed.wrap(adapter.StreamingVideoEncoder, name)
+        timed.wrap(adapter.LeRobotEncoder, name)
     root = Path(tempfile.mkdtemp()) / "ds"
     ds = LeRobotDataset.create(
         "bench/stall", FPS, features=features(args.rgb, args.depth), root=root,

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ffstream import DepthEncoderConfig, EncoderConfig, FFmpegWriter, find_ffmpeg
-from ffstream.cameras.synthetic import SyntheticCamera, read_stamp
-from ffstream.codec.reader_check import READERS, check_reader
-from ffstream.formats import FrameConversion
+from ffstream._codec.reader_check import READERS, check_reader
+from ffstream._formats import FrameConversion
+from ffstream.cameras._synthetic import SyntheticCamera, read_stamp
 
 RGB_CODECS = ("libsvtav1", "libx264", "libx265", "libaom-av1", "ffv1")
 W, H = 320, 240

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from ffstream import CpuMonitor, EncoderConfig, StreamingVideoEncoder
+from ffstream._capture.recorder import Recorder
+from ffstream._inspection.report import write_report
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture.recorder import Recorder
-from ffstream.inspection.report import write_report
 
 
 class StallingCamera(SyntheticCamera):

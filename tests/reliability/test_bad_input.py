@@ -12,6 +12,7 @@ CFG = EncoderConfig("h264", preset="ultrafast")
 GOOD = SyntheticCamera("g", 96, 64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "frame, error, message",
     [
@@ -40,6 +41,7 @@ def test_bad_frames(tmp_path, frame, error, message):
         assert enc.finish_episode()["good"].frames == 1
 
 
+@pytest.mark.slow
 def test_odd_views_are_accepted_and_written_correctly(tmp_path):
     cam = SyntheticCamera("c", 96, 64)
     frames = [cam.frame(i) for i in range(3)]
@@ -55,12 +57,14 @@ def test_odd_views_are_accepted_and_written_correctly(tmp_path):
     assert stamps(decode_pyav(r.path)) == [0, 1, 2]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("fps", [0, -30, float("nan"), float("inf")])
 def test_bad_fps(fps):
     with pytest.raises(ValueError, match="fps must be"):
         StreamingVideoEncoder(fps, CFG)
 
 
+@pytest.mark.slow
 def test_misuse_of_the_episode_api(tmp_path):
     enc = StreamingVideoEncoder(30, CFG, drop_policy="block")
     with pytest.raises(RuntimeError, match="no episode is running; call start_episode"):

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from ffstream import EncoderConfig, EncoderError, FFmpegWriter, video_info
+from ffstream import EncoderConfig, FFmpegWriter, video_info
 from ffstream.cameras import SyntheticCamera
+from ffstream.errors import EncoderError
 
 from ..conftest import decode_pyav, stamps, wait_until
 
@@ -24,6 +25,7 @@ def _mp4_boxes(path):
     return {b"moov": data.find(b"moov"), b"mdat": data.find(b"mdat"), b"moof": data.find(b"moof")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vcodec", ["libx264", "libsvtav1"])
 def test_ffmpeg_killed_mid_episode_leaves_a_playable_file(tmp_path, vcodec):
     cam = SyntheticCamera("c", 320, 240)
@@ -41,6 +43,7 @@ def test_ffmpeg_killed_mid_episode_leaves_a_playable_file(tmp_path, vcodec):
     assert len(got) >= 90 - MAX_LOST_AT_KILL, len(got)
 
 
+@pytest.mark.slow
 def test_a_normal_end_gives_a_standard_mp4(tmp_path, ffmpeg):
     import cv2
 
@@ -82,6 +85,7 @@ RECORDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_recorder_killed_leaves_no_ffmpeg_and_playable_files(tmp_path):
     import psutil
 
@@ -106,6 +110,7 @@ def test_recorder_killed_leaves_no_ffmpeg_and_playable_files(tmp_path):
     assert len(got) > 30 and got == list(range(len(got)))
 
 
+@pytest.mark.slow
 def test_crash_safe_false_writes_plain_mp4_at_once(tmp_path):
     """For callers that move or re-mux each file themselves (the LeRobot drop-in): no
     fragments while recording, no remux at the end."""
@@ -125,8 +130,9 @@ def test_crash_safe_false_writes_plain_mp4_at_once(tmp_path):
     assert stamps(decode_pyav(r.path)) == list(range(20))
 
 
+@pytest.mark.fast
 def test_a_remux_killed_without_a_word_never_replaces_the_recording(tmp_path):
-    from ffstream.codec.remux import remux_fragmented
+    from ffstream._codec.remux import remux_fragmented
 
     recording = tmp_path / "cam.mp4"
     recording.write_bytes(b"fragmented frames")
@@ -138,6 +144,7 @@ def test_a_remux_killed_without_a_word_never_replaces_the_recording(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.mp4", "ffmpeg"]  # no temp left
 
 
+@pytest.mark.slow
 def test_the_finished_mp4_has_the_mode_a_plain_open_gives(tmp_path):
     old = os.umask(0o027)
     try:

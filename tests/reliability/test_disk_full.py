@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
-from ffstream import EncoderConfig, EpisodeError, StreamingVideoEncoder
+from ffstream import EncoderConfig, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
+from ffstream.errors import EpisodeError
 
 from ..conftest import decode_pyav, stamps
 
@@ -27,6 +28,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_disk_full(tmp_path, tiny_disk):
     noisy = SyntheticCamera("full", 320, 240, noise=60)  # noise: big frames, fills it fast
     fine = SyntheticCamera("fine", 320, 240)

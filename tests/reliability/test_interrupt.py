@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from ffstream.inspection.judge import verify
+from ffstream._inspection.judge import verify
 
 from ..conftest import decode_pyav, on_schedule, stamps, wait_until
 
@@ -69,6 +69,8 @@ def _has_fragment(path) -> bool:
     return at > 0 and data.find(b"mdat", at) > 0
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 @pytest.mark.parametrize(
     "send, code",
     [(_ctrl_c, 130), (lambda proc: proc.send_signal(signal.SIGTERM), 143)],
@@ -94,6 +96,8 @@ def test_one_ctrl_c_finishes_the_current_episode(tmp_path, send, code):
         assert stamps(decode_pyav(episodes[0] / f"{cam}.mp4")) == list(range(n))
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_two_ctrl_c_abort_at_once(tmp_path):
     # a slow encoder with a long queue: finishing the episode takes seconds, so the
     # second Ctrl-C surely arrives while the first one is still being honoured
@@ -150,6 +154,8 @@ enc.close()
 """
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_a_library_user_that_catches_ctrl_c_keeps_the_episode(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", LIBRARY_USER, str(tmp_path)],

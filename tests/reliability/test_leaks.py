@@ -6,10 +6,11 @@ import signal
 import threading
 
 import psutil
+import pytest
 
 from ffstream import EncoderConfig, StreamingVideoEncoder
+from ffstream._capture.streaming import EpisodeError
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture.streaming import EpisodeError
 
 from ..conftest import wait_until
 
@@ -25,6 +26,7 @@ def _settled(before):
     return wait_until(lambda: _counts() <= before, 10)
 
 
+@pytest.mark.slow
 def test_200_episodes_then_50_cancelled_or_killed(tmp_path):
     cams = [SyntheticCamera("a", 64, 48), SyntheticCamera("b", 64, 48, seed=1)]
     enc = StreamingVideoEncoder(30, CFG, drop_policy="block")

@@ -8,22 +8,19 @@ import threading
 
 import pytest
 
-from ffstream import (
-    EncoderConfig,
-    EncoderError,
-    FFmpegWriter,
-    StreamingVideoEncoder,
-)
+from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder
+from ffstream._capture import writer
+from ffstream._capture.streaming import EpisodeError
+from ffstream._process import run
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture import writer
-from ffstream.capture.streaming import EpisodeError
-from ffstream.process import run
+from ffstream.errors import EncoderError
 
 from ..conftest import decode_pyav, stamps, wait_until
 
 H264 = EncoderConfig("h264", preset="ultrafast")
 
 
+@pytest.mark.slow
 def test_a_key_shaped_like_a_temporary_file_cannot_overwrite_a_camera(tmp_path):
     cam = SyntheticCamera(width=64, height=48)
     with StreamingVideoEncoder(30, H264, drop_policy="block") as enc:
@@ -42,6 +39,7 @@ def test_a_key_shaped_like_a_temporary_file_cannot_overwrite_a_camera(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_one_camera_fed_from_several_threads_keeps_every_accepted_frame(tmp_path):
     frame = SyntheticCamera(width=64, height=48).read()
     accepted = []
@@ -63,6 +61,7 @@ def test_one_camera_fed_from_several_threads_keeps_every_accepted_frame(tmp_path
     assert result.frames == sum(accepted) == len(decode_pyav(result.path))
 
 
+@pytest.mark.slow
 def test_ending_the_episode_while_another_thread_feeds_loses_nothing_accepted(tmp_path):
     cam = SyntheticCamera(width=64, height=48)
     frames = [cam.read() for _ in range(400)]
@@ -93,6 +92,7 @@ def test_ending_the_episode_while_another_thread_feeds_loses_nothing_accepted(tm
         assert result.frames == len(accepted)
 
 
+@pytest.mark.slow
 def test_a_deleted_output_folder_is_an_error_not_a_success(tmp_path):
     cam = SyntheticCamera(width=64, height=48)
     enc = StreamingVideoEncoder(30, H264, drop_policy="block")
@@ -107,6 +107,7 @@ def test_a_deleted_output_folder_is_an_error_not_a_success(tmp_path):
     enc.close()
 
 
+@pytest.mark.fast
 def test_any_exception_on_the_writer_thread_becomes_the_camera_error(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise MemoryError("simulated")
@@ -120,6 +121,8 @@ def test_any_exception_on_the_writer_thread_becomes_the_camera_error(tmp_path, m
         w.close()
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_close_timeout_covers_the_remux_and_says_what_it_stopped(tmp_path, monkeypatch, caplog):
     remuxing = threading.Event()
 
@@ -145,6 +148,8 @@ def test_close_timeout_covers_the_remux_and_says_what_it_stopped(tmp_path, monke
     assert stamps(decode_pyav(result.path)) == list(range(30))  # complete, still fragmented
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_close_timeout_on_a_stuck_encoder_kills_it_and_says_so(tmp_path):
     w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, H264, drop_policy="block")
     cam = SyntheticCamera(width=64, height=48)

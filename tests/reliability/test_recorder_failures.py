@@ -4,10 +4,12 @@ import json
 import os
 import signal
 
+import pytest
+
 from ffstream import EncoderConfig, StreamingVideoEncoder
+from ffstream._capture.recorder import Recorder
+from ffstream._inspection.judge import verify
 from ffstream.cameras import CameraError, SyntheticCamera
-from ffstream.capture.recorder import Recorder
-from ffstream.inspection.judge import verify
 
 from ..conftest import decode_pyav, on_schedule, stamps
 
@@ -41,6 +43,7 @@ def _episode(path):
     return json.loads((path / "episode.json").read_text())
 
 
+@pytest.mark.slow
 def test_an_encoder_dying_fails_its_episode_and_the_run_goes_on(tmp_path):
     bad = KillsItsEncoder("bad", 160, 120, 30)
     good = SyntheticCamera("good", 160, 120, 30, seed=1)
@@ -63,6 +66,7 @@ def test_an_encoder_dying_fails_its_episode_and_the_run_goes_on(tmp_path):
         assert verify(on_schedule(tmp_path / f"episode_{index:06d}")).ok
 
 
+@pytest.mark.slow
 def test_a_camera_failing_is_reconnected_and_the_run_goes_on(tmp_path):
     cam = FailsOnce("cam", 160, 120, 30)
     with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
@@ -85,6 +89,7 @@ class NeverWorks(SyntheticCamera):
         raise CameraError("no frame")
 
 
+@pytest.mark.fast
 def test_a_camera_that_cannot_reconnect_stops_the_run_cleanly(tmp_path):
     with StreamingVideoEncoder(30, EncoderConfig("h264")) as enc:
         outcomes = Recorder([NeverWorks("cam", 160, 120, 30)], enc, tmp_path, 30).record(3, 1.0)
@@ -106,6 +111,7 @@ def _restamp(ep, stamps_of, n=None):
     (ep / "episode.json").write_text(json.dumps(meta))
 
 
+@pytest.mark.slow
 def test_verify_flags_capture_lag_even_without_drops(tmp_path):
     ep = _recorded_episode(tmp_path)
     _restamp(ep, lambda i: i / 30)
@@ -135,6 +141,7 @@ def test_verify_flags_capture_lag_even_without_drops(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_the_live_status_reports_each_episode_as_it_records(tmp_path):
     """What `ffstream record` shows on a terminal: episode, frame, rate, queues, drops."""
     seen = []

@@ -18,16 +18,15 @@ from ffstream import (
     EncoderConfig,
     FFmpegWriter,
     StreamingVideoEncoder,
-    VideoReadError,
     read_depth,
     read_frames,
     video_info,
 )
+from ffstream._capture.batch import make_encoder
+from ffstream._codec.reader import count_frames
+from ffstream._inspection.judge import verify
 from ffstream.cameras import SyntheticCamera
-from ffstream.capture.batch import make_encoder
-from ffstream.codec.reader import count_frames
-from ffstream.errors import OutputExistsError, UnsafeSettingError
-from ffstream.inspection.judge import verify
+from ffstream.errors import OutputExistsError, UnsafeSettingError, VideoReadError
 
 from ..conftest import stamps
 
@@ -59,6 +58,7 @@ def _record_with(tmp_path, extra, vcodec="libx264"):
     return str(err.value)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("key", ["stats", "passlogfile", "nostats", "stats:v", "vstats_file"])
 def test_an_option_ffmpeg_reads_itself_cannot_add_an_output(tmp_path, key):
     message = _record_with(tmp_path, {key: str(tmp_path / "victim.txt")})
@@ -91,12 +91,14 @@ def _listener():
         server.close()
 
 
+@pytest.mark.slow
 def test_no_listener_receives_a_byte(tmp_path):
     with _listener() as (port, got):
         _record_with(tmp_path, {"stats": f"tcp://127.0.0.1:{port}?f=.mkv"})
     assert got == []
 
 
+@pytest.mark.slow
 def test_an_output_folder_named_like_a_protocol_stays_a_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cam = SyntheticCamera(width=64, height=48)
@@ -114,6 +116,7 @@ def test_an_output_folder_named_like_a_protocol_stays_a_folder(tmp_path, monkeyp
     assert stamps(read_frames(video)) == list(range(5))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "vcodec, extra, key",
     [
@@ -132,6 +135,7 @@ def test_encoder_library_parameters_cannot_name_files(tmp_path, vcodec, extra, k
     assert f"key {key!r} is not allowed" in message
 
 
+@pytest.mark.fast
 def test_a_parameter_that_opens_any_other_value_as_a_file_takes_only_its_words(tmp_path):
     victim = tmp_path / "matrix.cfg"
     victim.write_text("INTRA4X4_LUMA = 16")
@@ -140,16 +144,19 @@ def test_a_parameter_that_opens_any_other_value_as_a_file_takes_only_its_words(t
     assert EncoderConfig("h264", extra_options={"x264-params": "cqm=jvt"}).extra_options
 
 
+@pytest.mark.fast
 def test_escapes_in_parameter_lists_are_refused(tmp_path):
     message = _record_with(tmp_path, {"x264-params": "keyint=30\\:dump-yuv=x"})
     assert "quotes and backslashes" in message
 
 
+@pytest.mark.fast
 def test_free_text_private_options_are_refused_unless_known(tmp_path):
     message = _record_with(tmp_path, {"x265-stats": str(tmp_path / "victim.txt")}, "libx265")
     assert "names files" in message
 
 
+@pytest.mark.slow
 def test_tuning_parameters_still_work(tmp_path):
     config = EncoderConfig("libx264", extra_options={"x264-params": "keyint=30:no-mbtree=1"})
     with StreamingVideoEncoder(30, config) as enc:
@@ -160,6 +167,7 @@ def test_tuning_parameters_still_work(tmp_path):
         assert enc.finish_episode()["cam"].frames == 5
 
 
+@pytest.mark.fast
 def test_the_same_checks_hold_for_metadata_and_batch_mode(tmp_path):
     with pytest.raises(UnsafeSettingError, match="reads -stats"):
         EncoderConfig.from_dict({"vcodec": "libx264", "extra_options": {"stats": "/tmp/x"}})
@@ -173,6 +181,7 @@ def test_the_same_checks_hold_for_metadata_and_batch_mode(tmp_path):
         )
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "device", ["/dev/dri/renderD128\x00", "/dev/dri/renderD128,child_device=x", "/dev/../etc"]
 )
@@ -198,6 +207,7 @@ def _png(width: int, height: int) -> bytes:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["list.m3u8", "list.mp4"])
 def test_a_playlist_naming_another_video_is_refused(tmp_path, clip, name):
     playlist = tmp_path / name
@@ -214,6 +224,7 @@ def test_a_playlist_naming_another_video_is_refused(tmp_path, clip, name):
     assert report.verdict == "fail" and "never playlists" in report.videos[0].reasons[0]
 
 
+@pytest.mark.slow
 def test_a_playlist_without_end_never_hangs_verify(tmp_path, clip):
     playlist = tmp_path / "live.mp4"
     playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.3,\n{clip}\n")
@@ -222,6 +233,7 @@ def test_a_playlist_without_end_never_hangs_verify(tmp_path, clip):
     assert time.monotonic() - t < 60  # refused before ffmpeg opens it (it hung 511 s)
 
 
+@pytest.mark.slow
 def test_a_concat_list_is_refused(tmp_path, clip):
     lst = tmp_path / "many.mp4"
     lst.write_text("ffconcat version 1.0\n" + f"file '{clip}'\n" * 1000)
@@ -229,6 +241,7 @@ def test_a_concat_list_is_refused(tmp_path, clip):
         list(read_frames(lst))
 
 
+@pytest.mark.slow
 def test_a_huge_declared_image_is_refused_without_allocating_it(tmp_path):
     bomb = tmp_path / "bomb.mp4"
     bomb.write_bytes(_png(16000, 16000))
@@ -236,6 +249,7 @@ def test_a_huge_declared_image_is_refused_without_allocating_it(tmp_path):
         list(read_frames(bomb))
 
 
+@pytest.mark.slow
 def test_a_forged_stream_description_does_not_change_the_frame_size(tmp_path, clip, ffmpeg):
     forged = tmp_path / "forged.mp4"
     lie = "Video: h264, rgb24, 160x120\n  Stream #0:0: Video: h264, rgb24, 160x120"
@@ -252,6 +266,7 @@ def test_a_forged_stream_description_does_not_change_the_frame_size(tmp_path, cl
     assert stamps(frames) == list(range(40))
 
 
+@pytest.mark.slow
 def test_a_flood_of_decoder_errors_cannot_deadlock_the_reader(tmp_path, ffmpeg):
     """ffmpeg printing far more than a pipe holds on stderr while stdout is read."""
     src = tmp_path / "long.mkv"
@@ -280,12 +295,14 @@ def test_a_flood_of_decoder_errors_cannot_deadlock_the_reader(tmp_path, ffmpeg):
     assert not t.is_alive(), "read_frames deadlocked on ffmpeg's stderr"
 
 
+@pytest.mark.slow
 def test_read_frames_caps_the_number_of_frames(clip):
     with pytest.raises(VideoReadError, match="more than 10 frames; pass max_frames="):
         list(read_frames(clip, max_frames=10))
     assert len(list(read_frames(clip, max_frames=40))) == 40
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["../outside.mp4", "/etc/passwd", "sub/clip.mp4", ".."])
 def test_verify_refuses_paths_leaving_the_episode(tmp_path, clip, name):
     ep = tmp_path / "episode_000000"
@@ -301,6 +318,7 @@ def test_verify_refuses_paths_leaving_the_episode(tmp_path, clip, name):
 
 
 # ------------------------------------------------------------------ links in the episode folder
+@pytest.mark.slow
 def test_a_link_planted_at_a_videos_name_is_never_written_through(tmp_path, ffmpeg):
     """Anyone who can write in the episode folder may plant a link where a video will
     be: the recorder (often root on a robot) must not write the video through it."""
@@ -329,10 +347,11 @@ def test_a_link_planted_at_a_videos_name_is_never_written_through(tmp_path, ffmp
     assert (ep / "cam.mp4").is_symlink()  # the finishing step did not follow it either
 
 
+@pytest.mark.slow
 def test_a_link_swapped_in_for_the_remuxs_temporary_file_is_never_written_through(
     tmp_path, ffmpeg, monkeypatch, caplog
 ):
-    from ffstream.codec import remux
+    from ffstream._codec import remux
 
     ep = tmp_path / "ep"
     w = FFmpegWriter(ep / "cam.mp4", 64, 48, 30, EncoderConfig("libx264"), ffmpeg=ffmpeg)

@@ -5,6 +5,7 @@ import signal
 import time
 
 import psutil
+import pytest
 
 from ffstream import EncoderConfig, FFmpegWriter
 from ffstream.cameras import SyntheticCamera
@@ -12,6 +13,8 @@ from ffstream.cameras import SyntheticCamera
 from ..conftest import decode_pyav, stamps, wait_until
 
 
+@pytest.mark.slow
+@pytest.mark.timing
 def test_sigstop_for_five_seconds(tmp_path):
     me = psutil.Process()
     cam = SyntheticCamera("c", 640, 480)

@@ -5,6 +5,7 @@ import pytest
 from ffstream import DepthEncoderConfig, EncoderConfig, StreamingVideoEncoder
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -29,6 +30,7 @@ def test_extra_options_are_encoder_options_only(extra, message):
         EncoderConfig.from_dict({"vcodec": "libx264", "extra_options": extra})
 
 
+@pytest.mark.fast
 def test_from_dict_accepts_only_known_fields():
     with pytest.raises(ValueError, match=r"unknown EncoderConfig field\(s\) output"):
         EncoderConfig.from_dict({"vcodec": "libx264", "output": "/tmp/x"})
@@ -38,6 +40,7 @@ def test_from_dict_accepts_only_known_fields():
     assert DepthEncoderConfig.from_dict(d.to_dict()) == d
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "keys, message",
     [
@@ -56,6 +59,7 @@ def test_camera_keys_cannot_escape_or_collide(tmp_path, keys, message):
     enc.close()
 
 
+@pytest.mark.fast
 def test_absolute_and_traversing_keys_stay_in_the_episode_folder(tmp_path):
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
     enc.start_episode(["/etc/cron.d/job", "../../up"], tmp_path / "ep")
@@ -65,14 +69,15 @@ def test_absolute_and_traversing_keys_stay_in_the_episode_folder(tmp_path):
     assert all(p.parent == tmp_path / "ep" for p in plans.values())
 
 
+@pytest.mark.fast
 def test_hostile_json_is_a_clear_error_never_a_hang_or_a_recursion(tmp_path):
     import os
     import threading
 
-    from ffstream import jsonfile
-    from ffstream.datasets.transcode.manifest import Manifest
+    from ffstream import _jsonfile as jsonfile
+    from ffstream._datasets.transcode.manifest import Manifest
+    from ffstream._inspection.verify import verify_episode
     from ffstream.errors import InvalidEpisodeError
-    from ffstream.inspection.verify import verify_episode
 
     nested = "[" * 100_000 + "]" * 100_000
     ep = tmp_path / "ep"
@@ -102,8 +107,10 @@ def test_hostile_json_is_a_clear_error_never_a_hang_or_a_recursion(tmp_path):
     assert "is not a regular file" in str(errors[0])
 
 
+@pytest.mark.fast
 def test_a_config_changed_after_its_checks_is_checked_again(tmp_path):
-    from ffstream import FFmpegWriter, resolve_config
+    from ffstream import FFmpegWriter
+    from ffstream._codec.probe import resolve_config
     from ffstream.errors import UnsafeSettingError
 
     config = EncoderConfig("h264")

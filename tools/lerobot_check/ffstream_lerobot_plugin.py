@@ -6,7 +6,7 @@ $FFSTREAM_LEROBOT_DROP_POLICY (pace, drop, repeat, block) runs them with another
 
 import os
 
-import ffstream.datasets.lerobot as adapter
+import ffstream._datasets.lerobot as adapter
 
 POLICY = os.environ.get("FFSTREAM_LEROBOT_DROP_POLICY") or None
 
@@ -16,7 +16,7 @@ def pytest_configure(config):
     from lerobot.datasets import dataset_writer, lerobot_dataset, video_utils
 
     for module in (video_utils, lerobot_dataset, dataset_writer):
-        assert module.StreamingVideoEncoder is adapter.StreamingVideoEncoder, module
+        assert module.StreamingVideoEncoder is adapter.LeRobotEncoder, module
 
 
 def pytest_report_header(config):

@@ -17,9 +17,9 @@ from lerobot.datasets.depth_utils import dequantize_depth as lerobot_dequantize
 from lerobot.datasets.depth_utils import quantize_depth as lerobot_quantize
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-import ffstream.datasets.lerobot as adapter
-from ffstream.cameras.synthetic import read_stamp, stamp_index
-from ffstream.depth import dequantize_depth, quantize_depth
+import ffstream._datasets.lerobot as adapter
+from ffstream._depth import dequantize_depth, quantize_depth
+from ffstream.cameras._synthetic import read_stamp, stamp_index
 
 VCODECS = [
     "libsvtav1",
@@ -111,7 +111,7 @@ def test_a_dataset_recorded_through_the_drop_in_reads_back_frame_for_frame(tmp_p
     of real time, so it waits for room and no row is dropped or repeated. Then episodes
     whose durations are not whole milliseconds (25, 40, 31 rows): LeRobot finds each in
     the joined file by the sum of the durations before it, within 0.1 ms."""
-    assert video_utils.StreamingVideoEncoder is adapter.StreamingVideoEncoder
+    assert video_utils.StreamingVideoEncoder is adapter.LeRobotEncoder
     h, w = 96, 128
     features = {
         "observation.images.front": {
@@ -140,7 +140,7 @@ def test_a_dataset_recorded_through_the_drop_in_reads_back_frame_for_frame(tmp_p
         use_videos=True,
         streaming_encoding=True,
     )
-    assert isinstance(ds.writer._streaming_encoder, adapter.StreamingVideoEncoder)
+    assert isinstance(ds.writer._streaming_encoder, adapter.LeRobotEncoder)
     lengths = [45, 45, 45, 25, 40, 31]
     fed_depth = []
     index = 0
@@ -191,8 +191,8 @@ def test_the_report_shows_a_frozen_camera_and_dropped_frames_at_a_glance(tmp_pat
     in the overview."""
     import re
 
-    from ffstream.inspection.health import gather
-    from ffstream.inspection.report import render
+    from ffstream._inspection.health import gather
+    from ffstream._inspection.report import render
 
     h, w = 96, 128
     video = {"dtype": "video", "shape": (h, w, 3), "names": ["height", "width", "channels"]}

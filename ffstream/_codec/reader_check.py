@@ -1,0 +1,246 @@
+"""Which readers decode a video, frame by frame: ffstream's own (ffmpeg), PyAV, OpenCV
+and torchcodec.
+
+A file that ffmpeg decodes may still be unreadable for the library a user trains with:
+some of OpenCV's pip wheels have no software AV1 decoder, and report the right frame
+count for a file they then read 0 frames of. ``check_reader`` decodes every frame with
+the named reader and counts them; ``ffstream verify --reader NAME`` uses it, and
+docs/usage.md has the table of what each reader decodes. Which OpenCV wheel reads AV1
+changes with its releases, so that fact is kept by version (``OPENCV_WHEELS_AV1``,
+measured with tools/reader_matrix.py) and an unmeasured version is said to be one.
+
+The file is opened by a third-party library here, so its container is checked first
+(MP4/MOV or Matroska, from its first bytes; reader.container_format): a playlist or a
+list of files is never handed to them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from .._ffmpeg import FFmpeg, find_ffmpeg
+from ..errors import InvalidSettingError, VideoReadError
+from .reader import container_format, read_frames, video_info
+
+READERS = ("ffmpeg", "pyav", "opencv", "torchcodec")
+MAX_FRAMES = 500_000  # a reader that never ends is stopped here
+# Whether the FFmpeg inside each opencv-python(-headless) wheel decodes AV1, by
+# (major, minor), measured with tools/reader_matrix.py (docs/usage.md#readers). Every
+# wheel measured decodes H.264, H.265, FFV1 and the depth stream.
+OPENCV_WHEELS_AV1: dict[tuple[int, int], bool] = {
+    (4, 10): False,
+    (4, 13): False,  # the version LeRobot 0.6.1 pins
+    (4, 14): True,
+    (5, 0): False,
+    (5, 1): True,
+}
+
+
+def opencv_reads_av1(version: str) -> bool | None:
+    """Whether the OpenCV wheel of ``version`` ("4.13.0") decodes AV1; None when that
+    version was never measured."""
+    try:
+        major, minor = (int(v) for v in version.split(".")[:2])
+    except ValueError:
+        return None
+    return OPENCV_WHEELS_AV1.get((major, minor))
+
+
+def installed_opencv() -> tuple[str, bool] | None:
+    """(version, whether it is a pip wheel) of the OpenCV importable here, found without
+    importing it (importing cv2 costs 100 ms and loads its own FFmpeg); None without."""
+    for dist in ("opencv-python-headless", "opencv-python", "opencv-contrib-python"):
+        try:
+            return metadata.version(dist), True
+        except metadata.PackageNotFoundError:
+            continue
+    spec = importlib.util.find_spec("cv2")
+    return ("system", False) if spec is not None else None
+
+
+def opencv_warning(vcodec: str) -> str | None:
+    """What to tell someone about to record ``vcodec`` with an OpenCV wheel installed
+    that cannot read it (or was never measured), else None."""
+    if vcodec not in ("libsvtav1", "libaom-av1", "librav1e", "av1"):
+        return None
+    found = installed_opencv()
+    if found is None or not found[1]:
+        return None
+    version = found[0]
+    reads = opencv_reads_av1(version)
+    if reads:
+        return None
+    what = (
+        "reads 0 frames of AV1"
+        if reads is False
+        else "was never checked with AV1 (tools/reader_matrix.py measures it)"
+    )
+    return (
+        f"the OpenCV wheel installed here ({version}) {what}: if you will read these "
+        "videos with OpenCV, record with --vcodec libx264 (vcodec='libx264'), or read them "
+        "with PyAV or torchcodec (docs/usage.md#readers)"
+    )
+
+
+@dataclass
+class ReaderCheck:
+    """How many of a file's frames a reader decoded."""
+
+    reader: str
+    version: str
+    decoded: int
+    expected: int
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.decoded == self.expected
+
+    def describe(self) -> str:
+        what = f"{self.reader} {self.version} decoded {self.decoded} of {self.expected} frames"
+        return f"{what}: {self.error}" if self.error else what
+
+
+def _ffmpeg(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[object]]:
+    version = find_ffmpeg(ffmpeg).version_string.split()[2]  # "ffmpeg version X ..."
+    return version, iter(read_frames(path, ffmpeg=ffmpeg, max_frames=MAX_FRAMES))
+
+
+def _pyav(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[object]]:
+    import av
+
+    def frames() -> Iterator[object]:
+        with av.open(str(path)) as container:
+            yield from container.decode(video=0)
+
+    return av.__version__, frames()
+
+
+def _opencv(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[object]]:
+    # OpenCV and the FFmpeg inside it log to the process's stderr from C++ ("Your
+    # platform doesn't support hardware accelerated AV1 decoding"): quiet before import
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    import cv2
+
+    def frames() -> Iterator[object]:
+        with _quiet_stderr():
+            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        try:
+            while True:
+                with _quiet_stderr():
+                    ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            cap.release()
+
+    return cv2.__version__, frames()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null meanwhile: a C library's messages stay off the
+    user's terminal (what the reader found is reported in words instead)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _torchcodec(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[object]]:
+    import torchcodec
+    from torchcodec.decoders import VideoDecoder
+
+    def frames() -> Iterator[object]:
+        decoder = VideoDecoder(str(path))
+        for i in range(len(decoder)):
+            yield decoder[i]
+
+    return torchcodec.__version__, frames()
+
+
+_OPENERS: dict[str, Callable[[Path, FFmpeg | str | None], tuple[str, Iterator[object]]]] = {
+    "ffmpeg": _ffmpeg,
+    "pyav": _pyav,
+    "opencv": _opencv,
+    "torchcodec": _torchcodec,
+}
+_INSTALL = {
+    "pyav": "pip install av",
+    "opencv": "pip install opencv-python-headless",
+    "torchcodec": "pip install torchcodec (it needs torch)",
+}
+_UNLOADABLE = {  # what a reader that is installed but does not load needs
+    "torchcodec": "torchcodec loads the system's FFmpeg shared libraries (libavcodec and "
+    "its siblings, e.g. Debian's libavcodec59), of a version its release supports, and "
+    "a torch of the version it was built for",
+}
+
+
+def check_reader(
+    reader: str, path: str | os.PathLike, expected: int, ffmpeg: FFmpeg | str | None = None
+) -> ReaderCheck:
+    """Decode every frame of ``path`` with ``reader`` and count them against
+    ``expected``. InvalidSettingError for an unknown or missing reader; VideoReadError
+    for a file that is not a video container ffstream opens."""
+    if reader not in READERS:
+        raise InvalidSettingError(f"reader {reader!r} is unknown; use one of {', '.join(READERS)}")
+    p = Path(path)
+    container_format(p)  # refuses anything but MP4/MOV and Matroska by their bytes
+    try:
+        version, frames = _OPENERS[reader](p, ffmpeg)
+    except ImportError:
+        raise InvalidSettingError(
+            f"the reader {reader} is not installed here: {_INSTALL[reader]}"
+        ) from None
+    except (OSError, RuntimeError) as exc:  # installed, but its libraries do not load
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidSettingError(
+            f"the reader {reader} is not available here, because it is installed but cannot "
+            f"load its libraries ({first}); {_UNLOADABLE.get(reader, 'reinstall it')}"
+        ) from None
+    decoded, error = 0, ""
+    try:
+        for _ in frames:
+            decoded += 1
+            if decoded >= MAX_FRAMES:
+                break
+    except Exception as exc:  # any library's failure is the finding, not a crash
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    check = ReaderCheck(reader, version, decoded, expected, error)
+    if not check.ok and not check.error:
+        check.error = _why(reader, version, p, ffmpeg)
+    return check
+
+
+def _why(reader: str, version: str, path: Path, ffmpeg: FFmpeg | str | None) -> str:
+    """The known cause of a reader that stops short, with the way out."""
+    try:
+        codec = video_info(path, ffmpeg).codec
+    except VideoReadError:
+        return "the file does not decode"
+    if reader == "opencv" and codec == "av1":
+        return (
+            f"the FFmpeg inside this OpenCV ({version}) has no software AV1 decoder (it asks "
+            "for hardware AV1 decoding and reads no frame; the pip wheels 4.14 and 5.1 "
+            "have one); record with --vcodec libx264 (vcodec='libx264'), or read AV1 with "
+            "PyAV, torchcodec, a newer OpenCV wheel or an OpenCV built on a system FFmpeg "
+            "with dav1d (Debian's python3-opencv)"
+        )
+    return f"{reader} {version} cannot decode every frame of this {codec} video"
