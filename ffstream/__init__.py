@@ -17,6 +17,7 @@ from ._codec.config import DepthEncoderConfig, EncoderConfig
 from ._codec.probe import probe_encoders, select_encoder
 from ._codec.reader import count_frames, read_depth, read_frames, video_info
 from ._datasets.transcode import transcode
+from ._depth import DepthQuantizer
 from ._ffmpeg import find_ffmpeg
 from ._inspection.judge import verify
 from ._inspection.report import write_report
@@ -31,6 +32,7 @@ __all__ = [
     "BatchVideoEncoder",
     "CpuMonitor",
     "DepthEncoderConfig",
+    "DepthQuantizer",
     "EncoderConfig",
     "FFmpegWriter",
     "FFstreamError",

@@ -147,3 +147,26 @@ def test_the_python_examples_type_check(tmp_path):
     flags += ["--no-error-summary"]
     out, err, status = api.run([*flags, *map(str, files)])
     assert status == 0, out + err
+
+
+@pytest.mark.fast
+def test_every_test_a_page_cites_exists():
+    """The pages prove their claims by naming tests (`tests/x/test_y.py::test_z`, or
+    `::test_z` after a file): each named file and test must exist, so a test that is
+    renamed or moved, or a claim whose test is gone, fails here."""
+    files = {p.name: p for p in (ROOT / "tests").rglob("test_*.py")}
+    cite = re.compile(r"`((?:tests/(?:\w+/)*)?(test_\w+\.py))?(?:::(test_\w+))?[^`]*`")
+    missing = []
+    for page in PAGES:
+        current: Path | None = None
+        for m in cite.finditer(page.read_text()):
+            path, name, test = m.group(1), m.group(2), m.group(3)
+            if path:
+                current = (ROOT / path) if path.startswith("tests/") else files.get(name)
+                if current is None or not current.exists():
+                    missing.append(f"{page.name}: {path}")
+                    current = None
+                    continue
+            if test and current is not None and f"def {test}(" not in current.read_text():
+                missing.append(f"{page.name}: {current.relative_to(ROOT)}::{test}")
+    assert missing == [], missing

@@ -27,7 +27,7 @@ from ffstream._inspection.health import gather, verdict_of
 from ffstream._inspection.judge import verify
 from ffstream.cameras import SyntheticCamera
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 W, H = 64, 48
 ROWS = 40
@@ -317,7 +317,7 @@ def test_a_link_planted_for_the_record_folder_is_never_written_through(tmp_path,
 @pytest.fixture
 def lerobot_dataset(tmp_path, ffmpeg) -> Path:
     pytest.importorskip("pyarrow", reason="LeRobot tables are parquet: pip install pyarrow")
-    from .test_report import _lerobot_dataset
+    from ..inspection.test_report import _lerobot_dataset
 
     root = tmp_path / "ds"
     _lerobot_dataset(root, ffmpeg)  # episode 0: repeats at 10, 20, 30; 1: frozen 10-29

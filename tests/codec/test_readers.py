@@ -20,7 +20,7 @@ from ffstream._codec.reader_check import OPENCV_WHEELS_AV1, check_reader, opencv
 from ffstream._formats import FrameConversion
 from ffstream.cameras._synthetic import SyntheticCamera, read_stamp
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "usage.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "usage.md"
 W, H, FRAMES = 96, 64, 8
 
 

@@ -26,8 +26,8 @@ from ffstream._inspection.report import render
 from ffstream.cameras import SyntheticCamera
 from ffstream.errors import InvalidEpisodeError
 
-from .conftest import read_stamp
-from .test_report import _browser
+from ..conftest import read_stamp
+from ..inspection.test_report import _browser
 
 W, H = 64, 48
 ROWS = 40
@@ -140,7 +140,7 @@ def test_verify_and_the_report_judge_alike(recorded, tmp_path):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, ffmpeg) -> Path:
     pytest.importorskip("pyarrow", reason="LeRobot tables are parquet: pip install pyarrow")
-    from .test_report import _lerobot_dataset
+    from ..inspection.test_report import _lerobot_dataset
 
     root = tmp_path_factory.mktemp("lerobot") / "ds"
     _lerobot_dataset(root, ffmpeg)

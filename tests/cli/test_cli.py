@@ -7,7 +7,7 @@ import pytest
 
 from ffstream._cli import main
 
-from .conftest import decode_pyav, stamps
+from ..conftest import decode_pyav, stamps
 
 
 def _ffstream(*args, cwd=None, timeout=180):

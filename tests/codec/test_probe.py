@@ -19,8 +19,8 @@ from ffstream._codec.probe import (
 from ffstream.cameras import SyntheticCamera
 from ffstream.errors import EncoderError
 
-from .conftest import decode_pyav, ffmpeg_children, stamps, wait_until
-from .fake_ffmpeg import calls, make_fake
+from ..conftest import decode_pyav, ffmpeg_children, stamps, wait_until
+from ..fake_ffmpeg import calls, make_fake
 
 HARDWARE_HERE = bool(list(Path("/dev").glob("dri/renderD*"))) or Path("/dev/nvidia0").exists()
 

@@ -22,7 +22,7 @@ from ffstream._files.png import read_png_header
 from ffstream.cameras import DEPTH_STAMP_MM, SyntheticCamera, read_stamp
 from ffstream.errors import EncoderError, ImageWriteError
 
-from .conftest import decode_pyav, psnr, stamps
+from ..conftest import decode_pyav, psnr, stamps
 
 CFG = EncoderConfig("h264", crf=18, preset="veryfast")
 

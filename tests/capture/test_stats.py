@@ -16,7 +16,7 @@ from ffstream._depth import quantize_depth
 from ffstream._formats import FrameConversion
 from ffstream.cameras import SyntheticCamera
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 CFG = EncoderConfig("h264", preset="ultrafast")
 

@@ -31,7 +31,7 @@ from ffstream._priority import (
 from ffstream.cameras import SyntheticCamera
 from ffstream.errors import InvalidSettingError, RealtimeUnavailable, SettingTypeError
 
-from .conftest import decode_pyav, stamps, wait_until
+from ..conftest import decode_pyav, stamps, wait_until
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 W, H = 128, 96

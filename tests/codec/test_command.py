@@ -96,7 +96,7 @@ def test_codec_options(config, threads, expected):
 def test_old_ffmpeg_uses_vsync(tmp_path):
     from ffstream import find_ffmpeg
 
-    from .conftest import make_fake_ffmpeg
+    from ..conftest import make_fake_ffmpeg
 
     fake = make_fake_ffmpeg(tmp_path)
     fake.write_text(fake.read_text().replace("6.0-fake", "4.4.2-0ubuntu0.22.04.1"))
@@ -173,7 +173,7 @@ TRACK = ["-video_track_timescale", "15360"]
 @pytest.fixture(scope="module")
 def hw(tmp_path_factory):
     """Build hardware configs against a fake binary that lists the hardware encoders."""
-    from .fake_ffmpeg import make_fake
+    from ..fake_ffmpeg import make_fake
 
     names = ["h264_nvenc", "hevc_nvenc", "h264_vaapi", "h264_qsv", "h264_videotoolbox"]
     fake = make_fake(tmp_path_factory.mktemp("hw"), dict.fromkeys(names, "ok"))

@@ -8,7 +8,7 @@ from ffstream import EncoderConfig, StreamingVideoEncoder
 from ffstream.cameras import SyntheticCamera
 from ffstream.errors import EpisodeError, FFmpegNotFoundError
 
-from .conftest import decode_pyav, ffmpeg_children, psnr, stamps, wait_until
+from ..conftest import decode_pyav, ffmpeg_children, psnr, stamps, wait_until
 
 
 def _feed(enc, cams, n, fps=None):

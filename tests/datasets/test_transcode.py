@@ -44,7 +44,7 @@ from ffstream._process import FFmpegProcess
 from ffstream.cameras._synthetic import SyntheticCamera, read_stamp
 from ffstream.errors import InvalidSettingError, TranscodeError
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 W, H = 128, 96
 AV1 = EncoderConfig("libsvtav1", preset=12)

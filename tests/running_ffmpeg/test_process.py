@@ -12,7 +12,7 @@ import pytest
 from ffstream._process import MAX_LINE, Cancelled, FFmpegProcess, ProcessScope, run
 from ffstream.errors import FFstreamError, ProcessTimeout
 
-from .conftest import _children, wait_until
+from ..conftest import _children, wait_until
 
 
 @pytest.mark.fast

@@ -8,7 +8,7 @@ from ffstream import EncoderConfig, FFmpegWriter, StreamingVideoEncoder, read_de
 from ffstream._depth import DepthQuantizer
 from ffstream.cameras import DEPTH_STAMP_MM, CameraError, SyntheticCamera, read_stamp
 
-from .conftest import decode_pyav, psnr, stamps
+from ..conftest import decode_pyav, psnr, stamps
 
 Q = DepthQuantizer()
 

@@ -263,7 +263,7 @@ def test_end_to_end_error_within_half_a_step(tmp_path):
 def test_streaming_rgb_and_depth_together(tmp_path):
     from ffstream.cameras import SyntheticCamera
 
-    from .conftest import decode_pyav, stamps
+    from ..conftest import decode_pyav, stamps
 
     cam = SyntheticCamera("front", 128, 96)
     depth_mm = [(realistic_depth(96, 128, t) * 1000).astype(np.uint16) for t in range(6)]

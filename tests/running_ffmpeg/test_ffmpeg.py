@@ -7,7 +7,7 @@ from ffstream import find_ffmpeg
 from ffstream._ffmpeg import parse_encoder_help, parse_encoders, parse_version
 from ffstream.errors import FFmpegNotFoundError
 
-from .conftest import make_fake_ffmpeg
+from ..conftest import make_fake_ffmpeg
 
 
 @pytest.mark.fast

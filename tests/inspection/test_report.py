@@ -25,7 +25,7 @@ from ffstream._inspection.judge import verify
 from ffstream._inspection.report import render
 from ffstream.cameras import SyntheticCamera
 
-from .conftest import stop_process, wait_until
+from ..conftest import stop_process, wait_until
 
 W, H = 96, 64
 

@@ -14,7 +14,7 @@ from ffstream._capture.thread_starter import start_soon
 from ffstream.cameras import SyntheticCamera
 from ffstream.errors import EncoderError
 
-from .conftest import decode_pyav, ffmpeg_children, make_fake_ffmpeg, stamps, wait_until
+from ..conftest import decode_pyav, ffmpeg_children, make_fake_ffmpeg, stamps, wait_until
 
 X264 = EncoderConfig("h264", preset="ultrafast")
 

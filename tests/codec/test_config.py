@@ -99,7 +99,7 @@ def test_ranges_are_checked_against_the_binary(tmp_path):
     """An older ffmpeg (5.1) takes SVT-AV1 presets from -1 only: the binary's range wins."""
     from ffstream import find_ffmpeg
 
-    from .conftest import make_fake_ffmpeg
+    from ..conftest import make_fake_ffmpeg
 
     fake = make_fake_ffmpeg(
         tmp_path,

@@ -5,7 +5,7 @@ from ffstream import EncoderConfig, FFmpegWriter, read_frames, video_info
 from ffstream.cameras import SyntheticCamera
 from ffstream.errors import VideoReadError
 
-from .conftest import decode_pyav, ffmpeg_children, stamps, wait_until
+from ..conftest import decode_pyav, ffmpeg_children, stamps, wait_until
 
 
 @pytest.fixture(scope="module")

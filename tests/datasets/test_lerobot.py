@@ -29,10 +29,10 @@ from ffstream._datasets.lerobot import LeRobotEncoder, codec_options, to_ffstrea
 from ffstream.cameras._synthetic import SyntheticCamera, stamp_index
 from ffstream.errors import FFstreamError
 
-from .conftest import decode_pyav, stamps, stream_seconds, wait_until
-from .test_depth import lerobot_codes, realistic_depth
+from ..conftest import decode_pyav, stamps, stream_seconds, wait_until
+from ..foundations.test_depth import lerobot_codes, realistic_depth
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "lerobot.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "lerobot.md"
 
 
 @dataclass
