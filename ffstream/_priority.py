@@ -7,7 +7,7 @@ threads included. It only decides how its ffmpeg children start (``encoder_prior
 - ``"low"`` (the default): nice +5 from the caller's level. The caller's threads
   outweigh each encoder thread about three to one, and the encoders still hold their
   own against the machine's other work at nice 0. When the encoders alone need more CPU
-  than the machine has, contention.py moves them to ``SCHED_IDLE`` for the rest of the
+  than the machine has, _contention.py moves them to ``SCHED_IDLE`` for the rest of the
   episode (they drop frames anyway; the program keeps its rate).
 - ``"idle"``: ``SCHED_IDLE`` from the start: below every ordinary thread of the
   machine. Only for a machine that does nothing but record.
@@ -83,7 +83,7 @@ class Scheduling:
 
     def is_as_meant(self, caller_nice: int) -> bool:
         """Whether what the kernel applied is what ``priority`` asked for ("low" may
-        have been moved to SCHED_IDLE over capacity: contention.py)."""
+        have been moved to SCHED_IDLE over capacity: _contention.py)."""
         if self.realtime_threads:
             return False
         if self.priority == "idle":

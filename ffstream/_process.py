@@ -10,7 +10,7 @@ queries) is started here, so all of them share five properties:
   priority counts (a session of its own is a group of its own, as heavy as the caller's
   whole program whatever its nice value).
 - **Below the caller.** With ``priority="low"`` (the default of the encoders) ffmpeg
-  runs at nice +5 from the caller; ``"idle"`` makes it SCHED_IDLE (priority.py). ffmpeg
+  runs at nice +5 from the caller; ``"idle"`` makes it SCHED_IDLE (_priority.py). ffmpeg
   never runs real-time threads: SVT-AV1 turns its workers into SCHED_FIFO threads when
   it may (as root), and they then outrank every ordinary thread, the caller's included;
   ffmpeg is started without CAP_SYS_NICE, so it may not.
@@ -228,7 +228,7 @@ class FFmpegProcess:
     objects); otherwise they are connected to /dev/null. ``on_stderr_end`` is called on
     the stderr thread when ffmpeg closes its stderr (it exited), which lets a writer
     report an unexpected death before its next write. ``priority="low"`` runs ffmpeg
-    below the caller (priority.py), as the recording path does.
+    below the caller (_priority.py), as the recording path does.
     """
 
     def __init__(

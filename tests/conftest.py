@@ -115,7 +115,7 @@ def _threads() -> int:
 
 def _children() -> list[psutil.Process]:
     """Child processes, less Python's own process-wide helper: the resource tracker that
-    the first process pool (``ffstream transcode``) starts lives as long as the program."""
+    multiprocessing starts (a test that forks workers, Ray) lives as long as the program."""
     out = []
     for p in psutil.Process().children(recursive=True):
         try:

@@ -142,9 +142,8 @@ def _episode_with_a_killed_encoder(tmp_path):
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
     enc.start_episode(["cam"], tmp_path)
     enc.feed_frame("cam", cam.read())
-    writer = enc._cameras["cam"].writer
-    assert wait_until(lambda: writer.pid is not None, 20)
-    os.kill(writer.pid, signal.SIGKILL)
+    assert wait_until(lambda: "cam" in enc.encoder_pids(), 20)
+    os.kill(enc.encoder_pids()["cam"], signal.SIGKILL)
     return enc, cam
 
 

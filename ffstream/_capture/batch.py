@@ -277,7 +277,7 @@ class BatchVideoEncoder(EpisodeEncoder):
         )
         try:
             futures = {pool.submit(self._encode_one, ep, key): (ep, key) for ep, key in jobs}
-        except RuntimeError:  # the program is ending (at_exit.py): no thread may start
+        except RuntimeError:  # the program is ending (_at_exit.py): no thread may start
             pool.shutdown()
             pool = _Here()
             futures = {pool.submit(self._encode_one, ep, key): (ep, key) for ep, key in jobs}

@@ -177,7 +177,7 @@ class EpisodeEncoder(ABC):
 
     def close_at_exit(self, deadline: float) -> None:
         """close() when the program ends, waiting no later than ``deadline``
-        (time.monotonic()) where the encoder can bound its wait (at_exit.py)."""
+        (time.monotonic()) where the encoder can bound its wait (_at_exit.py)."""
         self.close()
 
     @abstractmethod
@@ -412,7 +412,7 @@ _encoders: weakref.WeakSet[EpisodeEncoder] = forget_in_child(weakref.WeakSet())
 def _finish_at_exit(deadline: float) -> None:
     """A program that ends with an episode open (no ``finish_episode()``, no ``close()``)
     or one still finishing: finish it now, so the files hold every frame fed and
-    episode.json is written (at_exit.py), by ``deadline`` at the latest. An encoder that
+    episode.json is written (_at_exit.py), by ``deadline`` at the latest. An encoder that
     says ``cancel_at_exit`` (the LeRobot drop-in: an unsaved episode is not kept, as in
     LeRobot) has its open episode cancelled instead, with a warning."""
     for encoder in list(_encoders):

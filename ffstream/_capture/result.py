@@ -34,7 +34,7 @@ class VideoResult:
     cpu: dict[str, Any] | None = None  # CpuMonitor summary of the episode (monitor=)
     depth: dict[str, Any] | None = None  # how to read depth values back (depth streams)
     image_bytes: int | None = None  # disk the images took (non-streaming mode)
-    scheduling: dict[str, Any] | None = None  # how ffmpeg's threads ran (priority.py)
+    scheduling: dict[str, Any] | None = None  # how ffmpeg's threads ran (_priority.py)
     # [first, last] rows of each stretch where the picture did not change (frozen.py)
     frozen: list[list[int]] = field(default_factory=list)
 

@@ -84,7 +84,7 @@ class StreamSettings:
     written as the one before it. ``live_wait`` (live): seconds a frame may wait for
     room before it is dropped (0: never waits). ``encoder_threads``: ffmpeg's encoder
     threads (None: the encoder's default). ``priority``: where ffmpeg runs against the
-    caller (priority.py). ``crash_safe``: MP4 written fragmented and remuxed by ffmpeg
+    caller (_priority.py). ``crash_safe``: MP4 written fragmented and remuxed by ffmpeg
     at the end. ``compute_stats``: per-channel image statistics. ``overwrite``: replace
     an existing file. ``write_phase``: seconds a frame waits after its feed before it is
     written (at most one frame period, checked against the stream's rate by the

@@ -169,7 +169,8 @@ class StreamingVideoEncoder(EpisodeEncoder):
         self._pending: set[Future] = set()
         self._finishing: dict[Future, frozenset[str]] = {}  # files each finish writes
         # Started now so that finish_episode_async() only enqueues: starting a thread
-        # while the capture loop and the writers compete for the GIL can take 100 ms.
+        # while the capture loop and the writers compete for the GIL can hold the loop
+        # for many frame periods.
         self._finisher = threading.Thread(
             target=_run_jobs, args=(self._jobs,), name="ffstream-finish", daemon=True
         )

@@ -2,7 +2,7 @@
 
 ``submit()`` copies the frame into a free slot of a preallocated ``SlotRing`` (ring.py)
 and returns; in live mode it never waits on ffmpeg. The writer's own thread starts
-ffmpeg (process.py), writes the slots to its stdin in order, and at the end has ffmpeg
+ffmpeg (_process.py), writes the slots to its stdin in order, and at the end has ffmpeg
 remux the crash-safe MP4. The writer owns its process, pipes, threads and counters.
 """
 
@@ -48,7 +48,7 @@ _open_writers: weakref.WeakSet[FFmpegWriter] = forget_in_child(weakref.WeakSet()
 
 def _close_at_exit(deadline: float) -> None:
     """Writers left open: closed while their threads still run, so their frames are
-    kept; each waits until ``deadline`` at most (at_exit.py)."""
+    kept; each waits until ``deadline`` at most (_at_exit.py)."""
     for writer in list(_open_writers):
         log.warning("FFmpegWriter for %s was not closed; closing it at exit", writer.name)
         try:

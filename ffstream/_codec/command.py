@@ -264,8 +264,8 @@ def _colour(config: EncoderConfig, input_pix_fmt: str) -> tuple[list[str], dict[
         ("colorspace", "color_primaries", "color_trc"), COLOR_MATRIX
     )
     tags["color_range"] = out_range
-    # swscale's fast path from BGR orders rounds poorly (a red of 200 came back as 196);
-    # accurate rounding costs about 0.4 ms of CPU per 640x480 frame. RGB is exact without.
+    # swscale's fast path from BGR orders rounds poorly (solid colours come back a few
+    # levels off); accurate rounding costs a little CPU per frame. RGB is exact without.
     exact = ":flags=accurate_rnd" if input_pix_fmt.startswith(("bgr", "abgr", "0bgr")) else ""
     return [f"scale=out_color_matrix={COLOR_MATRIX}:out_range={out_range}{exact}"], tags
 

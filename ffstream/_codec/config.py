@@ -332,7 +332,7 @@ RECORDED_ALONGSIDE = frozenset(
 class DepthEncoderConfig(EncoderConfig):
     """Settings for a depth stream: the 12-bit quantizer plus a lossless codec.
 
-    Default: depth quantized to 12-bit codes (see depth.py) and stored exactly with HEVC
+    Default: depth quantized to 12-bit codes (see _depth.py) and stored exactly with HEVC
     Main 12 (libx265, gray12le, ``lossless=1``). ``DepthEncoderConfig.raw16()`` instead
     stores millimetres untouched as 16-bit FFV1 in Matroska (.mkv): no quantization at
     all, larger files.

@@ -54,7 +54,7 @@ def opencv_reads_av1(version: str) -> bool | None:
 
 def installed_opencv() -> tuple[str, bool] | None:
     """(version, whether it is a pip wheel) of the OpenCV importable here, found without
-    importing it (importing cv2 costs 100 ms and loads its own FFmpeg); None without."""
+    importing it (importing cv2 is slow and loads its own FFmpeg); None without."""
     for dist in ("opencv-python-headless", "opencv-python", "opencv-contrib-python"):
         try:
             return metadata.version(dist), True

@@ -218,9 +218,10 @@ def to_ffstream_config(
         extra.setdefault("rc", "constqp")
     preset = config.preset
     if depth and preset is None and _lossless_x265(vcodec, config):
-        # Lossless stores the same codes at any preset; x265's default (medium) costs
-        # 2.7x the CPU of ultrafast (91 vs 34 ms a 640x480 frame), more than two cores
-        # at 30 fps, for files 21 % smaller. An explicit preset is kept.
+        # Lossless stores the same codes at any preset, and x265's default (medium)
+        # costs several times ultrafast's CPU for somewhat smaller files: more than a
+        # small machine has for one depth camera (docs/lerobot.md). An explicit preset
+        # is kept.
         preset = "ultrafast"
     fields: dict[str, Any] = {
         "vcodec": vcodec,
@@ -344,7 +345,7 @@ class LeRobotEncoder:
             compute_stats=True,
             # Plain MP4: LeRobot moves or re-muxes each episode's file at save_episode
             # (and drops an unsaved episode), so a crash-safe fragmented file would only
-            # add a remux, about 20 ms, to every save_episode().
+            # add a remux per camera to every save_episode().
             crash_safe=False,
         )
         self._encoder.cancel_at_exit = True  # LeRobot keeps no episode it did not save

@@ -91,7 +91,7 @@ class CameraHealth:
         """ok, warning or fail. A camera of an episode or a folder of videos: verify's
         word, with the frozen stretches the page found where verify did not look (the
         same rule: verify's when it decodes). A camera of a dataset: its figures judged
-        by verdict.py (datasets have no verify of their own: judge_dataset)."""
+        by _verdict.py (datasets have no verify of their own: judge_dataset)."""
         if self.by_verify:
             rows = max(self.rows or self.frames or 1, 1)
             looked = of_frozen(len(self.frozen), repeated_frames(self.frozen) / rows)

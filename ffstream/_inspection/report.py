@@ -6,7 +6,7 @@ episode's section by anchor). SVG by hand rather than matplotlib: the plots are 
 marks and bands, a few dozen lines of code, and matplotlib would add a dependency and
 seconds of import time to a command that should run anywhere ffstream does.
 
-Colours are the verdicts of verdict.py, the rules ``verify`` judges by (ok green,
+Colours are the verdicts of _verdict.py, the rules ``verify`` judges by (ok green,
 warning yellow, fail red), stated on the page and in docs/report.md.
 """
 
@@ -136,7 +136,7 @@ def _count(value: int | None) -> str:
 # ------------------------------------------------------------------------- an episode
 def _with_pictures(i: int, ep: EpisodeHealth) -> bool:
     """Thumbnails for the first episode and for every one with a finding: a page of
-    hundreds of healthy episodes stays small (about 15 kB a picture)."""
+    hundreds of healthy episodes stays small."""
     return i == 0 or ep.colour != "green"
 
 

@@ -4,7 +4,7 @@ A video must decode, hold as many frames as were recorded, and last frames / fps
 (within one frame). Drops, capture timing (an overloaded machine can show as rows
 captured late rather than as drops: the effective rate of the capture timestamps in
 episode.json and the share of rows more than one frame late) and frozen stretches are
-judged by the rules of verdict.py, which the report's colours share. No ffprobe is
+judged by the rules of _verdict.py, which the report's colours share. No ffprobe is
 needed: frames are counted by ffmpeg itself.
 
 episode.json is untrusted input: a video it names must be a plain file name inside the

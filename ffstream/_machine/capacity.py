@@ -10,7 +10,7 @@ writer threads, the robot's other programs and load spikes. The figures are read
 untrusted input, this machine's only (benchfile.py), and a figure is scaled by pixels
 only from a comparable size (``COMPARABLE``).
 
-The encoders run below the capture loop (priority.py), so a set-up that does not fit
+The encoders run below the capture loop (_priority.py), so a set-up that does not fit
 drops frames at the queues instead of slowing the loop; one that fits drops none.
 ``plan`` chooses: a named codec, preset or thread count is kept (and warned about when it
 does not fit, with what would); what was left open is chosen to fit, smallest files first.

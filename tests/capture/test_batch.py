@@ -197,7 +197,7 @@ def test_image_write_errors_surface(tmp_path):
             enc.feed_frame("cam", cam.read())
             time.sleep(0.01)
         enc.images.wait()
-    enc._episode = None
+    enc._episode = None  # white-box: drop the broken episode, so close() meets the error
     with pytest.raises(ImageWriteError):
         enc.close()
 
@@ -327,7 +327,7 @@ def test_the_encoders_take_one_settings_object_and_the_keywords_of_before(tmp_pa
         assert (enc.queue_maxsize, enc.mode, enc.encoder_threads) == (3, "offline", 2)
         enc.start_episode(["cam"], tmp_path / "s")
         enc.feed_frame("cam", np.zeros((48, 64, 3), np.uint8))
-        got = enc._cameras["cam"].writer.settings
+        got = enc._cameras["cam"].writer.settings  # white-box: what the writer was given
         enc.finish_episode()
     assert (got.queue_maxsize, got.mode, got.priority, got.encoder_threads) == (
         3, "offline", "normal", 2,

@@ -339,7 +339,11 @@ def test_settings_are_one_object_and_the_old_keywords_still_apply(tmp_path):
     # a keyword of the old signature applies over the settings object
     b = FFmpegWriter(tmp_path / "b.mp4", 64, 48, 30, X264, settings=settings, queue_maxsize=9)
     assert (a.settings, a.settings.mode, a.settings.queue_maxsize) == (settings, "offline", 4)
-    assert (b.settings.queue_maxsize, b.settings.mode, b._ring.size) == (9, "offline", 9)
+    assert (b.settings.queue_maxsize, b.settings.mode, b._ring.size) == (
+        9,
+        "offline",
+        9,
+    )  # the ring: white-box
     for w in (a, b):
         for i in range(5):
             assert w.submit(cam.frame(i))
@@ -390,7 +394,7 @@ def test_the_caller_never_waits_for_the_writer_thread_to_start(tmp_path, ffmpeg)
     cam = SyntheticCamera("cam", 64, 48)
     try:
         w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), ffmpeg=ffmpeg)
-        assert not w._thread.is_alive()  # constructed, nothing started yet
+        assert not w._thread.is_alive()  # white-box: constructed, no thread started yet
         accepted = [w.submit(cam.frame(i)) for i in range(10)]
         assert accepted == [True] * 10  # queued in the ring meanwhile
     finally:
@@ -416,7 +420,7 @@ def test_a_writer_thread_that_cannot_start_is_an_error_not_a_silent_loss(
 
     monkeypatch.setattr(threading.Thread, "start", refuse_writers)
     w = FFmpegWriter(tmp_path / "v.mp4", 64, 48, 30, EncoderConfig("h264"), ffmpeg=ffmpeg)
-    assert wait_until(w._started.is_set, 10)
+    assert wait_until(w._started.is_set, 10)  # white-box: the thread's start was tried
     message = "cannot start the writer thread of v"
     with pytest.raises(EncoderError, match=message):
         w.submit(np.zeros((48, 64, 3), np.uint8))
@@ -425,7 +429,9 @@ def test_a_writer_thread_that_cannot_start_is_an_error_not_a_silent_loss(
 
 
 def _record_writes(monkeypatch):
-    """When the writer thread wrote each frame (monotonic), and whether it was hurried."""
+    """When the writer thread wrote each frame (monotonic), and whether it was hurried
+    (white-box: the timing of writes is what spread_writes changes, and nothing public
+    reports it)."""
     times: list[tuple[float, bool]] = []
     real = FFmpegWriter._write
 
@@ -471,7 +477,7 @@ def test_the_end_of_the_stream_does_not_wait_for_phases(tmp_path, monkeypatch, n
 
     w = FFmpegWriter(tmp_path / "a.mp4", 64, 48, 1 / 60, X264, write_phase=60)
     w.submit(cam.frame(0))
-    assert wait_until(lambda: w._proc is not None, 30)
+    assert wait_until(lambda: w.pid is not None, 30)
     t = time.monotonic()
     w.abort()
     assert time.monotonic() - t < 30 and not (tmp_path / "a.mp4").exists()

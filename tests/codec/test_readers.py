@@ -195,7 +195,7 @@ def test_record_warns_when_the_opencv_beside_it_cannot_read_what_it_records(
 
 @pytest.mark.fast
 def test_opencv_messages_stay_off_the_terminal(capfd):
-    with readers._quiet_stderr():
+    with readers._quiet_stderr():  # white-box: the guard the OpenCV reader runs under
         os.write(2, b"Your platform doesn't support hardware accelerated AV1 decoding\n")
     os.write(2, b"ours\n")
     assert capfd.readouterr().err == "ours\n"

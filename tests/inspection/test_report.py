@@ -83,9 +83,8 @@ def episode(tmp_path_factory, ffmpeg) -> tuple[Path, dict]:
         pid = 0
         for i in range(70):
             if i == STALL.start:
-                writer = enc._cameras["front"].writer
-                assert wait_until(lambda w=writer: w.pid is not None)
-                pid = writer.pid
+                assert wait_until(lambda: "front" in enc.encoder_pids())
+                pid = enc.encoder_pids()["front"]
                 stop_process(pid)
             if i == STALL.stop:
                 os.kill(pid, signal.SIGCONT)

@@ -80,7 +80,7 @@ RECORDER = textwrap.dedent(
         time.sleep(max(0, t0 + i / 30 - time.perf_counter()))
         enc.feed_frame("cam", cam.read())
         if i == 10:
-            print(enc._cameras["cam"].writer.pid, flush=True)
+            print(enc.encoder_pids()["cam"], flush=True)
     """
 )
 

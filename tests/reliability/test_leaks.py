@@ -55,9 +55,8 @@ def test_200_episodes_then_50_cancelled_or_killed(tmp_path):
         if e % 2:
             enc.cancel_episode()
         else:
-            writer = enc._cameras["a"].writer
-            assert wait_until(lambda w=writer: w.pid is not None)
-            os.kill(writer.pid, signal.SIGKILL)
+            assert wait_until(lambda: "a" in enc.encoder_pids())
+            os.kill(enc.encoder_pids()["a"], signal.SIGKILL)
             with contextlib.suppress(EpisodeError):
                 enc.finish_episode()
     assert _settled(before), (before, _counts())

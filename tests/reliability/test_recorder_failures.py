@@ -23,7 +23,7 @@ class KillsItsEncoder(SyntheticCamera):
         frame = super().read()
         if self.index == 15 and not getattr(self, "done", False):
             self.done = True
-            os.kill(self.encoder._cameras[self.name].writer.pid, signal.SIGKILL)
+            os.kill(self.encoder.encoder_pids()[self.name], signal.SIGKILL)
         return frame
 
 

@@ -63,7 +63,7 @@ def test_camera_keys_cannot_escape_or_collide(tmp_path, keys, message):
 def test_absolute_and_traversing_keys_stay_in_the_episode_folder(tmp_path):
     enc = StreamingVideoEncoder(30, EncoderConfig("h264"))
     enc.start_episode(["/etc/cron.d/job", "../../up"], tmp_path / "ep")
-    plans = {k: c.path for k, c in enc._cameras.items()}
+    plans = {k: c.path for k, c in enc._cameras.items()}  # white-box: where each would go
     enc.cancel_episode()
     enc.close()
     assert all(p.parent == tmp_path / "ep" for p in plans.values())

@@ -7,11 +7,11 @@ them their ffmpeg processes, before the exception goes on.
 
 Local: each job runs on a thread that drives its ffmpeg processes (the Python side of a
 job is thin: it starts ffmpeg, waits, checks, renames), inside a ``ProcessScope``
-(process.py): stopping the run kills exactly the ffmpeg processes its jobs started,
+(_process.py): stopping the run kills exactly the ffmpeg processes its jobs started,
 never another of the program's, and a killed ``ffstream transcode`` takes them with it
 (SIGKILL from the kernel: what they write is a temporary file). Threads start in no time
-and share what one job learnt (the ffmpeg binary, probes); spawned worker processes cost
-about 0.4 s of CPU each in imports and probes (docs/scale-out.md). An ffmpeg killed from
+and share what one job learnt (the ffmpeg binary, probes); a spawned worker process would
+pay an interpreter's start, imports and probes for each worker. An ffmpeg killed from
 outside (the out-of-memory killer) fails its own job, with the signal named.
 
 Ray: ``ray.init()`` with no address starts a local instance, or attaches to the cluster

@@ -3,7 +3,7 @@ however it ends (SIGKILL included).
 
 A local Ray instance is a tree of processes under the coordinator. When the coordinator
 is killed, Ray's head processes notice and exit, but some of their children (the
-dashboard and runtime-env agents, about 80 MB each) are re-parented and run on for
+dashboard and runtime-env agents, tens of MB each) are re-parented and run on for
 good. The guard is a small process of its own, in a session of its own (a terminal's
 signals miss it), reading from a pipe the processes the coordinator started since the
 guard did (those that ran before, such as multiprocessing's resource tracker, are not
@@ -12,7 +12,7 @@ every process it was told about that is still the same process (pid and start ti
 with its children. A run that ends normally says "done" first: Ray's own shutdown has
 stopped its processes, and nothing else of the program is touched.
 
-Run as ``python -m ffstream.transcode.guard``; ``ProcessGuard`` starts and feeds it.
+Run as ``python -m ffstream._datasets.transcode.guard``; ``ProcessGuard`` starts and feeds it.
 """
 
 from __future__ import annotations
