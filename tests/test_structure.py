@@ -243,3 +243,31 @@ def test_every_error_lives_in_ffstream_errors():
         ):
             assert issubclass(value, ffstream.FFstreamError), value
     assert ffstream.FFstreamError is errors.FFstreamError
+
+
+@pytest.mark.fast
+def test_the_names_other_projects_use_keep_working():
+    """The imports code outside this repository relies on, exactly as it writes them."""
+    import ffstream.lerobot
+    from ffstream import (  # noqa: F401
+        DepthEncoderConfig,
+        EncoderConfig,
+        FFmpegWriter,
+        StreamingVideoEncoder,
+        find_ffmpeg,
+        probe_encoders,
+        read_frames,
+        select_encoder,
+    )
+    from ffstream.cameras import SyntheticCamera, read_stamp, stamp_index  # noqa: F401
+
+    assert issubclass(ffstream.errors.EncoderError, ffstream.FFstreamError)
+    assert callable(ffstream.lerobot.install) and callable(ffstream.lerobot.uninstall)
+    assert callable(ffstream.verify) and callable(ffstream.transcode)
+    kept = StreamingVideoEncoder(
+        30, queue_maxsize=5, encoder_threads=1, compute_stats=True, overwrite=True,
+        drop_policy="block",
+    )  # fmt: skip
+    assert (kept.queue_maxsize, kept.encoder_threads, kept.mode) == (5, 1, "offline")
+    assert kept.settings.compute_stats and kept.settings.overwrite
+    kept.close()
