@@ -8,6 +8,7 @@ internal and may change in any release.
 
 from . import cameras, errors, lerobot
 from ._capture.batch import BatchVideoEncoder, make_encoder
+from ._capture.preview import ViewSink
 from ._capture.result import VideoResult
 from ._capture.stats import aggregate_stats
 from ._capture.stream_settings import StreamSettings
@@ -26,6 +27,7 @@ from ._machine.capacity import plan
 from ._monitor import CpuMonitor
 from ._priority import realtime_capture
 from ._version import __version__
+from ._view.rerun_view import RerunView
 from .errors import FFstreamError
 
 __all__ = [
@@ -37,9 +39,11 @@ __all__ = [
     "FFmpegWriter",
     "FFstreamError",
     "Report",
+    "RerunView",
     "StreamSettings",
     "StreamingVideoEncoder",
     "VideoResult",
+    "ViewSink",
     "__version__",
     "aggregate_stats",
     "cameras",

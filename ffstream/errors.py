@@ -122,6 +122,11 @@ class CameraError(FFstreamError, RuntimeError):
     """A camera could not be opened, stopped delivering frames, or disappeared."""
 
 
+class ViewError(FFstreamError, RuntimeError):
+    """The live view cannot start: Rerun is missing, its viewer cannot be reached, or
+    the stream's codec cannot be shown. The recording itself is never affected."""
+
+
 class InvalidEpisodeError(FFstreamError, ValueError):
     """A folder or episode.json that is not an episode written by ffstream."""
 

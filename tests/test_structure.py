@@ -17,6 +17,7 @@ OPTIONAL = {
     "av",
     "torchcodec",
     "pyarrow",
+    "rerun",
 }  # imported where used
 
 
@@ -129,6 +130,7 @@ LAYERS: dict[str, set[str]] = {
     "running ffmpeg": {"_contention", "_ffmpeg", "_priority", "_process"},
     "codec": {"_codec"},
     "capture": {"_capture"},
+    "view": {"_view"},
     "machine": {"_machine"},
     "inspection": {"_inspection"},
     "datasets": {"_datasets"},

@@ -387,7 +387,7 @@ def _to_rgb(pix_fmt: str):
 COMMON = frozenset({"fps", "rgb_encoder", "depth_encoder", "settings", "ffmpeg", "monitor"})
 BATCH_STREAM_FIELDS = frozenset({"encoder_threads", "overwrite", "compute_stats"})
 ALIASES = frozenset({"encoder_priority", "drop_policy"})  # other spellings of fields
-STREAMING_ONLY = (FIELDS - BATCH_STREAM_FIELDS) | ALIASES | {"spread_writes"}
+STREAMING_ONLY = (FIELDS - BATCH_STREAM_FIELDS) | ALIASES | {"spread_writes", "view"}
 BATCH_ONLY = frozenset({"num_image_threads", "batch_encoding_size", "encode_workers", "progress"})
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import _at_exit as at_exit
+from .._codec.bitstream import preview_codec
 from .._codec.command import fps_fraction
 from .._codec.config import DepthEncoderConfig, EncoderConfig
 from .._depth import DEPTH_TAG, depth_metadata, depth_transform
@@ -47,6 +48,7 @@ from .episode import (
     write_episode_metadata,
     write_open_record,
 )
+from .preview import PreviewTap, ViewFeed, ViewSink
 from .result import VideoResult
 from .stream_settings import StreamSettings
 from .writer import FFmpegWriter
@@ -133,6 +135,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
         ffmpeg: FFmpeg | str | None = None,
         monitor: Any = None,
         spread_writes: bool = True,
+        view: ViewSink | None = None,
         **stream_settings: Any,
     ):
         """``settings``: how every camera's stream is written (StreamSettings: mode,
@@ -144,7 +147,11 @@ class StreamingVideoEncoder(EpisodeEncoder):
         encoders at moments spread over the frame period (camera k of n after k/n of a
         period), so that the encoders do not all compete for the cores right after the
         tick; it does not apply to ``mode="offline"``. It sets each camera's
-        ``write_phase``. See docs/performance.md."""
+        ``write_phase``. See docs/performance.md.
+
+        ``view``: where the live view goes (a ``RerunView``, or any ``ViewSink``): each
+        camera's encoded packets, as ffmpeg writes them, without a second encode. The
+        recording never waits for it; docs/view.md."""
         # checked once here (self.settings); each camera's writer gets them, with its phase
         st = StreamSettings.with_keywords(settings, stream_settings, "StreamingVideoEncoder")
         if not isinstance(spread_writes, bool):
@@ -157,6 +164,11 @@ class StreamingVideoEncoder(EpisodeEncoder):
             ffmpeg=ffmpeg,
             monitor=monitor,
         )
+        self._view: ViewFeed | None = None
+        if view is not None:  # refused here, before any episode, if it cannot be shown
+            rgb = self.rgb_encoder
+            self._view_codec = preview_codec(rgb.vcodec, rgb.extra_options)
+            self._view = ViewFeed(view)
         self.queue_maxsize = st.queue_maxsize
         self.mode = st.mode
         self.crash_safe = st.crash_safe  # MP4 written fragmented, remuxed at the end
@@ -199,6 +211,8 @@ class StreamingVideoEncoder(EpisodeEncoder):
         }
         self._episode_t0 = time.monotonic()
         write_open_record(out_dir, self, list(plans))
+        if self._view is not None:
+            self._view.note(f"episode {out_dir.name} started: {', '.join(plans)}")
 
     def feed_frame(self, key: str, image: np.ndarray) -> bool:
         """Queue one frame of camera ``key``; False if it was dropped. Never waits on ffmpeg.
@@ -249,6 +263,7 @@ class StreamingVideoEncoder(EpisodeEncoder):
                 ),
                 "metadata": {DEPTH_TAG: json.dumps(depth_metadata(config))},
             }
+        preview = self._preview(cam, w, h)
         cam.writer = writer = FFmpegWriter(
             cam.path,
             w,
@@ -259,11 +274,22 @@ class StreamingVideoEncoder(EpisodeEncoder):
             input_pix_fmt=cam.pix_fmt,
             ffmpeg=self.ffmpeg,
             name=cam.key,
+            preview=preview,
             **depth,
         )
         cam.shape = frame.shape
         self._writers.add(writer)
         return writer
+
+    def _preview(self, cam: _Camera, width: int, height: int) -> PreviewTap | None:
+        """The camera's pipe to the live view; depth is left out, and the viewer told."""
+        if self._view is None:
+            return None
+        if cam.is_depth:
+            why = "depth is 12-bit lossless HEVC, which viewers do not decode"
+            self._view.note(f"{cam.key} is not shown: {why}")
+            return None
+        return self._view.tap(cam.key, self._view_codec, width, height, self.fps)
 
     def queue_depths(self) -> dict[str, int]:
         """Frames waiting per camera right now (0 for cameras with no frame yet)."""
@@ -372,6 +398,8 @@ class StreamingVideoEncoder(EpisodeEncoder):
         self._stop_finisher()
         self._stop_monitor()
         self._finisher.join()
+        if self._view is not None:
+            self._view.close()
         if first_error is not None:
             raise first_error
 

@@ -34,6 +34,7 @@ from .._untrusted import OpenedFile
 from ..errors import EncoderError, FFstreamError, OutputExistsError, StateError
 from .frames import refuse_frame
 from .frozen import FrozenTracker, to_rows
+from .preview import PreviewTap
 from .result import VideoResult
 from .ring import END, SlotRing
 from .stats import BackgroundStats
@@ -55,6 +56,9 @@ def _close_at_exit(deadline: float) -> None:
             writer.close(max(0.0, deadline - time.monotonic()))
         except Exception as exc:
             log.error("closing %s at exit failed: %s", writer.name, exc)
+
+
+PREVIEW_WAIT = 5.0  # seconds for the live view's drain to reach the end of a stream
 
 
 class FFmpegWriter:
@@ -80,13 +84,16 @@ class FFmpegWriter:
         metadata: dict[str, str] | None = None,
         name: str | None = None,
         ffmpeg: FFmpeg | str | None = None,
+        preview: PreviewTap | None = None,
         **stream_settings: Any,
     ):
         """``settings``: how the stream is written (StreamSettings: mode, queue, statistics,
         crash safety, write phase...); its fields are also accepted as keyword arguments
         (``mode="offline"``), applied over it. ``conversion``: frames of another dtype,
         turned into ``input_pix_fmt`` data on the writer thread (depth maps are quantized
-        this way). ``metadata`` is stored in the file's container."""
+        this way). ``metadata`` is stored in the file's container. ``preview``: the live
+        view's pipe (StreamingVideoEncoder's ``view=``), which ffmpeg also writes the
+        packets to; the file is the same with or without it."""
         self.path = Path(path)
         self.name = name or self.path.stem
         self.width, self.height = frame_side("width", width), frame_side("height", height)
@@ -118,7 +125,9 @@ class FFmpegWriter:
             metadata=metadata,
             fragmented=crash_safe,
             descriptor=self._output.for_child,
+            preview=preview.output if preview is not None else None,
         )
+        self._preview = preview
         self._remux = (crash_safe, bool(metadata))
         self._transform = conv.transform
         self._frame_bytes = fmt.frame_bytes(self.width, self.height)
@@ -363,6 +372,7 @@ class FFmpegWriter:
         becomes this camera's error: a frame that submit() accepted is in the file, or
         the writer reports why it is not."""
         try:
+            preview = self._preview
             try:
                 self._proc = FFmpegProcess(
                     self.argv,
@@ -370,8 +380,10 @@ class FFmpegWriter:
                     name=self.name,
                     on_stderr_end=self._stderr_ended,
                     priority=self.settings.priority,
-                    pass_fds=self._output.pass_fds,
+                    pass_fds=self._output.pass_fds + (preview.pass_fds if preview else ()),
                 )
+                if preview is not None:
+                    preview.started()
             finally:
                 self._output.close()  # ffmpeg has its own copy
             self._active = self._proc
@@ -391,6 +403,8 @@ class FFmpegWriter:
                 self._kill()
         finally:
             self._active = None
+            if self._preview is not None:  # ffmpeg has exited: the drain sees the end
+                self._preview.join(PREVIEW_WAIT)
 
     def _write_all(self) -> None:
         """Write slots in order until the end mark, an abort or a failure (then at once:

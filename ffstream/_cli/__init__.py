@@ -25,6 +25,7 @@ from ..errors import (
     FFstreamError,
     NoWorkingEncoderError,
     ProcessTimeout,
+    ViewError,
 )
 from . import machine, record, report, transcode, verify
 from .common import EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FFmpegNotFoundError, EncoderError, CameraError, ProcessTimeout) as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, TypeError, KeyError, OSError, NoWorkingEncoderError) as exc:
+    except (ValueError, TypeError, KeyError, OSError, NoWorkingEncoderError, ViewError) as exc:
         print(f"ffstream: error: {exc}", file=sys.stderr)  # settings, arguments, folders
         return EXIT_USAGE
     except FFstreamError as exc:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .._capture.batch import make_encoder
 from .._capture.episode import METADATA_FILE
@@ -25,6 +27,7 @@ from .._machine.capacity import LADDER, plan
 from .._monitor import CpuMonitor
 from .._priority import PRIORITIES, realtime_capture
 from .._verdict import VERDICTS
+from .._view.rerun_view import RerunView
 from ..cameras._opencv import OpenCVCamera
 from ..cameras._realsense import RealSenseCamera
 from ..cameras._synthetic import SyntheticCamera
@@ -61,6 +64,15 @@ def add_parsers(sub) -> None:
         "--report",
         action="store_true",
         help="write OUT/report.html at the end: the episodes' health as one page",
+    )
+    rec.add_argument(
+        "--view",
+        metavar="TARGET",
+        default=None,
+        help="show every camera live in Rerun, from the encoder's own packets: spawn (a "
+        "viewer on this machine), web (a web viewer served from here: its address is "
+        "printed), a running viewer's address (rerun+http://HOST:9876/proxy) or a "
+        "FILE.rrd. Needs ffstream[view]; H.264 is then written without B-frames",
     )
 
     lr = sub.add_parser(
@@ -206,12 +218,14 @@ class _Session:
     monitor: CpuMonitor
     stop: threading.Event  # set by the first Ctrl-C or SIGTERM: finish the current episode
     stopped_by: str = ""  # "Ctrl-C" or "SIGTERM"
+    view: Any = None  # the live view (--view), or None
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
     if args.realtime:  # refused here, before any folder or process, if it cannot be
         with realtime_capture():
             pass
+    view = _live_view(args) if args.view is not None else None  # before any measuring
     config = _record_config(args, args.vcodec or LADDER[0][0], preset_value(args.preset))
     w, h = args.resolution
     if args.camera:
@@ -231,8 +245,13 @@ def _cmd_record(args: argparse.Namespace) -> int:
         if (fit.vcodec, fit.preset) != (config.vcodec, preset_value(args.preset)):
             config = _record_config(args, fit.vcodec, fit.preset)
         args.encoder_threads = fit.encoder_threads
+    if view is not None and config.vcodec == "libx264":  # the viewer takes no B-frames
+        extra = {**config.extra_options, "bf": "0"}
+        config = resolve_config(dataclasses.replace(config, extra_options=extra), args.ffmpeg)
     px = throughput(color, w, h, args.fps)
     _print_header(args, cameras, config, px, fit)
+    if view is not None and view.web_url:
+        print(f"  live view: {view.web_url}")
     library_log = logging.getLogger("ffstream")
     log_level = library_log.level
     if args.quiet:  # the warnings while recording; the summary and verify say the rest
@@ -242,6 +261,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         live=not args.quiet and sys.stderr.isatty(),
         monitor=CpuMonitor(interval=0.25),  # 4 Hz: the timeline episode.json keeps
         stop=threading.Event(),
+        view=view,
     )  # fmt: skip
 
     def on_signal(signum, frame) -> None:
@@ -322,6 +342,17 @@ def _record_config(args: argparse.Namespace, vcodec: str, preset) -> EncoderConf
     return config
 
 
+def _live_view(args: argparse.Namespace) -> Any:
+    """The --view target, made before any episode folder or measurement. H.264 is then
+    written without B-frames, which the viewer needs (the files are somewhat larger)."""
+    if not args.streaming_encoding:
+        raise InvalidSettingError(
+            "--view shows the encoder's packets as they are written: it needs streaming "
+            "encoding (leave out --no-streaming-encoding)"
+        )
+    return RerunView.from_target(args.view)
+
+
 def _record_with(session: _Session) -> int:
     args, monitor, stop = session.args, session.monitor, session.stop
 
@@ -343,6 +374,7 @@ def _record_with(session: _Session) -> int:
         ffmpeg=args.ffmpeg,
         batch_encoding_size=args.batch_encoding_size,
         progress=None if args.quiet else progress,
+        view=session.view,
     ) as encoder:
         recorder = Recorder(
             session.cameras,
@@ -363,6 +395,8 @@ def _record_with(session: _Session) -> int:
                 file=sys.stderr,
             )
             return EXIT_ABORTED
+    if session.view is not None:
+        session.view.close()  # a file gets its end; a viewer keeps what it was sent
     if session.live:
         print(file=sys.stderr)
     try:

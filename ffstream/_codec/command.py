@@ -392,10 +392,13 @@ def build_command(
     image_sequence: str | None = None,
     fragmented: bool = False,
     descriptor: str | None = None,
+    preview: str | None = None,
 ) -> list[str]:
     """The full argv: raw frames from stdin -> encoded ``output`` (a path, or '-' with a
     format). ``descriptor``: where ffmpeg opens ``output``, a path to the file already
-    created for it (untrusted.OpenedFile), so that ffmpeg never opens the name."""
+    created for it (untrusted.OpenedFile), so that ffmpeg never opens the name.
+    ``preview``: a second output of the same packets (``preview_output``): the file and
+    it are then the two outputs of ffmpeg's tee muxer, the file's bytes unchanged."""
     exe = ffmpeg.path if isinstance(ffmpeg, FFmpeg) else str(ffmpeg)
     if image_sequence:  # numbered image files (non-streaming mode) instead of stdin
         stream = image_sequence_input(image_sequence, spec.fps)
@@ -434,5 +437,40 @@ def build_command(
     if descriptor is not None:  # no name to guess the muxer from: name it
         target = f"file:{descriptor}"
         out_opts.setdefault("f", MUXERS.get(os.path.splitext(output)[1].lower(), "mp4"))
+    if preview is not None:
+        if metadata:
+            raise InvalidSettingError("a stream with container metadata has no preview")
+        target = _tee(out_opts, target, preview, output)
     args = ffmpeg_python.output(stream, target, **out_opts).get_args()
     return [exe, *global_options(loglevel), *extra_global, "-y", *device_args, *args]
+
+
+# Options of the file's muxer, not of the encoder: with the tee muxer they go with the
+# file's own output, so the file is written exactly as without a preview.
+_MUXER_OPTIONS = ("f", "movflags", "movie_timescale", "video_track_timescale", "flush_packets")
+PREVIEW_FORMATS = {  # the byte stream a viewer gets: one picture per delimiter
+    "h264": "f=h264:bsfs/v=dump_extra,h264_metadata=aud=insert",
+    "av1": "f=obu",
+}
+
+
+def tee_escape(text: str) -> str:
+    """``text`` as one item of a tee muxer's list, where these characters are syntax."""
+    for char in "\\|[]:":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def preview_output(codec: str, fd: int) -> str:
+    """The tee muxer's second output: ``codec``'s packets as a byte stream to ``fd``.
+    A viewer that stops reading makes this output fail, never the file (onfail)."""
+    return f"[{PREVIEW_FORMATS[codec]}:onfail=ignore]pipe\\:{fd}"
+
+
+def _tee(out_opts: dict, target: str, preview: str, output: str) -> str:
+    """Turn ``out_opts`` (changed in place) into a tee of the file and ``preview``."""
+    muxer = {k: out_opts.pop(k) for k in _MUXER_OPTIONS if k in out_opts}
+    muxer.setdefault("f", MUXERS.get(os.path.splitext(output)[1].lower(), "mp4"))
+    spec = ":".join(f"{k}={tee_escape(str(v))}" for k, v in muxer.items())
+    out_opts.update({"f": "tee", "map": "0:v", "flags:v": "+global_header"})
+    return f"[{spec}]{tee_escape(target)}|{preview}"

@@ -341,6 +341,7 @@ class LeRobotEncoder:
             queue_maxsize=queue_maxsize,
             encoder_threads=encoder_threads,
             ffmpeg=ffmpeg,
+            view=_install_settings.get("view"),
             **stream,
             compute_stats=True,
             # Plain MP4: LeRobot moves or re-muxes each episode's file at save_episode
@@ -539,16 +540,19 @@ _originals: dict[str, Any] = {}
 _install_settings: dict[str, Any] = {}
 
 
-def install(drop_policy: str | None = None, ffmpeg: FFmpeg | str | None = None) -> None:
+def install(
+    drop_policy: str | None = None, ffmpeg: FFmpeg | str | None = None, view: Any = None
+) -> None:
     """Make LeRobot build ffstream's encoder wherever it builds its own streaming
     encoder (``LeRobotDataset(..., streaming_encoding=True)``, ``lerobot-record``).
 
-    ``drop_policy`` and ``ffmpeg`` apply to the encoders LeRobot builds from then on
-    ("repeat", the default, "drop" or "block": StreamingVideoEncoder's docstring).
-    Calling it again only updates them; ``uninstall()`` undoes it."""
+    ``drop_policy``, ``ffmpeg`` and ``view`` apply to the encoders LeRobot builds from
+    then on ("repeat", the default, "drop" or "block": StreamingVideoEncoder's
+    docstring; ``view``: a RerunView that shows every camera from the encoder's own
+    packets). Calling it again only updates them; ``uninstall()`` undoes it."""
     if drop_policy is not None:
         drop_policy_settings(drop_policy)  # refused now, not at the first episode
-    _install_settings.update(drop_policy=drop_policy, ffmpeg=ffmpeg)
+    _install_settings.update(drop_policy=drop_policy, ffmpeg=ffmpeg, view=view)
     if _originals:
         return
     try:
