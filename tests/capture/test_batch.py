@@ -353,7 +353,7 @@ def test_make_encoder_knows_what_each_encoder_takes():
         "priority": "normal", "crash_safe": False,
         "write_phase": 0.0, "spread_writes": False, "encoder_threads": 1, "overwrite": True,
         "compute_stats": False, "num_image_threads": 2, "batch_encoding_size": 2,
-        "encode_workers": 1, "progress": None,
+        "encode_workers": 1, "progress": None, "view": None,
     }  # fmt: skip
     aliases = {"encoder_priority", "drop_policy"}
     assert set(values) | aliases | set(shared) | {"depth_encoder", "ffmpeg"} == (
