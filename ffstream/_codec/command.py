@@ -26,7 +26,7 @@ import ffmpeg as ffmpeg_python
 from .._ffmpeg import FFmpeg
 from .._formats import MAX_SIDE, RAW_FORMATS
 from ..errors import InvalidSettingError, SettingTypeError
-from .config import EncoderConfig
+from .config import DepthEncoderConfig, EncoderConfig
 
 # RGB->YUV conversion is done with BT.709 limited range and the file is tagged with it,
 # so decoders that honour tags (PyAV, OpenCV, browsers) give back the colours fed in.
@@ -341,6 +341,11 @@ def _software(config: EncoderConfig, encoder_threads: int | None, opts: dict) ->
             opts["tune"] = "fastdecode"
         if encoder_threads:
             opts["threads"] = str(encoder_threads)
+        if config.vcodec == "libx265" and not isinstance(config, DepthEncoderConfig):
+            # x265's open GOP (CRA keyframes) makes a loader that seeks to a keyframe get
+            # a neighbouring frame; a closed GOP (IDR) is what training reads (lossless
+            # depth, read in order by LeRobot, keeps LeRobot's own settings)
+            opts["flags"] = "+cgop"
     elif encoder_threads and config.vcodec == "ffv1":
         opts["threads"] = str(encoder_threads)
     elif encoder_threads and config.vcodec == "libaom-av1":

@@ -3,9 +3,14 @@ and torchcodec.
 
 A file that ffmpeg decodes may still be unreadable for the library a user trains with:
 some of OpenCV's pip wheels have no software AV1 decoder, and report the right frame
-count for a file they then read 0 frames of. ``check_reader`` decodes every frame with
-the named reader and counts them; ``ffstream verify --reader NAME`` uses it, and
-docs/usage.md has the table of what each reader decodes. Which OpenCV wheel reads AV1
+count for a file they then read 0 frames of; and a reader that decodes every frame in
+order may still return the wrong frame when a training loader asks for one at random
+(torchcodec's approximate seeking in HEVC returns a neighbouring frame). So
+``check_reader`` decodes every frame with the named reader and counts them, then asks
+for frames at random through the reader's own random access, as a loader does, and
+compares each with the frame at that index of the decode in order.
+``ffstream verify --reader NAME`` uses it, and docs/usage.md has the table of what each
+reader decodes. Which OpenCV wheel reads AV1
 changes with its releases, so that fact is kept by version (``OPENCV_WHEELS_AV1``,
 measured with tools/reader_matrix.py) and an unmeasured version is said to be one.
 
@@ -17,12 +22,16 @@ list of files is never handed to them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
+import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+import numpy as np
 
 from .._ffmpeg import FFmpeg, find_ffmpeg
 from ..errors import InvalidSettingError, VideoReadError
@@ -30,6 +39,7 @@ from .reader import container_format, read_frames, video_info
 
 READERS = ("ffmpeg", "pyav", "opencv", "torchcodec")
 MAX_FRAMES = 500_000  # a reader that never ends is stopped here
+SAMPLES = 30  # frames asked for at random, in random order (backward seeks included)
 # Whether the FFmpeg inside each opencv-python(-headless) wheel decodes AV1, by
 # (major, minor), measured with tools/reader_matrix.py (docs/usage.md#readers). Every
 # wheel measured decodes H.264, H.265, FFV1 and the depth stream.
@@ -97,13 +107,17 @@ class ReaderCheck:
     decoded: int
     expected: int
     error: str = ""
+    sampled: int = 0  # frames asked for at random
+    wrong: list[int] = field(default_factory=list)  # of those, the ones another came back for
 
     @property
     def ok(self) -> bool:
-        return not self.error and self.decoded == self.expected
+        return not self.error and self.decoded == self.expected and not self.wrong
 
     def describe(self) -> str:
         what = f"{self.reader} {self.version} decoded {self.decoded} of {self.expected} frames"
+        if self.sampled:
+            what += f"; at random, {self.sampled - len(self.wrong)} of {self.sampled} right"
         return f"{what}: {self.error}" if self.error else what
 
 
@@ -175,6 +189,63 @@ def _torchcodec(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[
     return torchcodec.__version__, frames()
 
 
+def _pyav_at(path: Path, indices: list[int], fps: float) -> Iterator[tuple[int, object]]:
+    """Seek to the keyframe before each time (one tick early: a seek to a frame's own
+    time can land on the next keyframe), then decode up to the frame shown there, as
+    LeRobot's PyAV reader does."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for i in indices:
+            t = i / fps
+            container.seek(round(t / stream.time_base) - 1, stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.time is not None and frame.time >= t - 0.5 / fps:
+                    yield i, frame
+                    break
+
+
+def _opencv_at(path: Path, indices: list[int], fps: float) -> Iterator[tuple[int, object]]:
+    import cv2
+
+    with _quiet_stderr():
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        for i in indices:
+            with _quiet_stderr():
+                cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+                ok, frame = cap.read()
+            if ok:
+                yield i, frame
+    finally:
+        cap.release()
+
+
+def _torchcodec_at(path: Path, indices: list[int], fps: float) -> Iterator[tuple[int, object]]:
+    """Frames by their time, with the decoder LeRobot caches (approximate seeking)."""
+    from torchcodec.decoders import VideoDecoder
+
+    decoder = VideoDecoder(str(path), seek_mode="approximate")
+    for i in indices:
+        yield i, decoder.get_frames_played_at(seconds=[i / fps]).data[0]
+
+
+# How each reader is asked for a frame at random; ffstream's own reads in order only.
+_AT: dict[str, Callable[[Path, list[int], float], Iterator[tuple[int, object]]]] = {
+    "pyav": _pyav_at,
+    "opencv": _opencv_at,
+    "torchcodec": _torchcodec_at,
+}
+
+
+def _digest(frame: object) -> bytes:
+    """A frame's pixels, whatever the reader gives (an array, a tensor, a PyAV frame)."""
+    to_ndarray = getattr(frame, "to_ndarray", None)
+    data = to_ndarray() if to_ndarray else getattr(frame, "numpy", lambda: frame)()
+    return hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16).digest()
+
+
 _OPENERS: dict[str, Callable[[Path, FFmpeg | str | None], tuple[str, Iterator[object]]]] = {
     "ffmpeg": _ffmpeg,
     "pyav": _pyav,
@@ -215,26 +286,68 @@ def check_reader(
             f"the reader {reader} is not available here, because it is installed but cannot "
             f"load its libraries ({first}); {_UNLOADABLE.get(reader, 'reinstall it')}"
         ) from None
-    decoded, error = 0, ""
+    digests: list[bytes] = []
+    error = ""
     try:
-        for _ in frames:
-            decoded += 1
-            if decoded >= MAX_FRAMES:
+        for frame in frames:
+            digests.append(_digest(frame))
+            if len(digests) >= MAX_FRAMES:
                 break
     except Exception as exc:  # any library's failure is the finding, not a crash
-        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
-    check = ReaderCheck(reader, version, decoded, expected, error)
+        error = _first_line(exc)
+    check = ReaderCheck(reader, version, len(digests), expected, error)
+    if check.ok and reader in _AT:
+        _at_random(check, p, digests, ffmpeg)
     if not check.ok and not check.error:
-        check.error = _why(reader, version, p, ffmpeg)
+        check.error = _why(check, p, ffmpeg)
     return check
 
 
-def _why(reader: str, version: str, path: Path, ffmpeg: FFmpeg | str | None) -> str:
-    """The known cause of a reader that stops short, with the way out."""
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+
+
+def _at_random(
+    check: ReaderCheck, path: Path, digests: list[bytes], ffmpeg: FFmpeg | str | None
+) -> None:
+    """Ask ``check.reader`` for SAMPLES frames at random (seeded: the same every run);
+    each must be the frame at its index of the decode in order."""
+    fps = video_info(path, ffmpeg).fps
+    if not fps:
+        return
+    indices = random.Random(len(digests)).sample(range(len(digests)), min(SAMPLES, len(digests)))
+    got: dict[int, bytes] = {}
+    try:
+        for i, frame in _AT[check.reader](path, indices, fps):
+            got[i] = _digest(frame)
+    except Exception as exc:
+        check.error = f"asked for frames at random: {_first_line(exc)}"
+        return
+    check.sampled = len(indices)
+    check.wrong = sorted(i for i in indices if got.get(i) != digests[i])
+
+
+def _why(check: ReaderCheck, path: Path, ffmpeg: FFmpeg | str | None) -> str:
+    """The known cause of a reader that stops short or returns wrong frames, with the
+    way out."""
+    reader, version = check.reader, check.version
     try:
         codec = video_info(path, ffmpeg).codec
     except VideoReadError:
         return "the file does not decode"
+    if check.wrong:
+        rows = ", ".join(map(str, check.wrong[:8])) + (", ..." if len(check.wrong) > 8 else "")
+        what = (
+            f"{len(check.wrong)} of {check.sampled} frames asked for at random came back as "
+            f"another frame (rows {rows}), which a training loader would take for them"
+        )
+        if reader == "torchcodec" and codec == "hevc":
+            return (
+                f"{what}: torchcodec's approximate seeking (LeRobot's) misplaces frames in "
+                "HEVC; record RGB with AV1 (libsvtav1) or H.264, or read with "
+                "seek_mode='exact' (slower to open) or PyAV"
+            )
+        return f"{what}: read this {codec} video with another reader, or record AV1 or H.264"
     if reader == "opencv" and codec == "av1":
         return (
             f"the FFmpeg inside this OpenCV ({version}) has no software AV1 decoder (it asks "

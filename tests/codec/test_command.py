@@ -5,7 +5,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from ffstream import EncoderConfig, find_ffmpeg
+from ffstream import DepthEncoderConfig, EncoderConfig, find_ffmpeg
 from ffstream._codec.command import InputSpec, build_command, fps_fraction
 
 
@@ -338,3 +338,18 @@ def test_mp4_time_scales_follow_the_frame_rate():
     ]  # fmt: skip
     mkv = build_command("ffmpeg", InputSpec(64, 48, Fraction(30)), EncoderConfig("h264"), "o.mkv")
     assert "-movie_timescale" not in mkv and "-video_track_timescale" not in mkv
+
+
+@pytest.mark.fast
+def test_hevc_for_rgb_is_written_with_a_closed_gop_and_depth_as_lerobot_writes_it():
+    """A training loader seeks to keyframes: x265's default open GOP (CRA) gives it a
+    neighbouring frame, so RGB HEVC is written with IDR keyframes (-flags +cgop)."""
+    spec = InputSpec(64, 48, 30, "rgb24")
+    rgb = build_command("ffmpeg", spec, EncoderConfig("libx265"), "/tmp/x.mp4")
+    assert rgb[rgb.index("-flags") + 1] == "+cgop"
+    depth = build_command(
+        "ffmpeg", InputSpec(64, 48, 30, "gray12le"), DepthEncoderConfig(), "/tmp/d.mp4"
+    )
+    assert "-flags" not in depth
+    x264 = build_command("ffmpeg", spec, EncoderConfig("libx264"), "/tmp/x.mp4")
+    assert "-flags" not in x264

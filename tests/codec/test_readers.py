@@ -217,3 +217,33 @@ def test_a_reader_whose_libraries_do_not_load_is_said_to_be_unavailable(
     assert "the reader torchcodec is not available here, because" in err
     assert "Could not load libtorchcodec" in err and "libavcodec" in err
     assert "internal error" not in err and len(err.splitlines()) < 5
+
+
+@pytest.mark.slow
+def test_a_reader_that_returns_a_neighbouring_frame_at_random_fails_verify(
+    clips, capsys, monkeypatch
+):
+    """A reader that decodes every frame in order, but hands back the next frame for
+    some asked for at random (what torchcodec's approximate seeking does in HEVC), fails
+    with the rows it got wrong. White-box: such a reader cannot be made on demand here
+    (torchcodec needs torch); tools/lerobot-check.sh runs the real one."""
+    real = readers._AT["pyav"]
+
+    def neighbour(path, indices, fps):  # odd rows come back as the frame after them
+        asked = iter(indices)
+        shifted = [min(i + i % 2, FRAMES - 1) for i in indices]
+        for (_, frame), i in zip(real(path, shifted, fps), asked, strict=True):
+            yield i, frame
+
+    monkeypatch.setitem(readers._AT, "pyav", neighbour)
+    check = check_reader("pyav", clips["libx265"], FRAMES)
+    odd = [i for i in range(FRAMES - 1) if i % 2]
+    assert not check.ok and check.sampled == FRAMES and check.wrong == odd
+    assert check.decoded == FRAMES  # in order, every frame was right
+    assert f"{len(odd)} of {FRAMES} frames asked for at random came back as another" in (
+        check.describe()
+    )
+    assert main(["verify", str(clips["libx265"]), "--reader", "pyav"]) == 1
+    assert "came back as another frame (rows 1, 3, 5)" in capsys.readouterr().out
+    monkeypatch.setitem(readers._AT, "pyav", real)
+    assert check_reader("pyav", clips["libx265"], FRAMES).wrong == []

@@ -225,3 +225,43 @@ def test_the_report_shows_a_frozen_camera_and_dropped_frames_at_a_glance(tmp_pat
     body = re.sub(r"\s+", " ", render(health))
     overview = body.split("<h2>Overview</h2>")[1].split("</table>")[0]
     assert "3 repeated" in overview and "frozen 20 frames" in overview
+
+
+def _clip(tmp_path, name, config, frames=60):
+    from ffstream import FFmpegWriter
+    from ffstream.cameras import SyntheticCamera
+
+    cam = SyntheticCamera("cam", 160, 96)
+    path = tmp_path / f"{name}.mp4"
+    with FFmpegWriter(path, 160, 96, 30, config, mode="offline") as w:
+        for i in range(frames):
+            w.submit(cam.frame(i))
+    return path
+
+
+def test_random_access_through_torchcodec_as_lerobot_reads(tmp_path):
+    """verify --reader torchcodec asks for frames at random as LeRobot's cached decoder
+    does (seek_mode="approximate"): AV1 and H.264 come back right; HEVC with x265's
+    open GOP comes back wrong and is failed, naming the fix; ffstream's own HEVC (closed
+    GOP) is either read right or failed the same way, never passed with wrong frames."""
+    import subprocess
+
+    from ffstream import EncoderConfig, find_ffmpeg
+    from ffstream._codec.reader_check import check_reader
+
+    for codec in ("libsvtav1", "libx264"):
+        result = check_reader("torchcodec", _clip(tmp_path, codec, EncoderConfig(codec)), 60)
+        assert result.ok and result.sampled == 30, result.describe()
+    open_gop = tmp_path / "open.mp4"  # x265's defaults, as another tool writes HEVC
+    ff = find_ffmpeg().path
+    subprocess.run(
+        [ff, "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=160x96:r=30:d=2", "-c:v", "libx265",
+         "-g", "2", "-pix_fmt", "yuv420p", str(open_gop)],
+        check=True,
+    )  # fmt: skip
+    found = check_reader("torchcodec", open_gop, 60)
+    print("open GOP:", found.describe())
+    assert not found.ok and found.wrong and "seek_mode='exact'" in found.describe()
+    ours = check_reader("torchcodec", _clip(tmp_path, "hevc", EncoderConfig("libx265")), 60)
+    print("ffstream's HEVC:", ours.describe())
+    assert ours.ok or (ours.wrong and "seek_mode='exact'" in ours.describe())
