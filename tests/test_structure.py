@@ -18,6 +18,7 @@ OPTIONAL = {
     "torchcodec",
     "pyarrow",
     "rerun",
+    "PIL",
 }  # imported where used
 
 

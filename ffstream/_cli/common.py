@@ -32,6 +32,24 @@ def resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
+# The keyframe interval is the storage-versus-loading choice of a training dataset
+# (docs/training.md): a keyframe every other frame is read fastest at random, one a
+# second stores several times smaller and costs about twice as much per sample.
+GOPS = {"training": 2, "storage": 30}
+
+
+def gop_value(text: str) -> int:
+    """--g: ``training`` (2), ``storage`` (30) or a number of frames."""
+    if text in GOPS:
+        return GOPS[text]
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected training, storage or a number of frames, got {text!r}"
+        ) from None
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .._capture.recorder import throughput
@@ -18,7 +19,15 @@ from .._machine.bench import (
     save_rows,
 )
 from .._machine.capacity import CostBook, advise, plan
-from .common import EXIT_OK, positive_float, positive_int, preset_value, resolution
+from .._machine.decode import GOP_ADVICE, hevc_warning, measure
+from .common import (
+    EXIT_FRAMES_LOST,
+    EXIT_OK,
+    positive_float,
+    positive_int,
+    preset_value,
+    resolution,
+)
 
 
 def add_parsers(sub) -> None:
@@ -60,6 +69,24 @@ def add_parsers(sub) -> None:
         help="comma-separated WxH (default: 640x480,1280x720,1920x1080)",
     )
     bench.add_argument("--ffmpeg", default=None, help="ffmpeg binary to use")
+    bench.add_argument(
+        "--decode",
+        nargs="+",
+        type=Path,
+        metavar="VIDEO",
+        default=None,
+        help="instead of encoding: what reading these videos costs a training loader, per "
+        "sample at random, through each reader installed here (torchcodec as LeRobot "
+        "caches it, PyAV, PyAV with one thread) against the same frames as PNG; every "
+        "returned frame is checked (docs/training.md)",
+    )
+    bench.add_argument("--samples", type=int, default=200, help="with --decode: samples per round")
+    bench.add_argument("--window", type=int, default=1, help="with --decode: frames per sample (1)")
+    bench.add_argument("--rounds", type=int, default=3, help="with --decode: rounds (3)")
+    bench.add_argument(
+        "--readers", default=None, help="with --decode: comma-separated (default: all installed)"
+    )
+    bench.add_argument("--json", action="store_true", help="with --decode: JSON for scripts")
 
     adv = sub.add_parser(
         "advise",
@@ -119,6 +146,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.decode:
+        return _bench_decode(args)
 
     encoders = args.encoders.split(",") if args.encoders else None
     sizes = (
@@ -145,6 +174,38 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         else:
             print('no chart: matplotlib is not installed (pip install "ffstream[plot]")')
     return EXIT_OK
+
+
+def _bench_decode(args: argparse.Namespace) -> int:
+    """`bench --decode`: a table per file and reader; exit 1 if any reader returned a
+    wrong frame (a loader would train on it)."""
+    for path in args.decode:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+    readers = args.readers.split(",") if args.readers else None
+    rows = measure(
+        list(args.decode), readers, args.samples, args.window, args.rounds,
+        progress=None if args.json else lambda what: print(f"  {what}", file=sys.stderr),
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        png = {r.file: r.ms_per_sample for r in rows if r.reader == "png" and not r.error}
+        print(f"{'file':<24} {'codec':<6} {'GOP':>5} {'MB':>6} {'reader':<11} "
+              f"{'ms/sample':>9} {'x PNG':>6} {'wrong':>6}")  # fmt: skip
+        for r in rows:
+            ratio = f"{r.ms_per_sample / png[r.file]:.2f}" if png.get(r.file) else "-"
+            wrong = f"{len(r.wrong)}" if not r.error else "error"
+            print(f"{r.file:<24} {r.codec:<6} {r.keyframe_interval:>5g} {r.megabytes:>6.2f} "
+                  f"{r.reader:<11} {r.ms_per_sample:>9.2f} {ratio:>6} {wrong:>6}")  # fmt: skip
+            if r.error:
+                print(f"  {r.reader}: {r.error}")
+            elif r.wrong:
+                rows_ = ", ".join(map(str, r.wrong[:8]))
+                print(f"  {r.reader} returned another frame for rows {rows_}: a training "
+                      "loader would learn from the wrong picture (`ffstream verify FILE "
+                      f"--reader {r.reader.split('-')[0]}` says what to do)")  # fmt: skip
+    return EXIT_FRAMES_LOST if any(r.wrong or r.error for r in rows) else EXIT_OK
 
 
 def _cmd_advise(args: argparse.Namespace) -> int:
@@ -184,6 +245,9 @@ def _cmd_advise(args: argparse.Namespace) -> int:
     )
     for reason in a.reasons:
         print(f"  - {reason}")
+    print(f"keyframes: {GOP_ADVICE}")
+    if warning := hevc_warning(p.vcodec or ""):
+        print(f"warning: {warning}")
     return EXIT_OK
 
 

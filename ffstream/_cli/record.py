@@ -24,6 +24,7 @@ from .._ffmpeg import find_ffmpeg
 from .._inspection.report import write_report
 from .._inspection.verify import Report, judge_episode
 from .._machine.capacity import LADDER, plan
+from .._machine.decode import hevc_warning
 from .._monitor import CpuMonitor
 from .._priority import PRIORITIES, realtime_capture
 from .._verdict import VERDICTS
@@ -250,6 +251,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
         config = resolve_config(dataclasses.replace(config, extra_options=extra), args.ffmpeg)
     px = throughput(color, w, h, args.fps)
     _print_header(args, cameras, config, px, fit)
+    if warning := hevc_warning(config.vcodec):
+        print(f"  warning: {warning}")
     if view is not None and view.web_url:
         print(f"  live view: {view.web_url}")
     library_log = logging.getLogger("ffstream")

@@ -15,6 +15,7 @@ from .._datasets.transcode import TranscodeReport, transcode
 from .._datasets.transcode.executors import EXECUTORS
 from .._datasets.transcode.job import JobResult
 from .._inspection.verify import verify_episode
+from .._machine.decode import hevc_warning
 from ..errors import InvalidEpisodeError
 from .common import (
     EXIT_FRAMES_LOST,
@@ -22,6 +23,7 @@ from .common import (
     EXIT_OK,
     EXIT_USAGE,
     crf_value,
+    gop_value,
     positive_float,
     positive_int,
     preset_value,
@@ -42,7 +44,14 @@ def add_parsers(sub) -> None:
     tc.add_argument("--vcodec", default="libsvtav1", help="encoder for RGB videos (libsvtav1)")
     tc.add_argument("--crf", type=crf_value, default=None, help="quality (codec default if unset)")
     tc.add_argument("--preset", default=None, help="encoder preset (codec default if unset)")
-    tc.add_argument("--g", type=positive_int, default=2, help="keyframe interval in frames (2)")
+    tc.add_argument(
+        "--g",
+        type=gop_value,
+        default=2,
+        help="keyframes: training (2, the default: fastest to read at random), storage (30: "
+        "files several times smaller, about twice the cost per training sample) or a "
+        "number of frames (docs/training.md)",
+    )
     tc.add_argument("--pix-fmt", default="yuv420p", help="pixel format of RGB videos (yuv420p)")
     tc.add_argument(
         "--depth",
@@ -86,6 +95,8 @@ def _cmd_transcode(args: argparse.Namespace) -> int:
     elif spec is not None and spec.crf_range is None:
         opts["crf"] = None  # a codec with no quality scale (FFV1)
     rgb = EncoderConfig(**opts, preset=preset_value(args.preset))
+    if warning := hevc_warning(rgb.vcodec):
+        print(f"ffstream transcode: warning: {warning}", file=sys.stderr)
     depth = None
     if args.depth == "codes":
         depth = DepthEncoderConfig(ffmpeg=args.ffmpeg)

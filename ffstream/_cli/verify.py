@@ -29,8 +29,9 @@ def add_parsers(sub) -> None:
         "--reader",
         choices=READERS,
         default=None,
-        help="also check that this reader decodes every frame of every video "
-        "(pyav, opencv or torchcodec must be installed)",
+        help="also check that this reader decodes every frame of every video, and returns "
+        "the right frame when 30 are asked for at random, as a training loader asks "
+        "(pyav, opencv or torchcodec must be installed; docs/training.md)",
     )
 
 

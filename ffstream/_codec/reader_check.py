@@ -223,30 +223,32 @@ def _opencv_at(path: Path, indices: list[int], fps: float) -> Iterator[tuple[int
 
 
 def _torchcodec_at(path: Path, indices: list[int], fps: float) -> Iterator[tuple[int, object]]:
-    """Frames by their time, with the decoder LeRobot caches (approximate seeking)."""
+    """As LeRobot 0.6 asks (its cached decoder, approximate seeking): a time becomes
+    the index ``round(t * average_fps)``, and the frame at that index is decoded."""
     from torchcodec.decoders import VideoDecoder
 
     decoder = VideoDecoder(str(path), seek_mode="approximate")
+    rate = decoder.metadata.average_fps or fps
     for i in indices:
-        yield i, decoder.get_frames_played_at(seconds=[i / fps]).data[0]
+        yield i, decoder.get_frames_at(indices=[round(i / fps * rate)]).data[0]
 
 
 # How each reader is asked for a frame at random; ffstream's own reads in order only.
-_AT: dict[str, Callable[[Path, list[int], float], Iterator[tuple[int, object]]]] = {
+AT_RANDOM: dict[str, Callable[[Path, list[int], float], Iterator[tuple[int, object]]]] = {
     "pyav": _pyav_at,
     "opencv": _opencv_at,
     "torchcodec": _torchcodec_at,
 }
 
 
-def _digest(frame: object) -> bytes:
+def frame_digest(frame: object) -> bytes:
     """A frame's pixels, whatever the reader gives (an array, a tensor, a PyAV frame)."""
     to_ndarray = getattr(frame, "to_ndarray", None)
     data = to_ndarray() if to_ndarray else getattr(frame, "numpy", lambda: frame)()
     return hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16).digest()
 
 
-_OPENERS: dict[str, Callable[[Path, FFmpeg | str | None], tuple[str, Iterator[object]]]] = {
+IN_ORDER: dict[str, Callable[[Path, FFmpeg | str | None], tuple[str, Iterator[object]]]] = {
     "ffmpeg": _ffmpeg,
     "pyav": _pyav,
     "opencv": _opencv,
@@ -275,7 +277,7 @@ def check_reader(
     p = Path(path)
     container_format(p)  # refuses anything but MP4/MOV and Matroska by their bytes
     try:
-        version, frames = _OPENERS[reader](p, ffmpeg)
+        version, frames = IN_ORDER[reader](p, ffmpeg)
     except ImportError:
         raise InvalidSettingError(
             f"the reader {reader} is not installed here: {_INSTALL[reader]}"
@@ -290,13 +292,13 @@ def check_reader(
     error = ""
     try:
         for frame in frames:
-            digests.append(_digest(frame))
+            digests.append(frame_digest(frame))
             if len(digests) >= MAX_FRAMES:
                 break
     except Exception as exc:  # any library's failure is the finding, not a crash
         error = _first_line(exc)
     check = ReaderCheck(reader, version, len(digests), expected, error)
-    if check.ok and reader in _AT:
+    if check.ok and reader in AT_RANDOM:
         _at_random(check, p, digests, ffmpeg)
     if not check.ok and not check.error:
         check.error = _why(check, p, ffmpeg)
@@ -318,8 +320,8 @@ def _at_random(
     indices = random.Random(len(digests)).sample(range(len(digests)), min(SAMPLES, len(digests)))
     got: dict[int, bytes] = {}
     try:
-        for i, frame in _AT[check.reader](path, indices, fps):
-            got[i] = _digest(frame)
+        for i, frame in AT_RANDOM[check.reader](path, indices, fps):
+            got[i] = frame_digest(frame)
     except Exception as exc:
         check.error = f"asked for frames at random: {_first_line(exc)}"
         return

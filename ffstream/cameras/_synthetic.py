@@ -1,9 +1,12 @@
 """A synthetic camera whose frames carry their own index.
 
-Frames are a moving colour pattern plus noise (so codecs do real work) with the frame
-index stamped as a grid of big black/white cells in the top-left corner: lossy codecs
-keep such cells intact, so the index can be read back after a round trip and every
-frame of a decoded video can be checked for presence and order.
+Frames are a moving colour pattern plus noise (so codecs do real work), or with
+``scene="robot"`` a workbench seen by a fixed camera (a two-link arm moving over it, a
+box it pushes, sensor noise that differs every frame), so that bitrates and decoding
+costs measured on them mean something. Either way the frame index is stamped as a grid
+of big black/white cells in the top-left corner: lossy codecs keep such cells intact,
+so the index can be read back after a round trip and every frame of a decoded video
+can be checked for presence and order.
 """
 
 from __future__ import annotations
@@ -19,6 +22,34 @@ _COLS, _ROWS = 12, 2  # stamp grid: 2 marker cells (white, black) + 22 data bits
 _BITS = _COLS * _ROWS - 2
 MAX_INDEX = (1 << _BITS) - 1
 _NOISE_FRAMES = 8
+
+
+SCENES = ("pattern", "robot")
+
+
+def robot_frame(index: int, width: int, height: int, texture: np.ndarray) -> np.ndarray:
+    """A workbench under a fixed camera: a dim textured table, a two-link arm whose
+    joints swing slowly, a box that slides with it, and sensor noise of its own in every
+    frame (sigma 2.5 levels), as a robot's camera sees a demonstration."""
+    ys, xs = np.ogrid[0:height, 0:width]
+    grain = texture[:, :width].astype(np.float32).mean(axis=2, keepdims=True)
+    table = (60 + grain * 0.35) * np.array([1.0, 0.85, 0.7], np.float32)  # a wooden bench
+    table += (40 * ys / height)[..., None]  # light falling off towards the camera
+    t = index / 30
+    base = np.array([width * 0.5, height * 0.95])
+    a1, a2 = -1.9 + 0.5 * np.sin(t * 0.9), 0.9 * np.sin(t * 1.3 + 0.5)
+    elbow = base + 0.42 * height * np.array([np.cos(a1), np.sin(a1)])
+    hand = elbow + 0.33 * height * np.array([np.cos(a1 + a2), np.sin(a1 + a2)])
+    box = (int(width * (0.25 + 0.1 * np.sin(t * 0.6))), int(height * 0.55))
+    s = max(4, width // 12)
+    table[box[1] : box[1] + s, box[0] : box[0] + s] = (190, 120, 40)
+    for a, b, radius, colour in ((base, elbow, 0.045, 200), (elbow, hand, 0.035, 160)):
+        for k in np.linspace(0, 1, 12):
+            cx, cy = a + (b - a) * k
+            disc = (xs - cx) ** 2 + (ys - cy) ** 2 <= (radius * height) ** 2
+            table[disc] = (colour, colour, colour + 20)
+    noise = np.random.default_rng(index).normal(0, 2.5, table.shape).astype(np.float32)
+    return np.clip(table + noise, 0, 255).astype(np.uint8)
 
 
 def _cell(width: int, height: int) -> int:
@@ -94,8 +125,12 @@ class SyntheticCamera(ConnectsOnEnter):
         seed: int = 0,
         noise: int = 6,
         depth: bool = False,
+        scene: str = "pattern",
     ):
         _cell(width, height)
+        if scene not in SCENES:
+            raise InvalidSettingError(f"scene must be one of {', '.join(SCENES)}, got {scene!r}")
+        self.scene = scene
         self.name, self.width, self.height, self.fps = name, width, height, fps
         self.has_depth = depth
         rng = np.random.default_rng(seed)
@@ -126,8 +161,11 @@ class SyntheticCamera(ConnectsOnEnter):
 
     def frame(self, index: int) -> np.ndarray:
         """Frame number ``index`` (the same every time it is asked for)."""
-        shift = (index * 4) % self.width
-        out = self._texture[:, shift : shift + self.width] + self._noise[index % _NOISE_FRAMES]
+        if self.scene == "robot":
+            out = robot_frame(index, self.width, self.height, self._texture)
+        else:
+            shift = (index * 4) % self.width
+            out = self._texture[:, shift : shift + self.width] + self._noise[index % _NOISE_FRAMES]
         stamp_index(out, index)
         return out
 

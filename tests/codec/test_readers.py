@@ -227,7 +227,7 @@ def test_a_reader_that_returns_a_neighbouring_frame_at_random_fails_verify(
     some asked for at random (what torchcodec's approximate seeking does in HEVC), fails
     with the rows it got wrong. White-box: such a reader cannot be made on demand here
     (torchcodec needs torch); tools/lerobot-check.sh runs the real one."""
-    real = readers._AT["pyav"]
+    real = readers.AT_RANDOM["pyav"]
 
     def neighbour(path, indices, fps):  # odd rows come back as the frame after them
         asked = iter(indices)
@@ -235,7 +235,7 @@ def test_a_reader_that_returns_a_neighbouring_frame_at_random_fails_verify(
         for (_, frame), i in zip(real(path, shifted, fps), asked, strict=True):
             yield i, frame
 
-    monkeypatch.setitem(readers._AT, "pyav", neighbour)
+    monkeypatch.setitem(readers.AT_RANDOM, "pyav", neighbour)
     check = check_reader("pyav", clips["libx265"], FRAMES)
     odd = [i for i in range(FRAMES - 1) if i % 2]
     assert not check.ok and check.sampled == FRAMES and check.wrong == odd
@@ -245,5 +245,5 @@ def test_a_reader_that_returns_a_neighbouring_frame_at_random_fails_verify(
     )
     assert main(["verify", str(clips["libx265"]), "--reader", "pyav"]) == 1
     assert "came back as another frame (rows 1, 3, 5)" in capsys.readouterr().out
-    monkeypatch.setitem(readers._AT, "pyav", real)
+    monkeypatch.setitem(readers.AT_RANDOM, "pyav", real)
     assert check_reader("pyav", clips["libx265"], FRAMES).wrong == []

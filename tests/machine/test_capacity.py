@@ -135,5 +135,6 @@ def test_bench_and_advise_cli(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "3 camera(s) 160x96 @ 30 fps" in out and "settings: vcodec=libx264" in out
     assert out.count("verdict:") == 1 and "verdict: fits: libx264" in out
+    assert "keyframes: g=2 (the default)" in out and "transcode --g storage" in out
     assert main(["advise", "--bench", str(tmp_path / "none.csv")]) == 2
     assert "run `ffstream bench` first" in capsys.readouterr().err
