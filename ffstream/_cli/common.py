@@ -33,8 +33,8 @@ def resolution(text: str) -> tuple[int, int]:
 
 
 # The keyframe interval is the storage-versus-loading choice of a training dataset
-# (docs/training.md): a keyframe every other frame is read fastest at random, one a
-# second stores several times smaller and costs about twice as much per sample.
+# (docs/training.md): a keyframe every other frame is read fastest at random; one a
+# second stores smaller and costs more per sample.
 GOPS = {"training": 2, "storage": 30}
 
 

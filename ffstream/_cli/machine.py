@@ -73,9 +73,10 @@ def add_parsers(sub) -> None:
         "--decode",
         nargs="+",
         type=Path,
-        metavar="VIDEO",
+        metavar="PATH",
         default=None,
-        help="instead of encoding: what reading these videos costs a training loader, per "
+        help="instead of encoding: what reading these videos (or the videos in these "
+        "folders: a dataset, a recording) costs a training loader, per "
         "sample at random, through each reader installed here (torchcodec as LeRobot "
         "caches it, PyAV, PyAV with one thread) against the same frames as PNG; every "
         "returned frame is checked (docs/training.md)",
@@ -179,12 +180,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _bench_decode(args: argparse.Namespace) -> int:
     """`bench --decode`: a table per file and reader; exit 1 if any reader returned a
     wrong frame (a loader would train on it)."""
-    for path in args.decode:
-        if not path.is_file():
+    files: list[Path] = []
+    for path in args.decode:  # a folder (a dataset, a recording) stands for its videos
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*") if p.suffix in (".mp4", ".mkv") and p.is_file()
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
             raise FileNotFoundError(f"{path} does not exist")
+    if not files:
+        raise FileNotFoundError(f"no video in {', '.join(map(str, args.decode))}")
     readers = args.readers.split(",") if args.readers else None
     rows = measure(
-        list(args.decode), readers, args.samples, args.window, args.rounds,
+        files, readers, args.samples, args.window, args.rounds,
         progress=None if args.json else lambda what: print(f"  {what}", file=sys.stderr),
     )  # fmt: skip
     if args.json:

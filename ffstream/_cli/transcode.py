@@ -49,8 +49,8 @@ def add_parsers(sub) -> None:
         type=gop_value,
         default=2,
         help="keyframes: training (2, the default: fastest to read at random), storage (30: "
-        "files several times smaller, about twice the cost per training sample) or a "
-        "number of frames (docs/training.md)",
+        "files 2.5-4 times smaller, 2-5 times the cost per training sample) or a number "
+        "of frames (docs/training.md)",
     )
     tc.add_argument("--pix-fmt", default="yuv420p", help="pixel format of RGB videos (yuv420p)")
     tc.add_argument(

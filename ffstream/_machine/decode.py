@@ -38,8 +38,8 @@ from ..errors import InvalidSettingError
 LOADERS = ("torchcodec", "pyav", "pyav-1", "png")
 GOP_ADVICE = (
     "g=2 (the default) is what a training loader reads fastest at random; "
-    "`ffstream transcode --g storage` (a keyframe a second) stores the videos several times "
-    "smaller for about twice the cost per training sample (docs/training.md)"
+    "`ffstream transcode --g storage` (a keyframe a second) stores the videos 2.5-4 times "
+    "smaller for 2-5 times the cost per training sample (docs/training.md)"
 )
 _NEEDS = {"torchcodec": "torchcodec", "pyav": "av", "pyav-1": "av", "png": "PIL"}
 

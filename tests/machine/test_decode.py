@@ -77,7 +77,7 @@ def test_a_reader_that_returns_a_neighbouring_frame_is_counted_and_the_command_f
     out = capsys.readouterr().out
     assert code == 1 and "pyav returned another frame for rows" in out
     monkeypatch.undo()
-    assert main(["bench", "--decode", str(clip), "--readers", "pyav,png", "--json"]) == 0
+    assert main(["bench", "--decode", str(clip.parent), "--readers", "pyav,png", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert [r["reader"] for r in got] == ["pyav", "png"] and all(r["wrong"] == [] for r in got)
 
@@ -90,6 +90,8 @@ def test_the_keyframe_interval_is_named_by_what_it_is_for(capsys):
     with pytest.raises(SystemExit):
         main(["transcode", "a", "b", "--g", "fast"])
     assert "expected training, storage or a number of frames, got 'fast'" in capsys.readouterr().err
+    assert main(["bench", "--decode", "/nonexistent/x.mp4"]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.fast
