@@ -94,9 +94,9 @@ class ViewFeed:
     def note(self, text: str) -> None:
         self._put(("note", text))
 
-    def put(self, key: str, sample: Sample, seconds: float) -> None:
-        """Never waits: a sample that finds its camera's queue full is dropped, and so is
-        every one after it up to the next keyframe."""
+    def put(self, key: str, sample: Sample, seconds: float) -> bool:
+        """Never waits: a sample that finds its camera's queue full is dropped (False),
+        and so is every one after it up to the next keyframe."""
         with self._cond:
             self._end[key] = max(self._end.get(key, 0.0), seconds)
             if key in self._skipping and sample.keyframe:
@@ -105,11 +105,12 @@ class ViewFeed:
                 if not self._failed:
                     self._skipping.add(key)
                 self.dropped[key] += 1
-                return
+                return False
             self._waiting[key] += 1
             self._jobs.append(("send", key, sample.data, sample.keyframe, seconds))
             if self._idle:
                 self._cond.notify()
+            return True
 
     def _put(self, job: tuple) -> None:
         with self._cond:
@@ -200,7 +201,7 @@ class PreviewTap:
         self._start, self._period = start, 1 / float(fps)
         self._read, self._write = os.pipe()
         self._thread: threading.Thread | None = None
-        self.pictures = 0
+        self.pictures = self.dropped = 0
 
     @property
     def output(self) -> str:
@@ -247,8 +248,14 @@ class PreviewTap:
 
     def _hand_over(self, samples: list[Sample]) -> None:
         for sample in samples:
-            self.feed.put(self.key, sample, self._start + self.pictures * self._period)
+            if not self.feed.put(self.key, sample, self._start + self.pictures * self._period):
+                self.dropped += 1
             self.pictures += 1
+
+    def counts(self) -> dict[str, int]:
+        """This stream's pictures and how many the view dropped (VideoResult.view); a
+        viewer that failed later drops more, counted by its feed."""
+        return {"pictures": self.pictures, "dropped": self.dropped}
 
     def join(self, timeout: float) -> None:
         """Wait for the drain to reach the end of the stream (ffmpeg has exited)."""

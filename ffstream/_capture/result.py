@@ -37,6 +37,9 @@ class VideoResult:
     scheduling: dict[str, Any] | None = None  # how ffmpeg's threads ran (_priority.py)
     # [first, last] rows of each stretch where the picture did not change (frozen.py)
     frozen: list[list[int]] = field(default_factory=list)
+    # the live view (view=): pictures the encoder wrote for it, and those it dropped
+    # because the viewer lagged (whole GOPs; the file is never affected)
+    view: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "stats"}

@@ -338,6 +338,7 @@ class FFmpegWriter:
             finalize_seconds=self._finalize_seconds,
             scheduling=self._scheduling.to_dict() if self._scheduling else None,
             frozen=to_rows(self._frozen.finish(), dropped),
+            view=self._preview.counts() if self._preview is not None else None,
         )
 
     def __enter__(self) -> FFmpegWriter:
