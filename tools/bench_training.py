@@ -78,7 +78,9 @@ def main() -> None:
         rows = measure(paths, samples=a.samples, reps=a.rounds, progress=print)
     png = {r.file: r.ms_per_sample for r in rows if r.reader == "png" and not r.error}
     print(f"\n{a.frames} frames of {a.size} at 30 fps, {a.samples} samples x {a.rounds} rounds\n")
-    print("| file | MB | PSNR dB | reader | ms per sample | x PNG | wrong frames |")
+    asks = a.samples * a.rounds
+    head = ("file", "MB", "PSNR dB", "reader", "ms per sample", "x PNG")
+    print(f"| {' | '.join(head)} | frames that came back wrong (in {asks} asks) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = f"{r.ms_per_sample / png[r.file]:.2f}" if png.get(r.file) else "-"
