@@ -182,9 +182,15 @@ def _bench_decode(args: argparse.Namespace) -> int:
     wrong frame (a loader would train on it)."""
     files: list[Path] = []
     for path in args.decode:  # a folder (a dataset, a recording) stands for its videos
-        if path.is_dir():
+        if path.is_dir():  # its own videos only: a link never leads the reading outside
+            root = path.resolve()
             files += sorted(
-                p for p in path.rglob("*") if p.suffix in (".mp4", ".mkv") and p.is_file()
+                p
+                for p in path.rglob("*")
+                if p.suffix in (".mp4", ".mkv")
+                and not p.is_symlink()
+                and p.resolve().is_relative_to(root)
+                and p.is_file()
             )
         elif path.is_file():
             files.append(path)

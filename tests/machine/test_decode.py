@@ -94,6 +94,19 @@ def test_the_keyframe_interval_is_named_by_what_it_is_for(capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_a_folder_stands_for_its_own_videos_never_those_a_link_leads_to(clip, tmp_path, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "theirs.mp4").write_bytes(clip.read_bytes())
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "link.mp4").symlink_to(outside / "theirs.mp4")
+    (folder / "sub").symlink_to(outside)
+    assert main(["bench", "--decode", str(folder), "--readers", "png"]) == 2
+    assert "no video in" in capsys.readouterr().err
+
+
 @pytest.mark.fast
 def test_hevc_that_ffstream_cannot_close_is_named_with_the_check_to_run():
     said = decode.hevc_warning("hevc_nvenc")
