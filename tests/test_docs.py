@@ -170,3 +170,26 @@ def test_every_test_a_page_cites_exists():
             if test and current is not None and f"def {test}(" not in current.read_text():
                 missing.append(f"{page.name}: {current.relative_to(ROOT)}::{test}")
     assert missing == [], missing
+
+
+def _anchors(text: str) -> set[str]:
+    """The section anchors a Markdown page has (GitHub's rule: lower case, spaces to
+    hyphens, punctuation dropped)."""
+    found = set()
+    for line in text.splitlines():
+        if line.startswith("#"):
+            title = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower())
+            found.add(title.replace(" ", "-"))
+    return found
+
+
+@pytest.mark.fast
+def test_every_link_to_a_section_leads_to_one():
+    pages = {p.name: p.read_text() for p in PAGES}
+    broken = [
+        f"{name}: {m.group(0)}"
+        for name, text in pages.items()
+        for m in re.finditer(r"\]\((?:(?:docs/)?([\w\-]+\.md))?#([\w\-]+)\)", text)
+        if m.group(2) not in _anchors(pages.get(m.group(1) or name, ""))
+    ]
+    assert broken == [], broken
