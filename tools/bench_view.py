@@ -2,6 +2,7 @@
 
     python tools/bench_view.py [--cameras 3] [--size 640x480] [--fps 30] [--seconds 10]
                                [--rounds 3] [--setups none,ffstream,lerobot,lerobot-jpeg]
+                               [--preset 3]   # SVT-AV1 slower than the machine: over capacity
 
 Each set-up records the same cameras at the same rate with StreamingVideoEncoder (the
 defaults: SVT-AV1, live mode) in a process of its own, rounds interleaved, and counts
@@ -43,11 +44,20 @@ class _NullSink:
     def flush(self) -> None: ...
 
 
-def run_one(setup: str, cameras: int, w: int, h: int, fps: float, secs: float, out: Path) -> dict:
+def run_one(
+    setup: str,
+    cameras: int,
+    w: int,
+    h: int,
+    fps: float,
+    secs: float,
+    out: Path,
+    preset: int | None = None,
+) -> dict:
     """One set-up, in this process: CPU seconds of the process over the recording."""
     import rerun as rr
 
-    from ffstream import RerunView, StreamingVideoEncoder
+    from ffstream import EncoderConfig, RerunView, StreamingVideoEncoder
     from ffstream.cameras import SyntheticCamera
 
     cams = [SyntheticCamera(f"cam{i}", w, h, fps, seed=i) for i in range(cameras)]
@@ -60,7 +70,7 @@ def run_one(setup: str, cameras: int, w: int, h: int, fps: float, secs: float, o
     elif setup.startswith("lerobot"):
         rr.init("lerobot-style")
         rr.save(str(out / "view.rrd"))
-    enc = StreamingVideoEncoder(fps, view=view)
+    enc = StreamingVideoEncoder(fps, EncoderConfig("libsvtav1", preset=preset), view=view)
     enc.start_episode([c.name for c in cams], out / "ep")
     n = int(secs * fps)
     cpu0, t0 = time.process_time(), time.monotonic()
@@ -97,12 +107,19 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--setups", default=",".join(SETUPS))
+    ap.add_argument(
+        "--preset",
+        default=None,
+        help="SVT-AV1 preset (default: ffstream's, 12); 6 is over capacity",
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a child: run this set-up, print JSON
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
     w, h = (int(x) for x in a.size.split("x"))
     if a.one:
-        print(json.dumps(run_one(a.one, a.cameras, w, h, a.fps, a.seconds, Path(a.out))))
+        preset = int(a.preset) if a.preset else None
+        result = run_one(a.one, a.cameras, w, h, a.fps, a.seconds, Path(a.out), preset)
+        print(json.dumps(result))
         return
     setups = a.setups.split(",")
     rows: dict[str, list[dict]] = {s: [] for s in setups}
@@ -112,6 +129,7 @@ def main() -> None:
                 argv = [sys.executable, __file__, "--one", setup, "--out", tmp]
                 argv += ["--cameras", str(a.cameras), "--size", a.size, "--fps", str(a.fps)]
                 argv += ["--seconds", str(a.seconds)]
+                argv += ["--preset", a.preset] if a.preset else []
                 out = subprocess.run(argv, capture_output=True, text=True, check=True)
                 rows[setup].append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = statistics.median(x["cpu_s"] for x in rows.get("none", [])) if "none" in rows else 0.0
