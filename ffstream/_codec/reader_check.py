@@ -197,9 +197,12 @@ def _pyav_at(path: Path, indices: list[int], fps: float) -> Iterator[tuple[int, 
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        base = stream.time_base
+        if base is None:  # no time base: nothing can be sought by time (nothing returned)
+            return
         for i in indices:
             t = i / fps
-            container.seek(round(t / stream.time_base) - 1, stream=stream, backward=True)
+            container.seek(round(t / base) - 1, stream=stream, backward=True)
             for frame in container.decode(stream):
                 if frame.time is not None and frame.time >= t - 0.5 / fps:
                     yield i, frame

@@ -117,6 +117,8 @@ class _PyAV(_Loader):
             if self.threads:
                 stream.codec_context.thread_count = self.threads
             first, last = min(seconds), max(seconds)
+            if stream.time_base is None:  # nothing can be sought by time
+                return []
             # a tick early: a seek to a frame's own time can land on the next keyframe
             container.seek(round(first / stream.time_base) - 1, stream=stream, backward=True)
             loaded: list[tuple[float, Any]] = []
