@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -189,24 +190,38 @@ def _torchcodec(path: Path, ffmpeg: FFmpeg | str | None) -> tuple[str, Iterator[
     return torchcodec.__version__, frames()
 
 
+def pyav_frames_at(container: Any, stream: Any, seconds: list[float], fps: float) -> list[Any]:
+    """The frames shown at ``seconds`` (sorted), as LeRobot's PyAV reader finds them:
+    a seek to the keyframe before the first (one tick early: a seek to a frame's own time
+    can land on the next keyframe), decoding up to the last, the nearest frame to each."""
+    if stream.time_base is None:  # nothing can be sought by time
+        return []
+    container.seek(round(min(seconds) / stream.time_base) - 1, stream=stream, backward=True)
+    loaded: list[tuple[float, Any]] = []
+    for frame in container.decode(stream):
+        if frame.time is None:
+            continue
+        loaded.append((frame.time, frame))
+        if frame.time >= max(seconds) - 0.5 / fps:
+            break
+    return [min(loaded, key=lambda tf: abs(tf[0] - s))[1] for s in seconds] if loaded else []
+
+
+def torchcodec_indices(decoder: Any, seconds: list[float], fps: float) -> list[int]:
+    """What LeRobot 0.6 asks its cached torchcodec decoder (approximate seeking) for:
+    each time turned into the index ``round(t * average_fps)``."""
+    rate = decoder.metadata.average_fps or fps
+    return [round(s * rate) for s in seconds]
+
+
 def _pyav_at(path: Path, indices: list[int], fps: float) -> Iterator[tuple[int, object]]:
-    """Seek to the keyframe before each time (one tick early: a seek to a frame's own
-    time can land on the next keyframe), then decode up to the frame shown there, as
-    LeRobot's PyAV reader does."""
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        base = stream.time_base
-        if base is None:  # no time base: nothing can be sought by time (nothing returned)
-            return
         for i in indices:
-            t = i / fps
-            container.seek(round(t / base) - 1, stream=stream, backward=True)
-            for frame in container.decode(stream):
-                if frame.time is not None and frame.time >= t - 0.5 / fps:
-                    yield i, frame
-                    break
+            for frame in pyav_frames_at(container, stream, [i / fps], fps):
+                yield i, frame
 
 
 def _opencv_at(path: Path, indices: list[int], fps: float) -> Iterator[tuple[int, object]]:
@@ -226,14 +241,12 @@ def _opencv_at(path: Path, indices: list[int], fps: float) -> Iterator[tuple[int
 
 
 def _torchcodec_at(path: Path, indices: list[int], fps: float) -> Iterator[tuple[int, object]]:
-    """As LeRobot 0.6 asks (its cached decoder, approximate seeking): a time becomes
-    the index ``round(t * average_fps)``, and the frame at that index is decoded."""
     from torchcodec.decoders import VideoDecoder
 
     decoder = VideoDecoder(str(path), seek_mode="approximate")
-    rate = decoder.metadata.average_fps or fps
     for i in indices:
-        yield i, decoder.get_frames_at(indices=[round(i / fps * rate)]).data[0]
+        (index,) = torchcodec_indices(decoder, [i / fps], fps)
+        yield i, decoder.get_frames_at(indices=[index]).data[0]
 
 
 # How each reader is asked for a frame at random; ffstream's own reads in order only.

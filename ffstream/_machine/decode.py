@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .._codec.reader import read_frames, video_info
-from .._codec.reader_check import IN_ORDER, frame_digest
+from .._codec.reader_check import IN_ORDER, frame_digest, pyav_frames_at, torchcodec_indices
 from ..errors import InvalidSettingError
 
 LOADERS = ("torchcodec", "pyav", "pyav-1", "png")
@@ -100,9 +100,7 @@ class _TorchCodec(_Loader):
         self.decoder = VideoDecoder(str(path), seek_mode="approximate")
 
     def get(self, seconds: list[float]) -> list[Any]:
-        """As LeRobot 0.6: each time to the index ``round(t * average_fps)``."""
-        rate = self.decoder.metadata.average_fps or self.fps
-        indices = [round(s * rate) for s in seconds]
+        indices = torchcodec_indices(self.decoder, seconds, self.fps)
         return list(self.decoder.get_frames_at(indices=indices).data)
 
 
@@ -112,23 +110,11 @@ class _PyAV(_Loader):
     def get(self, seconds: list[float]) -> list[Any]:
         import av
 
-        with av.open(str(self.path)) as container:
+        with av.open(str(self.path)) as container:  # per sample, as LeRobot's PyAV path
             stream = container.streams.video[0]
             if self.threads:
                 stream.codec_context.thread_count = self.threads
-            first, last = min(seconds), max(seconds)
-            if stream.time_base is None:  # nothing can be sought by time
-                return []
-            # a tick early: a seek to a frame's own time can land on the next keyframe
-            container.seek(round(first / stream.time_base) - 1, stream=stream, backward=True)
-            loaded: list[tuple[float, Any]] = []
-            for frame in container.decode(stream):
-                if frame.time is None:
-                    continue
-                loaded.append((frame.time, frame))
-                if frame.time >= last - 0.5 / self.fps:
-                    break
-        return [min(loaded, key=lambda tf: abs(tf[0] - s))[1] for s in seconds] if loaded else []
+            return pyav_frames_at(container, stream, seconds, self.fps)
 
 
 class _PyAV1(_PyAV):
